@@ -1,0 +1,40 @@
+// qforge command-line entry point: parses the subcommand and maps errors to exit codes.
+#include <cstdio>
+#include <memory>
+
+#include "qforge/base/error.h"
+#include "qforge/cli/command.h"
+
+namespace qforge::cli {
+std::vector<CommandSpec>& CommandRegistry() {
+  static std::vector<CommandSpec> registry;
+  return registry;
+}
+}  // namespace qforge::cli
+
+int main(int argc, char** argv) {
+  using namespace qforge::cli;
+  CLI::App app{"qforge: post-training quantization for LLMs, writing ModelOpt-format checkpoints"};
+  app.require_subcommand(1);
+  std::vector<std::pair<CLI::App*, RunFn>> runs;
+  auto& registry = CommandRegistry();
+  runs.reserve(registry.size());
+  for (auto& spec : registry) {
+    CLI::App* sub = app.add_subcommand(spec.name, spec.description);
+    runs.emplace_back(sub, spec.setup(*sub));
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    for (auto& [sub, run] : runs) {
+      if (sub->parsed()) return run();
+    }
+  } catch (const qforge::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 2;
+}
