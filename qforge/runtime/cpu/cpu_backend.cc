@@ -1,0 +1,253 @@
+// CPU backend: OpenBLAS sgemm for matrix products, OpenMP loops for the rest.
+#include "qforge/runtime/cpu/cpu_backend.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "qforge/base/error.h"
+
+namespace qforge {
+namespace {
+
+// Rows below this many elements of work run on one thread (OpenMP start-up costs more than the loop).
+constexpr int64_t kParallelGrain = 1 << 14;
+
+// Softmax of row[0, n) in place; rows are short enough that a scalar max + vectorizable exp pass is fine.
+inline void SoftmaxRow(float* row, int64_t n) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    const float e = std::exp(row[j] - mx);
+    row[j] = e;
+    sum += e;
+  }
+  const float inv = 1.f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+}
+
+}  // namespace
+
+void CpuBackend::Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n,
+                      int64_t k, bool accumulate, int64_t ldy) {
+  if (ldy == 0) ldy = n;
+  QF_ASSERT(ldy >= n, "Gemm: ldy {} < n {}", ldy, n);
+  if (m == 0 || n == 0) return;
+  float beta = accumulate ? 1.f : 0.f;
+  if (bias != nullptr) {
+    if (!accumulate) {
+#pragma omp parallel for if (m * n > kParallelGrain)
+      for (int64_t r = 0; r < m; ++r) std::memcpy(y + r * ldy, bias, n * sizeof(float));
+    } else {
+#pragma omp parallel for if (m * n > kParallelGrain)
+      for (int64_t r = 0; r < m; ++r) {
+        float* yr = y + r * ldy;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) yr[j] += bias[j];
+      }
+    }
+    beta = 1.f;
+  }
+  if (k == 0) {
+    if (beta == 0.f) {
+      for (int64_t r = 0; r < m; ++r) std::memset(y + r * ldy, 0, n * sizeof(float));
+    }
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), 1.f, x, static_cast<int>(k), w, static_cast<int>(k), beta, y,
+              static_cast<int>(ldy));
+}
+
+void CpuBackend::RmsNorm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps) {
+#pragma omp parallel for if (rows * dim > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float* yr = y + r * dim;
+    float ss = 0.f;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t j = 0; j < dim; ++j) ss += xr[j] * xr[j];
+    const float inv = 1.f / std::sqrt(ss / static_cast<float>(dim) + eps);
+#pragma omp simd
+    for (int64_t j = 0; j < dim; ++j) yr[j] = weight[j] * (xr[j] * inv);
+  }
+}
+
+void CpuBackend::Rope(float* x, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, const float* cos,
+                      const float* sin) {
+  QF_ASSERT(head_dim % 2 == 0, "Rope: odd head_dim {}", head_dim);
+  const int64_t half = head_dim / 2;
+  const int64_t rows = batch * heads * seq;
+#pragma omp parallel for if (rows * head_dim > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t pos = r % seq;
+    float* v = x + r * head_dim;
+    const float* c = cos + pos * half;
+    const float* s = sin + pos * half;
+#pragma omp simd
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = v[i];
+      const float b = v[i + half];
+      v[i] = a * c[i] - b * s[i];
+      v[i + half] = b * c[i] + a * s[i];
+    }
+  }
+}
+
+void CpuBackend::CausalAttention(const float* q, const float* k, const float* v, float* out, int64_t batch,
+                                 int64_t heads, int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) {
+  QF_ASSERT(kv_heads > 0 && heads % kv_heads == 0, "CausalAttention: heads {} kv_heads {}", heads, kv_heads);
+  const int64_t group = heads / kv_heads;
+  // Query rows are processed in blocks so the score matrix only spans the keys the block can see.
+  constexpr int64_t kBlock = 128;
+  const int64_t d = head_dim;
+  std::vector<float> scores(static_cast<size_t>(std::min(kBlock, seq) * seq));
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* qh = q + (b * heads + h) * seq * d;
+      const float* kh = k + (b * kv_heads + h / group) * seq * d;
+      const float* vh = v + (b * kv_heads + h / group) * seq * d;
+      for (int64_t i0 = 0; i0 < seq; i0 += kBlock) {
+        const int64_t nb = std::min(kBlock, seq - i0);
+        const int64_t nk = i0 + nb;
+        float* s = scores.data();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb), static_cast<int>(nk),
+                    static_cast<int>(d), scale, qh + i0 * d, static_cast<int>(d), kh, static_cast<int>(d), 0.f, s,
+                    static_cast<int>(nk));
+#pragma omp parallel for if (nb * nk > kParallelGrain)
+        for (int64_t r = 0; r < nb; ++r) {
+          float* row = s + r * nk;
+          const int64_t valid = i0 + r + 1;
+          SoftmaxRow(row, valid);
+          std::fill(row + valid, row + nk, 0.f);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(nb), static_cast<int>(d),
+                    static_cast<int>(nk), 1.f, s, static_cast<int>(nk), vh, static_cast<int>(d), 0.f,
+                    out + ((b * seq + i0) * heads + h) * d, static_cast<int>(heads * d));
+      }
+    }
+  }
+}
+
+void CpuBackend::Softmax(float* x, int64_t rows, int64_t cols) {
+#pragma omp parallel for if (rows * cols > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) SoftmaxRow(x + r * cols, cols);
+}
+
+void CpuBackend::SiluMul(const float* gate, const float* up, float* out, int64_t n) {
+#pragma omp parallel for simd if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.f + std::exp(-g)) * up[i];
+  }
+}
+
+void CpuBackend::Add(float* y, const float* x, int64_t n) {
+#pragma omp parallel for simd if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void CpuBackend::SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) {
+#pragma omp parallel for collapse(2) if (a * b * c * d > kParallelGrain)
+  for (int64_t i = 0; i < a; ++i) {
+    for (int64_t j = 0; j < b; ++j) {
+      for (int64_t l = 0; l < c; ++l) {
+        std::memcpy(y + ((i * c + l) * b + j) * d, x + ((i * b + j) * c + l) * d, d * sizeof(float));
+      }
+    }
+  }
+}
+
+void CpuBackend::TopKRouting(const float* logits, int64_t tokens, int64_t experts, int top_k, bool renormalize,
+                             int32_t* expert_ids, float* weights) {
+  QF_ASSERT(top_k >= 1 && top_k <= experts, "TopKRouting: top_k {} of {} experts", top_k, experts);
+#pragma omp parallel for if (tokens * experts > kParallelGrain)
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::vector<float> p(logits + t * experts, logits + (t + 1) * experts);
+    SoftmaxRow(p.data(), experts);
+    int32_t* ids = expert_ids + t * top_k;
+    float* w = weights + t * top_k;
+    float sum = 0.f;
+    for (int s = 0; s < top_k; ++s) {
+      int32_t best = -1;
+      for (int64_t e = 0; e < experts; ++e) {
+        bool taken = false;
+        for (int u = 0; u < s; ++u) taken |= ids[u] == e;
+        if (taken) continue;
+        if (best < 0 || p[e] > p[best]) best = static_cast<int32_t>(e);
+      }
+      ids[s] = best;
+      w[s] = p[best];
+      sum += p[best];
+    }
+    if (renormalize) {
+      for (int s = 0; s < top_k; ++s) w[s] /= sum;
+    }
+  }
+}
+
+void CpuBackend::SigmoidScaleRows(float* x, const float* gate_logits, int64_t rows, int64_t cols) {
+#pragma omp parallel for if (rows * cols > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float g = 1.f / (1.f + std::exp(-gate_logits[r]));
+    float* xr = x + r * cols;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) xr[j] *= g;
+  }
+}
+
+void CpuBackend::GatherRows(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim) {
+#pragma omp parallel for if (rows * dim > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * dim, x + rows_idx[r] * dim, dim * sizeof(float));
+}
+
+void CpuBackend::ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y,
+                                int64_t rows, int64_t dim) {
+#pragma omp parallel for if (rows * dim > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* yr = y + static_cast<int64_t>(rows_idx[r]) * dim;
+    const float* xr = x + r * dim;
+    const float wr = row_weights[r];
+#pragma omp simd
+    for (int64_t j = 0; j < dim; ++j) yr[j] += wr * xr[j];
+  }
+}
+
+float CpuBackend::Amax(const float* x, int64_t n) {
+  float m = 0.f;
+  bool nan = false;
+#pragma omp parallel for reduction(max : m) reduction(|| : nan) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = std::fabs(x[i]);
+    nan = nan || std::isnan(a);
+    m = std::max(m, a);
+  }
+  return nan ? std::numeric_limits<float>::quiet_NaN() : m;
+}
+
+void CpuBackend::CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows,
+                              int64_t vocab) {
+#pragma omp parallel for if (rows * vocab > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* lr = logits + r * vocab;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < vocab; ++j) mx = std::max(mx, lr[j]);
+    double sum = 0.0;
+    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(lr[j] - mx));
+    nll[r] = static_cast<double>(mx) + std::log(sum) - static_cast<double>(lr[targets[r]]);
+  }
+}
+
+Backend& DefaultCpuBackend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+}  // namespace qforge

@@ -1,0 +1,36 @@
+// The CPU implementation of runtime/backend.h: OpenBLAS sgemm for every matrix product (Linear layers
+// and the two products inside attention), OpenMP-parallel, vectorizable loops for everything else.
+//
+// It is the reference backend: other backends are checked against it. Kernels assume host memory.
+#pragma once
+
+#include "qforge/runtime/backend.h"
+
+namespace qforge {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "cpu"; }
+  void Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+            bool accumulate, int64_t ldy = 0) override;
+  void RmsNorm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps) override;
+  void Rope(float* x, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, const float* cos,
+            const float* sin) override;
+  void CausalAttention(const float* q, const float* k, const float* v, float* out, int64_t batch, int64_t heads,
+                       int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) override;
+  void Softmax(float* x, int64_t rows, int64_t cols) override;
+  void SiluMul(const float* gate, const float* up, float* out, int64_t n) override;
+  void Add(float* y, const float* x, int64_t n) override;
+  void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) override;
+  void TopKRouting(const float* logits, int64_t tokens, int64_t experts, int top_k, bool renormalize,
+                   int32_t* expert_ids, float* weights) override;
+  void SigmoidScaleRows(float* x, const float* gate_logits, int64_t rows, int64_t cols) override;
+  void GatherRows(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim) override;
+  void ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y, int64_t rows,
+                      int64_t dim) override;
+  float Amax(const float* x, int64_t n) override;
+  void CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows,
+                    int64_t vocab) override;
+};
+
+}  // namespace qforge
