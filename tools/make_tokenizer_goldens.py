@@ -49,6 +49,11 @@ COMMON = [
     "mixed123abc 4x4 x86_64 snake_case CamelCase",
     "email: someone@example.com, url: https://example.org/a?b=c&d=e#f",
     "Chapter 1\n\n\nIt is a truth universally acknowledged, that a single man in possession\nof a good fortune,",
+    "rare spaces \u180e\ufeff\u200b\u1680x\u205f\u00a0 \u00a0",
+    " " * 700 + "x",
+    "\n" * 500,
+    "x" + "\t " * 200 + "\n",
+    "\u0301 starts with a mark, then a\u0301\u0302b and \u0663\u0664 and _under_score_",
 ]
 
 # Strings whose code points are all below U+0300 (qforge's NFC covers exactly those).
@@ -90,6 +95,28 @@ EXTRA_BYTE_LEVEL_TOKENS = [
 EXTRA_SP_TOKENS = [
     {"id": 512, "content": "[MASK]", "single_word": False, "lstrip": True, "rstrip": True,
      "normalized": False, "special": True},
+]
+
+EXTRA_FLAG_TOKENS = [
+    {"id": 512, "content": "hello world", "single_word": False, "lstrip": False, "rstrip": False,
+     "normalized": True, "special": False},
+    {"id": 513, "content": "<sw>", "single_word": True, "lstrip": False, "rstrip": False,
+     "normalized": False, "special": True},
+    {"id": 514, "content": "[L]", "single_word": False, "lstrip": True, "rstrip": False,
+     "normalized": False, "special": True},
+    {"id": 515, "content": "[R]", "single_word": False, "lstrip": False, "rstrip": True,
+     "normalized": False, "special": False},
+]
+FLAG_STRINGS = [
+    "say hello world now",
+    "hello worldly hello world",
+    "x<sw>y",
+    "x <sw> y",
+    "<sw>",
+    "a  [L]  b  [R]  c",
+    "[R]   [L]",
+    "[L][R][L]",
+    "\u3000[L]\u3000",
 ]
 
 # name -> (base model dir, overrides, strings, files)
@@ -157,6 +184,9 @@ VARIANTS = {
         "model.fuse_unk": False,
         "model.byte_fallback": False,
     }, COMMON + SP_SPECIAL, []),
+    "sentencepiece_added_token_flags": ("data/models/stories260K/hf", {
+        "added_tokens+": EXTRA_FLAG_TOKENS,
+    }, COMMON[:12] + FLAG_STRINGS + SP_SPECIAL, []),
     "sentencepiece_whitespace_pretok": ("data/models/stories260K/hf", {
         "normalizer": None,
         "pre_tokenizer": {"type": "Whitespace"},
@@ -227,8 +257,16 @@ def main():
         }
         out = os.path.join(args.out, f"{name}.json")
         with open(out, "w", encoding="utf-8") as f:
-            json.dump(golden, f, indent=1, ensure_ascii=True)
-            f.write("\n")
+            # One line per case / file keeps the goldens small and their diffs readable.
+            f.write("{\n")
+            for i, (key, value) in enumerate(golden.items()):
+                f.write(f" {json.dumps(key)}: ")
+                if key in ("cases", "files"):
+                    f.write("[\n" + ",\n".join("  " + json.dumps(v, separators=(",", ":")) for v in value) + "\n ]")
+                else:
+                    f.write(json.dumps(value, separators=(",", ":")))
+                f.write(",\n" if i + 1 < len(golden) else "\n")
+            f.write("}\n")
         print(f"wrote {out}: {len(cases)} strings, {len(file_entries)} files")
 
 

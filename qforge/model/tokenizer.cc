@@ -614,6 +614,8 @@ void BpeModel::Tokenize(std::string_view w, std::vector<int32_t>& out) const {
 
 struct AddedToken {
   std::string content;
+  // The token's text as IdToToken / Decode see it: HF reports a normalized token in normalized form.
+  std::string text;
   int32_t id;
   bool special, lstrip, rstrip, single_word, normalized;
 };
@@ -993,12 +995,12 @@ Tokenizer Tokenizer::FromJson(std::string_view text, std::string_view name, std:
     }
   }
   for (size_t i = 0; i < impl->added.size(); ++i) {
-    const AddedToken& a = impl->added[i];
-    impl->added_by_id[a.id] = i;
+    impl->added_by_id[impl->added[i].id] = i;
+    AddedToken& a = impl->added[i];
+    a.text = a.content;
     if (a.normalized) {
-      std::string pattern = a.content;
-      if (impl->normalizer) Normalize(*impl->normalizer, pattern);
-      impl->normalized_matcher.Add(std::move(pattern), i);
+      if (impl->normalizer) Normalize(*impl->normalizer, a.text);
+      impl->normalized_matcher.Add(a.text, i);
     } else {
       impl->raw_matcher.Add(a.content, i);
     }
@@ -1010,7 +1012,7 @@ Tokenizer Tokenizer::FromJson(std::string_view text, std::string_view name, std:
   for (const AddedToken& a : impl->added) max_id = std::max(max_id, a.id);
   impl->id_to_token.assign(static_cast<size_t>(max_id + 1), nullptr);
   for (const auto& [tok, id] : impl->model.vocab) impl->id_to_token[id] = &tok;
-  for (const AddedToken& a : impl->added) impl->id_to_token[a.id] = &a.content;
+  for (const AddedToken& a : impl->added) impl->id_to_token[a.id] = &a.text;
 
   if (auto it = j.find("post_processor"); it != j.end() && !it->is_null()) {
     const std::vector<int32_t> prefix = TemplatePrefixIds(*it, root / "post_processor");
