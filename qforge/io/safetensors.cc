@@ -257,6 +257,12 @@ void CheckpointTensors::Release(const std::string& name) const {
   if (it != where_.end()) Shard(it->second)->Release(name);
 }
 
+const std::string& CheckpointTensors::FileOf(const std::string& name) const {
+  auto it = where_.find(name);
+  QF_CHECK(it != where_.end(), "tensor '{}' not found in checkpoint '{}'", name, dir_.string());
+  return it->second;
+}
+
 std::vector<std::string> CheckpointTensors::shard_files() const {
   std::vector<std::string> out;
   std::set<std::string> seen;

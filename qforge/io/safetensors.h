@@ -72,6 +72,8 @@ class CheckpointTensors {
   const TensorInfo& Info(const std::string& name) const;
   Tensor Get(const std::string& name) const;
   void Release(const std::string& name) const;
+  // The file (relative name) holding tensor `name`, for error messages; throws if absent.
+  const std::string& FileOf(const std::string& name) const;
   // The shard files (relative names) in index order.
   std::vector<std::string> shard_files() const;
   const std::filesystem::path& dir() const { return dir_; }

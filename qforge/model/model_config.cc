@@ -1,0 +1,324 @@
+// config.json parsing (transformers v4 and v5 styles) and rotary embedding frequencies.
+#include "qforge/model/model_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "qforge/base/error.h"
+#include "qforge/base/file.h"
+#include "qforge/base/log.h"
+
+namespace qforge {
+namespace {
+
+using json = nlohmann::json;
+
+// Typed access to config keys with errors that name the file and key.
+class Reader {
+ public:
+  Reader(const json& j, std::string source) : j_(j), source_(std::move(source)) {}
+
+  bool Has(std::string_view key) const { return j_.contains(key) && !j_.at(std::string(key)).is_null(); }
+
+  int64_t Int(std::string_view key) const {
+    QF_CHECK(Has(key), "{}: missing required key \"{}\"", source_, key);
+    return IntOr(key, 0);
+  }
+  int64_t IntOr(std::string_view key, int64_t def) const {
+    if (!Has(key)) return def;
+    const json& v = j_.at(std::string(key));
+    QF_CHECK(v.is_number_integer(), "{}: \"{}\" must be an integer, got {}", source_, key, v.dump());
+    return v.get<int64_t>();
+  }
+  double DoubleOr(std::string_view key, double def) const {
+    if (!Has(key)) return def;
+    const json& v = j_.at(std::string(key));
+    QF_CHECK(v.is_number(), "{}: \"{}\" must be a number, got {}", source_, key, v.dump());
+    return v.get<double>();
+  }
+  std::optional<double> OptDouble(std::string_view key) const {
+    if (!Has(key)) return std::nullopt;
+    return DoubleOr(key, 0.0);
+  }
+  bool BoolOr(std::string_view key, bool def) const {
+    if (!Has(key)) return def;
+    const json& v = j_.at(std::string(key));
+    QF_CHECK(v.is_boolean(), "{}: \"{}\" must be true or false, got {}", source_, key, v.dump());
+    return v.get<bool>();
+  }
+  std::string StringOr(std::string_view key, std::string def) const {
+    if (!Has(key)) return def;
+    const json& v = j_.at(std::string(key));
+    QF_CHECK(v.is_string(), "{}: \"{}\" must be a string, got {}", source_, key, v.dump());
+    return v.get<std::string>();
+  }
+  const std::string& source() const { return source_; }
+
+ private:
+  const json& j_;
+  std::string source_;
+};
+
+bool ResolveBias(const Reader& r, const BiasRule& rule) {
+  return rule.config_key.empty() ? rule.default_value : r.BoolOr(rule.config_key, rule.default_value);
+}
+
+RopeConfig ParseRope(const json& j, const Reader& top, const std::string& source) {
+  RopeConfig rope;
+  // v5: everything under "rope_parameters"; v4: "rope_theta" at the top level plus "rope_scaling".
+  const json* params = nullptr;
+  std::string where;
+  if (top.Has("rope_parameters")) {
+    params = &j.at("rope_parameters");
+    where = "rope_parameters";
+  } else if (top.Has("rope_scaling")) {
+    params = &j.at("rope_scaling");
+    where = "rope_scaling";
+  }
+  rope.theta = top.DoubleOr("rope_theta", 10000.0);
+  if (params == nullptr) return rope;
+  QF_CHECK(params->is_object(), "{}: \"{}\" must be an object, got {}", source, where, params->dump());
+  Reader p(*params, source + " " + where);
+  rope.theta = p.DoubleOr("rope_theta", rope.theta);
+  // Old v4 configs spell it "type".
+  rope.type = p.StringOr("rope_type", p.StringOr("type", "default"));
+  rope.factor = p.DoubleOr("factor", 1.0);
+  rope.low_freq_factor = p.DoubleOr("low_freq_factor", 1.0);
+  rope.high_freq_factor = p.DoubleOr("high_freq_factor", 4.0);
+  rope.original_max_position_embeddings = p.IntOr("original_max_position_embeddings", 0);
+  rope.attention_factor = p.OptDouble("attention_factor");
+  rope.mscale = p.OptDouble("mscale");
+  rope.mscale_all_dim = p.OptDouble("mscale_all_dim");
+  rope.beta_fast = p.DoubleOr("beta_fast", 32.0);
+  rope.beta_slow = p.DoubleOr("beta_slow", 1.0);
+  rope.truncate = p.BoolOr("truncate", true);
+  if (rope.type == "default") {
+    // nothing else
+  } else if (rope.type == "linear") {
+    QF_CHECK(p.Has("factor"), "{}: {} type \"linear\" needs \"factor\"", source, where);
+  } else if (rope.type == "llama3") {
+    for (const char* k : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+      QF_CHECK(p.Has(k), "{}: {} type \"llama3\" needs \"{}\"", source, where, k);
+    }
+  } else if (rope.type == "yarn") {
+    QF_CHECK(p.Has("factor"), "{}: {} type \"yarn\" needs \"factor\"", source, where);
+  } else {
+    QF_FAIL("{}: {} type \"{}\" is not supported (supported: default, linear, llama3, yarn)", source, where,
+            rope.type);
+  }
+  QF_CHECK(rope.theta > 0, "{}: rope_theta must be positive, got {}", source, rope.theta);
+  QF_CHECK(rope.factor > 0, "{}: rope factor must be positive, got {}", source, rope.factor);
+  return rope;
+}
+
+}  // namespace
+
+bool ModelConfig::IsMoeLayer(int64_t layer) const {
+  if (arch->moe == MoeKind::kNone || num_experts == 0) return false;
+  if (arch->moe == MoeKind::kMixtral) return true;
+  if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end()) return false;
+  return (layer + 1) % decoder_sparse_step == 0;
+}
+
+ModelConfig ParseModelConfig(const json& j, const std::string& source) {
+  QF_CHECK(j.is_object(), "{}: expected a JSON object", source);
+  Reader r(j, source);
+  ModelConfig c;
+  QF_CHECK(r.Has("architectures") && j.at("architectures").is_array() && !j.at("architectures").empty() &&
+               j.at("architectures")[0].is_string(),
+           "{}: missing \"architectures\" (a list naming the model class, e.g. [\"LlamaForCausalLM\"])", source);
+  const std::string arch = j.at("architectures")[0].get<std::string>();
+  c.arch = FindArchitecture(arch);
+  if (c.arch == nullptr) {
+    std::vector<std::string_view> names;
+    for (const auto& a : Architectures()) names.push_back(a.architecture);
+    QF_FAIL("{}: architecture \"{}\" is not supported (supported: {})", source, arch, fmt::join(names, ", "));
+  }
+  c.model_type = r.StringOr("model_type", "");
+  c.dtype = r.StringOr("dtype", r.StringOr("torch_dtype", ""));
+  c.hidden_size = r.Int("hidden_size");
+  c.num_layers = r.Int("num_hidden_layers");
+  c.num_heads = r.Int("num_attention_heads");
+  c.num_kv_heads = r.IntOr("num_key_value_heads", c.num_heads);
+  c.vocab_size = r.Int("vocab_size");
+  c.intermediate_size = r.Int("intermediate_size");
+  c.max_position_embeddings = r.IntOr("max_position_embeddings", 2048);
+  c.rms_norm_eps = r.DoubleOr("rms_norm_eps", 1e-6);
+  c.tie_word_embeddings = r.BoolOr("tie_word_embeddings", false);
+  for (auto [key, v] : {std::pair{"hidden_size", c.hidden_size}, {"num_hidden_layers", c.num_layers},
+                        {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
+                        {"vocab_size", c.vocab_size}, {"intermediate_size", c.intermediate_size}}) {
+    QF_CHECK(v > 0, "{}: \"{}\" must be positive, got {}", source, key, v);
+  }
+  if (r.Has("head_dim")) {
+    c.head_dim = r.Int("head_dim");
+  } else {
+    QF_CHECK(c.hidden_size % c.num_heads == 0,
+             "{}: no \"head_dim\" and hidden_size {} is not divisible by num_attention_heads {}", source,
+             c.hidden_size, c.num_heads);
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  QF_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0, "{}: head_dim must be positive and even, got {}", source,
+           c.head_dim);
+  QF_CHECK(c.num_heads % c.num_kv_heads == 0,
+           "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", source, c.num_heads,
+           c.num_kv_heads);
+  QF_CHECK(r.DoubleOr("partial_rotary_factor", 1.0) == 1.0, "{}: partial_rotary_factor {} is not supported",
+           source, r.DoubleOr("partial_rotary_factor", 1.0));
+  const std::string act = r.StringOr("hidden_act", "silu");
+  QF_CHECK(act == "silu", "{}: hidden_act \"{}\" is not supported (only silu)", source, act);
+  c.rope = ParseRope(j, r, source);
+
+  // Sliding-window attention only changes results for sequences longer than the window; it is kept so the
+  // forward can refuse such sequences instead of silently computing full attention.
+  const bool uses_window = r.Has("use_sliding_window") ? r.BoolOr("use_sliding_window", false) : true;
+  if (uses_window && r.Has("sliding_window") && r.IntOr("sliding_window", 0) > 0) {
+    c.sliding_window = r.IntOr("sliding_window", 0);
+  }
+
+  c.qkv_bias = ResolveBias(r, c.arch->qkv_bias);
+  c.o_bias = ResolveBias(r, c.arch->o_bias);
+  c.mlp_bias = ResolveBias(r, c.arch->mlp_bias);
+
+  if (c.arch->moe != MoeKind::kNone) {
+    // transformers names the expert count differently per model and version.
+    for (const char* k : {"num_local_experts", "num_experts", "n_routed_experts"}) {
+      if (r.Has(k)) {
+        c.num_experts = r.Int(k);
+        break;
+      }
+    }
+    QF_CHECK(c.num_experts > 0, "{}: {} needs a positive \"num_local_experts\" or \"num_experts\"", source, arch);
+    c.top_k = r.Int("num_experts_per_tok");
+    QF_CHECK(c.top_k >= 1 && c.top_k <= c.num_experts, "{}: num_experts_per_tok {} must be in [1, {}]", source,
+             c.top_k, c.num_experts);
+    c.moe_intermediate_size = r.Int(c.arch->moe_intermediate_key);
+    c.norm_topk_prob = c.arch->moe == MoeKind::kMixtral ? true : r.BoolOr("norm_topk_prob", c.arch->norm_topk_default);
+    if (c.arch->moe == MoeKind::kQwen) {
+      c.decoder_sparse_step = r.IntOr("decoder_sparse_step", 1);
+      QF_CHECK(c.decoder_sparse_step >= 1, "{}: decoder_sparse_step must be >= 1, got {}", source,
+               c.decoder_sparse_step);
+      if (r.Has("mlp_only_layers")) {
+        QF_CHECK(j.at("mlp_only_layers").is_array(), "{}: \"mlp_only_layers\" must be a list", source);
+        for (const auto& v : j.at("mlp_only_layers")) {
+          QF_CHECK(v.is_number_integer(), "{}: \"mlp_only_layers\" must hold integers, got {}", source, v.dump());
+          c.mlp_only_layers.push_back(v.get<int64_t>());
+        }
+      }
+    }
+    if (c.arch->shared_expert) c.shared_expert_intermediate_size = r.Int("shared_expert_intermediate_size");
+  }
+  return c;
+}
+
+ModelConfig LoadModelConfig(const std::filesystem::path& dir) {
+  const auto path = dir / "config.json";
+  QF_CHECK(std::filesystem::exists(path), "model directory '{}' has no config.json", dir.string());
+  json j;
+  try {
+    j = json::parse(ReadFileToString(path));
+  } catch (const json::exception& e) {
+    QF_FAIL("'{}' is not valid JSON: {}", path.string(), e.what());
+  }
+  return ParseModelConfig(j, path.string());
+}
+
+RopeFrequencies ComputeRopeFrequencies(const RopeConfig& rope, int64_t head_dim, int64_t max_position_embeddings) {
+  // The arithmetic follows transformers' fp32 tensor code step by step so the tables agree to the last bit
+  // or so: base ** (arange(0, dim, 2) / dim) in fp32, then reciprocals.
+  const int64_t half = head_dim / 2;
+  const float dim_f = static_cast<float>(head_dim);
+  std::vector<float> pos_freqs(half);
+  for (int64_t i = 0; i < half; ++i) {
+    const float e = static_cast<float>(2 * i) / dim_f;
+    pos_freqs[i] = static_cast<float>(std::pow(rope.theta, static_cast<double>(e)));
+  }
+  RopeFrequencies out;
+  out.inv_freq.resize(half);
+  for (int64_t i = 0; i < half; ++i) out.inv_freq[i] = 1.0f / pos_freqs[i];
+
+  if (rope.type == "default") return out;
+  if (rope.type == "linear") {
+    for (float& f : out.inv_freq) f = f / static_cast<float>(rope.factor);
+    return out;
+  }
+  if (rope.type == "llama3") {
+    const float factor = static_cast<float>(rope.factor);
+    const float lo = static_cast<float>(rope.low_freq_factor);
+    const float hi = static_cast<float>(rope.high_freq_factor);
+    const double old_ctx = static_cast<double>(rope.original_max_position_embeddings);
+    const double low_freq_wavelen = old_ctx / rope.low_freq_factor;
+    const double high_freq_wavelen = old_ctx / rope.high_freq_factor;
+    for (float& f : out.inv_freq) {
+      const float wavelen = static_cast<float>(2 * std::numbers::pi) / f;
+      float v = wavelen > low_freq_wavelen ? f / factor : f;
+      const float smooth = (static_cast<float>(old_ctx) / wavelen - lo) / (hi - lo);
+      const float smoothed = (1.f - smooth) * v / factor + smooth * v;
+      const bool medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+      f = medium ? smoothed : v;
+    }
+    return out;
+  }
+  if (rope.type == "yarn") {
+    const double factor = rope.factor;
+    // transformers >= 5 keeps the explicit factor (it only warns when it differs from
+    // max_position_embeddings / original_max_position_embeddings); the correction range uses the original
+    // context length when given.
+    const double orig = rope.original_max_position_embeddings > 0
+                            ? static_cast<double>(rope.original_max_position_embeddings)
+                            : static_cast<double>(max_position_embeddings);
+    auto get_mscale = [](double scale, double mscale) {
+      return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
+    };
+    double attention = 0;
+    if (rope.attention_factor) {
+      attention = *rope.attention_factor;
+    } else if (rope.mscale && rope.mscale_all_dim && *rope.mscale != 0 && *rope.mscale_all_dim != 0) {
+      attention = get_mscale(factor, *rope.mscale) / get_mscale(factor, *rope.mscale_all_dim);
+    } else {
+      attention = get_mscale(factor, 1.0);
+    }
+    const double dim = static_cast<double>(head_dim);
+    auto correction_dim = [&](double rotations) {
+      return dim * std::log(orig / (rotations * 2 * std::numbers::pi)) / (2 * std::log(rope.theta));
+    };
+    double low = correction_dim(rope.beta_fast);
+    double high = correction_dim(rope.beta_slow);
+    if (rope.truncate) {
+      low = std::floor(low);
+      high = std::ceil(high);
+    }
+    low = std::max(low, 0.0);
+    high = std::min(high, dim - 1);
+    if (low == high) high += 0.001;  // transformers' guard against a zero-width ramp
+    const float lo_f = static_cast<float>(low);
+    const float span = static_cast<float>(high - low);
+    for (int64_t i = 0; i < half; ++i) {
+      const float extrapolation = 1.0f / pos_freqs[i];
+      const float interpolation = 1.0f / (static_cast<float>(factor) * pos_freqs[i]);
+      const float ramp = std::clamp((static_cast<float>(i) - lo_f) / span, 0.f, 1.f);
+      const float extra_factor = 1.f - ramp;
+      out.inv_freq[i] = interpolation * (1.f - extra_factor) + extrapolation * extra_factor;
+    }
+    out.attention_factor = static_cast<float>(attention);
+    return out;
+  }
+  QF_FAIL("rope type \"{}\" is not supported", rope.type);
+}
+
+void RopeTables(const RopeFrequencies& f, int64_t seq, std::vector<float>* cos, std::vector<float>* sin) {
+  const int64_t half = static_cast<int64_t>(f.inv_freq.size());
+  cos->resize(seq * half);
+  sin->resize(seq * half);
+  for (int64_t p = 0; p < seq; ++p) {
+    for (int64_t i = 0; i < half; ++i) {
+      // fp32 angle (position * inv_freq rounded once, as the fp32 matmul in transformers), fp32 cos/sin.
+      const float angle = static_cast<float>(p) * f.inv_freq[i];
+      (*cos)[p * half + i] = static_cast<float>(std::cos(static_cast<double>(angle))) * f.attention_factor;
+      (*sin)[p * half + i] = static_cast<float>(std::sin(static_cast<double>(angle))) * f.attention_factor;
+    }
+  }
+}
+
+}  // namespace qforge
