@@ -56,6 +56,11 @@ COMMON = [
     "\u0301 starts with a mark, then a\u0301\u0302b and \u0663\u0664 and _under_score_",
 ]
 
+WORD_CLASS_STRINGS = [
+    "x\u2167y z\u0663w a\u00b2b c\u0301d e\u203ff g\u00bdh \u3007i \u02b0j \u00aak",
+    "it's [a]^b ]c[ x_y-z \u200dq",
+]
+
 # Strings whose code points are all below U+0300 (qforge's NFC covers exactly those).
 LATIN = [s for s in COMMON if all(ord(c) < 0x300 for c in s)]
 
@@ -187,6 +192,13 @@ VARIANTS = {
     "sentencepiece_added_token_flags": ("data/models/stories260K/hf", {
         "added_tokens+": EXTRA_FLAG_TOKENS,
     }, COMMON[:12] + FLAG_STRINGS + SP_SPECIAL, []),
+    "bytelevel_onig_word_classes": ("data/models/llama-dense-26M", {
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": r"[\w']+|[^\w\s]+"}, "behavior": "Isolated", "invert": False},
+            {"type": "Split", "pattern": {"Regex": r"\W+"}, "behavior": "MergedWithPrevious", "invert": False},
+            {"type": "Split", "pattern": {"Regex": r"\w{3}"}, "behavior": "Isolated", "invert": False},
+            BYTE_LEVEL_NO_REGEX]},
+    }, COMMON + WORD_CLASS_STRINGS, []),
     "sentencepiece_whitespace_pretok": ("data/models/stories260K/hf", {
         "normalizer": None,
         "pre_tokenizer": {"type": "Whitespace"},

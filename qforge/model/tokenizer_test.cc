@@ -230,7 +230,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values("llama_dense_bytelevel", "stories260k_sentencepiece", "qwen2_split_bytelevel",
                       "llama3_split_ignore_merges", "bytelevel_digits_punct_prefix", "bytelevel_split_behaviors",
                       "metaspace_first_mistral", "metaspace_always_split", "sentencepiece_whitespace_strip_regex",
-                      "sentencepiece_whitespace_pretok", "sentencepiece_added_token_flags"));
+                      "sentencepiece_whitespace_pretok", "sentencepiece_added_token_flags",
+                      "bytelevel_onig_word_classes"));
 
 // ---------------------------------------------------------------------------------------------------------
 // Small hand-made tokenizers: merge order and byte fallback, independent of any model.

@@ -176,14 +176,65 @@ std::string PcreMessage(int code) {
 
 }  // namespace
 
+namespace {
+
+// Oniguruma's (HF tokenizers') Unicode \w: Letter|Mark|Number|Connector_Punctuation outside a bracket
+// class, but without No (e.g. '½', '²') inside one. PCRE2 10.42's UCP \w is only \p{L}\p{N} and '_'.
+constexpr std::string_view kOnigWord = R"(\p{L}\p{M}\p{N}\p{Pc})";
+constexpr std::string_view kOnigWordInClass = R"(\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc})";
+
+// Rewrites \w (and \W outside bracket classes) into explicit property classes with Oniguruma's meaning;
+// everything else is passed through. \W inside a bracket class keeps PCRE2's meaning.
+std::string OnigWordClasses(std::string_view p) {
+  std::string out;
+  out.reserve(p.size());
+  bool in_class = false;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const char c = p[i];
+    if (c == '\\' && i + 1 < p.size()) {
+      const char n = p[++i];
+      if (n == 'w') {
+        out += in_class ? std::string(kOnigWordInClass) : fmt::format("[{}]", kOnigWord);
+      } else if (n == 'W' && !in_class) {
+        out += fmt::format("[^{}]", kOnigWord);
+      } else {
+        out += c;
+        out += n;
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      if (i + 1 < p.size() && p[i + 1] == '^') out += p[++i];
+      if (i + 1 < p.size() && p[i + 1] == ']') out += p[++i];  // a leading ']' is literal
+      continue;
+    }
+    if (in_class && c == '[' && i + 1 < p.size() && p[i + 1] == ':') {  // POSIX class [:name:]
+      const size_t end = p.find(":]", i + 2);
+      if (end != std::string_view::npos) {
+        out.append(p.substr(i, end + 2 - i));
+        i = end + 1;
+        continue;
+      }
+    }
+    if (in_class && c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::shared_ptr<const Regex> Regex::Compile(std::string_view pattern, bool literal, std::string_view where) {
   std::shared_ptr<Regex> re(new Regex());
   re->pattern_ = std::string(pattern);
+  const std::string translated = literal ? std::string(pattern) : OnigWordClasses(pattern);
   int err = 0;
   PCRE2_SIZE err_off = 0;
   // PCRE2_LITERAL admits PCRE2_UTF but not PCRE2_UCP (which only matters for classes anyway).
   const uint32_t options = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-  pcre2_code_8* code = pcre2_compile_8(reinterpret_cast<PCRE2_SPTR8>(pattern.data()), pattern.size(), options,
+  pcre2_code_8* code = pcre2_compile_8(reinterpret_cast<PCRE2_SPTR8>(translated.data()), translated.size(), options,
                                        &err, &err_off, nullptr);
   QF_CHECK(code != nullptr, "{}: cannot compile regex \"{}\" at pattern offset {}: {}", where, pattern, err_off,
            PcreMessage(err));

@@ -48,7 +48,8 @@ struct ByteLevelMap {
   static const ByteLevelMap& Get();
 };
 
-// A compiled PCRE2 pattern (8-bit, PCRE2_UTF | PCRE2_UCP; PCRE2_LITERAL for literal strings).
+// A compiled PCRE2 pattern (8-bit, PCRE2_UTF | PCRE2_UCP; PCRE2_LITERAL for literal strings). Patterns are
+// written for HF tokenizers' Oniguruma: \w / \W are rewritten to Oniguruma's Unicode classes first.
 // Thread-safe for matching: match data and JIT stacks are per call / per thread.
 class Regex {
  public:
