@@ -17,7 +17,11 @@
 //   post_processor: null, TemplateProcessing (its leading special token is the BOS), ByteLevel, Sequence
 //   decoder:        null, Sequence, ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip; an unsupported
 //                   decoder only makes Decode() throw.
-// Regexes run on PCRE2 with UTF + UCP so \p{L}, \p{N}, \s, \w are Unicode classes, as in HF's Oniguruma.
+// Regexes run on PCRE2 with UTF + UCP so \p{L}, \p{N}, \s are Unicode classes as in HF's Oniguruma; \w and
+// \W are rewritten to Oniguruma's Unicode classes. Word-boundary escapes (\b) keep PCRE2's meaning.
+//
+// Input must be valid UTF-8 (HF tokenizers takes Python str): anything else is an error naming the byte
+// offset rather than a silent replacement.
 #pragma once
 
 #include <cstddef>
@@ -31,6 +35,8 @@
 
 namespace qforge {
 
+// Immutable after loading; copies share the loaded tables. Encode / Decode are safe to call from many
+// threads at once.
 class Tokenizer {
  public:
   // Loads `path`: a model directory holding tokenizer.json (and optionally tokenizer_config.json, which
@@ -45,7 +51,8 @@ class Tokenizer {
   // `add_bos`, bos_id() is prepended (qforge::Error if the tokenizer has none). Thread-safe.
   std::vector<int32_t> Encode(std::string_view text, bool add_bos = false) const;
 
-  // Text of `ids` through the tokenizer's decoder, as HF `decode(ids, skip_special_tokens)`. Ids out of
+  // Text of `ids` through the tokenizer's decoder, as HF `decode(ids, skip_special_tokens)`: added tokens
+  // go through the decoder like the others (skipped when special and `skip_special_tokens`). Ids out of
   // range are an error. Throws if the tokenizer.json decoder is unsupported. Thread-safe.
   std::string Decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 
@@ -55,7 +62,8 @@ class Tokenizer {
   int32_t eos_id() const;
   // Largest id in the vocabulary or added tokens, plus one.
   size_t vocab_size() const;
-  // The token string of `id` (vocab or added token); throws if out of range or unassigned.
+  // The token string of `id` (vocab or added token; a normalized added token in its normalized form, as
+  // HF reports it); throws if out of range or unassigned.
   const std::string& IdToToken(int32_t id) const;
   // The id of token string `token`, or -1.
   int32_t TokenToId(std::string_view token) const;
