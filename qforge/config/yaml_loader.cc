@@ -368,8 +368,27 @@ struct RawFile {
   std::optional<Schema> schema_comment;
 };
 
+// A checkout without symlink support stores a git symlink as a one-line file holding the target path
+// (ModelOpt's general/qad/nvfp4_default-kv_fp8.yaml is one). Such a stub is followed, relative to its folder.
+std::string ReadFollowingSymlinkStub(const SourceRef& src) {
+  SourceRef cur = src;
+  for (int depth = 0; depth < 8; ++depth) {
+    std::string text = cur.Text();
+    std::string_view t = Trim(text);
+    if (t.find('\n') != std::string_view::npos || t.find(':') != std::string_view::npos ||
+        t.find('#') != std::string_view::npos || !HasYamlSuffix(std::string(t))) {
+      return text;
+    }
+    fs::path target = (fs::path(cur.path).parent_path() / std::string(t)).lexically_normal();
+    QF_CHECK(cur.builtin ? FindBuiltinFile(target.string()) != nullptr : fs::is_regular_file(target),
+             "{}: symlink stub points to '{}', which does not exist", cur.Display(), std::string(t));
+    cur.path = target.string();
+  }
+  QF_FAIL("{}: too many levels of symlink stubs", src.Display());
+}
+
 RawFile ReadRawFile(const SourceRef& src) {
-  std::string text = src.Text();
+  std::string text = ReadFollowingSymlinkStub(src);
   RawFile rf;
   rf.schema_comment = ReadSchemaComment(text, src.Display());
   std::vector<Json> docs = ParseYamlDocuments(text, src.Display());
