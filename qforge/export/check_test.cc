@@ -488,10 +488,46 @@ TEST(CheckModelOptReference, EveryGoldenExportPasses) {
     const CheckReport r = Check(e.path());
     EXPECT_TRUE(r.ok()) << Dump(r);
     EXPECT_GT(r.quantized_modules, 0) << e.path();
-    // The parsed config agrees with what qforge would write for the same per-module formats.
     ++n;
   }
   EXPECT_GT(n, 0);
+}
+
+// qforge's config writer, given the per-module formats ModelOpt chose, reproduces both of ModelOpt's config
+// documents exactly (keys, key order, exclude summary, config groups), apart from the producer block.
+TEST(CheckModelOptReference, QuantConfigMatchesModelOptByteForByte) {
+  const fs::path root = fs::path(QF_SOURCE_DIR) / "tests" / "golden" / "modelopt_export";
+  if (!fs::exists(root)) GTEST_SKIP() << "no ModelOpt reference exports under " << root;
+  for (const auto& e : fs::directory_iterator(root)) {
+    if (!e.is_directory()) continue;
+    SCOPED_TRACE(e.path().string());
+    const CheckpointQuantConfigs read = ReadCheckpointQuantConfigs(e.path());
+    ASSERT_TRUE(read.hf_quant_config.has_value());
+    const HfQuantConfig& mo = *read.hf_quant_config;
+    QuantConfigInput in;
+    in.producer = mo.producer;
+    if (mo.kv_cache_quant_algo) in.kv_cache = *KvCacheAlgoFromName(*mo.kv_cache_quant_algo);
+    if (mo.is_mixed()) {
+      for (const auto& [name, lc] : mo.quantized_layers) {
+        in.modules.push_back({name, *ExportFormatFromQuantAlgo(lc.quant_algo), lc.group_size.value_or(0)});
+      }
+    } else {
+      const ExportFormat f = *ExportFormatFromQuantAlgo(*mo.quant_algo);
+      const CheckpointTensors ck = CheckpointTensors::Open(e.path());
+      for (const auto& t : ck.names()) {
+        const std::string suffix = ".weight_scale";
+        if (t.size() > suffix.size() && t.compare(t.size() - suffix.size(), suffix.size(), suffix) == 0) {
+          in.modules.push_back({t.substr(0, t.size() - suffix.size()), f, mo.group_size.value_or(0)});
+        }
+      }
+      for (const auto& x : mo.exclude_modules.value_or(std::vector<std::string>{})) {
+        in.modules.push_back({x, ExportFormat::kNone, 0});
+      }
+    }
+    const HfQuantConfig mine = BuildQuantConfig(in);
+    EXPECT_EQ(ToHfQuantConfigJson(mine).dump(1), read.hf_quant_config_json.dump(1));
+    EXPECT_EQ(ToInlineQuantizationConfig(mine).dump(1), read.inline_json.dump(1));
+  }
 }
 
 }  // namespace
