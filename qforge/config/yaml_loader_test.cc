@@ -1,0 +1,169 @@
+// Tests of the YAML loader: scalars, documents, imports, recipes and their error messages.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "qforge/base/log.h"
+#include "qforge/config/yaml_loader.h"
+
+namespace qforge::config {
+namespace {
+namespace fs = std::filesystem;
+
+class Tree : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("qforge_yaml_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void Write(const std::string& rel, const std::string& text) {
+    fs::create_directories((dir_ / rel).parent_path());
+    std::ofstream(dir_ / rel) << text;
+  }
+  LoaderOptions Opts(bool builtin = false) {
+    LoaderOptions o;
+    o.base_dir = dir_;
+    o.use_builtin = builtin;
+    return o;
+  }
+  std::string ErrorOf(const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "<no error>";
+  }
+  fs::path dir_;
+};
+
+TEST(Yaml, ScalarsLikePyYaml) {
+  Json j = ParseYaml("a: yes\nb: off\nc: ~\nd: 1.5\ne: '8'\nf: 0x10\ng: 1e-3\nh: e4m3\n-1: 16\ni:\nj: .inf\n");
+  EXPECT_EQ(j["a"], true);
+  EXPECT_EQ(j["b"], false);
+  EXPECT_TRUE(j["c"].is_null());
+  EXPECT_EQ(j["d"], 1.5);
+  EXPECT_EQ(j["e"], "8");
+  EXPECT_EQ(j["f"], 16);
+  EXPECT_DOUBLE_EQ(j["g"].get<double>(), 1e-3);
+  EXPECT_EQ(j["h"], "e4m3");  // ExMy conversion only under num_bits / scale_bits, by the loader
+  EXPECT_EQ(j["-1"], 16);
+  EXPECT_TRUE(j["i"].is_null());
+  EXPECT_TRUE(std::isinf(j["j"].get<double>()));
+  EXPECT_THROW(ParseYaml("a: [1, 2\n", "bad.yaml"), Error);
+}
+
+TEST(Yaml, ToYamlRoundTripsAwkwardValues) {
+  Json v = Json::parse(R"({"s": "true", "star": "*weight_quantizer", "n": "null", "num": "16", "f": 16.0, "g": 0.1,
+                            "blocks": {"-1": 16, "type": "dynamic"}, "t": [4, 3], "e": [], "o": {}, "z": null,
+                            "q": "it's \"quoted\"", "multi": "a\nb"})");
+  Json back = ParseYaml(ToYaml(v));
+  EXPECT_TRUE(JsonEqual(back, v)) << ToYaml(v) << "\n" << back.dump();
+  EXPECT_TRUE(back["f"].is_number_float());
+}
+
+TEST_F(Tree, ExMyImportsAndDocuments) {
+  Write("num/fp4.yaml", "# header comment\n\n# modelopt-schema: modelopt.torch.quantization.config.QuantizerAttributeConfig\n"
+                        "num_bits: e2m1\nblock_sizes: {-1: 16, type: dynamic, scale_bits: e4m3}\n");
+  Write("units/w.yaml", "# modelopt-schema: modelopt.torch.quantization.config.QuantizerCfgListConfig\n"
+                        "imports:\n  fp4: num/fp4\n---\n- quantizer_name: '*weight_quantizer'\n  cfg:\n    $import: fp4\n");
+  Write("preset.yaml", "# modelopt-schema: modelopt.torch.quantization.config.QuantizeConfig\nimports:\n  w: units/w\n"
+                       "algorithm: max\nquant_cfg:\n  - quantizer_name: '*'\n    enable: false\n  - $import: w\n");
+  LoadedConfig c = LoadConfig("preset", std::nullopt, Opts());
+  EXPECT_EQ(c.schema, Schema::kQuantizeConfig);
+  QuantizeConfig q = QuantizeConfig::FromJson(c.value);
+  ASSERT_EQ(q.quant_cfg.size(), 2u);
+  EXPECT_TRUE(q.quant_cfg[1].cfg->items[0].num_bits.IsTuple(2, 1));
+  EXPECT_TRUE(q.quant_cfg[1].cfg->items[0].block_sizes->scale_bits->IsTuple(4, 3));
+}
+
+TEST_F(Tree, CircularImportsAreDetected) {
+  Write("a.yaml", "# modelopt-schema: modelopt.torch.quantization.config.QuantizerCfgListConfig\nimports:\n  b: b\n---\n- $import: b\n");
+  Write("b.yaml", "# modelopt-schema: modelopt.torch.quantization.config.QuantizerCfgListConfig\nimports:\n  a: a\n---\n- $import: a\n");
+  std::string e = ErrorOf([&] { LoadConfig("a", std::nullopt, Opts()); });
+  EXPECT_NE(e.find("Circular import detected"), std::string::npos) << e;
+}
+
+TEST_F(Tree, ImportErrorsNameTheFile) {
+  Write("noschema.yaml", "num_bits: 8\n");
+  Write("r.yaml", "imports:\n  n: noschema\nmetadata:\n  recipe_type: ptq\nquantize:\n  quant_cfg:\n    - quantizer_name: '*'\n      cfg:\n        $import: n\n");
+  std::string e = ErrorOf([&] { LoadRecipe("r.yaml", Opts()); });
+  EXPECT_NE(e.find("modelopt-schema"), std::string::npos) << e;
+  EXPECT_NE(e.find("noschema"), std::string::npos) << e;
+  Write("m.yaml", "imports:\n  n: missing/file\nmetadata:\n  recipe_type: ptq\nquantize: {}\n");
+  e = ErrorOf([&] { LoadRecipe("m.yaml", Opts()); });
+  EXPECT_NE(e.find("missing/file"), std::string::npos) << e;
+  EXPECT_NE(e.find("m.yaml"), std::string::npos) << e;
+  Write("u.yaml", "# modelopt-schema: modelopt.torch.quantization.config.QuantizerCfgListConfig\n- quantizer_name: '*'\n  enable: false\n");
+  Write("untyped.yaml", "imports:\n  u: u\nmetadata:\n  recipe_type: ptq\nquantize:\n  algorithm: [{$import: u}]\n");
+  e = ErrorOf([&] { LoadRecipe("untyped.yaml", Opts()); });
+  EXPECT_NE(e.find("typed list schema"), std::string::npos) << e;
+}
+
+TEST_F(Tree, BadRecipeErrorsSayWhereAndWhat) {
+  Write("typo.yaml", "metadata:\n  recipe_type: ptq\nquantize:\n  algorithm: max\n  quant_cfg:\n"
+                     "    - quantizer_name: '*'\n      enable: false\n    - quantizer_name: '*weight_quantizer'\n"
+                     "      cfg: {num_bits: 4, axis: 0, block_sizes: {-1: 128}}\n");
+  std::string e = ErrorOf([&] { LoadRecipe("typo.yaml", Opts()); });
+  EXPECT_NE(e.find("typo.yaml"), std::string::npos) << e;
+  EXPECT_NE(e.find("quant_cfg[1].cfg"), std::string::npos) << e;
+  EXPECT_NE(e.find("axis must be None when block_sizes is not None"), std::string::npos) << e;
+  Write("lw.yaml", "metadata:\n  recipe_type: ptq\nquantize:\n  algorithm:\n    method: max\n    layerwise: {enable: true, checkpoint_dir: /a}\n"
+                   "    layerwise_checkpoint_dir: /b\n  quant_cfg: []\n");
+  ScopedLogCapture cap;
+  e = ErrorOf([&] { LoadRecipe("lw.yaml", Opts()); });
+  EXPECT_NE(e.find("Conflicting checkpoint_dir"), std::string::npos) << e;
+  EXPECT_NE(e.find("quantize.algorithm"), std::string::npos) << e;
+  Write("wrongtype.yaml", "metadata:\n  recipe_type: ptq\nquantize:\n  quant_cfg:\n    - quantizer_name: '*'\n      enable: 'no'\n");
+  e = ErrorOf([&] { LoadRecipe("wrongtype.yaml", Opts()); });
+  EXPECT_NE(e.find("quant_cfg[0].enable"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected a bool"), std::string::npos) << e;
+}
+
+TEST_F(Tree, Seed004PtqCfgLegacyFlatDict) {
+  Write("old.yml", "metadata:\n  recipe_type: ptq\n  description: old style\nptq_cfg:\n  algorithm: max\n  quant_cfg:\n"
+                   "    '*mlp*weight_quantizer': {num_bits: e2m1, block_sizes: {-1: 16, type: dynamic, scale_bits: e4m3}}\n"
+                   "    '*q_proj*weight_quantizer': {num_bits: e4m3, axis: }\n"
+                   "    default: {enable: false}\n");
+  ScopedLogCapture cap;
+  Recipe r = LoadRecipe("old", Opts());
+  ASSERT_TRUE(r.quantize);
+  ASSERT_EQ(r.quantize->quant_cfg.size(), 3u);
+  EXPECT_EQ(r.quantize->quant_cfg[2].quantizer_name, "*");  // in place: disables what came before (§13 Q1)
+  EXPECT_TRUE(cap.Contains("deprecated"));
+}
+
+TEST_F(Tree, DirectoryRecipeAndPeek) {
+  Write("d/metadata.yaml", "recipe_type: ptq\n");
+  Write("d/quantize.yaml", "algorithm: null\nquant_cfg:\n  - quantizer_name: '*'\n    enable: false\n");
+  Recipe r = LoadRecipe("d", Opts());
+  EXPECT_EQ(r.description, "Model optimization recipe.");
+  EXPECT_TRUE(r.quantize->algorithm.is_null());
+  RecipeInfo info = PeekRecipe("d", Opts());
+  EXPECT_TRUE(info.is_recipe);
+  Write("spec.yaml", "metadata:\n  recipe_type: speculative_eagle\neagle: {}\n");
+  YamlFileReport rep = LoadAnyYaml("spec.yaml", Opts());
+  EXPECT_FALSE(rep.is_ptq);
+  EXPECT_EQ(rep.kind, "speculative_eagle recipe");
+}
+
+TEST_F(Tree, BuiltinFirstForRecipesFilesystemFirstForImports) {
+  // A local file named like a built-in recipe does not shadow the built-in one...
+  Write("general/ptq/fp8_default-kv_fp8.yaml", "metadata:\n  recipe_type: ptq\nquantize:\n  quant_cfg: []\n");
+  Recipe r = LoadRecipe("general/ptq/fp8_default-kv_fp8", Opts(true));
+  EXPECT_GT(r.quantize->quant_cfg.size(), 20u);
+  // ...but an import path is resolved on the filesystem first.
+  Write("configs/numerics/fp8.yaml", "# modelopt-schema: modelopt.torch.quantization.config.QuantizerAttributeConfig\nnum_bits: 8\n");
+  Write("x.yaml", "imports:\n  fp8: configs/numerics/fp8\nmetadata:\n  recipe_type: ptq\nquantize:\n  quant_cfg:\n"
+                  "    - quantizer_name: '*'\n      cfg: {$import: fp8}\n");
+  Recipe x = LoadRecipe("x.yaml", Opts(true));
+  EXPECT_TRUE(x.quantize->quant_cfg[0].cfg->items[0].num_bits.kind == NumBitsValue::Kind::kInt);
+}
+
+}  // namespace
+}  // namespace qforge::config
