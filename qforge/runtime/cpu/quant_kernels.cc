@@ -1,0 +1,447 @@
+// SIMD + OpenMP quantization kernels (quant_kernels.h). Highway re-includes this file once per x86 target
+// (SSE4, AVX2, AVX-512) and HWY_DYNAMIC_DISPATCH picks the best one at run time.
+#include "qforge/runtime/cpu/quant_kernels.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "qforge/numerics/encode.h"
+#include "qforge/numerics/kernel_hooks.h"
+#include "qforge/numerics/qdq.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "qforge/runtime/cpu/quant_kernels.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace qforge::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// One vector of at most 16 floats: an NVFP4 block is 1..4 vectors on every x86 target.
+using DF = hn::CappedTag<float, 16>;
+
+// Round-to-nearest-even of a >= 0 (NaN lanes are don't-care) onto a minifloat grid with kMant mantissa
+// bits and smallest normal exponent kEmin, saturating at max_finite (exactly layout.h's EncodeMinifloat
+// + DecodeMinifloat in kSaturate mode for non-NaN inputs).
+template <int kMant, int kEmin, class D, class V>
+HWY_INLINE V RoundMinifloat(D d, V a, float max_finite) {
+  const hn::RebindToUnsigned<D> du;
+  a = hn::Min(a, hn::Set(d, max_finite));
+  constexpr int kShift = 23 - kMant;
+  auto bits = hn::BitCast(du, a);
+  const auto lsb = hn::And(hn::ShiftRight<kShift>(bits), hn::Set(du, 1u));
+  bits = hn::Add(bits, hn::Add(hn::Set(du, (1u << (kShift - 1)) - 1u), lsb));
+  bits = hn::And(bits, hn::Set(du, ~((1u << kShift) - 1u)));
+  const V normal = hn::BitCast(d, bits);
+  const V magic = hn::Set(d, Pow2(kEmin - kMant + 23));  // (a + magic) - magic rounds to the subnormal step
+  const V sub = hn::Sub(hn::Add(a, magic), magic);
+  return hn::IfThenElse(hn::Lt(a, hn::Set(d, Pow2(kEmin))), sub, normal);
+}
+
+// E4M3 code (no sign) of an already rounded, in-range magnitude r in [0, 448].
+template <class D, class V>
+HWY_INLINE auto E4M3CodeOfRounded(D d, V r) {
+  const hn::RebindToSigned<D> di;
+  const auto norm = hn::Sub(hn::ShiftRight<20>(hn::BitCast(di, r)), hn::Set(di, 120 << 3));
+  const auto sub = hn::ConvertTo(di, hn::Mul(r, hn::Set(d, 512.0f)));
+  return hn::IfThenElse(hn::RebindMask(di, hn::Lt(r, hn::Set(d, 0x1p-6f))), sub, norm);
+}
+
+// Magnitude of the E2M1 comparison chain of ModelOpt's Triton kernel (NaN -> 6).
+template <class D, class V>
+HWY_INLINE V E2M1Chain(D d, V v) {
+  V r = hn::Set(d, 6.0f);
+  r = hn::IfThenElse(hn::Le(v, hn::Set(d, 5.0f)), hn::Set(d, 4.0f), r);
+  r = hn::IfThenElse(hn::Lt(v, hn::Set(d, 3.5f)), hn::Set(d, 3.0f), r);
+  r = hn::IfThenElse(hn::Le(v, hn::Set(d, 2.5f)), hn::Set(d, 2.0f), r);
+  r = hn::IfThenElse(hn::Lt(v, hn::Set(d, 1.75f)), hn::Set(d, 1.5f), r);
+  r = hn::IfThenElse(hn::Le(v, hn::Set(d, 1.25f)), hn::Set(d, 1.0f), r);
+  r = hn::IfThenElse(hn::Lt(v, hn::Set(d, 0.75f)), hn::Set(d, 0.5f), r);
+  r = hn::IfThenElse(hn::Le(v, hn::Set(d, 0.25f)), hn::Zero(d), r);
+  return r;
+}
+
+// fmax-fold of min(|x|, clamp) over `n` (multiple of the lane count) floats: NaN ignored unless all NaN.
+HWY_INLINE float BlockAbsMaxIgnoreNan(const float* x, size_t n, float clamp) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  auto m = hn::Set(d, -1.0f);
+  for (size_t k = 0; k < n; k += N) {
+    auto a = hn::Min(hn::Abs(hn::LoadU(d, x + k)), hn::Set(d, clamp));
+    const auto v = hn::LoadU(d, x + k);
+    a = hn::IfThenElse(hn::IsNaN(v), hn::Set(d, -1.0f), a);
+    m = hn::Max(m, a);
+  }
+  const float r = hn::GetLane(hn::MaxOfLanes(d, m));
+  return r < 0.0f ? std::numeric_limits<float>::quiet_NaN() : r;
+}
+
+// y = e4m3_sat(x*scale) * inv (FP8 fake quant of one group).
+void Fp8QdqSpan(const float* x, float* y, size_t n, float scale, float inv) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const auto vs = hn::Set(d, scale), vi = hn::Set(d, inv);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto v = hn::Mul(hn::LoadU(d, x + i), vs);
+    const auto q = RoundMinifloat<3, -6>(d, hn::Abs(v), 448.0f);
+    const auto r = hn::Mul(hn::CopySign(q, v), vi);
+    hn::StoreU(hn::IfThenElse(hn::IsNaN(v), v, r), d, y + i);
+  }
+  for (; i < n; ++i) y[i] = DecodeE4M3(EncodeE4M3(x[i] * scale)) * inv;
+}
+
+// y = clamp(rint(x*scale), minb, maxb) / scale (integer fake quant of one group).
+void IntQdqSpan(const float* x, float* y, size_t n, float scale, float maxb, float minb) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const auto vs = hn::Set(d, scale), vmax = hn::Set(d, maxb), vmin = hn::Set(d, minb);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    auto q = hn::Round(hn::Mul(hn::LoadU(d, x + i), vs));
+    q = hn::IfThenElse(hn::Gt(q, vmax), vmax, q);
+    q = hn::IfThenElse(hn::Lt(q, vmin), vmin, q);
+    hn::StoreU(hn::Div(q, vs), d, y + i);
+  }
+  for (; i < n; ++i) {
+    float q = std::nearbyint(x[i] * scale);
+    q = q > maxb ? maxb : q;
+    q = q < minb ? minb : q;
+    y[i] = q / scale;
+  }
+}
+
+// NVFP4 dynamic fake quant of `nblk` consecutive 16-element blocks with g = global_amax / 2688.
+void Nvfp4DynQdqBlocks(const float* x, float* y, size_t nblk, float g) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  HWY_ALIGN float bmax[16];
+  HWY_ALIGN float scale[16];
+  const float gs = g > 0.0f ? g : 1e-12f;
+  const auto denom = hn::Set(d, 6.0f * gs), vg = hn::Set(d, g);
+  for (size_t b0 = 0; b0 < nblk; b0 += 16) {
+    const size_t nb = std::min<size_t>(16, nblk - b0);
+    for (size_t b = 0; b < nb; ++b) bmax[b] = BlockAbsMaxIgnoreNan(x + (b0 + b) * 16, 16, HUGE_VALF);
+    for (size_t b = nb; b < 16; ++b) bmax[b] = 0.0f;
+    for (size_t k = 0; k < 16; k += N) {
+      auto t = hn::Div(hn::Load(d, bmax + k), denom);
+      t = hn::IfThenElse(hn::Le(t, hn::Set(d, 448.0f)), t, hn::Set(d, 448.0f));
+      auto s = hn::Mul(RoundMinifloat<3, -6>(d, t, 448.0f), vg);
+      s = hn::IfThenElse(hn::Ge(s, hn::Set(d, 1e-5f)), s, hn::Set(d, 1.0f));
+      hn::Store(s, d, scale + k);
+    }
+    for (size_t b = 0; b < nb; ++b) {
+      const auto vs = hn::Set(d, scale[b]);
+      const float* xb = x + (b0 + b) * 16;
+      float* yb = y + (b0 + b) * 16;
+      for (size_t k = 0; k < 16; k += N) {
+        const auto xv = hn::LoadU(d, xb + k);
+        const auto r = hn::Mul(E2M1Chain(d, hn::Div(hn::Abs(xv), vs)), vs);
+        hn::StoreU(hn::IfThenElse(hn::Ge(xv, hn::Zero(d)), r, hn::Neg(r)), d, yb + k);
+      }
+    }
+  }
+}
+
+template <int kElem>
+HWY_INLINE hn::Vec<DF> MxConvertV(DF d, hn::Vec<DF> v) {
+  if constexpr (kElem == static_cast<int>(Format::kE4M3)) return RoundMinifloat<3, -6>(d, v, 448.0f);
+  if constexpr (kElem == static_cast<int>(Format::kE5M2)) return RoundMinifloat<2, -14>(d, v, 57344.0f);
+  if constexpr (kElem == static_cast<int>(Format::kE3M2)) return RoundMinifloat<2, -2>(d, v, 28.0f);
+  if constexpr (kElem == static_cast<int>(Format::kE2M3)) return RoundMinifloat<3, 0>(d, v, 7.5f);
+  if constexpr (kElem == static_cast<int>(Format::kE2M1)) return RoundMinifloat<1, 0>(d, v, 6.0f);
+  if constexpr (kElem == static_cast<int>(Format::kInt8)) return hn::Min(hn::Round(v), hn::Set(d, 127.0f));
+  return v;
+}
+
+template <int kElem>
+void MxQdqBlocksT(const float* x, float* y, size_t nblk, float fmt_max) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  for (size_t b = 0; b < nblk; ++b) {
+    const float* xb = x + b * 32;
+    float* yb = y + b * 32;
+    const int e = MxScaleExponent(BlockAbsMaxIgnoreNan(xb, 32, FLT_MAX), fmt_max);
+    const auto sc = hn::Set(d, Pow2(-e)), un = hn::Set(d, Pow2(e));
+    for (size_t k = 0; k < 32; k += N) {
+      const auto xv = hn::LoadU(d, xb + k);
+      auto r = hn::Mul(MxConvertV<kElem>(d, hn::Mul(hn::Abs(xv), sc)), un);
+      r = hn::IfThenElse(hn::Lt(xv, hn::Zero(d)), hn::Neg(r), r);
+      r = hn::IfThenZeroElse(hn::Eq(xv, hn::Zero(d)), r);
+      hn::StoreU(hn::IfThenElse(hn::IsNaN(xv), xv, r), d, yb + k);
+    }
+  }
+}
+
+void MxQdqBlocks(const float* x, float* y, size_t nblk, float fmt_max, int element) {
+  switch (static_cast<Format>(element)) {
+    case Format::kE4M3: return MxQdqBlocksT<static_cast<int>(Format::kE4M3)>(x, y, nblk, fmt_max);
+    case Format::kE5M2: return MxQdqBlocksT<static_cast<int>(Format::kE5M2)>(x, y, nblk, fmt_max);
+    case Format::kE3M2: return MxQdqBlocksT<static_cast<int>(Format::kE3M2)>(x, y, nblk, fmt_max);
+    case Format::kE2M3: return MxQdqBlocksT<static_cast<int>(Format::kE2M3)>(x, y, nblk, fmt_max);
+    case Format::kE2M1: return MxQdqBlocksT<static_cast<int>(Format::kE2M1)>(x, y, nblk, fmt_max);
+    case Format::kInt8: return MxQdqBlocksT<static_cast<int>(Format::kInt8)>(x, y, nblk, fmt_max);
+    default: return;
+  }
+}
+
+// max|x| over n floats; *nan = whether any element is NaN.
+float AbsMaxSpan(const float* x, size_t n, bool* nan) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  auto m = hn::Zero(d);
+  auto nan_acc = hn::Zero(d);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto v = hn::LoadU(d, x + i);
+    const auto isn = hn::IsNaN(v);
+    nan_acc = hn::Or(nan_acc, hn::VecFromMask(d, isn));
+    m = hn::Max(m, hn::IfThenZeroElse(isn, hn::Abs(v)));
+  }
+  float r = hn::GetLane(hn::MaxOfLanes(d, m));
+  bool any_nan = !hn::AllFalse(d, hn::MaskFromVec(nan_acc));
+  for (; i < n; ++i) {
+    const float a = std::fabs(x[i]);
+    if (std::isnan(a)) any_nan = true;
+    else r = std::max(r, a);
+  }
+  *nan = any_nan;
+  return r;
+}
+
+// codes[i] = e4m3_nonsat(w[i] / scale) (PyTorch cast: > 464 -> NaN code, sign kept).
+void EncodeFp8Span(const float* w, uint8_t* codes, size_t n, float scale) {
+  const DF d;
+  const hn::RebindToSigned<DF> di;
+  const hn::RebindToUnsigned<DF> du;
+  const hn::Rebind<uint8_t, DF> d8;
+  const size_t N = hn::Lanes(d);
+  const auto vs = hn::Set(d, scale);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto v = hn::Div(hn::LoadU(d, w + i), vs);
+    const auto a = hn::Abs(v);
+    // Unclamped RNE onto the E4M3 grid: anything that rounds above 448 overflows.
+    auto bits = hn::BitCast(du, a);
+    bits = hn::Add(bits, hn::Add(hn::Set(du, 0x7FFFFu), hn::And(hn::ShiftRight<20>(bits), hn::Set(du, 1u))));
+    const auto normal = hn::BitCast(d, hn::And(bits, hn::Set(du, 0xFFF00000u)));
+    const auto sub = hn::Sub(hn::Add(a, hn::Set(d, 16384.0f)), hn::Set(d, 16384.0f));
+    const auto is_sub = hn::Lt(a, hn::Set(d, 0x1p-6f));
+    const auto r = hn::IfThenElse(is_sub, sub, normal);
+    const auto overflow = hn::Or(hn::Gt(r, hn::Set(d, 448.0f)), hn::IsNaN(a));
+    auto code = E4M3CodeOfRounded(d, hn::IfThenZeroElse(overflow, r));
+    code = hn::IfThenElse(hn::RebindMask(di, overflow), hn::Set(di, 0x7F), code);
+    const auto sign = hn::BitCast(di, hn::ShiftLeft<7>(hn::ShiftRight<31>(hn::BitCast(du, v))));
+    hn::StoreU(hn::DemoteTo(d8, hn::Or(code, sign)), d8, codes + i);
+  }
+  for (; i < n; ++i) codes[i] = EncodeE4M3(w[i] / scale, Overflow::kNonSat);
+}
+
+// NVFP4 export of `nblk` consecutive 16-element blocks: scale bytes and packed codes (low nibble = even).
+void PackNvfp4Blocks(const float* w, size_t nblk, float ws2, uint8_t* packed, uint8_t* scales) {
+  const DF d;
+  const hn::RebindToSigned<DF> di;
+  const hn::Rebind<uint8_t, DF> d8;
+  const size_t N = hn::Lanes(d);
+  HWY_ALIGN float bmax[16];
+  HWY_ALIGN float denom[16];
+  HWY_ALIGN int32_t scode[16];
+  HWY_ALIGN uint8_t codes[16];
+  const auto six_ws2 = hn::Set(d, 6.0f * ws2), vws2 = hn::Set(d, ws2);
+  const float bounds[7] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
+  for (size_t b0 = 0; b0 < nblk; b0 += 16) {
+    const size_t nb = std::min<size_t>(16, nblk - b0);
+    for (size_t b = 0; b < nb; ++b) bmax[b] = BlockAbsMaxIgnoreNan(w + (b0 + b) * 16, 16, HUGE_VALF);
+    for (size_t b = nb; b < 16; ++b) bmax[b] = 0.0f;
+    for (size_t k = 0; k < 16; k += N) {
+      auto t = hn::Div(hn::Load(d, bmax + k), six_ws2);
+      t = hn::IfThenElse(hn::Eq(t, hn::Zero(d)), hn::Set(d, 1.0f), t);
+      t = hn::IfThenElse(hn::Lt(t, hn::Set(d, 0x1p-9f)), hn::Set(d, 0x1p-9f), t);
+      t = hn::IfThenElse(hn::Gt(t, hn::Set(d, 448.0f)), hn::Set(d, 448.0f), t);
+      const auto r = RoundMinifloat<3, -6>(d, t, 448.0f);
+      hn::Store(E4M3CodeOfRounded(d, r), di, scode + k);
+      hn::Store(hn::Mul(r, vws2), d, denom + k);
+    }
+    for (size_t b = 0; b < nb; ++b) {
+      scales[b0 + b] = static_cast<uint8_t>(scode[b]);
+      const auto vd = hn::Set(d, denom[b]);
+      const float* wb = w + (b0 + b) * 16;
+      for (size_t k = 0; k < 16; k += N) {
+        const auto v = hn::Div(hn::LoadU(d, wb + k), vd);
+        const auto a = hn::Abs(v);
+        auto idx = hn::Zero(d);
+        for (float bound : bounds) idx = hn::Add(idx, hn::IfThenElseZero(hn::Gt(a, hn::Set(d, bound)), hn::Set(d, 1.0f)));
+        const auto tie = hn::Or(hn::Or(hn::Eq(a, hn::Set(d, 0.75f)), hn::Eq(a, hn::Set(d, 1.75f))),
+                                hn::Eq(a, hn::Set(d, 3.5f)));
+        idx = hn::Add(idx, hn::IfThenElseZero(tie, hn::Set(d, 1.0f)));
+        idx = hn::Add(idx, hn::IfThenElseZero(hn::Lt(v, hn::Zero(d)), hn::Set(d, 8.0f)));
+        hn::Store(hn::DemoteTo(d8, hn::ConvertTo(di, idx)), d8, codes + k);
+      }
+      uint8_t* out = packed + (b0 + b) * 8;
+      for (int k = 0; k < 8; ++k) out[k] = static_cast<uint8_t>(codes[2 * k] | (codes[2 * k + 1] << 4));
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace qforge::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace qforge::cpu {
+
+HWY_EXPORT(Fp8QdqSpan);
+HWY_EXPORT(IntQdqSpan);
+HWY_EXPORT(Nvfp4DynQdqBlocks);
+HWY_EXPORT(MxQdqBlocks);
+HWY_EXPORT(AbsMaxSpan);
+HWY_EXPORT(EncodeFp8Span);
+HWY_EXPORT(PackNvfp4Blocks);
+
+namespace {
+
+constexpr int64_t kChunk = 16384;  // elements per OpenMP work item (a multiple of every block size)
+
+// Runs f(begin, end) over [0, n) in chunks of `chunk`, in parallel when there is more than one chunk.
+template <typename F>
+void ParallelChunks(int64_t n, int64_t chunk, F&& f) {
+  const int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+  for (int64_t c = 0; c < nchunks; ++c) f(c * chunk, std::min(n, (c + 1) * chunk));
+}
+
+// Group-wise FP8 / INT fake quant: groups are runs of `extent.back()` elements along the last dim.
+bool SegmentedQdq(const QdqPlan& p, const float* x, float* y, std::span<const float> amax) {
+  const int rank = static_cast<int>(p.shape.size());
+  const int64_t cols = p.shape.back();
+  auto apply = [&](const float* xs, float* ys, int64_t n, float a) {
+    if (p.kind == QdqKind::kFp8) {
+      const float aa = a <= 0x1p-24f ? 1.0f : a;
+      const float scale = 448.0f / aa;
+      HWY_DYNAMIC_DISPATCH(Fp8QdqSpan)(xs, ys, static_cast<size_t>(n), scale, 1.0f / scale);
+    } else if (a <= 0x1p-24f) {
+      std::fill(ys, ys + n, 0.0f);
+    } else {
+      HWY_DYNAMIC_DISPATCH(IntQdqSpan)(xs, ys, static_cast<size_t>(n), p.max_bound / a, p.max_bound, p.min_bound);
+    }
+  };
+  if (p.num_groups == 1) {
+    ParallelChunks(p.numel, kChunk, [&](int64_t lo, int64_t hi) { apply(x + lo, y + lo, hi - lo, amax[0]); });
+    return true;
+  }
+  std::vector<int64_t> gstride(rank, 1);
+  for (int d = rank - 2; d >= 0; --d) gstride[d] = gstride[d + 1] * p.groups[d + 1];
+  const int64_t rows = p.numel / cols, ext = p.extent.back(), segs = p.groups.back();
+#pragma omp parallel for schedule(static) if (p.numel > kChunk)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t rem = r, base = 0;
+    for (int d = rank - 2; d >= 0; --d) {
+      base += ((rem % p.shape[d]) / p.extent[d]) * gstride[d];
+      rem /= p.shape[d];
+    }
+    for (int64_t s = 0; s < segs; ++s) {
+      const int64_t lo = s * ext, hi = std::min(cols, lo + ext);
+      apply(x + r * cols + lo, y + r * cols + lo, hi - lo, amax[base + s]);
+    }
+  }
+  return true;
+}
+
+const QuantFastPaths kPaths = [] {
+  QuantFastPaths t;
+  t.fake_quant = &FakeQuantFast;
+  t.abs_max = &AbsMaxFast;
+  t.pack_nvfp4 = &PackNvfp4Fast;
+  t.encode_fp8 = &EncodeFp8Fast;
+  return t;
+}();
+
+}  // namespace
+
+bool FakeQuantFast(const QdqPlan& p, std::span<const float> x, std::span<const float> amax,
+                   std::optional<float> global_amax, std::span<float> out) {
+  const int rank = static_cast<int>(p.shape.size());
+  if (rank == 0 || p.numel == 0) return false;
+  const int64_t cols = p.shape.back();
+  switch (p.kind) {
+    case QdqKind::kFp8:
+    case QdqKind::kInt:
+      return SegmentedQdq(p, x.data(), out.data(), amax);
+    case QdqKind::kNvfp4Dynamic: {
+      if (p.block_axis != rank - 1 || p.block_size != 16 || cols % 16 != 0) return false;
+      const float g = amax[0] / 2688.0f;
+      ParallelChunks(p.numel / 16, kChunk / 16, [&](int64_t lo, int64_t hi) {
+        HWY_DYNAMIC_DISPATCH(Nvfp4DynQdqBlocks)(x.data() + lo * 16, out.data() + lo * 16, hi - lo, g);
+      });
+      return true;
+    }
+    case QdqKind::kMx: {
+      if (p.block_axis != rank - 1 || p.block_size != 32 || cols % 32 != 0) return false;
+      const int element = static_cast<int>(p.element);
+      ParallelChunks(p.numel / 32, kChunk / 32, [&](int64_t lo, int64_t hi) {
+        HWY_DYNAMIC_DISPATCH(MxQdqBlocks)(x.data() + lo * 32, out.data() + lo * 32, hi - lo, p.max_bound, element);
+      });
+      return true;
+    }
+    case QdqKind::kNvfp4Static:
+      return false;
+  }
+  return false;
+}
+
+bool AbsMaxFast(std::span<const float> x, bool propagate_nan, float* result) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  const int64_t nchunks = (n + kChunk - 1) / kChunk;
+  std::vector<float> maxes(std::max<int64_t>(nchunks, 1), 0.0f);
+  std::vector<char> nans(maxes.size(), 0);
+  ParallelChunks(n, kChunk, [&](int64_t lo, int64_t hi) {
+    bool nan = false;
+    maxes[lo / kChunk] = HWY_DYNAMIC_DISPATCH(AbsMaxSpan)(x.data() + lo, static_cast<size_t>(hi - lo), &nan);
+    nans[lo / kChunk] = nan;
+  });
+  float m = 0.0f;
+  bool nan = false;
+  for (size_t i = 0; i < maxes.size(); ++i) {
+    m = std::max(m, maxes[i]);
+    nan |= nans[i] != 0;
+  }
+  *result = (nan && propagate_nan) ? std::numeric_limits<float>::quiet_NaN() : m;
+  return true;
+}
+
+bool PackNvfp4Fast(std::span<const float> w, int64_t rows, int64_t cols, float weight_scale_2,
+                   std::span<uint8_t> packed, std::span<uint8_t> scales) {
+  if (cols % 16 != 0) return false;
+  const int64_t nblk = rows * cols / 16;
+  ParallelChunks(nblk, kChunk / 16, [&](int64_t lo, int64_t hi) {
+    HWY_DYNAMIC_DISPATCH(PackNvfp4Blocks)(w.data() + lo * 16, static_cast<size_t>(hi - lo), weight_scale_2,
+                                          packed.data() + lo * 8, scales.data() + lo);
+  });
+  return true;
+}
+
+bool EncodeFp8Fast(std::span<const float> w, std::span<const float> scales, int64_t group,
+                   std::span<uint8_t> codes) {
+  if (group <= 0) return false;
+  ParallelChunks(static_cast<int64_t>(w.size()), kChunk, [&](int64_t lo, int64_t hi) {
+    int64_t i = lo;
+    while (i < hi) {
+      const int64_t g = i / group;
+      const int64_t end = std::min(hi, (g + 1) * group);
+      HWY_DYNAMIC_DISPATCH(EncodeFp8Span)(w.data() + i, codes.data() + i, static_cast<size_t>(end - i), scales[g]);
+      i = end;
+    }
+  });
+  return true;
+}
+
+void RegisterQuantKernels() { RegisterQuantFastPaths(&kPaths); }
+
+}  // namespace qforge::cpu
+#endif  // HWY_ONCE
