@@ -64,6 +64,15 @@ bool IsFloatStorage(DType d) { return d == DType::kF32 || d == DType::kF16 || d 
 
 std::string Describe(const TensorInfo& t) { return fmt::format("{} {}", DTypeName(t.dtype), ShapeToString(t.shape)); }
 
+// float8_e4m3fn code -> value ([s:1][e:4][m:3], bias 7, no infinities, 0x7F/0xFF NaN).
+float E4M3ToFloat(uint8_t b) {
+  const int e = (b >> 3) & 0xF;
+  const int m = b & 7;
+  if ((b & 0x7F) == 0x7F) return NAN;
+  const float mag = e == 0 ? std::ldexp(static_cast<float>(m), -9) : std::ldexp(1.0f + m / 8.0f, e - 7);
+  return (b & 0x80) ? -mag : mag;
+}
+
 std::string Upper(std::string s) {
   for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
@@ -75,6 +84,9 @@ struct Module {
   bool quantized_on_disk = false;
   bool is_linear = false;
   std::optional<LayerQuantConfig> layer;  // what the config says for it
+  // Largest magnitude code (bits 0-6 of float8_e4m3fn; 0x7E = 448) of the FP8 weight or of the NVFP4 block
+  // scales; -1 if not scanned.
+  int peak_code = -1;
   bool Has(const std::string& suffix) const { return tensors.count(suffix) != 0; }
 };
 
@@ -90,6 +102,7 @@ class Checker {
     IndexTensors();
     CheckModules();
     CheckSiblings();
+    CheckPeaks();
     CheckMixedExperts();
     CheckKvScales();
     CheckTied();
@@ -341,7 +354,15 @@ class Checker {
     if (t.shape != lead) {
       Error("tensor.shape", tensor, "scalar scale must have shape {}, got {}", ShapeToString(lead), Describe(t));
     }
-    Tensor v = ckpt_->Get(tensor).ToF32();
+    Tensor raw = ckpt_->Get(tensor);
+    Tensor v;
+    if (raw.dtype() == DType::kF8E4M3) {
+      std::vector<float> vals;
+      for (uint8_t b : raw.span<uint8_t>()) vals.push_back(E4M3ToFloat(b));
+      v = Tensor::FromF32(raw.shape(), vals);
+    } else {
+      v = raw.ToF32();
+    }
     float first = v.numel() > 0 ? v.data<float>()[0] : NAN;
     for (int64_t i = 0; i < v.numel(); ++i) {
       const float x = v.data<float>()[i];
@@ -362,15 +383,18 @@ class Checker {
     }
   }
 
-  // Scans per-block scales for NaN / non-positive entries.
-  void ScanBlockScales(const std::string& tensor, DType dtype) {
-    if (!options_.scan_values) return;
+  // Scans per-block scales for NaN / non-positive entries. Returns the largest finite positive E4M3 code
+  // for float8 scales (-1 otherwise).
+  int ScanBlockScales(const std::string& tensor, DType dtype) {
+    if (!options_.scan_values) return -1;
     const TensorInfo& t = Info(tensor);
-    if (t.dtype != dtype) return;
+    if (t.dtype != dtype) return -1;
     Tensor v = ckpt_->Get(tensor);
     int64_t nan = 0, nonpos = 0, zero = 0;
+    int peak = -1;
     if (dtype == DType::kF8E4M3) {
       for (uint8_t b : v.span<uint8_t>()) {
+        if ((b & 0x80) == 0 && b != 0x7F) peak = std::max<int>(peak, b);
         if ((b & 0x7F) == 0x7F) {
           ++nan;
         } else if ((b & 0x7F) == 0) {
@@ -396,15 +420,26 @@ class Checker {
     if (nan) Error("scale.value", tensor, "{} per-block scales are NaN or infinite", nan);
     if (nonpos) Error("scale.value", tensor, "{} per-block scales are negative", nonpos);
     if (zero) Warn("scale.value", tensor, "{} per-block scales are zero (their blocks dequantize to 0)", zero);
+    return peak;
   }
 
-  void ScanFp8Weight(const std::string& tensor) {
-    if (!options_.scan_values) return;
+  // Scans an FP8 weight for NaN codes; returns the largest finite magnitude code.
+  int ScanFp8Weight(const std::string& tensor) {
+    if (!options_.scan_values) return -1;
     Tensor v = ckpt_->Get(tensor);
     int64_t nan = 0;
-    for (uint8_t b : v.span<uint8_t>()) nan += (b & 0x7F) == 0x7F;
+    int peak = -1;
+    for (uint8_t b : v.span<uint8_t>()) {
+      const int mag = b & 0x7F;
+      if (mag == 0x7F) {
+        ++nan;
+      } else {
+        peak = std::max(peak, mag);
+      }
+    }
     ckpt_->Release(tensor);
     if (nan) Error("tensor.value", tensor, "{} float8_e4m3fn weight elements are NaN", nan);
+    return peak;
   }
 
   bool IsRouter(const Module& m) const {
@@ -522,7 +557,10 @@ class Checker {
       Error("tensor.dtype", wname, "{} weight must be {} {}, got {}", algo, DTypeName(wdtype), layout, Describe(w));
       return;
     }
-    if (t.weight == WeightStorage::kFp8) ScanFp8Weight(wname);
+    if (t.weight == WeightStorage::kFp8) {
+      const int peak = ScanFp8Weight(wname);
+      if (t.weight_scale == WeightScaleKind::kScalarF32) m.peak_code = peak;
+    }
     const int g = group_size && *group_size > 0 ? *group_size : t.default_group_size;
     const bool grouped = t.weight_scale == WeightScaleKind::kGroupF8 || t.weight_scale == WeightScaleKind::kGroupE8M0 ||
                          t.weight_scale == WeightScaleKind::kGroupF32;
@@ -563,7 +601,10 @@ class Checker {
             break;
           case WeightScaleKind::kGroupF8:
             ExpectTensor(s, DType::kF8E4M3, with_lead({out, in / g}), "per-block weight_scale (linear layout)");
-            ScanBlockScales(s, DType::kF8E4M3);
+            if (const int peak = ScanBlockScales(s, DType::kF8E4M3); t.format == ExportFormat::kNvfp4 ||
+                                                                      t.format == ExportFormat::kW4a16Nvfp4) {
+              m.peak_code = peak;
+            }
             break;
           case WeightScaleKind::kGroupE8M0:
             ExpectTensor(s, DType::kU8, with_lead({out, in / g}), "E8M0 per-block weight_scale");
@@ -687,6 +728,40 @@ class Checker {
         Warn("siblings.fp8", subject + "." + key,
              "FP8 siblings have different {} (vLLM requantizes them to the max at load time): {}", key, listing);
       }
+    }
+  }
+
+  // Scale consistency (checklist item 9): a per-tensor scale of amax/448 (FP8) or a global scale of amax/2688
+  // (NVFP4) puts the largest weight of a tensor, or of a group of fused siblings sharing the scale, exactly at
+  // code 448 (0x7E). A group whose peak stays below was given a scale larger than its weights need.
+  void CheckPeaks() {
+    std::map<std::string, std::vector<const Module*>> groups;  // group key -> members
+    for (const auto& [name, m] : modules_) {
+      if (m.peak_code < 0) continue;
+      std::string key = name;
+      for (size_t i = 0; i < kSiblingSets.size(); ++i) {
+        const auto& set = kSiblingSets[i];
+        if (std::find(set.begin(), set.end(), LastComponent(name)) != set.end()) {
+          key = Parent(name) + "#" + std::to_string(i);
+        }
+      }
+      groups[key].push_back(&m);
+    }
+    for (const auto& [key, members] : groups) {
+      int peak = -1;
+      std::string names;
+      for (const Module* m : members) {
+        peak = std::max(peak, m->peak_code);
+        names += (names.empty() ? "" : ", ") + m->name;
+      }
+      if (peak == 0x7E) continue;
+      const float value = E4M3ToFloat(static_cast<uint8_t>(peak));
+      Warn("scale.global", names,
+           "the largest {} is {} instead of 448: the per-tensor / global scale is larger than the weights need "
+           "(expected amax/448 for FP8, amax/2688 for NVFP4), which wastes precision",
+           members.front()->layer && members.front()->layer->quant_algo == "FP8" ? "FP8 weight code"
+                                                                                  : "NVFP4 block scale",
+           value);
     }
   }
 

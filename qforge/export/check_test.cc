@@ -74,6 +74,7 @@ struct Synth {
       case ExportFormat::kNone: Add(m + ".weight", Random(DType::kBF16, {out, in})); break;
       case ExportFormat::kFp8:
         Add(m + ".weight", Random(DType::kF8E4M3, {out, in}));
+        static_cast<uint8_t*>(tensors.back().second.mutable_raw())[0] = 0x7E;  // the amax element: 448
         Add(m + ".weight_scale", Tensor::Scalar(fp8_scale));
         Add(m + ".input_scale", Tensor::Scalar(input_scale));
         break;
@@ -87,6 +88,7 @@ struct Synth {
       case ExportFormat::kW4a16Nvfp4:
         Add(m + ".weight", Random(DType::kU8, {out, in / 2}));
         Add(m + ".weight_scale", Filled(DType::kF8E4M3, {out, in / 16}, 0x38));  // 1.0
+        static_cast<uint8_t*>(tensors.back().second.mutable_raw())[0] = 0x7E;  // the amax block: 448
         Add(m + ".weight_scale_2", Tensor::Scalar(ws2));
         if (f == ExportFormat::kNvfp4) Add(m + ".input_scale", Tensor::Scalar(input_scale));
         break;
@@ -386,6 +388,30 @@ TEST(CheckBroken, NonFiniteAndNonPositiveScales) {
   EXPECT_TRUE(HasError(r, "scale.value", "model.layers.1.mlp.down_proj.weight_scale")) << Dump(r);
 }
 
+TEST(CheckBroken, GlobalScaleLargerThanTheWeightsNeed) {
+  Synth s = Synth::Make(ExportFormat::kNvfp4, ExportFormat::kFp8, false, 1);
+  // No q/k/v block reaches 448: their shared weight_scale_2 is too large. One sibling at 448 suffices.
+  for (const char* n : {"q_proj", "k_proj", "v_proj"}) {
+    s.At(std::string("model.layers.0.self_attn.") + n + ".weight_scale") =
+        s.Filled(DType::kF8E4M3, {kHidden, kHidden / 16}, 0x38);
+  }
+  s.At("model.layers.0.self_attn.o_proj.weight_scale") = s.Filled(DType::kF8E4M3, {kHidden, kHidden / 16}, 0x38);
+  static_cast<uint8_t*>(s.At("model.layers.0.self_attn.o_proj.weight_scale").mutable_raw())[5] = 0x7E;
+  s.At("model.layers.0.mlp.down_proj.weight") = s.Filled(DType::kF8E4M3, {kHidden, kInter}, 0x30);
+  const CheckReport r = Check(s.Write("global_scale"));
+  EXPECT_TRUE(r.ok()) << Dump(r);
+  int n = 0;
+  for (const auto& f : r.findings) {
+    if (f.rule != "scale.global") continue;
+    ++n;
+    EXPECT_TRUE(f.subject == "model.layers.0.self_attn.k_proj, model.layers.0.self_attn.q_proj, "
+                             "model.layers.0.self_attn.v_proj" ||
+                f.subject == "model.layers.0.mlp.down_proj")
+        << f.subject;
+  }
+  EXPECT_EQ(n, 2) << Dump(r);
+}
+
 TEST(CheckBroken, NanFp8Weight) {
   Synth s = Synth::Make(ExportFormat::kFp8, ExportFormat::kFp8);
   s.At("model.layers.0.mlp.down_proj.weight") = s.Filled(DType::kF8E4M3, {kHidden, kInter}, 0xFF);
@@ -488,6 +514,8 @@ TEST(CheckModelOptReference, EveryGoldenExportPasses) {
     const CheckReport r = Check(e.path());
     EXPECT_TRUE(r.ok()) << Dump(r);
     EXPECT_GT(r.quantized_modules, 0) << e.path();
+    // ModelOpt leaves FP8 siblings' scales separate (contract §6); nothing else is worth a warning.
+    for (const auto& f : r.findings) EXPECT_EQ(f.rule, "siblings.fp8") << Dump(r);
     ++n;
   }
   EXPECT_GT(n, 0);
