@@ -2,6 +2,7 @@
 #include "qforge/runtime/cpu/cpu_backend.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,8 +15,21 @@
 namespace qforge {
 namespace {
 
+// OpenMP is the only thread pool: OpenBLAS runs single-threaded inside OpenMP regions. Two pools on the
+// same cores (OpenBLAS's pthreads and OpenMP's spinning workers) slow small models down by 20x or more.
+void UseOpenMpOnly() {
+  static const bool once = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)once;
+}
+
+// GEMMs with fewer multiply-adds than this run on one thread.
+constexpr int64_t kGemmParallelMacs = 1 << 22;
+
 // Rows below this many elements of work run on one thread (OpenMP start-up costs more than the loop).
-constexpr int64_t kParallelGrain = 1 << 14;
+constexpr int64_t kParallelGrain = 1 << 16;
 
 // Softmax of row[0, n) in place; rows are short enough that a scalar max + vectorizable exp pass is fine.
 inline void SoftmaxRow(float* row, int64_t n) {
@@ -35,35 +49,61 @@ inline void SoftmaxRow(float* row, int64_t n) {
 
 }  // namespace
 
+CpuBackend::CpuBackend() { UseOpenMpOnly(); }
+
 void CpuBackend::Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n,
                       int64_t k, bool accumulate, int64_t ldy) {
   if (ldy == 0) ldy = n;
   QF_ASSERT(ldy >= n, "Gemm: ldy {} < n {}", ldy, n);
   if (m == 0 || n == 0) return;
-  float beta = accumulate ? 1.f : 0.f;
-  if (bias != nullptr) {
-    if (!accumulate) {
-#pragma omp parallel for if (m * n > kParallelGrain)
-      for (int64_t r = 0; r < m; ++r) std::memcpy(y + r * ldy, bias, n * sizeof(float));
-    } else {
-#pragma omp parallel for if (m * n > kParallelGrain)
-      for (int64_t r = 0; r < m; ++r) {
+  // One tile: rows [r0, r1) x columns [c0, c1) of y, on the calling thread.
+  auto tile = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    if (r1 <= r0 || c1 <= c0) return;
+    float beta = accumulate ? 1.f : 0.f;
+    if (bias != nullptr) {
+      for (int64_t r = r0; r < r1; ++r) {
         float* yr = y + r * ldy;
+        if (accumulate) {
 #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) yr[j] += bias[j];
+          for (int64_t j = c0; j < c1; ++j) yr[j] += bias[j];
+        } else {
+          std::memcpy(yr + c0, bias + c0, (c1 - c0) * sizeof(float));
+        }
       }
+      beta = 1.f;
     }
-    beta = 1.f;
-  }
-  if (k == 0) {
-    if (beta == 0.f) {
-      for (int64_t r = 0; r < m; ++r) std::memset(y + r * ldy, 0, n * sizeof(float));
+    if (k == 0) {
+      if (beta == 0.f) {
+        for (int64_t r = r0; r < r1; ++r) std::memset(y + r * ldy + c0, 0, (c1 - c0) * sizeof(float));
+      }
+      return;
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0), static_cast<int>(c1 - c0),
+                static_cast<int>(k), 1.f, x + r0 * k, static_cast<int>(k), w + c0 * k, static_cast<int>(k), beta,
+                y + r0 * ldy + c0, static_cast<int>(ldy));
+  };
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads == 1 || m * n * k < kGemmParallelMacs) {
+    tile(0, m, 0, n);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.f, x, static_cast<int>(k), w, static_cast<int>(k), beta, y,
-              static_cast<int>(ldy));
+  // Split the rows when there are enough of them (each thread streams all of w once), else the columns.
+  const bool split_rows = m >= 32 * threads;
+  const int64_t extent = split_rows ? m : n;
+  const int64_t align = split_rows ? 8 : 16;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    const int nt = omp_get_num_threads();
+    const int64_t chunk = ((extent + nt - 1) / nt + align - 1) / align * align;
+    const int64_t b0 = std::min(extent, t * chunk);
+    const int64_t b1 = std::min(extent, b0 + chunk);
+    if (split_rows) {
+      tile(b0, b1, 0, n);
+    } else {
+      tile(0, m, b0, b1);
+    }
+  }
 }
 
 void CpuBackend::RmsNorm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps) {
@@ -105,12 +145,17 @@ void CpuBackend::CausalAttention(const float* q, const float* k, const float* v,
                                  int64_t heads, int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) {
   QF_ASSERT(kv_heads > 0 && heads % kv_heads == 0, "CausalAttention: heads {} kv_heads {}", heads, kv_heads);
   const int64_t group = heads / kv_heads;
-  // Query rows are processed in blocks so the score matrix only spans the keys the block can see.
+  // Query rows are processed in blocks so the score matrix only spans the keys the block can see. One
+  // (sequence, head) pair per OpenMP iteration; sgemm runs single-threaded inside.
   constexpr int64_t kBlock = 128;
   const int64_t d = head_dim;
-  std::vector<float> scores(static_cast<size_t>(std::min(kBlock, seq) * seq));
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t h = 0; h < heads; ++h) {
+  const int64_t pairs = batch * heads;
+#pragma omp parallel if (pairs > 1 && seq * seq * d > kParallelGrain)
+  {
+    std::vector<float> scores(static_cast<size_t>(std::min(kBlock, seq) * seq));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t p = 0; p < pairs; ++p) {
+      const int64_t b = p / heads, h = p % heads;
       const float* qh = q + (b * heads + h) * seq * d;
       const float* kh = k + (b * kv_heads + h / group) * seq * d;
       const float* vh = v + (b * kv_heads + h / group) * seq * d;
@@ -121,7 +166,6 @@ void CpuBackend::CausalAttention(const float* q, const float* k, const float* v,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb), static_cast<int>(nk),
                     static_cast<int>(d), scale, qh + i0 * d, static_cast<int>(d), kh, static_cast<int>(d), 0.f, s,
                     static_cast<int>(nk));
-#pragma omp parallel for if (nb * nk > kParallelGrain)
         for (int64_t r = 0; r < nb; ++r) {
           float* row = s + r * nk;
           const int64_t valid = i0 + r + 1;

@@ -1,5 +1,6 @@
 // The CPU implementation of runtime/backend.h: OpenBLAS sgemm for every matrix product (Linear layers
 // and the two products inside attention), OpenMP-parallel, vectorizable loops for everything else.
+// OpenMP is the only thread pool: OpenBLAS is set to one thread and GEMMs are tiled across OpenMP threads.
 //
 // It is the reference backend: other backends are checked against it. Kernels assume host memory.
 #pragma once
@@ -10,6 +11,9 @@ namespace qforge {
 
 class CpuBackend final : public Backend {
  public:
+  // Makes OpenBLAS single-threaded (process-wide): OpenMP is the only thread pool, GEMMs are split across
+  // OpenMP threads by rows or columns.
+  CpuBackend();
   std::string_view name() const override { return "cpu"; }
   void Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
             bool accumulate, int64_t ldy = 0) override;
