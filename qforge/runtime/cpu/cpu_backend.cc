@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -31,20 +32,74 @@ constexpr int64_t kGemmParallelMacs = 1 << 22;
 // Rows below this many elements of work run on one thread (OpenMP start-up costs more than the loop).
 constexpr int64_t kParallelGrain = 1 << 16;
 
-// Softmax of row[0, n) in place; rows are short enough that a scalar max + vectorizable exp pass is fine.
-inline void SoftmaxRow(float* row, int64_t n) {
+// Hot elementwise kernels are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time
+// (GCC function multiversioning), so their loops vectorize without a global -march flag.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QF_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QF_SIMD_CLONES
+#endif
+
+// exp(x) for x in float range, branch-free so loops over it vectorize: Cody-Waite reduction by ln 2 and a
+// degree-6 polynomial (Cephes expf coefficients), about 1 ulp. Inputs below -87.3 return ~1e-38 (treat
+// as 0), above 88.7 saturate.
+inline float ExpApprox(float x) {
+  x = std::min(std::max(x, -87.3f), 88.7f);
+  constexpr float kRound = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer in the low mantissa bits
+  const float t = x * 1.44269504088896341f + kRound;
+  const float n = t - kRound;
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e = p * r * r + r + 1.f;
+  const int32_t bits = (std::bit_cast<int32_t>(t) - 0x4B400000 + 127) << 23;
+  return e * std::bit_cast<float>(bits);
+}
+
+// Softmax of row[0, n) in place.
+QF_SIMD_CLONES void SoftmaxRow(float* row, int64_t n) {
   float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
   float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) {
-    const float e = std::exp(row[j] - mx);
+    const float e = ExpApprox(row[j] - mx);
     row[j] = e;
     sum += e;
   }
   const float inv = 1.f / sum;
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+}
+
+QF_SIMD_CLONES void SiluMulSpan(const float* gate, const float* up, float* out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.f + ExpApprox(-g)) * up[i];
+  }
+}
+
+// log(Σ exp(row[j])) over j < n.
+QF_SIMD_CLONES double LogSumExp(const float* row, int64_t n) {
+  float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
+  // Partial sums of at most 1024 terms in float, then double.
+  double total = 0;
+  for (int64_t j0 = 0; j0 < n; j0 += 1024) {
+    const int64_t j1 = std::min(n, j0 + 1024);
+    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = j0; j < j1; ++j) s += ExpApprox(row[j] - mx);
+    total += s;
+  }
+  return static_cast<double>(mx) + std::log(total);
 }
 
 }  // namespace
@@ -147,7 +202,7 @@ void CpuBackend::CausalAttention(const float* q, const float* k, const float* v,
   const int64_t group = heads / kv_heads;
   // Query rows are processed in blocks so the score matrix only spans the keys the block can see. One
   // (sequence, head) pair per OpenMP iteration; sgemm runs single-threaded inside.
-  constexpr int64_t kBlock = 128;
+  constexpr int64_t kBlock = 64;
   const int64_t d = head_dim;
   const int64_t pairs = batch * heads;
 #pragma omp parallel if (pairs > 1 && seq * seq * d > kParallelGrain)
@@ -186,10 +241,12 @@ void CpuBackend::Softmax(float* x, int64_t rows, int64_t cols) {
 }
 
 void CpuBackend::SiluMul(const float* gate, const float* up, float* out, int64_t n) {
-#pragma omp parallel for simd if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.f + std::exp(-g)) * up[i];
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i0 = c * kChunk;
+    SiluMulSpan(gate + i0, up + i0, out + i0, std::min(kChunk, n - i0));
   }
 }
 
@@ -281,11 +338,7 @@ void CpuBackend::CrossEntropy(const float* logits, const int32_t* targets, doubl
 #pragma omp parallel for if (rows * vocab > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const float* lr = logits + r * vocab;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < vocab; ++j) mx = std::max(mx, lr[j]);
-    double sum = 0.0;
-    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(lr[j] - mx));
-    nll[r] = static_cast<double>(mx) + std::log(sum) - static_cast<double>(lr[targets[r]]);
+    nll[r] = LogSumExp(lr, vocab) - static_cast<double>(lr[targets[r]]);
   }
 }
 
