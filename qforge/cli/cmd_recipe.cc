@@ -40,7 +40,8 @@ CommandRegistrar reg("recipe", "list, show and check quantization recipes", [](C
       return 0;
     }
     if (check->parsed()) {
-      try {
+      std::vector<std::string> errors = config::CheckRecipe(*file);
+      if (errors.empty()) {
         std::error_code ec;
         if (std::filesystem::is_regular_file(*file, ec)) {
           config::YamlFileReport rep = config::LoadAnyYaml(*file);
@@ -50,11 +51,11 @@ CommandRegistrar reg("recipe", "list, show and check quantization recipes", [](C
           std::cout << r.source << ": OK (" << r.recipe_type << " recipe, "
                     << (r.quantize ? r.quantize->quant_cfg.size() : 0) << " quant_cfg entries)\n";
         }
-      } catch (const Error& e) {
-        std::cout << "error: " << e.what() << "\n";
-        return 1;
+        return 0;
       }
-      return 0;
+      for (const auto& e : errors) std::cout << "error: " << e << "\n";
+      std::cout << errors.size() << " error(s)\n";
+      return 1;
     }
     return 2;
   };

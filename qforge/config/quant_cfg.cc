@@ -148,6 +148,38 @@ void ConvertLegacyPair(const std::string& key_in, const Json& value, const std::
 
 }  // namespace
 
+std::vector<QuantizerCfgEntry> NormalizeQuantCfgElement(const Json& raw, const std::string& p, bool* legacy) {
+  std::vector<QuantizerCfgEntry> out;
+  if (raw.is_object() && (raw.contains("quantizer_name") || raw.contains("quantizer_path"))) {
+    out.push_back(QuantizerCfgEntry::FromJson(raw, p));
+    return out;
+  }
+  bool has_nn = false;
+  if (raw.is_object()) {
+    for (auto it = raw.begin(); it != raw.end(); ++it) has_nn = has_nn || StartsWith(it.key(), "nn.");
+  }
+  if (raw.is_object() && (raw.size() == 1 || (raw.size() > 1 && has_nn))) {
+    if (legacy) *legacy = true;
+    std::vector<Json> converted;
+    for (auto it = raw.begin(); it != raw.end(); ++it) ConvertLegacyPair(it.key(), it.value(), p, &converted);
+    for (const auto& e : converted) {
+      out.push_back(QuantizerCfgEntry::FromJson(e, p + " (legacy '" + raw.begin().key() + "')"));
+    }
+    return out;
+  }
+  std::string hint;
+  if (raw.is_object()) {
+    for (auto it = raw.begin(); it != raw.end() && hint.empty(); ++it) {
+      std::string close = ClosestName(it.key(), FieldNamesOf<QuantizerCfgEntry>());
+      if (!close.empty() && close != it.key()) hint = fmt::format(" (did you mean '{}' instead of '{}'?)", close, it.key());
+    }
+  }
+  QF_FAIL(
+      "{}: Invalid quant_cfg entry: {}. Expected a dict with 'quantizer_name' (and 'cfg' and/or 'enable'), "
+      "or a legacy single-key dict {{pattern: attributes}}{}",
+      p, Brief(raw), hint);
+}
+
 QuantCfgList NormalizeQuantCfgList(const Json& v, const std::string& path) {
   Json items;
   bool warned = false;
@@ -172,29 +204,16 @@ QuantCfgList NormalizeQuantCfgList(const Json& v, const std::string& path) {
   }
   QuantCfgList out;
   for (size_t i = 0; i < items.size(); ++i) {
-    const Json& raw = items[i];
-    std::string p = path + "[" + std::to_string(i) + "]";
-    if (raw.is_object() && (raw.contains("quantizer_name") || raw.contains("quantizer_path"))) {
-      out.push_back(QuantizerCfgEntry::FromJson(raw, p));
-      continue;
+    bool legacy = false;
+    std::vector<QuantizerCfgEntry> es;
+    try {
+      es = NormalizeQuantCfgElement(items[i], path + "[" + std::to_string(i) + "]", &legacy);
+    } catch (...) {
+      if (legacy) warn();
+      throw;
     }
-    bool has_nn = false;
-    if (raw.is_object()) {
-      for (auto it = raw.begin(); it != raw.end(); ++it) has_nn = has_nn || StartsWith(it.key(), "nn.");
-    }
-    if (raw.is_object() && (raw.size() == 1 || (raw.size() > 1 && has_nn))) {
-      warn();
-      std::vector<Json> converted;
-      for (auto it = raw.begin(); it != raw.end(); ++it) ConvertLegacyPair(it.key(), it.value(), p, &converted);
-      for (const auto& e : converted) {
-        out.push_back(QuantizerCfgEntry::FromJson(e, p + " (legacy '" + raw.begin().key() + "')"));
-      }
-      continue;
-    }
-    QF_FAIL(
-        "{}: Invalid quant_cfg entry: {}. Expected a dict with 'quantizer_name' (and 'cfg' and/or 'enable'), "
-        "or a legacy single-key dict {{pattern: attributes}}",
-        p, Brief(raw));
+    if (legacy) warn();
+    for (auto& e : es) out.push_back(std::move(e));
   }
   return out;
 }

@@ -62,6 +62,10 @@ using QuantCfgList = std::vector<QuantizerCfgEntry>;
 // dicts or a legacy flat mapping (deprecation warning through LogWarning). Errors name the element index.
 QuantCfgList NormalizeQuantCfgList(const Json& v, const std::string& path = "quant_cfg");
 
+// One element of a quant_cfg list (new-format dict, legacy single-key or nn.*-scoped dict) -> its entries.
+// Sets *legacy when the element used a legacy shape (the caller emits the deprecation warning).
+std::vector<QuantizerCfgEntry> NormalizeQuantCfgElement(const Json& raw, const std::string& path, bool* legacy);
+
 Json QuantCfgToJson(const QuantCfgList& list, bool exclude_unset = false);
 
 // find_quant_cfg_entry_by_path (spec §1.4): last entry whose quantizer_name equals `name` exactly.

@@ -95,10 +95,11 @@ void ParseValue(const Json& j, BlockSizesValue* out, const std::string& path) {
                "{}: four_over_six must be a bool, got {}", p, Brief(val));
       b.four_over_six = val.is_boolean() ? (val.get<bool>() ? 1 : 0) : val.get<int>();
     } else {
+      std::string hint = ClosestName(k, {"type", "scale_bits", "scale_block_sizes", "four_over_six"});
       QF_FAIL(
-          "{}: invalid block_sizes key '{}': keys must be integer axes or one of "
+          "{}: invalid block_sizes key '{}'{}: keys must be integer axes or one of "
           "'type', 'scale_bits', 'scale_block_sizes', 'four_over_six'",
-          path, k);
+          path, k, hint.empty() ? "" : fmt::format(" (did you mean '{}'?)", hint));
     }
   }
   if (b.dynamic()) {

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <regex>
 #include <sstream>
@@ -903,6 +904,76 @@ YamlFileReport LoadAnyYaml(const std::string& path, const LoaderOptions& options
   }
   rep.note = "recipe type '" + info.recipe_type + "' is not PTQ";
   return rep;
+}
+
+std::vector<std::string> CheckRecipe(const std::string& name, const LoaderOptions& options) {
+  std::vector<std::string> errors;
+  std::optional<SourceRef> src;
+  try {
+    src = ResolveRecipePath(name, options);
+    if (IsDirectory(*src)) {
+      LoadRecipe(name, options);
+      return errors;
+    }
+    RawFile raw = ReadRawFile(*src);
+    bool is_ptq_recipe = raw.body.is_object() && raw.body.contains("metadata") && raw.body["metadata"].is_object() &&
+                         raw.body["metadata"].value("recipe_type", Json()) == "ptq";
+    if (!is_ptq_recipe) {
+      if (src->builtin) {
+        LoadRecipe(name, options);
+      } else {
+        LoadAnyYaml(src->path, options);
+      }
+      return errors;
+    }
+  } catch (const Error& e) {
+    errors.push_back(e.what());
+    return errors;
+  }
+  const std::string where = src->Display();
+  auto collect = [&](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      std::string m = e.what();
+      errors.push_back(StartsWith(m, where) ? m : where + ": " + m);
+    }
+  };
+  Json doc;
+  collect([&] {
+    Loader loader(options);
+    doc = loader.Load(*src, Schema::kPtqRecipe, false).value;
+    AcceptPtqCfgAlias(doc, where);
+  });
+  if (!errors.empty()) return errors;
+  collect([&] { RejectUnknownKeys(doc, {"metadata", "quantize"}, "", "PTQ recipe"); });
+  collect([&] { ValidateMetadata(doc["metadata"], "metadata"); });
+  if (!doc.contains("quantize") || !doc["quantize"].is_object()) {
+    errors.push_back(where + ": PTQ recipe must contain 'quantize' (a dict with quant_cfg and algorithm)");
+    return errors;
+  }
+  const Json& q = doc["quantize"];
+  collect([&] { RejectUnknownKeys(q, FieldNamesOf<QuantizeConfig>(), "quantize", "quantize config"); });
+  if (q.contains("algorithm")) collect([&] { AlgorithmSpec::FromJson(q["algorithm"], "quantize.algorithm"); });
+  if (q.contains("effective_bits")) {
+    collect([&] {
+      std::optional<double> b;
+      ParseValue(q["effective_bits"], &b, "quantize.effective_bits");
+      CheckEffectiveBits(b, "quantize.effective_bits");
+    });
+  }
+  if (q.contains("quant_cfg")) {
+    const Json& l = q["quant_cfg"];
+    if (l.is_array()) {
+      ScopedLogCapture quiet;
+      for (size_t i = 0; i < l.size(); ++i) {
+        collect([&] { NormalizeQuantCfgElement(l[i], "quantize.quant_cfg[" + std::to_string(i) + "]", nullptr); });
+      }
+    } else {
+      collect([&] { NormalizeQuantCfgList(l, "quantize.quant_cfg"); });
+    }
+  }
+  return errors;
 }
 
 }  // namespace qforge::config

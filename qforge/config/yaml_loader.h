@@ -82,6 +82,11 @@ struct RecipeInfo {
 // Reads only metadata (no validation); is_recipe=false if the file has no metadata.recipe_type.
 RecipeInfo PeekRecipe(const std::string& name_or_path, const LoaderOptions& options = {});
 
+// Validates a PTQ recipe (name or path) and returns every error found, each located by file, section,
+// entry index and key (quant_cfg entries are checked one by one so one typo does not hide the next).
+// Empty when the recipe is valid. Files that are not PTQ recipes are checked with LoadAnyYaml.
+std::vector<std::string> CheckRecipe(const std::string& name_or_path, const LoaderOptions& options = {});
+
 // Any ModelOpt YAML file: recognises its kind and loads + validates PTQ ones.
 struct YamlFileReport {
   std::string kind;  // schema name, "ptq recipe", "auto_quantize recipe", "speculative_* recipe", "unknown"

@@ -167,3 +167,28 @@ TEST_F(Tree, BuiltinFirstForRecipesFilesystemFirstForImports) {
 
 }  // namespace
 }  // namespace qforge::config
+
+namespace qforge::config {
+namespace {
+
+TEST_F(Tree, CheckRecipeReportsEveryEntryError) {
+  Write("bad.yaml", "metadata:\n  recipe_type: ptq\nquantize:\n  algorithm: {method: gptq, layerwise: {enable: true, save_quantizers_only: true}}\n"
+                    "  quant_cfg:\n    - quantizer_name: '*'\n      enable: false\n"
+                    "    - quantizer_name: '*weight_quantizer'\n      cfg: {num_bits: e2m1, block_sizes: {-1: 16, typ: dynamic}}\n"
+                    "    - quantizer_nam: '*input_quantizer'\n      enable: false\n"
+                    "    - quantizer_name: '*lm_head*'\n      cfg: {}\n");
+  std::vector<std::string> errors = CheckRecipe("bad.yaml", Opts());
+  ASSERT_EQ(errors.size(), 4u);
+  EXPECT_NE(errors[0].find("mutates layer weights in-place"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[1].find("quant_cfg[1].cfg.block_sizes"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("did you mean 'type'"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[2].find("quant_cfg[2]"), std::string::npos) << errors[2];
+  EXPECT_NE(errors[2].find("did you mean 'quantizer_name'"), std::string::npos) << errors[2];
+  EXPECT_NE(errors[3].find("quant_cfg[3]"), std::string::npos) << errors[3];
+  for (const auto& e : errors) EXPECT_NE(e.find("bad.yaml"), std::string::npos) << e;
+  Write("good.yaml", "metadata:\n  recipe_type: ptq\nquantize:\n  quant_cfg:\n    - quantizer_name: '*'\n      enable: false\n");
+  EXPECT_TRUE(CheckRecipe("good.yaml", Opts()).empty());
+}
+
+}  // namespace
+}  // namespace qforge::config
