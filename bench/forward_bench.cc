@@ -125,6 +125,7 @@ int Main(int argc, char** argv) {
     else if (a == "--iters") iters = std::stoi(argv[i + 1]);
   }
   TimingBackend timing(DefaultCpuBackend());
+  omp_set_dynamic(0);  // the forward and the sgemm baseline both use every thread
   ModelLoadOptions opts;
   opts.backend = &timing;
   auto model = Model::Load(model_dir, opts);
