@@ -4,9 +4,8 @@
 // Usage: forward_bench [--model DIR] [--seq-len 512] [--batch 1] [--iters 3]
 // Every op of the forward goes through a timing decorator of the Backend interface, so the split between
 // the Linear GEMMs and everything else (attention, norms, RoPE, activations, head cross entropy) is measured,
-// not estimated. The baseline calls cblas_sgemm directly with OpenBLAS's own threading at each GEMM shape of
+// not estimated. The baseline calls OpenBLAS sgemm directly, with its own threading, at each GEMM shape of
 // the forward (weighted by how often it occurs).
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -101,13 +100,13 @@ class TimingBackend final : public Backend {
   double gemm_flops_ = 0;
 };
 
-// Seconds per call of cblas_sgemm(x[m,k] · w[n,k]^T) with OpenBLAS's own threads (best of `reps`).
-double SgemmSeconds(int64_t m, int64_t n, int64_t k, int reps) {
+// Seconds per call of OpenBLAS sgemm(x[m,k] · w[n,k]^T) with OpenBLAS's own threads (best of `reps`).
+double SgemmSeconds(int64_t m, int64_t n, int64_t k, int threads, int reps) {
   std::vector<float> x(m * k, 0.01f), w(n * k, 0.02f), y(m * n);
   double best = 1e30;
   for (int r = 0; r < reps + 1; ++r) {
     Timer t;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.f, x.data(), k, w.data(), k, 0.f, y.data(), n);
+    BlasSgemmOwnThreads(x.data(), w.data(), y.data(), m, n, k, threads);
     if (r > 0) best = std::min(best, t.Seconds());
   }
   return best;
@@ -153,17 +152,15 @@ int Main(int argc, char** argv) {
 
   // Baseline: OpenBLAS sgemm with its own threading at the same shapes, weighted like the forward.
   const int threads = omp_get_max_threads();
-  openblas_set_num_threads(threads);
   double base_s = 0;
   std::printf("%-22s %6s %12s %12s\n", "gemm shape (m,n,k)", "calls", "sgemm GF/s", "");
   for (const auto& [shape, calls] : timing.shapes()) {
     const auto [m, n, k] = shape;
-    const double s = SgemmSeconds(m, n, k, 5);
+    const double s = SgemmSeconds(m, n, k, threads, 5);
     base_s += s * static_cast<double>(calls) / iters;
     std::printf("(%5ld,%5ld,%5ld)  %6ld %12.1f\n", static_cast<long>(m), static_cast<long>(n), static_cast<long>(k),
                 static_cast<long>(calls / iters), 2.0 * m * n * k / s * 1e-9);
   }
-  openblas_set_num_threads(1);  // back to the CPU backend's setting
 
   std::printf("\nmodel %s, batch %ld x seq %ld, %d threads, %d iterations\n", model_dir.c_str(),
               static_cast<long>(batch), static_cast<long>(seq), threads, iters);

@@ -347,6 +347,13 @@ void CpuBackend::CrossEntropy(const float* logits, const int32_t* targets, doubl
   }
 }
 
+void BlasSgemmOwnThreads(const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k, int threads) {
+  openblas_set_num_threads(threads);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+              1.f, x, static_cast<int>(k), w, static_cast<int>(k), 0.f, y, static_cast<int>(n));
+  openblas_set_num_threads(1);
+}
+
 Backend& DefaultCpuBackend() {
   static CpuBackend backend;
   return backend;

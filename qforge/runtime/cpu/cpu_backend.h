@@ -38,4 +38,9 @@ class CpuBackend final : public Backend {
                     int64_t vocab) override;
 };
 
+// y[m, n] = x[m, k] · w[n, k]^T by OpenBLAS sgemm with OpenBLAS's own `threads` threads (restored to one
+// afterwards): the machine's GEMM rate that benchmarks compare the backend with. Not for use inside the
+// backend (which keeps OpenBLAS single-threaded under OpenMP).
+void BlasSgemmOwnThreads(const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k, int threads);
+
 }  // namespace qforge
