@@ -122,6 +122,7 @@ FLAG_STRINGS = [
     "[R]   [L]",
     "[L][R][L]",
     "\u3000[L]\u3000",
+    "a <sw>\u0301 b <sw>\u200d c \u00bd<sw>\u2167",
 ]
 
 # name -> (base model dir, overrides, strings, files)

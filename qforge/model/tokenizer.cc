@@ -650,8 +650,10 @@ struct Segment {
   bool at_start = false;
 };
 
+// HF's single_word check uses Rust regex's \w.
 bool IsWordChar(char32_t cp) {
-  static const std::shared_ptr<const Regex> kWord = Regex::Compile(R"([\p{L}\p{N}_])", false, "single_word");
+  static const std::shared_ptr<const Regex> kWord =
+      Regex::Compile(fmt::format("[{}]", kRustWordClass), false, "single_word");
   std::string s;
   tok::AppendUtf8(cp, s);
   return kWord->MatchesAt(s, 0);
