@@ -40,9 +40,17 @@ Dims CheckShape(const PackFormatTraits& t, std::span<const float> w, std::span<c
   d.out = rank >= 2 ? shape[rank - 2] : 1;
   d.rows = d.numel / d.in;
   d.lead = d.rows / d.out;
+  return d;
+}
+
+// Throws naming the first non-finite weight. One vectorized pass when a fast abs-max is installed
+// (max|w| is finite iff every value is).
+void CheckFinite(std::span<const float> w, std::string_view what) {
+  const QuantFastPaths* fast = GetQuantFastPaths();
+  float m = 0.0f;
+  if (fast && fast->abs_max && fast->abs_max(w, true, &m) && std::isfinite(m)) return;
   for (size_t i = 0; i < w.size(); ++i)
     QF_CHECK(std::isfinite(w[i]), "{}: cannot export a non-finite weight ({} at flat index {})", what, w[i], i);
-  return d;
 }
 
 std::vector<int64_t> WithLast(std::span<const int64_t> shape, int64_t last) {
@@ -147,11 +155,13 @@ PackedWeight PackNvfp4(std::span<const float> w, std::span<const int64_t> shape,
     float g = in.global_amax ? *in.global_amax : AbsMax(w);
     g = ExportAmax(g, 6.0f);  // ModelOpt would divide by a zero global amax here (NaN scales)
     ws2 = g / 2688.0f;
+    // The fast kernel checks finiteness itself (declining on NaN/inf), saving a pass over the weight.
     const QuantFastPaths* fast = GetQuantFastPaths();
     if (fast && fast->pack_nvfp4 && fast->pack_nvfp4(w, d.rows, d.in, ws2, p.weight, p.scale_bytes)) {
       p.weight_scale_2 = ws2;
       return p;
     }
+    CheckFinite(w, what);
     for (int64_t b = 0; b < nblocks; ++b) {
       float m = 0.0f;
       for (int k = 0; k < 16; ++k) m = std::max(m, std::fabs(w[b * 16 + k]));
@@ -330,6 +340,7 @@ PackedWeight PackWeight(PackFormat format, std::span<const float> w, std::span<c
                         const PackInputs& inputs, std::string_view what) {
   const PackFormatTraits& t = GetTraits(format);
   const Dims d = CheckShape(t, w, shape, what);
+  if (!(format == PackFormat::kNvfp4 && !inputs.nvfp4_static)) CheckFinite(w, what);
   PackedWeight p;
   switch (format) {
     case PackFormat::kFp8:

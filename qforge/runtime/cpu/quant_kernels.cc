@@ -243,8 +243,38 @@ void EncodeFp8Span(const float* w, uint8_t* codes, size_t n, float scale) {
   for (; i < n; ++i) codes[i] = EncodeE4M3(w[i] / scale, Overflow::kNonSat);
 }
 
+// max|x| of one 16-float block, computed on the fp32 bit patterns of |x| (integer order = float order for
+// non-negative values), so a result >= inf (bits >= 0x7F800000) flags a non-finite input.
+HWY_INLINE float BlockAbsMax16(const float* x) {
+  const DF d;
+  const hn::RebindToSigned<DF> di;
+  const size_t N = hn::Lanes(d);
+  auto m = hn::BitCast(di, hn::Abs(hn::LoadU(d, x)));
+  for (size_t k = N; k < 16; k += N) m = hn::Max(m, hn::BitCast(di, hn::Abs(hn::LoadU(d, x + k))));
+  const int32_t bits = hn::GetLane(hn::MaxOfLanes(di, m));
+  float r;
+  std::memcpy(&r, &bits, 4);
+  return r;
+}
+
+// Packs 16 E2M1 codes (one per byte) into 8 bytes, element 2k in the low nibble of byte k.
+HWY_INLINE void PackNibbles16(const uint8_t* codes, uint8_t* out) {
+  for (int h = 0; h < 2; ++h) {
+    uint64_t x;
+    std::memcpy(&x, codes + 8 * h, 8);
+    x = (x | (x >> 4)) & 0x00FF00FF00FF00FFull;
+    x = (x | (x >> 8)) & 0x0000FFFF0000FFFFull;
+    x = (x | (x >> 16)) & 0x00000000FFFFFFFFull;
+    const uint32_t y = static_cast<uint32_t>(x);
+    std::memcpy(out + 4 * h, &y, 4);
+  }
+}
+
 // NVFP4 export of `nblk` consecutive 16-element blocks: scale bytes and packed codes (low nibble = even).
-void PackNvfp4Blocks(const float* w, size_t nblk, float ws2, uint8_t* packed, uint8_t* scales) {
+// Element codes: sign = (v < 0), magnitude = RNE onto E2M1 (= ModelOpt's searchsorted + odd-tie fix for
+// finite v), read off the fp32 bits of the rounded value.
+// Returns false (having written garbage) if some weight is not finite.
+bool PackNvfp4Blocks(const float* w, size_t nblk, float ws2, uint8_t* packed, uint8_t* scales) {
   const DF d;
   const hn::RebindToSigned<DF> di;
   const hn::Rebind<uint8_t, DF> d8;
@@ -254,10 +284,14 @@ void PackNvfp4Blocks(const float* w, size_t nblk, float ws2, uint8_t* packed, ui
   HWY_ALIGN int32_t scode[16];
   HWY_ALIGN uint8_t codes[16];
   const auto six_ws2 = hn::Set(d, 6.0f * ws2), vws2 = hn::Set(d, ws2);
-  const float bounds[7] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
   for (size_t b0 = 0; b0 < nblk; b0 += 16) {
     const size_t nb = std::min<size_t>(16, nblk - b0);
-    for (size_t b = 0; b < nb; ++b) bmax[b] = BlockAbsMaxIgnoreNan(w + (b0 + b) * 16, 16, HUGE_VALF);
+    bool finite = true;
+    for (size_t b = 0; b < nb; ++b) {
+      bmax[b] = BlockAbsMax16(w + (b0 + b) * 16);
+      finite &= std::isfinite(bmax[b]);
+    }
+    if (!finite) return false;
     for (size_t b = nb; b < 16; ++b) bmax[b] = 0.0f;
     for (size_t k = 0; k < 16; k += N) {
       auto t = hn::Div(hn::Load(d, bmax + k), six_ws2);
@@ -274,19 +308,17 @@ void PackNvfp4Blocks(const float* w, size_t nblk, float ws2, uint8_t* packed, ui
       const float* wb = w + (b0 + b) * 16;
       for (size_t k = 0; k < 16; k += N) {
         const auto v = hn::Div(hn::LoadU(d, wb + k), vd);
-        const auto a = hn::Abs(v);
-        auto idx = hn::Zero(d);
-        for (float bound : bounds) idx = hn::Add(idx, hn::IfThenElseZero(hn::Gt(a, hn::Set(d, bound)), hn::Set(d, 1.0f)));
-        const auto tie = hn::Or(hn::Or(hn::Eq(a, hn::Set(d, 0.75f)), hn::Eq(a, hn::Set(d, 1.75f))),
-                                hn::Eq(a, hn::Set(d, 3.5f)));
-        idx = hn::Add(idx, hn::IfThenElseZero(tie, hn::Set(d, 1.0f)));
-        idx = hn::Add(idx, hn::IfThenElseZero(hn::Lt(v, hn::Zero(d)), hn::Set(d, 8.0f)));
-        hn::Store(hn::DemoteTo(d8, hn::ConvertTo(di, idx)), d8, codes + k);
+        const auto q = RoundMinifloat<1, 0>(d, hn::Abs(v), 6.0f);
+        const auto big = hn::Sub(hn::ShiftRight<22>(hn::BitCast(di, q)), hn::Set(di, 252));
+        const auto small = hn::ConvertTo(di, hn::Add(q, q));
+        auto code = hn::IfThenElse(hn::RebindMask(di, hn::Lt(q, hn::Set(d, 1.0f))), small, big);
+        code = hn::Or(code, hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(v, hn::Zero(d))), hn::Set(di, 8)));
+        hn::Store(hn::DemoteTo(d8, code), d8, codes + k);
       }
-      uint8_t* out = packed + (b0 + b) * 8;
-      for (int k = 0; k < 8; ++k) out[k] = static_cast<uint8_t>(codes[2 * k] | (codes[2 * k + 1] << 4));
+      PackNibbles16(codes, packed + (b0 + b) * 8);
     }
   }
+  return true;
 }
 
 }  // namespace HWY_NAMESPACE
@@ -419,11 +451,15 @@ bool PackNvfp4Fast(std::span<const float> w, int64_t rows, int64_t cols, float w
                    std::span<uint8_t> packed, std::span<uint8_t> scales) {
   if (cols % 16 != 0) return false;
   const int64_t nblk = rows * cols / 16;
+  bool ok = true;
   ParallelChunks(nblk, kChunk / 16, [&](int64_t lo, int64_t hi) {
-    HWY_DYNAMIC_DISPATCH(PackNvfp4Blocks)(w.data() + lo * 16, static_cast<size_t>(hi - lo), weight_scale_2,
-                                          packed.data() + lo * 8, scales.data() + lo);
+    if (!HWY_DYNAMIC_DISPATCH(PackNvfp4Blocks)(w.data() + lo * 16, static_cast<size_t>(hi - lo), weight_scale_2,
+                                               packed.data() + lo * 8, scales.data() + lo)) {
+#pragma omp atomic write
+      ok = false;
+    }
   });
-  return true;
+  return ok;  // false: a non-finite weight; the caller's reference path reports it
 }
 
 bool EncodeFp8Fast(std::span<const float> w, std::span<const float> scales, int64_t group,

@@ -35,7 +35,8 @@ bool FakeQuantFast(const QdqPlan& plan, std::span<const float> x, std::span<cons
 bool AbsMaxFast(std::span<const float> x, bool propagate_nan, float* result);
 
 // NVFP4 packing of [rows, cols] (cols % 16 == 0) with a given weight_scale_2 (encode.h PackWeight's
-// dynamic path): packed [rows, cols/2], scales [rows, cols/16] E4M3 bytes.
+// dynamic path): packed [rows, cols/2], scales [rows, cols/16] E4M3 bytes. Returns false for
+// cols % 16 != 0 and for non-finite weights (the reference path then reports them).
 bool PackNvfp4Fast(std::span<const float> w, int64_t rows, int64_t cols, float weight_scale_2,
                    std::span<uint8_t> packed, std::span<uint8_t> scales);
 

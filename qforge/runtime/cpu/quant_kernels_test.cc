@@ -242,6 +242,18 @@ TEST(QuantKernels, PackingMatchesReferenceEncoders) {
     EXPECT_EQ(fast.scale_f32, ref.scale_f32) << GetTraits(f).name;
     EXPECT_EQ(fast.weight_scale_2, ref.weight_scale_2) << GetTraits(f).name;
   }
+  // Non-finite weights are still reported (the NVFP4 kernel declines, the reference path names the index).
+  RegisterQuantKernels();
+  for (float bad : {kNaN, kInf}) {
+    auto wb = w;
+    wb[12345] = bad;
+    try {
+      PackWeight(PackFormat::kNvfp4, wb, shape, {}, "w");
+      ADD_FAILURE() << "no error for " << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("index 12345"), std::string::npos) << e.what();
+    }
+  }
   // FP8 export casts of every grid value, tie and overflow (non-saturating): direct kernel call.
   auto probe = GridProbe(Format::kE4M3);
   probe.push_back(464.0f);
