@@ -59,6 +59,9 @@ COMMON = [
 WORD_CLASS_STRINGS = [
     "x\u2167y z\u0663w a\u00b2b c\u0301d e\u203ff g\u00bdh \u3007i \u02b0j \u00aak",
     "it's [a]^b ]c[ x_y-z \u200dq",
+    "x\u24c5y z\u200dw a\u00b2b c\u0301d e\u203ff g\u00bdh \u3007i \u02b0j \u00aak l\u0345m n\u1885o p\u2160q r\u2070s"
+    " t\u2460u \U00010140v \u0660w \uff3fx \u00b5\u00bay",
+    "\u24c5rls \u00b9\u00bc\u00be\u00b3 \u2070\u2460",
 ]
 
 # Strings whose code points are all below U+0300 (qforge's NFC covers exactly those).

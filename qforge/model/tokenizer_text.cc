@@ -178,10 +178,11 @@ std::string PcreMessage(int code) {
 
 namespace {
 
-// Oniguruma's (HF tokenizers') Unicode \w: Letter|Mark|Number|Connector_Punctuation outside a bracket
-// class, but without No (e.g. '½', '²') inside one. PCRE2 10.42's UCP \w is only \p{L}\p{N} and '_'.
-constexpr std::string_view kOnigWord = R"(\p{L}\p{M}\p{N}\p{Pc})";
-constexpr std::string_view kOnigWordInClass = R"(\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc})";
+// Oniguruma's (HF tokenizers') Unicode \w, measured against tokenizers 0.23: Alphabetic, marks, decimal
+// digits and connector punctuation; outside a bracket class also the Latin-1 numbers ¹ ² ³ ¼ ½ ¾.
+// PCRE2 10.42's UCP \w is only \p{L}, \p{N} and '_'.
+constexpr std::string_view kOnigWordInClass = R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc})";
+constexpr std::string_view kOnigWord = R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{B2}\x{B3}\x{B9}\x{BC}-\x{BE})";
 
 // Rewrites \w (and \W outside bracket classes) into explicit property classes with Oniguruma's meaning;
 // everything else is passed through. \W inside a bracket class keeps PCRE2's meaning.
