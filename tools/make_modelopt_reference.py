@@ -38,6 +38,7 @@ CASES = {
     "qwen2_fp8_qkvo_nvfp4_mlp": ("qwen2", "MIXED_FP8_QKVO_NVFP4_MLP", "FP8_KV_CFG"),
     "qwen3_moe_nvfp4_kv_fp8": ("qwen3_moe", "NVFP4_DEFAULT_CFG", "FP8_KV_CFG"),
     "mixtral_fp8_kv_fp8": ("mixtral", "FP8_DEFAULT_CFG", "FP8_KV_CFG"),
+    "mixtral_nvfp4_kv_fp8": ("mixtral", "NVFP4_DEFAULT_CFG", "FP8_KV_CFG"),
 }
 
 

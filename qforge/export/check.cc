@@ -841,9 +841,9 @@ std::string CheckReport::ToText() const {
     out += fmt::format("{} [{}] {}: {}\n", f.severity == Severity::kError ? "error" : "warning", f.rule, f.subject,
                        f.message);
   }
-  out += fmt::format("{}: {} ({}quant_algo {}, kv_cache_quant_algo {}; {} tensors, {} quantized modules, {} "
+  out += fmt::format("{}: {} (quant_algo {}, kv_cache_quant_algo {}; {} tensors, {} quantized modules, {} "
                      "unquantized Linear modules): {} error(s), {} warning(s)\n",
-                     dir.string(), ok() ? "PASS" : "FAIL", "", quant_algo.empty() ? "null" : quant_algo,
+                     dir.string(), ok() ? "PASS" : "FAIL", quant_algo.empty() ? "null" : quant_algo,
                      kv_cache_quant_algo.empty() ? "null" : kv_cache_quant_algo, tensors, quantized_modules,
                      unquantized_linears, errors(), warnings());
   return out;
