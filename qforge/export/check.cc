@@ -22,8 +22,8 @@ const std::vector<std::vector<std::string>> kSiblingSets = {
     {"q_proj", "k_proj", "v_proj"}, {"gate_proj", "up_proj"}, {"w1", "w3"}, {"q_a_proj", "kv_a_proj_with_mqa"}};
 
 // Names that never occur in a hub checkpoint but do in wrapped in-memory models.
-const std::vector<std::string> kInMemoryComponents = {"_orig_mod", "_fsdp_wrapped_module",
-                                                      "_checkpoint_wrapped_module", "base_layer"};
+const std::vector<std::string> kInMemoryComponents = {"_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module",
+                                                      "base_layer"};
 
 // vLLM leaves these unquantized whatever the config says (legacy hard-code, contract §9).
 const std::vector<std::string> kVllmNeverQuantized = {"vision_tower", "vision_model", "vit_large_projector"};
@@ -42,8 +42,8 @@ std::string Parent(const std::string& name) {
 
 bool IsEmbeddingName(const std::string& module) {
   const std::string last = LastComponent(module);
-  return last.find("embed") != std::string::npos || last == "wte" || last == "wpe" ||
-         last == "word_embeddings" || last == "position_embeddings";
+  return last.find("embed") != std::string::npos || last == "wte" || last == "wpe" || last == "word_embeddings" ||
+         last == "position_embeddings";
 }
 
 // "model.layers.3.mlp.experts.17.w1" -> "model.layers.3.mlp.experts"; "" if not an expert.
@@ -180,9 +180,9 @@ class Checker {
   void CheckLegacyRequiredKeys(const nlohmann::ordered_json& j) {
     if (!j.contains("quantization") || !j["quantization"].is_object()) return;
     const auto& q = j["quantization"];
-    const std::string algo = Upper(q.value("quant_algo", nlohmann::ordered_json()).is_string()
-                                       ? q["quant_algo"].get<std::string>()
-                                       : std::string());
+    const std::string algo =
+        Upper(q.value("quant_algo", nlohmann::ordered_json()).is_string() ? q["quant_algo"].get<std::string>()
+                                                                          : std::string());
     std::vector<std::string> required;
     if (algo == "NVFP4" || algo == "W4A16_NVFP4") required = {"group_size", "kv_cache_quant_algo", "exclude_modules"};
     if (algo == "MXFP8") required = {"kv_cache_quant_algo", "exclude_modules"};
@@ -216,8 +216,9 @@ class Checker {
     const std::vector<std::string> ea = a.exclude_modules.value_or(std::vector<std::string>{});
     const std::vector<std::string> eb = b.exclude_modules.value_or(std::vector<std::string>{});
     if (ea != eb) {
-      Error("config.agree", "exclude_modules", "hf_quant_config.json exclude_modules [{}] differ from config.json ignore [{}]",
-            Join(ea, ", "), Join(eb, ", "));
+      Error("config.agree", "exclude_modules",
+            "hf_quant_config.json exclude_modules [{}] differ from config.json ignore [{}]", Join(ea, ", "),
+            Join(eb, ", "));
     }
     std::map<std::string, LayerQuantConfig> la(a.quantized_layers.begin(), a.quantized_layers.end());
     std::map<std::string, LayerQuantConfig> lb(b.quantized_layers.begin(), b.quantized_layers.end());
@@ -251,17 +252,23 @@ class Checker {
   // ---- 2. algorithms accepted by the target runtime ---------------------------------------------------------
   bool Accepted(const ExportFormatTraits& t, bool per_layer) const {
     switch (options_.target) {
-      case TargetRuntime::kVllm: return per_layer ? t.vllm_mixed : t.vllm;
-      case TargetRuntime::kTrtllm: return t.trtllm;
-      case TargetRuntime::kAny: return true;
+      case TargetRuntime::kVllm:
+        return per_layer ? t.vllm_mixed : t.vllm;
+      case TargetRuntime::kTrtllm:
+        return t.trtllm;
+      case TargetRuntime::kAny:
+        return true;
     }
     return true;
   }
   const char* TargetName() const {
     switch (options_.target) {
-      case TargetRuntime::kVllm: return "vLLM";
-      case TargetRuntime::kTrtllm: return "TRT-LLM";
-      case TargetRuntime::kAny: return "any runtime";
+      case TargetRuntime::kVllm:
+        return "vLLM";
+      case TargetRuntime::kTrtllm:
+        return "TRT-LLM";
+      case TargetRuntime::kAny:
+        return "any runtime";
     }
     return "";
   }
@@ -286,8 +293,8 @@ class Checker {
         if (!f) {
           Error("algo.unknown", "quant_algo", "unknown quant_algo '{}'", algo);
         } else if (!Accepted(Traits(*f), /*per_layer=*/false)) {
-          Error("algo.runtime", "quant_algo", "{} does not load quant_algo '{}' through its ModelOpt path", TargetName(),
-                algo);
+          Error("algo.runtime", "quant_algo", "{} does not load quant_algo '{}' through its ModelOpt path",
+                TargetName(), algo);
         }
       }
     }
@@ -474,8 +481,7 @@ class Checker {
                 "Linear '{}' has only {} tensors but the config quantizes it as {} ({}); a runtime would load the "
                 "{} weight as quantized data",
                 name, DTypeName(w.dtype), m.layer->quant_algo,
-                cfg_->is_mixed() ? "listed in quantized_layers" : "not matched by exclude_modules",
-                DTypeName(w.dtype));
+                cfg_->is_mixed() ? "listed in quantized_layers" : "not matched by exclude_modules", DTypeName(w.dtype));
         }
         continue;
       }
@@ -485,8 +491,10 @@ class Checker {
         Error("router.quantized", name, "MoE router '{}' is quantized; routers must stay in the model dtype", name);
       }
       if (IsEmbeddingName(name)) {
-        Error("embedding.quantized", name, "embedding '{}' is quantized; runtimes' ModelOpt paths load embeddings "
-              "unquantized", name);
+        Error("embedding.quantized", name,
+              "embedding '{}' is quantized; runtimes' ModelOpt paths load embeddings "
+              "unquantized",
+              name);
       }
       if (options_.target == TargetRuntime::kVllm) {
         for (const auto& v : kVllmNeverQuantized) {
@@ -539,9 +547,15 @@ class Checker {
     DType wdtype = DType::kF8E4M3;
     const char* layout = "[out, in]";
     switch (t.weight) {
-      case WeightStorage::kKeep: wdtype = w.dtype; break;
-      case WeightStorage::kFp8: wdtype = DType::kF8E4M3; break;
-      case WeightStorage::kInt8: wdtype = DType::kI8; break;
+      case WeightStorage::kKeep:
+        wdtype = w.dtype;
+        break;
+      case WeightStorage::kFp8:
+        wdtype = DType::kF8E4M3;
+        break;
+      case WeightStorage::kInt8:
+        wdtype = DType::kI8;
+        break;
       case WeightStorage::kPackedIn4:
         wdtype = DType::kU8;
         in = cols * 2;
@@ -581,15 +595,19 @@ class Checker {
       } else {
         const std::string s = m.tensors["weight_scale"];
         switch (t.weight_scale) {
-          case WeightScaleKind::kNone: break;
-          case WeightScaleKind::kScalarF32: CheckScalar(s, lead); break;
+          case WeightScaleKind::kNone:
+            break;
+          case WeightScaleKind::kScalarF32:
+            CheckScalar(s, lead);
+            break;
           case WeightScaleKind::kChannelF32:
             ExpectTensor(s, DType::kF32, with_lead({out}), "per-channel weight_scale");
             ScanBlockScales(s, DType::kF32);
             break;
           case WeightScaleKind::kBlock2dF32:
             if (out % 128 != 0 || in % 128 != 0) {
-              Error("tensor.dims", wname, "{} needs both dimensions divisible by 128, weight is [{}, {}]", algo, out, in);
+              Error("tensor.dims", wname, "{} needs both dimensions divisible by 128, weight is [{}, {}]", algo, out,
+                    in);
             }
             ExpectTensor(s, DType::kF32, with_lead({(out + 127) / 128, 1, (in + 127) / 128, 1}),
                          "128x128-block weight_scale");
@@ -601,8 +619,8 @@ class Checker {
             break;
           case WeightScaleKind::kGroupF8:
             ExpectTensor(s, DType::kF8E4M3, with_lead({out, in / g}), "per-block weight_scale (linear layout)");
-            if (const int peak = ScanBlockScales(s, DType::kF8E4M3); t.format == ExportFormat::kNvfp4 ||
-                                                                      t.format == ExportFormat::kW4a16Nvfp4) {
+            if (const int peak = ScanBlockScales(s, DType::kF8E4M3);
+                t.format == ExportFormat::kNvfp4 || t.format == ExportFormat::kW4a16Nvfp4) {
               m.peak_code = peak;
             }
             break;
@@ -690,8 +708,8 @@ class Checker {
         detail += fmt::format("{}{}={}", detail.empty() ? "" : ", ", LastComponent(m->name),
                               m->layer ? m->layer->quant_algo : (m->quantized_on_disk ? "unlisted" : "unquantized"));
       }
-      Error("siblings.format", subject,
-            "fused siblings must share one format (vLLM fuses them into one layer): {}", detail);
+      Error("siblings.format", subject, "fused siblings must share one format (vLLM fuses them into one layer): {}",
+            detail);
       return;
     }
     if (!first.layer || !first.quantized_on_disk) return;
@@ -760,7 +778,7 @@ class Checker {
            "the largest {} is {} instead of 448: the per-tensor / global scale is larger than the weights need "
            "(expected amax/448 for FP8, amax/2688 for NVFP4), which wastes precision",
            members.front()->layer && members.front()->layer->quant_algo == "FP8" ? "FP8 weight code"
-                                                                                  : "NVFP4 block scale",
+                                                                                 : "NVFP4 block scale",
            value);
     }
   }
@@ -829,8 +847,8 @@ class Checker {
 }  // namespace
 
 int CheckReport::errors() const {
-  return static_cast<int>(std::count_if(findings.begin(), findings.end(),
-                                        [](const Finding& f) { return f.severity == Severity::kError; }));
+  return static_cast<int>(
+      std::count_if(findings.begin(), findings.end(), [](const Finding& f) { return f.severity == Severity::kError; }));
 }
 
 int CheckReport::warnings() const { return static_cast<int>(findings.size()) - errors(); }
@@ -841,11 +859,12 @@ std::string CheckReport::ToText() const {
     out += fmt::format("{} [{}] {}: {}\n", f.severity == Severity::kError ? "error" : "warning", f.rule, f.subject,
                        f.message);
   }
-  out += fmt::format("{}: {} (quant_algo {}, kv_cache_quant_algo {}; {} tensors, {} quantized modules, {} "
-                     "unquantized Linear modules): {} error(s), {} warning(s)\n",
-                     dir.string(), ok() ? "PASS" : "FAIL", quant_algo.empty() ? "null" : quant_algo,
-                     kv_cache_quant_algo.empty() ? "null" : kv_cache_quant_algo, tensors, quantized_modules,
-                     unquantized_linears, errors(), warnings());
+  out += fmt::format(
+      "{}: {} (quant_algo {}, kv_cache_quant_algo {}; {} tensors, {} quantized modules, {} "
+      "unquantized Linear modules): {} error(s), {} warning(s)\n",
+      dir.string(), ok() ? "PASS" : "FAIL", quant_algo.empty() ? "null" : quant_algo,
+      kv_cache_quant_algo.empty() ? "null" : kv_cache_quant_algo, tensors, quantized_modules, unquantized_linears,
+      errors(), warnings());
   return out;
 }
 

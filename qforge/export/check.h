@@ -17,9 +17,8 @@
 // kv_a_proj_with_mqa, under the same parent module (so per expert for MoE experts).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -46,10 +45,10 @@ struct CheckOptions {
 struct CheckReport {
   std::filesystem::path dir;
   std::vector<Finding> findings;
-  std::string quant_algo;        // effective quant_algo ("" if none)
+  std::string quant_algo;  // effective quant_algo ("" if none)
   std::string kv_cache_quant_algo;
-  int quantized_modules = 0;     // modules with quantized tensors on disk
-  int unquantized_linears = 0;   // Linear modules left in BF16/F16/F32
+  int quantized_modules = 0;    // modules with quantized tensors on disk
+  int unquantized_linears = 0;  // Linear modules left in BF16/F16/F32
   int tensors = 0;
 
   int errors() const;

@@ -54,7 +54,7 @@ struct Synth {
     auto* p = static_cast<uint8_t*>(t.mutable_raw());
     for (size_t i = 0; i < t.nbytes(); ++i) {
       uint8_t b = static_cast<uint8_t>(rng());
-      if (dtype == DType::kF8E4M3 && (b & 0x7F) == 0x7F) b = 0x3F;  // no NaN codes
+      if (dtype == DType::kF8E4M3 && (b & 0x7F) == 0x7F) b = 0x3F;                          // no NaN codes
       if (dtype == DType::kBF16 && (i % 2 == 1)) b = static_cast<uint8_t>(0x3C + (b & 1));  // small finite bf16
       p[i] = b;
     }
@@ -71,7 +71,9 @@ struct Synth {
               float input_scale = 0.02f, float fp8_scale = 0.003f) {
     input.modules.push_back({m, f, Traits(f).writes_group_size ? Traits(f).default_group_size : 0});
     switch (f) {
-      case ExportFormat::kNone: Add(m + ".weight", Random(DType::kBF16, {out, in})); break;
+      case ExportFormat::kNone:
+        Add(m + ".weight", Random(DType::kBF16, {out, in}));
+        break;
       case ExportFormat::kFp8:
         Add(m + ".weight", Random(DType::kF8E4M3, {out, in}));
         static_cast<uint8_t*>(tensors.back().second.mutable_raw())[0] = 0x7E;  // the amax element: 448
@@ -88,7 +90,7 @@ struct Synth {
       case ExportFormat::kW4a16Nvfp4:
         Add(m + ".weight", Random(DType::kU8, {out, in / 2}));
         Add(m + ".weight_scale", Filled(DType::kF8E4M3, {out, in / 16}, 0x38));  // 1.0
-        static_cast<uint8_t*>(tensors.back().second.mutable_raw())[0] = 0x7E;  // the amax block: 448
+        static_cast<uint8_t*>(tensors.back().second.mutable_raw())[0] = 0x7E;    // the amax block: 448
         Add(m + ".weight_scale_2", Tensor::Scalar(ws2));
         if (f == ExportFormat::kNvfp4) Add(m + ".input_scale", Tensor::Scalar(input_scale));
         break;
@@ -96,7 +98,8 @@ struct Synth {
         Add(m + ".weight", Random(DType::kF8E4M3, {out, in}));
         Add(m + ".weight_scale", Filled(DType::kU8, {out, in / 32}, 120));
         break;
-      default: FAIL() << "synthetic writer has no layout for " << Traits(f).name;
+      default:
+        FAIL() << "synthetic writer has no layout for " << Traits(f).name;
     }
   }
 
@@ -213,8 +216,8 @@ TEST(CheckValid, ReportCountsAndJson) {
   ASSERT_TRUE(r.ok()) << Dump(r);
   EXPECT_EQ(r.quant_algo, "NVFP4");
   EXPECT_EQ(r.kv_cache_quant_algo, "FP8");
-  EXPECT_EQ(r.quantized_modules, 3);     // gate, up, down
-  EXPECT_EQ(r.unquantized_linears, 5);   // q, k, v, o, lm_head
+  EXPECT_EQ(r.quantized_modules, 3);    // gate, up, down
+  EXPECT_EQ(r.unquantized_linears, 5);  // q, k, v, o, lm_head
   const auto j = r.ToJson();
   EXPECT_EQ(j["ok"], true);
   EXPECT_EQ(j["findings"].size(), 0u);
@@ -325,9 +328,8 @@ TEST(CheckBroken, ConfigFilesDisagree) {
   EXPECT_TRUE(HasError(r, "config.keys", "exclude_modules")) << Dump(r);
 
   Synth m = Synth::Make(ExportFormat::kFp8, ExportFormat::kNvfp4);
-  r = Check(m.Write("disagree_layers", nullptr, [](OJson& j) {
-    j["quantized_layers"]["model.layers.0.mlp.up_proj"]["group_size"] = 32;
-  }));
+  r = Check(m.Write("disagree_layers", nullptr,
+                    [](OJson& j) { j["quantized_layers"]["model.layers.0.mlp.up_proj"]["group_size"] = 32; }));
   EXPECT_TRUE(HasError(r, "config.agree", "quantized_layers")) << Dump(r);
 }
 
@@ -346,8 +348,9 @@ TEST(CheckBroken, ExcludeEntrySubstringMatchesAQuantizedModule) {
   // A hand-written entry `model.layers.0.mlp.gate` is a substring of the quantized gate_proj.
   Synth s = Synth::Make(ExportFormat::kNvfp4, ExportFormat::kNvfp4);
   auto add = [](OJson& list) { list.push_back("model.layers.0.mlp.gate"); };
-  const CheckReport r = Check(s.Write("exclude_substring", [&](OJson& j) { add(j["quantization"]["exclude_modules"]); },
-                                      [&](OJson& j) { add(j["ignore"]); }));
+  const CheckReport r = Check(s.Write(
+      "exclude_substring", [&](OJson& j) { add(j["quantization"]["exclude_modules"]); },
+      [&](OJson& j) { add(j["ignore"]); }));
   EXPECT_TRUE(HasError(r, "exclude.quantized", "model.layers.0.mlp.gate_proj")) << Dump(r);
   EXPECT_NE(Dump(r).find("substring"), std::string::npos);
 }
@@ -361,8 +364,9 @@ TEST(CheckBroken, UnquantizedLinearNotExcluded) {
     }
     list = kept;
   };
-  const CheckReport r = Check(s.Write("not_excluded", [&](OJson& j) { drop(j["quantization"]["exclude_modules"]); },
-                                      [&](OJson& j) { drop(j["ignore"]); }));
+  const CheckReport r = Check(s.Write(
+      "not_excluded", [&](OJson& j) { drop(j["quantization"]["exclude_modules"]); },
+      [&](OJson& j) { drop(j["ignore"]); }));
   EXPECT_TRUE(HasError(r, "exclude.missing", "lm_head")) << Dump(r);
   EXPECT_TRUE(HasError(r, "exclude.missing", "model.layers.1.mlp.gate")) << Dump(r);
   // Embeddings and norms are not Linear and need no entry.
@@ -404,8 +408,9 @@ TEST(CheckBroken, GlobalScaleLargerThanTheWeightsNeed) {
   for (const auto& f : r.findings) {
     if (f.rule != "scale.global") continue;
     ++n;
-    EXPECT_TRUE(f.subject == "model.layers.0.self_attn.k_proj, model.layers.0.self_attn.q_proj, "
-                             "model.layers.0.self_attn.v_proj" ||
+    EXPECT_TRUE(f.subject ==
+                    "model.layers.0.self_attn.k_proj, model.layers.0.self_attn.q_proj, "
+                    "model.layers.0.self_attn.v_proj" ||
                 f.subject == "model.layers.0.mlp.down_proj")
         << f.subject;
   }
@@ -444,8 +449,9 @@ TEST(CheckBroken, SiblingFormatsDiffer) {
   s.Remove("model.layers.0.self_attn.v_proj.weight");
   s.Remove("model.layers.0.self_attn.v_proj.weight_scale");
   s.Remove("model.layers.0.self_attn.v_proj.input_scale");
-  s.input.modules.erase(std::find_if(s.input.modules.begin(), s.input.modules.end(),
-                                     [](const ModuleExport& m) { return m.name == "model.layers.0.self_attn.v_proj"; }));
+  s.input.modules.erase(std::find_if(s.input.modules.begin(), s.input.modules.end(), [](const ModuleExport& m) {
+    return m.name == "model.layers.0.self_attn.v_proj";
+  }));
   s.Linear("model.layers.0.self_attn.v_proj", kHidden, kHidden, ExportFormat::kNvfp4);
   const CheckReport r = Check(s.Write("sibling_formats"));
   EXPECT_TRUE(HasError(r, "siblings.format", "model.layers.0.self_attn.{q_proj, k_proj, v_proj}")) << Dump(r);

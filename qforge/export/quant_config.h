@@ -23,10 +23,9 @@
 // it to vLLM, and writing it would silently dequantize a quantized layer).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,22 +58,22 @@ enum class ExportFormat : uint8_t {
 
 // How the on-disk `weight` tensor stores a [out, in] matrix.
 enum class WeightStorage : uint8_t {
-  kKeep,            // unquantized: model dtype, [out, in]
-  kFp8,             // float8_e4m3fn [out, in]
-  kInt8,            // int8 [out, in]
-  kPackedIn4,       // uint8 [out, in/2]: two 4-bit codes per byte along the input dim (NVFP4, MXFP4)
-  kPackedOut4,      // uint8 [out/2, in]: rows 2i, 2i+1 share a byte (INT4 AWQ)
+  kKeep,        // unquantized: model dtype, [out, in]
+  kFp8,         // float8_e4m3fn [out, in]
+  kInt8,        // int8 [out, in]
+  kPackedIn4,   // uint8 [out, in/2]: two 4-bit codes per byte along the input dim (NVFP4, MXFP4)
+  kPackedOut4,  // uint8 [out/2, in]: rows 2i, 2i+1 share a byte (INT4 AWQ)
 };
 
 // Shape and dtype of `weight_scale`.
 enum class WeightScaleKind : uint8_t {
   kNone,
-  kScalarF32,       // fp32 [] (per tensor)
-  kChannelF32,      // fp32 [out] (per output channel)
-  kBlock2dF32,      // fp32 [out/128, 1, in/128, 1] (FP8 128×128 blocks)
-  kGroupF32,        // fp32 [out, in/group] (INT4 AWQ)
-  kGroupF8,         // float8_e4m3fn [out, in/group] (NVFP4 family)
-  kGroupE8M0,       // uint8 [out, in/group] (MX formats)
+  kScalarF32,   // fp32 [] (per tensor)
+  kChannelF32,  // fp32 [out] (per output channel)
+  kBlock2dF32,  // fp32 [out/128, 1, in/128, 1] (FP8 128×128 blocks)
+  kGroupF32,    // fp32 [out, in/group] (INT4 AWQ)
+  kGroupF8,     // float8_e4m3fn [out, in/group] (NVFP4 family)
+  kGroupE8M0,   // uint8 [out, in/group] (MX formats)
 };
 
 // Whether a tensor must, may or must not be present.
@@ -91,11 +90,11 @@ struct ExportFormatTraits {
   int default_group_size;       // block size along `in` for block formats (0: not a block format)
   WeightStorage weight;
   WeightScaleKind weight_scale;
-  Presence weight_scale_2;      // fp32 [] global scale
-  Presence input_scale;         // fp32 [] static activation scale
-  bool vllm;                    // accepted as the top-level quant_algo by vLLM's ModelOpt path
-  bool vllm_mixed;              // accepted per layer inside MIXED_PRECISION by vLLM
-  bool trtllm;                  // accepted by TRT-LLM (after its own canonicalisation)
+  Presence weight_scale_2;  // fp32 [] global scale
+  Presence input_scale;     // fp32 [] static activation scale
+  bool vllm;                // accepted as the top-level quant_algo by vLLM's ModelOpt path
+  bool vllm_mixed;          // accepted per layer inside MIXED_PRECISION by vLLM
+  bool trtllm;              // accepted by TRT-LLM (after its own canonicalisation)
 };
 
 // The traits of `f`.
@@ -109,7 +108,7 @@ std::optional<ExportFormat> ExportFormatFromQuantAlgo(std::string_view quant_alg
 
 // KV-cache quantization algorithm (spec §10.5). Names: "FP8", "NVFP4", "NVFP4_AFFINE", "INT8".
 enum class KvCacheAlgo : uint8_t { kNone, kFp8, kNvfp4, kNvfp4Affine, kInt8 };
-std::string_view KvCacheAlgoName(KvCacheAlgo a);  // "" for kNone
+std::string_view KvCacheAlgoName(KvCacheAlgo a);                        // "" for kNone
 std::optional<KvCacheAlgo> KvCacheAlgoFromName(std::string_view name);  // case-insensitive
 
 // The per-layer config ModelOpt writes for one module (`process_layer_quant_config`).
@@ -138,9 +137,9 @@ Producer QforgeProducer();
 
 // What the exporter knows about the model (input of BuildQuantConfig).
 struct ModuleExport {
-  std::string name;  // hub module name, e.g. "model.layers.0.self_attn.q_proj"
+  std::string name;                           // hub module name, e.g. "model.layers.0.self_attn.q_proj"
   ExportFormat format = ExportFormat::kNone;  // kNone: owns a quantizer slot but is not quantized
-  int group_size = 0;  // weight quantizer block_sizes[-1] (0 if none); ignored for kNone
+  int group_size = 0;                         // weight quantizer block_sizes[-1] (0 if none); ignored for kNone
 };
 
 struct QuantConfigInput {

@@ -92,7 +92,8 @@ TEST(BuildQuantConfig, SingleFormatNvfp4WritesModelOptsShapes) {
   const Json hf = ToHfQuantConfigJson(c);
   EXPECT_EQ(hf.dump(), Json::parse(R"({"producer": {"name": "modelopt", "version": "0.47.0+qforge.test"},
       "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8", "group_size": 16,
-                       "exclude_modules": ["lm_head"]}})").dump());
+                       "exclude_modules": ["lm_head"]}})")
+                           .dump());
   const Json inl = ToInlineQuantizationConfig(c);
   EXPECT_EQ(inl.dump(), Json::parse(R"({
       "config_groups": {"group_0": {
@@ -101,7 +102,8 @@ TEST(BuildQuantConfig, SingleFormatNvfp4WritesModelOptsShapes) {
           "targets": ["Linear"]}},
       "ignore": ["lm_head"], "quant_algo": "NVFP4",
       "kv_cache_scheme": {"dynamic": false, "num_bits": 8, "type": "float"},
-      "producer": {"name": "modelopt", "version": "0.47.0+qforge.test"}, "quant_method": "modelopt"})").dump());
+      "producer": {"name": "modelopt", "version": "0.47.0+qforge.test"}, "quant_method": "modelopt"})")
+                            .dump());
 }
 
 TEST(BuildQuantConfig, MixedPrecisionListsEveryQuantizedLayerAndOneGroupPerConfig) {
@@ -244,9 +246,9 @@ TEST(QuantConfigParse, MalformedDocumentsNameTheKey) {
     EXPECT_NE(std::string(e.what()).find("exclude_modules"), std::string::npos);
   }
   EXPECT_THROW(ParseInlineQuantizationConfig(Json::parse(R"({"quant_algo": 3})"), "x"), Error);
-  EXPECT_THROW(ParseInlineQuantizationConfig(Json::parse(R"({"kv_cache_scheme": {"type": "float", "num_bits": 4}})"),
-                                             "x"),
-               Error);
+  EXPECT_THROW(
+      ParseInlineQuantizationConfig(Json::parse(R"({"kv_cache_scheme": {"type": "float", "num_bits": 4}})"), "x"),
+      Error);
 }
 
 }  // namespace
