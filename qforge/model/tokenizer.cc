@@ -11,7 +11,6 @@
 #include <optional>
 #include <queue>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"

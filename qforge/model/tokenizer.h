@@ -20,6 +20,9 @@
 // Regexes run on PCRE2 with UTF + UCP so \p{L}, \p{N}, \s are Unicode classes as in HF's Oniguruma; \w and
 // \W are rewritten to Oniguruma's Unicode classes. Word-boundary escapes (\b) keep PCRE2's meaning.
 //
+// Unicode tables are PCRE2's (Unicode 14 for PCRE2 10.42); HF's crates use other versions, so characters
+// assigned or re-categorised since (e.g. U+2E5B, U+0897) can split differently in Punctuation/Whitespace.
+//
 // Input must be valid UTF-8 (HF tokenizers takes Python str): anything else is an error naming the byte
 // offset rather than a silent replacement.
 #pragma once
