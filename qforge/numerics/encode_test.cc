@@ -371,26 +371,27 @@ TEST(ExportDiffers, Nvfp4ExportClampsBlockScaleFakeQuantResetsTinyScalesToOne) {
 TEST(ExportDiffers, Nvfp4StaticScaleFormulasRoundDifferently) {
   // Static NVFP4: fake quant s = e4m3(b/6 * 448/amax8) * (1/(448/amax8)) with amax8 = G/6; export
   // weight_scale = e4m3(clamp(b/6 * 448 / (G/6))) and weight_scale_2 = G/2688. The decoded scale
-  // e4m3 * ws2 equals the fake-quant scale up to the last bits.
-  auto w = RandomTensor(4 * 64, 77);
-  const std::vector<int64_t> shape = {4, 64};
+  // e4m3 * ws2 equals the fake-quant scale up to its last bits, and the E2M1 codes agree.
   QuantSpec spec;
   spec.num_bits = NumBits::Float(2, 1);
   spec.block = BlockSpec{{{-1, 16}}, false, NumBits::Float(4, 3), false};
-  PackInputs in;
-  in.amax = ComputeAmax(spec, w, shape);
-  in.nvfp4_static = true;
-  const auto dec = UnpackWeight(PackWeight(PackFormat::kNvfp4, w, shape, in));
-  std::vector<float> qdq(w.size());
-  FakeQuantReference(spec, w, shape, in.amax, qdq);
   int diffs = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    if (!SameBits(dec[i], qdq[i])) {
+  for (uint32_t seed = 0; seed < 16; ++seed) {
+    auto w = RandomTensor(4 * 64, 77 + seed, 0.1f + 0.37f * seed);
+    const std::vector<int64_t> shape = {4, 64};
+    PackInputs in;
+    in.amax = ComputeAmax(spec, w, shape);
+    in.nvfp4_static = true;
+    const auto dec = UnpackWeight(PackWeight(PackFormat::kNvfp4, w, shape, in));
+    std::vector<float> qdq(w.size());
+    FakeQuantReference(spec, w, shape, in.amax, qdq);
+    for (size_t i = 0; i < w.size(); ++i) {
+      if (SameBits(dec[i], qdq[i])) continue;
       ++diffs;
-      EXPECT_NEAR(dec[i], qdq[i], std::fabs(qdq[i]) * 0x1p-20f) << i;
+      EXPECT_NEAR(dec[i], qdq[i], std::fabs(qdq[i]) * 0x1p-20f) << seed << " " << i;
     }
   }
-  EXPECT_LE(diffs, static_cast<int>(w.size()));
+  EXPECT_GT(diffs, 0);  // the formulas really do round differently for some global amax
 }
 
 TEST(ExportDiffers, Nvfp4ZeroGlobalAmaxIsSanitized) {

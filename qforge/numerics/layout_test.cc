@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <random>
 #include <limits>
 #include <vector>
 
@@ -105,6 +108,45 @@ TEST(Layout, EveryRoundingBoundaryAndTieIsRoundNearestEven) {
                   sbit | grid[i + 1].second)
             << GetTraits(c.format).name << " above tie " << mid;
       }
+    }
+  }
+}
+
+// Property test: random fp32 bit patterns (all exponents, both signs) encode to the nearest grid value,
+// ties to the even code, found by brute force over the grid in double precision.
+TEST(Layout, RandomFloatsEncodeToTheNearestGridValue) {
+  std::mt19937 rng(1234);
+  for (const FloatCase& c : kCases) {
+    const auto grid = PositiveGrid(c);
+    const double max_finite = grid.back().first;
+    for (int trial = 0; trial < 20000; ++trial) {
+      // Bias the exponent toward the format's range so most samples exercise real rounding.
+      uint32_t bits = rng();
+      if (trial % 4 != 0) {
+        const int e = static_cast<int>(rng() % 40) - 30 + (c.format == Format::kE5M2 ? 0 : 10);
+        bits = (bits & 0x807FFFFFu) | (static_cast<uint32_t>(std::clamp(e + 127, 1, 254)) << 23);
+      }
+      float x;
+      std::memcpy(&x, &bits, 4);
+      if (std::isnan(x)) continue;
+      const double a = std::fabs(static_cast<double>(x));
+      uint32_t want;
+      if (a >= max_finite) {
+        want = grid.back().second;
+      } else {
+        size_t i = 0;
+        while (i + 1 < grid.size() && grid[i + 1].first <= a) ++i;
+        if (i + 1 == grid.size() || a == grid[i].first) {
+          want = grid[i].second;
+        } else {
+          const double lo = a - grid[i].first, hi = grid[i + 1].first - a;
+          want = lo < hi ? grid[i].second : hi < lo ? grid[i + 1].second
+                                                    : ((grid[i].second & 1u) == 0 ? grid[i].second : grid[i + 1].second);
+        }
+      }
+      const uint32_t sbit = std::signbit(x) ? (1u << (c.params.exponent_bits + c.params.mantissa_bits)) : 0u;
+      ASSERT_EQ(EncodeMinifloat(x, c.params, Overflow::kSaturate), sbit | want)
+          << GetTraits(c.format).name << " x=" << x;
     }
   }
 }

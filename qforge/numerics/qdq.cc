@@ -476,6 +476,7 @@ void FakeQuantImpl(bool allow_fast, const QuantSpec& spec, std::span<const float
   const QdqPlan p = MakeQdqPlan(spec, shape, what);
   QF_CHECK(static_cast<int64_t>(x.size()) == p.numel && out.size() == x.size(),
            "{}: {} input / {} output values for shape [{}]", what, x.size(), out.size(), fmt::join(p.shape, ", "));
+  if (p.numel == 0) return;  // ModelOpt returns empty inputs unchanged (spec §5.0)
   CheckUnsigned(p, x, what);
   const std::vector<float> resolved = ResolveAmax(p, x, amax, what);
   const std::optional<float> global = ResolveGlobal(p, resolved, global_amax);

@@ -445,6 +445,12 @@ TEST(Qdq, WithOwnAmaxRoundsToInputDtype) {
   EXPECT_TRUE(any_diff);  // int8 grid points of a random amax are not bf16 values
 }
 
+TEST(Qdq, EmptyTensorsPassThrough) {
+  std::vector<float> none;
+  EXPECT_NO_THROW(FakeQuantReference(IntSpec(8), none, std::vector<int64_t>{0, 16}, {}, std::span<float>()));
+  EXPECT_TRUE(ComputeAmax(IntSpec(8), none, std::vector<int64_t>{0, 16}).empty());
+}
+
 TEST(Qdq, ExportAmax) {
   EXPECT_EQ(ExportAmax(0.0f, 448.0f), 448.0f);
   EXPECT_EQ(ExportAmax(kNaN, 127.0f), 127.0f);
