@@ -5,9 +5,8 @@
 // order (lowest rank, then left-most) with byte fallback and unk fusing, and empty pieces dropped.
 #include "qforge/model/tokenizer.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <queue>
 #include <unordered_map>
@@ -110,9 +109,9 @@ std::string ReplaceAll(std::string_view s, const Regex& re, std::string_view con
 struct Normalizer {
   enum class Kind { kSequence, kPrepend, kReplace, kStrip, kNfc };
   Kind kind = Kind::kSequence;
-  std::vector<Normalizer> children;       // kSequence
-  std::string text;                       // kPrepend: prefix; kReplace: content
-  std::shared_ptr<const Regex> pattern;   // kReplace
+  std::vector<Normalizer> children;              // kSequence
+  std::string text;                              // kPrepend: prefix; kReplace: content
+  std::shared_ptr<const Regex> pattern;          // kReplace
   bool strip_left = false, strip_right = false;  // kStrip
 };
 
@@ -138,8 +137,8 @@ Normalizer ParseNormalizer(const json& j, const Where& w) {
   } else if (type == "NFC") {
     n.kind = Normalizer::Kind::kNfc;
   } else {
-    QF_FAIL("{}: unsupported normalizer type \"{}\" (qforge supports Sequence, Prepend, Replace, Strip, NFC)",
-            w.str(), type);
+    QF_FAIL("{}: unsupported normalizer type \"{}\" (qforge supports Sequence, Prepend, Replace, Strip, NFC)", w.str(),
+            type);
   }
   return n;
 }
@@ -215,15 +214,15 @@ struct PreTokenizer {
   enum class Kind { kSequence, kByteLevel, kSplit, kMetaspace };
   enum class Prepend { kAlways, kFirst, kNever };
   Kind kind = Kind::kSequence;
-  std::vector<PreTokenizer> children;       // kSequence
-  bool add_prefix_space = false;            // kByteLevel
-  std::shared_ptr<const Regex> regex;       // kByteLevel (GPT-2 regex or null), kSplit
+  std::vector<PreTokenizer> children;                 // kSequence
+  bool add_prefix_space = false;                      // kByteLevel
+  std::shared_ptr<const Regex> regex;                 // kByteLevel (GPT-2 regex or null), kSplit
   SplitBehavior behavior = SplitBehavior::kIsolated;  // kSplit
-  bool invert = false;                      // kSplit
-  std::string replacement;                  // kMetaspace (one character)
-  std::shared_ptr<const Regex> replacement_re;  // kMetaspace: each replacement character
-  Prepend prepend = Prepend::kAlways;       // kMetaspace
-  bool split = true;                        // kMetaspace
+  bool invert = false;                                // kSplit
+  std::string replacement;                            // kMetaspace (one character)
+  std::shared_ptr<const Regex> replacement_re;        // kMetaspace: each replacement character
+  Prepend prepend = Prepend::kAlways;                 // kMetaspace
+  bool split = true;                                  // kMetaspace
 };
 
 PreTokenizer MakeSplit(std::string_view pattern, SplitBehavior behavior, bool invert, const Where& w) {
@@ -257,15 +256,14 @@ PreTokenizer ParsePreTokenizer(const json& j, const Where& w) {
   } else if (type == "Metaspace") {
     p.kind = PreTokenizer::Kind::kMetaspace;
     p.replacement = NeedString(j, "replacement", w);
-    QF_CHECK(!p.replacement.empty() &&
-                 tok::Utf8SeqLen(static_cast<unsigned char>(p.replacement[0])) == p.replacement.size(),
-             "{}: Metaspace replacement must be one character, got \"{}\"", (w / "replacement").str(),
-             p.replacement);
+    QF_CHECK(
+        !p.replacement.empty() && tok::Utf8SeqLen(static_cast<unsigned char>(p.replacement[0])) == p.replacement.size(),
+        "{}: Metaspace replacement must be one character, got \"{}\"", (w / "replacement").str(), p.replacement);
     p.replacement_re = Regex::Compile(p.replacement, /*literal=*/true, w.str());
     const std::string scheme = OptString(j, "prepend_scheme", w);
     if (scheme.empty()) {  // configs older than prepend_scheme
-      p.prepend = OptBool(j, "add_prefix_space", true, w) ? PreTokenizer::Prepend::kAlways
-                                                           : PreTokenizer::Prepend::kNever;
+      p.prepend =
+          OptBool(j, "add_prefix_space", true, w) ? PreTokenizer::Prepend::kAlways : PreTokenizer::Prepend::kNever;
     } else if (scheme == "always") {
       p.prepend = PreTokenizer::Prepend::kAlways;
     } else if (scheme == "first") {
@@ -289,9 +287,10 @@ PreTokenizer ParsePreTokenizer(const json& j, const Where& w) {
   } else if (type == "Punctuation") {
     p = MakeSplit(R"([\p{P}!-/:-@\[-`{-~])", ParseBehavior(j, "behavior", SplitBehavior::kIsolated, w), false, w);
   } else {
-    QF_FAIL("{}: unsupported pre_tokenizer type \"{}\" (qforge supports Sequence, ByteLevel, Split, Metaspace, "
-            "Digits, Whitespace, WhitespaceSplit, Punctuation)",
-            w.str(), type);
+    QF_FAIL(
+        "{}: unsupported pre_tokenizer type \"{}\" (qforge supports Sequence, ByteLevel, Split, Metaspace, "
+        "Digits, Whitespace, WhitespaceSplit, Punctuation)",
+        w.str(), type);
   }
   return p;
 }
@@ -439,8 +438,8 @@ struct BpeModel {
   bool fuse_unk = false;
   bool byte_fallback = false;
   bool ignore_merges = false;
-  std::string prefix;  // continuing_subword_prefix
-  std::string suffix;  // end_of_word_suffix
+  std::string prefix;     // continuing_subword_prefix
+  std::string suffix;     // end_of_word_suffix
   int32_t byte_ids[256];  // vocab id of "<0xXX>", or -1
 
   int32_t Find(std::string_view s) const {
@@ -507,9 +506,9 @@ BpeModel ParseBpe(const json& j, const Where& w) {
     const int32_t ia = m.Find(a), ib = m.Find(b);
     QF_CHECK(ia >= 0, "{}: merge token \"{}\" is not in the vocab", (w / "merges" / r).str(), a);
     QF_CHECK(ib >= 0, "{}: merge token \"{}\" is not in the vocab", (w / "merges" / r).str(), b);
-    const std::string_view b_tail =
-        (!m.prefix.empty() && b.compare(0, m.prefix.size(), m.prefix) == 0) ? std::string_view(b).substr(m.prefix.size())
-                                                                            : std::string_view(b);
+    const std::string_view b_tail = (!m.prefix.empty() && b.compare(0, m.prefix.size(), m.prefix) == 0)
+                                        ? std::string_view(b).substr(m.prefix.size())
+                                        : std::string_view(b);
     const std::string merged = a + std::string(b_tail);
     const int32_t inew = m.Find(merged);
     QF_CHECK(inew >= 0, "{}: merged token \"{}\" is not in the vocab", (w / "merges" / r).str(), merged);
@@ -762,9 +761,10 @@ Decoder ParseDecoder(const json& j, const Where& w) {
     d.strip_start = static_cast<size_t>(OptInt(j, "start", 0, w));
     d.strip_stop = static_cast<size_t>(OptInt(j, "stop", 0, w));
   } else {
-    QF_FAIL("{}: unsupported decoder type \"{}\" (qforge supports Sequence, ByteLevel, Metaspace, Replace, "
-            "ByteFallback, Fuse, Strip)",
-            w.str(), type);
+    QF_FAIL(
+        "{}: unsupported decoder type \"{}\" (qforge supports Sequence, ByteLevel, Metaspace, Replace, "
+        "ByteFallback, Fuse, Strip)",
+        w.str(), type);
   }
   return d;
 }
@@ -1053,8 +1053,10 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_bos) cons
            static_cast<unsigned>(static_cast<unsigned char>(text[bad])), bad);
   std::vector<int32_t> ids;
   if (add_bos) {
-    QF_CHECK(im.bos >= 0, "{}: the tokenizer has no BOS token (no bos_token in tokenizer_config.json and no "
-             "leading special token in the post_processor template)", im.name);
+    QF_CHECK(im.bos >= 0,
+             "{}: the tokenizer has no BOS token (no bos_token in tokenizer_config.json and no "
+             "leading special token in the post_processor template)",
+             im.name);
     ids.push_back(im.bos);
   }
   if (text.empty()) return ids;

@@ -4,11 +4,11 @@
 #include "qforge/model/tokenizer.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -225,13 +225,13 @@ TEST_P(TokenizerGolden, MatchesHfTokenizers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, TokenizerGolden,
-    ::testing::Values("llama_dense_bytelevel", "stories260k_sentencepiece", "qwen2_split_bytelevel",
-                      "llama3_split_ignore_merges", "bytelevel_digits_punct_prefix", "bytelevel_split_behaviors",
-                      "metaspace_first_mistral", "metaspace_always_split", "sentencepiece_whitespace_strip_regex",
-                      "sentencepiece_whitespace_pretok", "sentencepiece_added_token_flags",
-                      "bytelevel_onig_word_classes"));
+INSTANTIATE_TEST_SUITE_P(All, TokenizerGolden,
+                         ::testing::Values("llama_dense_bytelevel", "stories260k_sentencepiece",
+                                           "qwen2_split_bytelevel", "llama3_split_ignore_merges",
+                                           "bytelevel_digits_punct_prefix", "bytelevel_split_behaviors",
+                                           "metaspace_first_mistral", "metaspace_always_split",
+                                           "sentencepiece_whitespace_strip_regex", "sentencepiece_whitespace_pretok",
+                                           "sentencepiece_added_token_flags", "bytelevel_onig_word_classes"));
 
 // ---------------------------------------------------------------------------------------------------------
 // Small hand-made tokenizers: merge order and byte fallback, independent of any model.
@@ -240,7 +240,8 @@ std::string TinyBpe(const std::string& extra_model_fields, const std::string& me
   return R"({"version":"1.0","added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,
     "decoder":null,"model":{"type":"BPE","unk_token":"<unk>",)" +
          extra_model_fields + R"("vocab":{"<unk>":0,"a":1,"b":2,"c":3,"ab":4,"bc":5,"abc":6,"<0x78>":7},
-    "merges":)" + merges + "}}";
+    "merges":)" +
+         merges + "}}";
 }
 
 TEST(TokenizerBpe, LowestRankFirstThenLeftmost) {
@@ -269,7 +270,12 @@ TEST(TokenizerBpe, UnknownCharactersAndByteFallback) {
 
 TEST(TokenizerErrors, InvalidUtf8NamesTheByteOffset) {
   const Tokenizer t = Tokenizer::FromFile(Models() / "llama-dense-26M");
-  EXPECT_NE(ErrorOf([&] { t.Encode("ab\xff" "cd"); }).find("byte offset 2"), std::string::npos);
+  EXPECT_NE(ErrorOf([&] {
+              t.Encode(
+                  "ab\xff"
+                  "cd");
+            }).find("byte offset 2"),
+            std::string::npos);
   EXPECT_NE(ErrorOf([&] { t.Encode("abc\xE2\x82"); }).find("byte offset 3"), std::string::npos);
   EXPECT_NE(ErrorOf([&] { t.Encode("\xED\xA0\x80"); }).find("byte offset 0"), std::string::npos);  // surrogate
   EXPECT_NE(ErrorOf([&] { t.Encode("\xC0\xAF"); }).find("byte offset 0"), std::string::npos);      // overlong
@@ -309,7 +315,8 @@ TEST(TokenizerErrors, UnsupportedComponentsNameTheJsonPath) {
   EXPECT_NE(e.find("at /model/merges/1"), std::string::npos) << e;
   e = err_with("model.dropout", 0.1);
   EXPECT_NE(e.find("/model/dropout"), std::string::npos) << e;
-  e = err_with("pre_tokenizer", json::parse(R"({"type":"Split","pattern":{"Regex":"(unclosed"},"behavior":"Isolated"})"));
+  e = err_with("pre_tokenizer",
+               json::parse(R"({"type":"Split","pattern":{"Regex":"(unclosed"},"behavior":"Isolated"})"));
   EXPECT_NE(e.find("at /pre_tokenizer/pattern"), std::string::npos) << e;
   e = err_with("post_processor", json::parse(R"({"type":"RobertaProcessing"})"));
   EXPECT_NE(e.find("at /post_processor"), std::string::npos) << e;
@@ -332,7 +339,7 @@ TEST(TokenizerErrors, NfcBeyondLatinIsAnError) {
   json j = json::parse(ReadFileToString(Models() / "llama-dense-26M" / "tokenizer.json"));
   j["normalizer"] = json::parse(R"({"type":"NFC"})");
   const Tokenizer t = Tokenizer::FromJson(j.dump(), "x.json");
-  EXPECT_FALSE(t.Encode("caf\xC3\xA9").empty());  // é (U+00E9) is below U+0300
+  EXPECT_FALSE(t.Encode("caf\xC3\xA9").empty());                     // é (U+00E9) is below U+0300
   const std::string e = ErrorOf([&] { t.Encode("cafe\xCC\x81"); });  // e + U+0301
   EXPECT_NE(e.find("U+0301"), std::string::npos) << e;
 }
