@@ -147,22 +147,28 @@ void CpuBackend::Gemm(const float* x, const float* w, const float* bias, float* 
     tile(0, m, 0, n);
     return;
   }
-  // Split the rows when there are enough of them (each thread streams all of w once), else the columns.
-  const bool split_rows = m >= 32 * threads;
-  const int64_t extent = split_rows ? m : n;
-  const int64_t align = split_rows ? 8 : 16;
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
-    const int nt = omp_get_num_threads();
-    const int64_t chunk = ((extent + nt - 1) / nt + align - 1) / align * align;
-    const int64_t b0 = std::min(extent, t * chunk);
-    const int64_t b1 = std::min(extent, b0 + chunk);
-    if (split_rows) {
-      tile(b0, b1, 0, n);
-    } else {
-      tile(0, m, b0, b1);
+  // A tr x tc grid of tiles, one per thread, chosen to minimize what the threads pack in total
+  // (each packs its m/tr rows of x and its n/tc rows of w, k wide).
+  int tr = 1;
+  double best = 1e300;
+  for (int r = 1; r <= threads; ++r) {
+    if (threads % r != 0) continue;
+    const int c = threads / r;
+    if (m < 8 * r || n < 16 * c) continue;
+    const double cost = static_cast<double>(m) / r + static_cast<double>(n) / c;
+    if (cost < best) {
+      best = cost;
+      tr = r;
     }
+  }
+  const int tc = threads / tr;
+  const int64_t rows_per = ((m + tr - 1) / tr + 7) / 8 * 8;
+  const int64_t cols_per = ((n + tc - 1) / tc + 15) / 16 * 16;
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int t = 0; t < tr * tc; ++t) {
+    const int64_t r0 = std::min(m, (t / tc) * rows_per);
+    const int64_t c0 = std::min(n, (t % tc) * cols_per);
+    tile(r0, std::min(m, r0 + rows_per), c0, std::min(n, c0 + cols_per));
   }
 }
 
@@ -205,37 +211,40 @@ void CpuBackend::CausalAttention(const float* q, const float* k, const float* v,
                                  int64_t heads, int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) {
   QF_ASSERT(kv_heads > 0 && heads % kv_heads == 0, "CausalAttention: heads {} kv_heads {}", heads, kv_heads);
   const int64_t group = heads / kv_heads;
-  // Query rows are processed in blocks so the score matrix only spans the keys the block can see. One
-  // (sequence, head) pair per OpenMP iteration; sgemm runs single-threaded inside.
+  // Query rows are processed in blocks so the score matrix only spans the keys the block can see. Every
+  // (sequence, head, query block) is an independent task, the costliest (last) blocks first; sgemm runs
+  // single-threaded inside.
   constexpr int64_t kBlock = 64;
   const int64_t d = head_dim;
-  const int64_t pairs = batch * heads;
-#pragma omp parallel if (pairs > 1 && seq * seq * d > kParallelGrain)
+  const int64_t blocks = (seq + kBlock - 1) / kBlock;
+  const int64_t tasks = batch * heads * blocks;
+#pragma omp parallel if (tasks > 1 && seq * seq * d * batch * heads > kParallelGrain)
   {
     std::vector<float> scores(static_cast<size_t>(std::min(kBlock, seq) * seq));
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t p = 0; p < pairs; ++p) {
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t blk = blocks - 1 - task / (batch * heads);
+      const int64_t p = task % (batch * heads);
       const int64_t b = p / heads, h = p % heads;
       const float* qh = q + (b * heads + h) * seq * d;
       const float* kh = k + (b * kv_heads + h / group) * seq * d;
       const float* vh = v + (b * kv_heads + h / group) * seq * d;
-      for (int64_t i0 = 0; i0 < seq; i0 += kBlock) {
-        const int64_t nb = std::min(kBlock, seq - i0);
-        const int64_t nk = i0 + nb;
-        float* s = scores.data();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb), static_cast<int>(nk),
-                    static_cast<int>(d), scale, qh + i0 * d, static_cast<int>(d), kh, static_cast<int>(d), 0.f, s,
-                    static_cast<int>(nk));
-        for (int64_t r = 0; r < nb; ++r) {
-          float* row = s + r * nk;
-          const int64_t valid = i0 + r + 1;
-          SoftmaxRow(row, valid);
-          std::fill(row + valid, row + nk, 0.f);
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(nb), static_cast<int>(d),
-                    static_cast<int>(nk), 1.f, s, static_cast<int>(nk), vh, static_cast<int>(d), 0.f,
-                    out + ((b * seq + i0) * heads + h) * d, static_cast<int>(heads * d));
+      const int64_t i0 = blk * kBlock;
+      const int64_t nb = std::min(kBlock, seq - i0);
+      const int64_t nk = i0 + nb;
+      float* s = scores.data();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nb), static_cast<int>(nk),
+                  static_cast<int>(d), scale, qh + i0 * d, static_cast<int>(d), kh, static_cast<int>(d), 0.f, s,
+                  static_cast<int>(nk));
+      for (int64_t r = 0; r < nb; ++r) {
+        float* row = s + r * nk;
+        const int64_t valid = i0 + r + 1;
+        SoftmaxRow(row, valid);
+        std::fill(row + valid, row + nk, 0.f);
       }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(nb), static_cast<int>(d),
+                  static_cast<int>(nk), 1.f, s, static_cast<int>(nk), vh, static_cast<int>(d), 0.f,
+                  out + ((b * seq + i0) * heads + h) * d, static_cast<int>(heads * d));
     }
   }
 }

@@ -26,7 +26,8 @@ void ExpectNear(const std::vector<float>& a, const std::vector<float>& b, float 
 
 TEST(CpuBackend, GemmMatchesNaiveWithBiasStrideAndAccumulate) {
   Backend& be = DefaultCpuBackend();
-  for (auto [m, n, k] : {std::tuple{1, 1, 1}, {7, 13, 29}, {64, 96, 172}, {130, 33, 5}}) {
+  // The last two are large enough to be tiled across threads (by rows, then by columns).
+  for (auto [m, n, k] : {std::tuple{1, 1, 1}, {7, 13, 29}, {64, 96, 172}, {130, 33, 5}, {300, 170, 90}, {20, 1000, 300}}) {
     auto x = Random(m * k, 1), w = Random(n * k, 2), bias = Random(n, 3);
     const int ldy = n + 3;
     std::vector<float> y(m * ldy, 0.5f), ref(m * ldy, 0.5f);
