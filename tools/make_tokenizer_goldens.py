@@ -50,9 +50,9 @@ COMMON = [
     "email: someone@example.com, url: https://example.org/a?b=c&d=e#f",
     "Chapter 1\n\n\nIt is a truth universally acknowledged, that a single man in possession\nof a good fortune,",
     "rare spaces \u180e\ufeff\u200b\u1680x\u205f\u00a0 \u00a0",
-    " " * 700 + "x",
-    "\n" * 500,
-    "x" + "\t " * 200 + "\n",
+    " " * 300 + "x",
+    "\n" * 150,
+    "x" + "\t " * 80 + "\n",
     "\u0301 starts with a mark, then a\u0301\u0302b and \u0663\u0664 and _under_score_",
 ]
 
@@ -63,6 +63,8 @@ WORD_CLASS_STRINGS = [
     " t\u2460u \U00010140v \u0660w \uff3fx \u00b5\u00bay",
     "\u24c5rls \u00b9\u00bc\u00be\u00b3 \u2070\u2460",
 ]
+
+PREFIX_DECODE_STRINGS = ["😀👍🏽 👨‍👩‍👧 🇫🇷 Ünïcödé 中文 ½"]
 
 # Strings whose code points are all below U+0300 (qforge's NFC covers exactly those).
 LATIN = [s for s in COMMON if all(ord(c) < 0x300 for c in s)]
@@ -252,6 +254,12 @@ def main():
                 "decoded": tok.decode(plain, skip_special_tokens=False),
                 "decoded_skip_special": tok.decode(plain, skip_special_tokens=True),
             })
+        # Decoding every prefix of the ids cuts multi-byte characters (what a streaming preview sees).
+        prefix_decodes = []
+        for s in PREFIX_DECODE_STRINGS:
+            ids = tok.encode(s, add_special_tokens=False).ids
+            prefix_decodes.append({"ids": ids, "decoded": [tok.decode(ids[:k], skip_special_tokens=False)
+                                                           for k in range(len(ids) + 1)]})
         file_entries = []
         for path, transform in files:
             with open(os.path.join(args.shared, path), encoding="utf-8", newline="") as f:
@@ -269,6 +277,7 @@ def main():
             "overrides": overrides,
             "hash": "FNV-1a 64 of the ids joined by single spaces (decimal, UTF-8)",
             "cases": cases,
+            "prefix_decodes": prefix_decodes,
             "files": file_entries,
         }
         out = os.path.join(args.out, f"{name}.json")
@@ -277,7 +286,7 @@ def main():
             f.write("{\n")
             for i, (key, value) in enumerate(golden.items()):
                 f.write(f" {json.dumps(key)}: ")
-                if key in ("cases", "files"):
+                if key in ("cases", "files", "prefix_decodes"):
                     f.write("[\n" + ",\n".join("  " + json.dumps(v, separators=(",", ":")) for v in value) + "\n ]")
                 else:
                     f.write(json.dumps(value, separators=(",", ":")))

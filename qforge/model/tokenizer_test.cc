@@ -159,6 +159,17 @@ TEST(TokenizerReference, WholeFileRoundTrip) {
   EXPECT_EQ(sp.Decode(sp.Encode(head, true), /*skip_special_tokens=*/true), head);
 }
 
+// Runs far longer than the goldens' (PCRE2's JIT stack, `\s+(?!\S)` backtracking, one huge BPE word).
+TEST(TokenizerReference, HugeRunsRoundTrip) {
+  const Tokenizer bl = Tokenizer::FromFile(Models() / "llama-dense-26M");
+  const Tokenizer sp = Tokenizer::FromFile(Models() / "stories260K" / "hf");
+  for (const std::string& s : {std::string(300000, ' ') + "x", std::string(200000, '\n'),
+                               "a" + std::string(100000, '\t') + " b", std::string(100000, '=') + "x"}) {
+    EXPECT_EQ(bl.Decode(bl.Encode(s)), s);
+    EXPECT_EQ(sp.Decode(sp.Encode(s)), s);
+  }
+}
+
 TEST(TokenizerReference, ConcurrentEncodeIsDeterministic) {
   const Tokenizer t = Tokenizer::FromFile(Models() / "llama-dense-26M");
   const std::string text = ReadFileToString(Texts() / "janeausten" / "persuasion.txt").substr(0, 100000);
@@ -211,6 +222,15 @@ TEST_P(TokenizerGolden, MatchesHfTokenizers) {
     }
     EXPECT_EQ(t.Decode(ids), c.at("decoded").get<std::string>());
     EXPECT_EQ(t.Decode(ids, /*skip_special_tokens=*/true), c.at("decoded_skip_special").get<std::string>());
+  }
+  for (const json& p : golden.at("prefix_decodes")) {
+    const auto ids = p.at("ids").get<std::vector<int32_t>>();
+    const auto want = p.at("decoded").get<std::vector<std::string>>();
+    ASSERT_EQ(want.size(), ids.size() + 1);
+    for (size_t k = 0; k <= ids.size(); ++k) {
+      EXPECT_EQ(t.Decode(std::span<const int32_t>(ids.data(), k)), want[k])
+          << golden_path.filename() << " prefix of " << k << " ids of " << json(want.back()).dump();
+    }
   }
   for (const json& f : golden.at("files")) {
     const std::string path = f.at("path").get<std::string>();
