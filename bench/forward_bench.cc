@@ -49,6 +49,14 @@ class TimingBackend final : public Backend {
                        int64_t s, int64_t d, float scale) override {
     Time("attention", [&] { inner_.CausalAttention(q, k, v, out, b, h, g, s, d, scale); });
   }
+  void CausalAttentionProbs(const float* q, const float* k, float* p, int64_t b, int64_t h, int64_t g, int64_t s,
+                            int64_t d, float scale) override {
+    Time("attention", [&] { inner_.CausalAttentionProbs(q, k, p, b, h, g, s, d, scale); });
+  }
+  void AttentionApply(const float* p, const float* v, float* o, int64_t b, int64_t h, int64_t g, int64_t s,
+                      int64_t d) override {
+    Time("attention", [&] { inner_.AttentionApply(p, v, o, b, h, g, s, d); });
+  }
   void Softmax(float* x, int64_t r, int64_t c) override { Time("softmax", [&] { inner_.Softmax(x, r, c); }); }
   void SiluMul(const float* g, const float* u, float* o, int64_t n) override {
     Time("silu_mul", [&] { inner_.SiluMul(g, u, o, n); });

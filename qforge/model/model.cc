@@ -58,7 +58,7 @@ struct Model::Layer {
 };
 
 struct Model::Workspace {
-  std::vector<float> xn, q, k, v, qh, kh, vh, attn, gate, up, hook_in, hook_out, router, moe_out, xe, eo, so,
+  std::vector<float> xn, q, k, v, qh, kh, vh, attn, probs, gate, up, hook_in, hook_out, router, moe_out, xe, eo, so,
       gl, final_xn, logits;
   std::vector<int32_t> topk_ids, expert_rows;
   std::vector<float> topk_w, expert_w;
@@ -434,7 +434,15 @@ void Model::Attention(int layer, HiddenStates& h, ForwardHooks* hooks) {
     hooks->OnAttentionBmm(L.attention, BmmInput::kV, vh, B, Hkv, S, D);
   }
   float* attn = Grow(ws_->attn, T * Hq * D);
-  backend_->CausalAttention(qh, kh, vh, attn, B, Hq, Hkv, S, D, 1.f / std::sqrt(static_cast<float>(D)));
+  const float scale = 1.f / std::sqrt(static_cast<float>(D));
+  if (hooks != nullptr && hooks->WantsAttentionProbs(L.attention)) {
+    float* probs = Grow(ws_->probs, B * Hq * S * S);
+    backend_->CausalAttentionProbs(qh, kh, probs, B, Hq, Hkv, S, D, scale);
+    hooks->OnAttentionProbs(L.attention, probs, B, Hq, S);
+    backend_->AttentionApply(probs, vh, attn, B, Hq, Hkv, S, D);
+  } else {
+    backend_->CausalAttention(qh, kh, vh, attn, B, Hq, Hkv, S, D, scale);
+  }
   Linear(L.o, attn, T, hid, /*accumulate=*/true, hooks);
 }
 

@@ -80,6 +80,13 @@ class ForwardHooks {
   // [batch, heads, seq, head_dim] (heads = num_kv_heads for k and v), changeable in place.
   virtual void OnAttentionBmm(int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
                               int64_t head_dim) {}
+  // Whether attention `module` should expose its softmax probabilities (p_bmm_quantizer). When true the
+  // forward computes attention in two steps (probabilities materialized, [batch, heads, seq, seq] f32)
+  // and calls OnAttentionProbs in between; otherwise the fused kernel runs.
+  virtual bool WantsAttentionProbs(int module) const { return false; }
+  // probs [batch, heads, seq, seq]: row i holds the softmax over keys j ≤ i (zeros for j > i); changeable
+  // in place before they multiply v.
+  virtual void OnAttentionProbs(int module, float* probs, int64_t batch, int64_t heads, int64_t seq) {}
 };
 
 // The residual stream of a batch: hidden [batch*seq, hidden_size] f32 (owned).

@@ -233,6 +233,42 @@ TEST(Hooks, ModifyingAnInputEqualsScalingTheWeight) {
   EXPECT_THROW(m->SetLinearWeight(o, Tensor::Zeros(DType::kF32, {3, 3})), Error);
 }
 
+// Exposes the attention probabilities of one layer and optionally zeroes all but the diagonal.
+class ProbsHooks : public ForwardHooks {
+ public:
+  int module = -1;
+  bool diagonal_only = false;
+  int calls = 0;
+  bool WantsAttentionProbs(int m) const override { return m == module; }
+  void OnAttentionProbs(int m, float* p, int64_t b, int64_t h, int64_t s) override {
+    ++calls;
+    EXPECT_EQ(m, module);
+    for (int64_t r = 0; r < b * h * s; ++r) {
+      const int64_t i = r % s;
+      double sum = 0;
+      for (int64_t j = 0; j < s; ++j) {
+        sum += p[r * s + j];
+        if (diagonal_only) p[r * s + j] = j == i ? 1.f : 0.f;
+      }
+      EXPECT_NEAR(sum, 1.0, 1e-5);
+    }
+  }
+};
+
+TEST(Hooks, AttentionProbabilities) {
+  auto m = Model::Load(kModels / "tiny" / "llama_rope_yarn");
+  const auto ids = SomeIds(2 * 12, m->config().vocab_size);
+  Tensor plain = m->Forward(ids, 2, 12);
+  ProbsHooks hooks;
+  hooks.module = m->attention_module(1);
+  Tensor two_step = m->Forward(ids, 2, 12, &hooks);
+  EXPECT_EQ(hooks.calls, 1);
+  EXPECT_LT(MaxDiff(plain, two_step), 1e-5f);
+  hooks.diagonal_only = true;  // every token attends to itself only: the output changes
+  Tensor changed = m->Forward(ids, 2, 12, &hooks);
+  EXPECT_GT(MaxDiff(plain, changed), 1e-3f);
+}
+
 TEST(LayerStreaming, OneLayerAtATimeEqualsWholeModel) {
   const fs::path dir = kModels / "tiny" / "mixtral";
   auto whole = Model::Load(dir);

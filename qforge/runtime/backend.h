@@ -49,6 +49,16 @@ class Backend {
   virtual void CausalAttention(const float* q, const float* k, const float* v, float* out, int64_t batch,
                                int64_t heads, int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) = 0;
 
+  // The two halves of CausalAttention, for callers that must see or change the probabilities (the
+  // softmax-P / p_bmm quantizer). probs: [batch, heads, seq, seq]; probs[b,h,i,j] =
+  // softmax_{j ≤ i}(scale · q[b,h,i]·k[b,g,j]) and 0 for j > i. Same q, k layouts as CausalAttention.
+  virtual void CausalAttentionProbs(const float* q, const float* k, float* probs, int64_t batch, int64_t heads,
+                                    int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) = 0;
+  // out[b, i, h] = Σ_j probs[b,h,i,j] · v[b,g,j]; v heads-major [batch, kv_heads, seq, head_dim], out
+  // tokens-major [batch, seq, heads, head_dim]. Apply(Probs(q, k), v) equals CausalAttention(q, k, v).
+  virtual void AttentionApply(const float* probs, const float* v, float* out, int64_t batch, int64_t heads,
+                              int64_t kv_heads, int64_t seq, int64_t head_dim) = 0;
+
   // Row softmax in place on x [rows, cols].
   virtual void Softmax(float* x, int64_t rows, int64_t cols) = 0;
 

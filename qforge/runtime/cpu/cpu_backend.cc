@@ -249,6 +249,40 @@ void CpuBackend::CausalAttention(const float* q, const float* k, const float* v,
   }
 }
 
+void CpuBackend::CausalAttentionProbs(const float* q, const float* k, float* probs, int64_t batch, int64_t heads,
+                                      int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) {
+  QF_ASSERT(kv_heads > 0 && heads % kv_heads == 0, "CausalAttentionProbs: heads {} kv_heads {}", heads, kv_heads);
+  const int64_t group = heads / kv_heads;
+  const int64_t d = head_dim;
+#pragma omp parallel for schedule(dynamic, 1) if (batch * heads > 1 && seq * seq * d > kParallelGrain)
+  for (int64_t p = 0; p < batch * heads; ++p) {
+    const int64_t b = p / heads, h = p % heads;
+    float* pr = probs + p * seq * seq;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(seq), static_cast<int>(seq),
+                static_cast<int>(d), scale, q + p * seq * d, static_cast<int>(d),
+                k + (b * kv_heads + h / group) * seq * d, static_cast<int>(d), 0.f, pr, static_cast<int>(seq));
+    for (int64_t i = 0; i < seq; ++i) {
+      SoftmaxRow(pr + i * seq, i + 1);
+      std::fill(pr + i * seq + i + 1, pr + (i + 1) * seq, 0.f);
+    }
+  }
+}
+
+void CpuBackend::AttentionApply(const float* probs, const float* v, float* out, int64_t batch, int64_t heads,
+                                int64_t kv_heads, int64_t seq, int64_t head_dim) {
+  QF_ASSERT(kv_heads > 0 && heads % kv_heads == 0, "AttentionApply: heads {} kv_heads {}", heads, kv_heads);
+  const int64_t group = heads / kv_heads;
+  const int64_t d = head_dim;
+#pragma omp parallel for schedule(dynamic, 1) if (batch * heads > 1 && seq * seq * d > kParallelGrain)
+  for (int64_t p = 0; p < batch * heads; ++p) {
+    const int64_t b = p / heads, h = p % heads;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(seq), static_cast<int>(d),
+                static_cast<int>(seq), 1.f, probs + p * seq * seq, static_cast<int>(seq),
+                v + (b * kv_heads + h / group) * seq * d, static_cast<int>(d), 0.f, out + (b * seq * heads + h) * d,
+                static_cast<int>(heads * d));
+  }
+}
+
 void CpuBackend::Softmax(float* x, int64_t rows, int64_t cols) {
 #pragma omp parallel for if (rows * cols > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) SoftmaxRow(x + r * cols, cols);

@@ -23,6 +23,10 @@ class CpuBackend final : public Backend {
             const float* sin) override;
   void CausalAttention(const float* q, const float* k, const float* v, float* out, int64_t batch, int64_t heads,
                        int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) override;
+  void CausalAttentionProbs(const float* q, const float* k, float* probs, int64_t batch, int64_t heads,
+                            int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) override;
+  void AttentionApply(const float* probs, const float* v, float* out, int64_t batch, int64_t heads, int64_t kv_heads,
+                      int64_t seq, int64_t head_dim) override;
   void Softmax(float* x, int64_t rows, int64_t cols) override;
   void SiluMul(const float* gate, const float* up, float* out, int64_t n) override;
   void Add(float* y, const float* x, int64_t n) override;

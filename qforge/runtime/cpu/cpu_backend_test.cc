@@ -128,6 +128,29 @@ TEST(CpuBackend, CausalAttentionMatchesNaiveAcrossBlocks) {
   }
 }
 
+TEST(CpuBackend, AttentionProbsThenApplyEqualsFusedAttention) {
+  Backend& be = DefaultCpuBackend();
+  const int B = 2, H = 4, G = 2, L = 70, D = 8;
+  auto q = Random(B * H * L * D, 18), k = Random(B * G * L * D, 19), v = Random(B * G * L * D, 20);
+  const float scale = 0.3f;
+  std::vector<float> probs(B * H * L * L, -1.f), out(B * L * H * D), fused(B * L * H * D);
+  be.CausalAttentionProbs(q.data(), k.data(), probs.data(), B, H, G, L, D, scale);
+  for (int p = 0; p < B * H; ++p)
+    for (int i = 0; i < L; ++i) {
+      double sum = 0;
+      for (int j = 0; j < L; ++j) {
+        const float x = probs[(p * L + i) * L + j];
+        if (j > i) ASSERT_EQ(x, 0.f);
+        sum += x;
+      }
+      ASSERT_NEAR(sum, 1.0, 1e-5);
+    }
+  be.AttentionApply(probs.data(), v.data(), out.data(), B, H, G, L, D);
+  be.CausalAttention(q.data(), k.data(), v.data(), fused.data(), B, H, G, L, D, scale);
+  ExpectNear(out, fused, 1e-5f);
+  ExpectNear(out, NaiveAttention(q, k, v, B, H, G, L, D, scale), 2e-5f);
+}
+
 TEST(CpuBackend, SoftmaxSiluMulAddAmax) {
   Backend& be = DefaultCpuBackend();
   auto x = Random(5 * 9, 12, 4.f);
