@@ -4,6 +4,7 @@
 
 #include "qforge/base/error.h"
 #include "qforge/cli/command.h"
+#include "qforge/runtime/cpu/quant_kernels.h"
 
 namespace qforge::cli {
 std::vector<CommandSpec>& CommandRegistry() {
@@ -14,6 +15,7 @@ std::vector<CommandSpec>& CommandRegistry() {
 
 int main(int argc, char** argv) {
   using namespace qforge::cli;
+  qforge::cpu::RegisterQuantKernels();  // SIMD fast paths for numerics/ (bit-exact with the reference)
   CLI::App app{"qforge: post-training quantization for LLMs, writing ModelOpt-format checkpoints"};
   app.require_subcommand(1);
   std::vector<std::pair<CLI::App*, RunFn>> runs;

@@ -1,0 +1,236 @@
+// The `max` calibration algorithm.
+#include "qforge/calib/max_calib.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+
+#include "qforge/base/error.h"
+#include "qforge/base/log.h"
+#include "qforge/base/progress.h"
+#include "qforge/base/strings.h"
+#include "qforge/numerics/qdq.h"
+
+namespace qforge {
+
+void CalibrateWeightAmax(Model& model, QuantState& state) {
+  const auto& modules = model.modules();
+  for (auto& q : state.quantizers()) {
+    if (q.role != QuantizerRole::kWeight || !q.enabled()) continue;
+    const ModuleInfo& info = modules[static_cast<size_t>(q.module)];
+    QF_CHECK(!q.sequential(), "quantizer '{}': sequential (multi-stage) weight quantizers are not supported yet",
+             q.slot.name);
+    QF_CHECK(info.kind == ModuleKind::kLinear,
+             "quantizer '{}': quantizing {} weights is not supported (only Linear weights); disable it in the "
+             "config",
+             q.slot.name, info.class_key);
+    if (!q.NeedsCalibration() && !q.attrs().IsConstantAmax()) continue;  // MX / dynamic: no amax
+    const QuantSpec spec = q.spec();
+    const Tensor w = model.LinearWeight(q.module);
+    std::vector<float> amax = ComputeAmax(spec, w.span<float>(), w.shape(), q.slot.name);
+    auto shape = AmaxShape(spec, w.shape());
+    q.amax.clear();
+    q.has_amax = false;
+    q.MergeAmax(amax, shape.value_or(std::vector<int64_t>{}));
+  }
+}
+
+void MaxCalibHooks::Collect(int module, QuantizerRole role, const float* x, std::vector<int64_t> shape) {
+  Quantizer* q = state_.Get(module, role);
+  if (q == nullptr || !q->NeedsCalibration()) return;
+  QF_CHECK(!q->sequential(), "quantizer '{}': sequential activation quantizers are not supported", q->slot.name);
+  const QuantSpec spec = q->spec();
+  const int64_t n = NumElements(shape);
+  std::vector<float> amax = ComputeAmax(spec, std::span<const float>(x, static_cast<size_t>(n)), shape, q->slot.name);
+  q->MergeAmax(amax, AmaxShape(spec, shape).value_or(std::vector<int64_t>{}));
+}
+
+void MaxCalibHooks::OnLinearInput(int module, float* x, int64_t rows, int64_t cols) {
+  Collect(module, QuantizerRole::kInput, x, {rows, cols});
+}
+
+void MaxCalibHooks::OnLinearOutput(int module, float* y, int64_t rows, int64_t cols) {
+  Collect(module, QuantizerRole::kOutput, y, {rows, cols});
+}
+
+void MaxCalibHooks::OnAttentionBmm(int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
+                                   int64_t head_dim) {
+  const QuantizerRole role = which == BmmInput::kQ   ? QuantizerRole::kQBmm
+                             : which == BmmInput::kK ? QuantizerRole::kKBmm
+                                                     : QuantizerRole::kVBmm;
+  Collect(module, role, x, {batch, heads, seq, head_dim});
+}
+
+std::set<std::string> ModuleListNames(const Model& model) {
+  std::set<std::string> out = {"model.layers"};
+  for (const auto& m : model.modules()) {
+    if (m.expert < 0) continue;
+    // "<block>.experts.<e>.<proj>" -> "<block>.experts"
+    const std::string suffix = fmt::format(".{}.", m.expert);
+    const size_t pos = m.name.rfind(suffix);
+    if (pos != std::string::npos) out.insert(m.name.substr(0, pos));
+  }
+  return out;
+}
+
+void SyncMoeExperts(const Model& model, QuantState& state, bool sync_weights, MaxCalibReport* report) {
+  const auto& modules = model.modules();
+  const auto& rows = model.rows_seen();
+  // Group routed-expert Linears by (layer, role): gate/up/down (or w1/w3/w2) of every expert.
+  std::map<std::pair<int, int>, std::vector<int>> groups;
+  std::map<int, ExpertTokenCounts> counts;
+  for (size_t m = 0; m < modules.size(); ++m) {
+    const ModuleInfo& info = modules[m];
+    if (info.kind != ModuleKind::kLinear || info.expert < 0) continue;
+    groups[{info.layer, static_cast<int>(info.role)}].push_back(static_cast<int>(m));
+    if (info.role == LinearRole::kGate) {  // one count per expert: rows routed to its first projection
+      auto& c = counts[info.layer];
+      c.layer = info.layer;
+      const size_t pos = info.name.rfind(fmt::format(".experts.{}.", info.expert));
+      c.block = pos == std::string::npos ? "" : info.name.substr(0, pos);
+      if (static_cast<int>(c.tokens.size()) <= info.expert) c.tokens.resize(static_cast<size_t>(info.expert) + 1, 0);
+      c.tokens[static_cast<size_t>(info.expert)] = m < rows.size() ? rows[m] : 0;
+    }
+  }
+  for (auto& [key, members] : groups) {
+    for (QuantizerRole role : {QuantizerRole::kInput, QuantizerRole::kWeight}) {
+      if (role == QuantizerRole::kWeight && !sync_weights) continue;
+      std::vector<float> merged;
+      std::vector<int64_t> shape;
+      bool any = false;
+      for (int m : members) {
+        const Quantizer* q = state.Get(m, role);
+        if (q == nullptr || !q->enabled() || !q->has_amax) continue;
+        if (!any) {
+          merged = q->amax;
+          shape = q->amax_shape;
+          any = true;
+        } else {
+          QF_CHECK(q->amax.size() == merged.size(), "expert quantizer '{}' has an amax of another shape than its "
+                   "siblings", q->slot.name);
+          for (size_t i = 0; i < merged.size(); ++i) merged[i] = std::max(merged[i], q->amax[i]);
+        }
+      }
+      if (!any) continue;
+      for (int m : members) {
+        Quantizer* q = state.Get(m, role);
+        if (q == nullptr || !q->enabled() || !q->NeedsCalibration()) continue;
+        if (!q->has_amax && report != nullptr && role == QuantizerRole::kInput) {
+          report->notes.push_back(fmt::format("{} saw no calibration token; its input amax is the max over its "
+                                              "layer's experts",
+                                              q->slot.name));
+        }
+        q->amax = merged;
+        q->amax_shape = shape;
+        q->has_amax = true;
+      }
+    }
+  }
+  if (report != nullptr) {
+    for (auto& [layer, c] : counts) report->expert_tokens.push_back(std::move(c));
+  }
+}
+
+void FinalizeSharedStateAndPromote(const Model& model, QuantState& state, const std::vector<std::string>& patterns,
+                                   MaxCalibReport* report) {
+  const auto& modules = model.modules();
+  std::vector<std::string> candidates;
+  std::map<std::string, int> module_index;
+  for (size_t m = 0; m < modules.size(); ++m) {
+    const Quantizer* w = state.Get(static_cast<int>(m), QuantizerRole::kWeight);
+    if (w == nullptr || !w->enabled()) continue;
+    candidates.push_back(modules[m].name);
+    module_index[modules[m].name] = static_cast<int>(m);
+  }
+  std::vector<SharedGroup> groups;
+  if (!patterns.empty()) groups = FindSharedGroups(CompilePatterns(patterns), candidates, ModuleListNames(model));
+  std::map<int, float> shared;  // module -> group global amax
+  for (const auto& g : groups) {
+    std::vector<std::optional<float>> member_max;
+    for (const auto& name : g.members) {
+      const Quantizer* w = state.Get(module_index[name], QuantizerRole::kWeight);
+      if (w->has_amax && !w->amax.empty()) {
+        member_max.push_back(*std::max_element(w->amax.begin(), w->amax.end()));
+      } else {
+        member_max.push_back(std::nullopt);
+      }
+    }
+    auto value = PopulateGlobalAmax(member_max);
+    if (!value) continue;
+    for (const auto& name : g.members) shared[module_index[name]] = *value;
+  }
+  // Promotion of static NVFP4 weight quantizers.
+  for (auto& q : state.quantizers()) {
+    if (q.role != QuantizerRole::kWeight || !q.enabled() || q.sequential() || !q.has_amax) continue;
+    if (!q.spec().IsNvfp4Static()) continue;
+    auto it = shared.find(q.module);
+    q.global_amax = it != shared.end() ? it->second : *std::max_element(q.amax.begin(), q.amax.end());
+  }
+  if (report != nullptr) report->shared_groups = std::move(groups);
+}
+
+MaxCalibReport MaxCalibrate(Model& model, QuantState& state, const CalibData& data, const MaxCalibOptions& options) {
+  MaxCalibReport report;
+  Timer t;
+  CalibrateWeightAmax(model, state);
+  report.weight_amax_seconds = t.Seconds();
+
+  bool needs_forward = false;
+  for (const auto& q : state.quantizers()) {
+    if (Traits(q.role).is_activation && q.NeedsCalibration()) needs_forward = true;
+  }
+  // ModelOpt runs the forward loop whenever calibration was requested; without a calibrating activation
+  // quantizer it changes nothing, so it is skipped (skip_forward_without_activation_calib makes that explicit).
+  t.Reset();
+  model.ResetRowsSeen();
+  if (needs_forward) {
+    QF_CHECK(!data.samples.empty(), "calibration needs data: no calibration samples");
+    report.ran_forward = true;
+    MaxCalibHooks hooks(state);
+    const int64_t seq = data.seq_len;
+    const int64_t n = static_cast<int64_t>(data.samples.size());
+    const int64_t bs = std::max<int64_t>(1, options.batch_size);
+    Progress progress("calibrate", n * seq, "tokens");
+    std::vector<int32_t> ids;
+    for (int64_t b0 = 0; b0 < n; b0 += bs) {
+      const int64_t b = std::min(bs, n - b0);
+      ids.clear();
+      for (int64_t i = 0; i < b; ++i) {
+        const auto& s = data.samples[static_cast<size_t>(b0 + i)];
+        ids.insert(ids.end(), s.begin(), s.end());
+      }
+      HiddenStates h = model.Embed(ids, b, seq);
+      for (int l = 0; l < model.num_layers(); ++l) model.RunLayer(l, h, &hooks);
+      // The head (lm_head) is run only if one of its quantizers calibrates.
+      const int head = model.FindModule("lm_head");
+      bool head_calib = false;
+      for (QuantizerRole r : {QuantizerRole::kInput, QuantizerRole::kOutput}) {
+        const Quantizer* q = state.Get(head, r);
+        head_calib = head_calib || (q != nullptr && q->NeedsCalibration());
+      }
+      if (head_calib) (void)model.Logits(h, &hooks);
+      ++report.batches;
+      report.tokens += b * seq;
+      if (options.show_progress) progress.Add(b * seq, fmt::format("batch {}/{}", report.batches, (n + bs - 1) / bs));
+    }
+    if (options.show_progress) progress.Finish();
+  }
+  report.forward_seconds = t.Seconds();
+
+  t.Reset();
+  SyncMoeExperts(model, state, options.sync_expert_weight_amax, &report);
+  // Any enabled activation quantizer still without amax (a module no token reached) is an error by
+  // default: its export would have no scale.
+  for (const auto& q : state.quantizers()) {
+    if (!Traits(q.role).is_activation || !q.NeedsCalibration() || q.has_amax || !report.ran_forward) continue;
+    const ModuleInfo& info = model.modules()[static_cast<size_t>(q.module)];
+    if (info.name == "lm_head") continue;
+    QF_FAIL("quantizer '{}' received no calibration data and has no amax", q.slot.name);
+  }
+  FinalizeSharedStateAndPromote(model, state, options.shared_patterns, &report);
+  report.reduce_seconds = t.Seconds();
+  return report;
+}
+
+}  // namespace qforge

@@ -1,0 +1,80 @@
+// `max` calibration (spec §6.1, §6.2): weight amax from the weights, activation and KV amax from forward
+// passes over the calibration samples, MoE expert input-amax syncing and the shared weight global amax.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "qforge/calib/calib_data.h"
+#include "qforge/model/model.h"
+#include "qforge/quant/quant_state.h"
+#include "qforge/quant/shared_state.h"
+
+namespace qforge {
+
+struct MaxCalibOptions {
+  int64_t batch_size = 1;                    // sequences per forward pass
+  std::vector<std::string> shared_patterns;  // weight_global_amax patterns (empty: grouping off)
+  bool sync_expert_weight_amax = false;
+  bool show_progress = true;
+};
+
+// Per-MoE-layer routing statistics: how many calibration tokens each expert received.
+struct ExpertTokenCounts {
+  int layer = -1;
+  std::string block;                // e.g. "model.layers.0.mlp"
+  std::vector<int64_t> tokens;      // per expert
+};
+
+struct MaxCalibReport {
+  int64_t batches = 0;
+  int64_t tokens = 0;
+  bool ran_forward = false;
+  double weight_amax_seconds = 0;   // max over the weights
+  double forward_seconds = 0;       // calibration forward passes (amax collection included)
+  double reduce_seconds = 0;        // MoE syncing, shared groups, promotion
+  std::vector<ExpertTokenCounts> expert_tokens;
+  std::vector<SharedGroup> shared_groups;
+  std::vector<std::string> notes;   // things the summary must show (e.g. experts that saw no token)
+};
+
+// Weight amax of every enabled weight quantizer that needs calibration (weight_only_quantize), from the
+// model's current weights. Layer weights are loaded as needed.
+void CalibrateWeightAmax(Model& model, QuantState& state);
+
+// Forward hooks that fold max|x| into the amax of every calibrating activation quantizer (inputs, outputs,
+// q/k/v bmm). Activations are not modified (ModelOpt calibrates on unquantized activations).
+class MaxCalibHooks : public ForwardHooks {
+ public:
+  explicit MaxCalibHooks(QuantState& state) : state_(state) {}
+  bool ModifiesActivations() const override { return false; }
+  void OnLinearInput(int module, float* x, int64_t rows, int64_t cols) override;
+  void OnLinearOutput(int module, float* y, int64_t rows, int64_t cols) override;
+  void OnAttentionBmm(int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
+                      int64_t head_dim) override;
+
+ private:
+  void Collect(int module, QuantizerRole role, const float* x, std::vector<int64_t> shape);
+  QuantState& state_;
+};
+
+// MoE step 3 of spec §6.2: every expert input quantizer's amax becomes the element-wise max across the
+// layer's experts for that projection (covering experts that saw no token); with `sync_weights` the
+// expert weight amax too. Records per-expert token counts from model.rows_seen().
+void SyncMoeExperts(const Model& model, QuantState& state, bool sync_weights, MaxCalibReport* report);
+
+// Spec §6.2 step 5 / §8.4: shared weight global amax per group, then promotion of static NVFP4 weights
+// (global_amax = group value, or the max of the quantizer's own per-block amax).
+void FinalizeSharedStateAndPromote(const Model& model, QuantState& state, const std::vector<std::string>& patterns,
+                                   MaxCalibReport* report);
+
+// The whole `max` algorithm over `data`.
+MaxCalibReport MaxCalibrate(Model& model, QuantState& state, const CalibData& data, const MaxCalibOptions& options);
+
+// Names of ModuleList containers of the model (for shared-state parents): "model.layers" and every
+// "...experts".
+std::set<std::string> ModuleListNames(const Model& model);
+
+}  // namespace qforge

@@ -1,0 +1,141 @@
+// `qforge quantize`: calibrate a model with a recipe (or --qformat) on text and export a ModelOpt-format
+// checkpoint, in the spirit of ModelOpt's hf_ptq.py. Wiring only: config/, calib/ and export/ do the work.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "qforge/base/error.h"
+#include "qforge/base/log.h"
+#include "qforge/base/progress.h"
+#include "qforge/calib/calibrate.h"
+#include "qforge/cli/command.h"
+#include "qforge/config/presets.h"
+#include "qforge/config/yaml_loader.h"
+#include "qforge/export/hf_export.h"
+#include "qforge/model/model.h"
+#include "qforge/model/tokenizer.h"
+#include "qforge/quant/quant_state.h"
+
+namespace qforge::cli {
+namespace {
+
+struct QuantizeArgs {
+  std::string model;
+  std::string recipe;
+  std::string qformat;
+  std::string kv_qformat = "fp8";
+  std::vector<std::string> calib;
+  int64_t calib_size = 512;
+  int64_t calib_seq_len = 512;
+  int64_t batch_size = 4;
+  std::string export_dir;
+  double max_shard_gb = 5.0;
+  bool no_progress = false;
+};
+
+// Peak resident set size of this process in MiB (VmHWM), or -1 if unknown.
+double PeakRssMiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return -1;
+}
+
+int RunQuantize(const QuantizeArgs& a) {
+  Timer total;
+  QF_CHECK(a.recipe.empty() || a.qformat.empty(), "give either --recipe or --qformat, not both");
+  config::QuantizeConfig qcfg;
+  std::string what;
+  if (!a.recipe.empty()) {
+    config::Recipe r = config::LoadRecipe(a.recipe);
+    QF_CHECK(r.is_ptq() && r.quantize.has_value(), "recipe '{}' is a '{}' recipe, not a PTQ recipe", a.recipe,
+             r.recipe_type);
+    qcfg = *r.quantize;
+    what = fmt::format("recipe {} ({})", a.recipe, r.source);
+  } else {
+    const std::string q = a.qformat.empty() ? "fp8" : a.qformat;
+    qcfg = config::ResolveQformat(q, a.kv_qformat);
+    what = fmt::format("--qformat {} --kv-cache-qformat {}", q, a.kv_qformat);
+  }
+  LogInfo("quantize {} with {}", a.model, what);
+
+  Timer t;
+  auto model = Model::Load(a.model);
+  const double load_s = t.Seconds();
+  QuantState state = QuantState::ForModel(*model);
+  state.Apply(qcfg.quant_cfg);
+
+  CalibrateOptions co;
+  co.batch_size = a.batch_size;
+  co.show_progress = !a.no_progress;
+  double tokenize_s = 0;
+  auto data = [&]() {
+    QF_CHECK(!a.calib.empty(), "this config calibrates activations: give calibration text with --calib FILE...");
+    Timer tt;
+    const Tokenizer tok = Tokenizer::FromFile(a.model);
+    std::vector<std::filesystem::path> files(a.calib.begin(), a.calib.end());
+    CalibData d = BuildCalibData(tok, files, a.calib_size, a.calib_seq_len);
+    tokenize_s = tt.Seconds();
+    LogInfo("calibration: {} samples of {} tokens from {} file(s)", d.samples.size(), d.seq_len, files.size());
+    return d;
+  };
+  const CalibrateReport cr = Calibrate(*model, state, qcfg, data, co);
+
+  HfExportOptions eo;
+  eo.max_shard_bytes = static_cast<uint64_t>(a.max_shard_gb * (1ull << 30));
+  eo.show_progress = !a.no_progress;
+  const HfExportReport er = ExportHfCheckpoint(*model, state, a.export_dir, eo);
+
+  std::printf("\n== qforge quantize summary ==\n");
+  std::printf("model: %s -> %s\n", a.model.c_str(), a.export_dir.c_str());
+  std::printf("config: %s; algorithm: %s\n", what.c_str(),
+              cr.methods.empty() ? "none" : fmt::format("{}", fmt::join(cr.methods, ", ")).c_str());
+  if (cr.max.ran_forward) {
+    std::printf("calibration: %lld batches, %lld tokens\n", static_cast<long long>(cr.max.batches),
+                static_cast<long long>(cr.max.tokens));
+  }
+  for (const auto& e : cr.max.expert_tokens) {
+    std::printf("expert tokens %s: [%s]\n", e.block.c_str(), fmt::format("{}", fmt::join(e.tokens, ", ")).c_str());
+  }
+  for (const auto& n : cr.max.notes) std::printf("note: %s\n", n.c_str());
+  if (!cr.max.shared_groups.empty()) {
+    std::printf("shared weight global amax groups (calibration): %zu\n", cr.max.shared_groups.size());
+  }
+  std::printf("%s", FormatExportSummary(er).c_str());
+  std::printf("time: load %.2fs, tokenize %.2fs, weight amax %.2fs, calibration forward %.2fs, amax reduction "
+              "%.3fs, packing %.2fs, write %.2fs, total %.2fs\n",
+              load_s, tokenize_s, cr.max.weight_amax_seconds, cr.max.forward_seconds, cr.max.reduce_seconds,
+              er.pack_seconds, er.write_seconds, total.Seconds());
+  std::printf("peak RSS: %.1f MiB\n", PeakRssMiB());
+  return 0;
+}
+
+CommandRegistrar reg(
+    "quantize", "calibrate a model and export a ModelOpt-format (unified HF) quantized checkpoint",
+    [](CLI::App& sub) -> RunFn {
+      auto a = std::make_shared<QuantizeArgs>();
+      sub.add_option("--model", a->model, "HF model directory")->required();
+      auto* recipe = sub.add_option("--recipe", a->recipe,
+                                    "PTQ recipe: a built-in name (qforge recipe list) or a YAML file");
+      auto* qformat = sub.add_option("--qformat", a->qformat,
+                                     "preset name as hf_ptq.py's --qformat (fp8, nvfp4, nvfp4_mlp_only, ...)");
+      recipe->excludes(qformat);
+      sub.add_option("--kv-cache-qformat", a->kv_qformat, "KV-cache preset with --qformat (fp8, fp8_cast, nvfp4, none)")
+          ->capture_default_str();
+      sub.add_option("--calib", a->calib, "calibration text files, tokenized and concatenated in order");
+      sub.add_option("--calib-size", a->calib_size, "number of calibration samples")->capture_default_str();
+      sub.add_option("--calib-seq-len", a->calib_seq_len, "tokens per calibration sample")->capture_default_str();
+      sub.add_option("--batch-size", a->batch_size, "samples per calibration forward pass")->capture_default_str();
+      sub.add_option("--export", a->export_dir, "output checkpoint directory (replaced atomically)")->required();
+      sub.add_option("--max-shard-size", a->max_shard_gb, "shard size limit in GiB")->capture_default_str();
+      sub.add_flag("--no-progress", a->no_progress, "do not print progress lines");
+      return [a] { return RunQuantize(*a); };
+    });
+
+}  // namespace
+}  // namespace qforge::cli

@@ -1,0 +1,48 @@
+// Tests for the atomic, sharded checkpoint writer.
+#include "qforge/export/checkpoint_writer.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "qforge/base/file.h"
+#include "qforge/io/safetensors.h"
+
+namespace qforge {
+namespace {
+namespace fs = std::filesystem;
+
+TEST(CheckpointWriter, ShardsWithIndexAndCopiesAuxFiles) {
+  fs::path root = fs::temp_directory_path() / ("qforge_ckw_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "src");
+  WriteFileAtomic(root / "src" / "tokenizer.json", "{}");
+  WriteFileAtomic(root / "src" / "model.safetensors", "not copied");
+  {
+    CheckpointWriter w(root / "out", /*max_shard_bytes=*/64);
+    for (int i = 0; i < 5; ++i) w.Add("t" + std::to_string(i), Tensor::Zeros(DType::kF32, {10}));  // 40 B each
+    w.Commit({{"model_type", "llama"}}, nlohmann::ordered_json{{"quantization", {{"quant_algo", "FP8"}}}},
+             root / "src");
+    EXPECT_EQ(w.num_shards(), 3);
+  }
+  EXPECT_TRUE(fs::exists(root / "out" / "model-00001-of-00003.safetensors"));
+  EXPECT_TRUE(fs::exists(root / "out" / "hf_quant_config.json"));
+  EXPECT_TRUE(fs::exists(root / "out" / "tokenizer.json"));
+  EXPECT_FALSE(fs::exists(root / "out" / "model.safetensors"));
+  auto c = CheckpointTensors::Open(root / "out");
+  EXPECT_EQ(c.names().size(), 5u);
+  EXPECT_EQ(c.Get("t4").numel(), 10);
+
+  // A writer destroyed without Commit leaves nothing behind and keeps the old export.
+  {
+    CheckpointWriter w(root / "out", 64);
+    w.Add("x", Tensor::Zeros(DType::kF32, {100}));
+  }
+  EXPECT_TRUE(fs::exists(root / "out" / "model-00001-of-00003.safetensors"));
+  for (const auto& e : fs::directory_iterator(root)) {
+    EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
+  }
+  fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace qforge

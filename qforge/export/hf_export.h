@@ -1,0 +1,66 @@
+// ModelOpt "unified HF" checkpoint export (spec §10, runtime contract): packed weights and scales under
+// the checkpoint's hub names, KV-cache scales, hf_quant_config.json + config.json["quantization_config"]
+// from one struct, tokenizer files, sharded safetensors, written atomically.
+//
+// Before any block scale is computed, fused siblings (q/k/v, gate/up, per-expert w1/w3) get one weight
+// global amax and one input amax (the group max), whatever the calibration's shared-state patterns said,
+// because runtimes fuse them into one GEMM with one scale (contract §6). For FP8 this is qforge's own
+// choice (ModelOpt keeps separate scales and vLLM requantizes at load); the report says so.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "qforge/export/quant_config.h"
+#include "qforge/model/model.h"
+#include "qforge/quant/quant_state.h"
+
+namespace qforge {
+
+struct HfExportOptions {
+  uint64_t max_shard_bytes = 5ull << 30;  // close a shard once it holds this many bytes
+  bool show_progress = true;
+};
+
+struct LayerExportStat {
+  std::string module;            // hub module name
+  std::string format;            // ModelOpt format string ("nvfp4", "fp8", ...)
+  int64_t params = 0;
+  double rel_weight_mse = 0;     // sum((W - dequant(Q(W)))^2) / sum(W^2) of the exported encoding
+};
+
+struct FusedGroupStat {
+  std::vector<std::string> members;
+  std::string format;
+  bool unified_weight = false;   // weight (global) amax set to the group max
+  bool unified_input = false;    // input amax set to the group max
+};
+
+struct HfExportReport {
+  exporter::HfQuantConfig config;
+  std::vector<LayerExportStat> layers;          // quantized Linears, model order
+  std::vector<std::string> excluded;            // modules left unquantized (with a quantizer slot) + routers
+  std::vector<FusedGroupStat> fused_groups;
+  int kv_scales_written = 0;
+  uint64_t bytes_written = 0;
+  int num_shards = 0;
+  double pack_seconds = 0;   // weight encoding (and error measurement)
+  double write_seconds = 0;  // safetensors + configs on disk
+};
+
+// Format detection of spec §10.2 for one Linear's weight and input quantizers.
+exporter::ExportFormat DetectExportFormat(const Quantizer* weight, const Quantizer* input);
+
+// Writes the quantized checkpoint of `model` with the calibrated `state` to `out_dir` (replaced
+// atomically). Throws qforge::Error for a quantizer without the amax its format needs, formats that
+// cannot be exported, or fused siblings with different formats (runtimes cannot load those).
+HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const std::filesystem::path& out_dir,
+                                  const HfExportOptions& options = {});
+
+// Human-readable summary of an export: per format layers and parameters, exclusions, fused groups,
+// and the layers with the largest weight error first.
+std::string FormatExportSummary(const HfExportReport& report, int worst_layers = 10);
+
+}  // namespace qforge

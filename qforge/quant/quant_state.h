@@ -1,0 +1,85 @@
+// The quantizers of a loaded model (spec §9): one per quantization point, named as ModelOpt names them,
+// configured by a quant_cfg list (config/quantizer_set.h) and holding their calibrated state.
+//
+// quant/ owns this state; model/ only calls the hooks that quant/ and calib/ install.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qforge/config/quant_cfg.h"
+#include "qforge/config/quantizer_set.h"
+#include "qforge/model/model.h"
+#include "qforge/numerics/quant_spec.h"
+#include "qforge/tensor/tensor.h"
+
+namespace qforge {
+
+// What a quantizer sees.
+enum class QuantizerRole : uint8_t { kInput, kOutput, kWeight, kQBmm, kKBmm, kVBmm, kPBmm };
+
+struct QuantizerRoleTraits {
+  QuantizerRole role;
+  std::string_view attr;  // attribute name on the module: "input_quantizer", "k_bmm_quantizer", ...
+  bool is_activation;     // sees activations (calibrated by forward passes) rather than a weight
+};
+const QuantizerRoleTraits& Traits(QuantizerRole role);
+
+struct Quantizer {
+  config::QuantizerSlot slot;  // name, parent class, attributes, the entry that decided it
+  int module = -1;             // index into Model::modules()
+  QuantizerRole role = QuantizerRole::kInput;
+  bool hard_disabled = false;  // nn.Embedding input quantizer: forced off whatever the config says
+
+  // Calibrated state (spec §6): `amax` in numerics' AmaxShape order; for static NVFP4 weights the
+  // per-block amax, with `global_amax` the promoted per-tensor (or shared group) value.
+  std::vector<float> amax;
+  std::vector<int64_t> amax_shape;
+  bool has_amax = false;
+  std::optional<float> global_amax;
+
+  bool enabled() const { return !hard_disabled && slot.state.enabled(); }
+  bool sequential() const { return slot.state.sequential; }
+  const config::QuantizerAttributeConfig& attrs() const { return slot.state.attrs(); }
+  // The numeric spec of the (first) stage. Only for enabled, non-sequential quantizers.
+  QuantSpec spec() const { return attrs().ToQuantSpec(); }
+  // A max-calibrated, data-driven amax: enabled, not top-level dynamic, not MX, not constant-amax.
+  bool NeedsCalibration() const;
+  // Folds one more max-calibration result into amax (element-wise max; shapes must agree).
+  void MergeAmax(const std::vector<float>& values, const std::vector<int64_t>& shape);
+};
+
+class QuantState {
+ public:
+  // One quantizer per quantization point of `model`, with ModelOpt's initial attributes (spec §9:
+  // inputs and bmm INT8 per-tensor enabled, outputs disabled, Linear weights INT8 axis 0).
+  static QuantState ForModel(const Model& model);
+
+  // set_quantizer_by_cfg (spec §1.3), then validates every enabled quantizer's numerics.
+  void Apply(const config::QuantCfgList& quant_cfg);
+
+  std::vector<Quantizer>& quantizers() { return quantizers_; }
+  const std::vector<Quantizer>& quantizers() const { return quantizers_; }
+  // The config layer's view (names, parent classes, attributes), e.g. for NeedsActivationForward.
+  std::vector<config::QuantizerSlot> Slots() const;
+
+  // Index of the quantizer of `module` in `role`, or -1 if the module has none.
+  int Find(int module, QuantizerRole role) const;
+  Quantizer* Get(int module, QuantizerRole role);
+  const Quantizer* Get(int module, QuantizerRole role) const;
+  // By full name; nullptr if absent.
+  const Quantizer* FindByName(std::string_view name) const;
+
+  // Clears all calibrated state.
+  void ResetCalibration();
+
+ private:
+  std::vector<Quantizer> quantizers_;
+  // [module][role] -> index, -1 if none
+  std::vector<std::array<int, 7>> index_;
+};
+
+}  // namespace qforge
