@@ -166,7 +166,23 @@ class Checker {
              c->producer.name);
       }
     }
-    if (inl) {
+    if (inl && configs_.inline_json.contains("quantization")) {
+      // The nested shape inside config.json (older exports). vLLM derives quant_method from the producer name
+      // for FP8-family and NVFP4 only and raises for anything else.
+      const std::string algo = Upper(inl->quant_algo.value_or(""));
+      const bool known = algo == "FP8" || algo == "FP8_PER_CHANNEL_PER_TOKEN" || algo == "FP8_PB_WO" || algo == "NVFP4";
+      if (inl->producer.name != "modelopt" || !known) {
+        Error("config.inline_shape", "config.json:quantization_config",
+              "config.json holds the nested hf_quant_config shape; vLLM accepts it only with producer name "
+              "'modelopt' and quant_algo FP8/FP8_PER_CHANNEL_PER_TOKEN/FP8_PB_WO/NVFP4 (got '{}', '{}'); write the "
+              "flat shape (convert_hf_quant_config_format)",
+              inl->producer.name, inl->quant_algo.value_or("null"));
+      } else {
+        Warn("config.inline_shape", "config.json:quantization_config",
+             "config.json holds the nested hf_quant_config shape (older ModelOpt); current exports write the flat "
+             "shape");
+      }
+    } else if (inl) {
       const std::string method = configs_.inline_json.value("quant_method", std::string());
       if (!StartsWith(ToLower(method), "modelopt")) {
         Error("config.quant_method", "config.json:quantization_config.quant_method",
@@ -343,6 +359,14 @@ class Checker {
       }
       const std::string module = Parent(name);
       const std::string suffix = LastComponent(name);
+      for (const char* tail : {"_weight_scale", "_weight_scale_2", "_input_scale"}) {
+        if (EndsWith(suffix, tail)) {
+          Warn("tensor.unchecked", name,
+               "scale of a non-default weight name ('{}'); qforge check validates only '<module>.weight' layouts",
+               suffix);
+          break;
+        }
+      }
       Module& m = modules_[module];
       m.name = module;
       m.tensors[suffix] = name;

@@ -333,6 +333,21 @@ TEST(CheckBroken, ConfigFilesDisagree) {
   EXPECT_TRUE(HasError(r, "config.agree", "quantized_layers")) << Dump(r);
 }
 
+TEST(CheckBroken, NestedShapeInsideConfigJson) {
+  Synth s = Synth::Make(ExportFormat::kFp8, ExportFormat::kFp8, false, 1);
+  OJson nested;
+  auto use_nested = [&](OJson& j) { j = nested; };
+  // FP8 with producer modelopt: vLLM copes (warning); W4A16_NVFP4 nested: vLLM raises (error).
+  nested = ToHfQuantConfigJson(BuildQuantConfig(s.input));
+  CheckReport r = Check(s.Write("nested_fp8", nullptr, use_nested));
+  EXPECT_TRUE(r.ok()) << Dump(r);
+  EXPECT_TRUE(HasWarning(r, "config.inline_shape")) << Dump(r);
+  Synth w = Synth::Make(ExportFormat::kW4a16Nvfp4, ExportFormat::kW4a16Nvfp4, false, 1);
+  nested = ToHfQuantConfigJson(BuildQuantConfig(w.input));
+  r = Check(w.Write("nested_w4a16", nullptr, use_nested));
+  EXPECT_TRUE(HasError(r, "config.inline_shape")) << Dump(r);
+}
+
 TEST(CheckBroken, MissingConfigFile) {
   Synth s = Synth::Make(ExportFormat::kFp8, ExportFormat::kFp8);
   const fs::path dir = s.Write("no_hf_quant_config");
