@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <array>
 
+#include <fmt/format.h>
+
 #include "qforge/base/error.h"
 #include "qforge/numerics/qdq.h"
 
@@ -140,6 +142,71 @@ void QuantState::ResetCalibration() {
     q.has_amax = false;
     q.global_amax.reset();
   }
+}
+
+}  // namespace qforge
+
+namespace qforge {
+namespace {
+
+std::string SpecLabel(const QuantSpec& s) {
+  std::string label;
+  auto block_of = [&](int axis) -> int64_t {
+    if (!s.block) return 0;
+    for (const auto& [a, size] : s.block->sizes) {
+      if (a == axis && size) return *size;
+    }
+    return 0;
+  };
+  if (s.num_bits.is_float()) {
+    const int e = s.num_bits.exponent, m = s.num_bits.mantissa;
+    if (s.IsMx()) {
+      label = e == 4 && m == 3 ? "mxfp8" : e == 2 && m == 1 ? "mxfp4" : fmt::format("mx_e{}m{}", e, m);
+    } else if (e == 2 && m == 1 && s.block && s.block->scale_bits && s.block->scale_bits->IsFloat(4, 3)) {
+      label = s.IsNvfp4Static() ? "nvfp4_static" : "nvfp4";
+      if (block_of(-1) != 16) label += fmt::format("_bs{}", block_of(-1));
+      if (s.block->four_over_six) label += "_4o6";
+    } else if (e == 4 && m == 3) {
+      if (s.block && block_of(-1) && block_of(-2)) {
+        label = fmt::format("fp8_block{}", block_of(-1));
+      } else if (s.block) {
+        label = s.dynamic ? "fp8_per_token" : "fp8_block";
+      } else if (s.axis) {
+        label = s.dynamic ? "fp8_per_token" : "fp8_per_channel";
+      } else {
+        label = s.dynamic ? "fp8_dynamic" : "fp8";
+      }
+    } else {
+      label = fmt::format("e{}m{}", e, m);
+    }
+  } else {
+    label = fmt::format("{}int{}", s.is_unsigned ? "u" : "", s.num_bits.bits);
+    if (s.IsMx()) {
+      label = "mxint8";
+    } else if (s.block) {
+      label += fmt::format("_block{}", block_of(-1));
+    } else if (s.axis) {
+      label += "_per_channel";
+    }
+  }
+  if (s.use_constant_amax || s.constant_amax) label += "+const";
+  return label;
+}
+
+}  // namespace
+
+std::string QuantizerLabel(const Quantizer& q) {
+  if (!q.enabled()) return "disabled";
+  std::vector<std::string> stages;
+  for (const auto& st : q.slot.state.stages) {
+    try {
+      stages.push_back(SpecLabel(st.ToQuantSpec()));
+    } catch (const Error&) {
+      stages.push_back("custom");
+    }
+  }
+  if (!q.sequential()) return stages[0];
+  return fmt::format("sequential[{}]", fmt::join(stages, ","));
 }
 
 }  // namespace qforge

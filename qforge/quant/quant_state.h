@@ -83,3 +83,12 @@ class QuantState {
 };
 
 }  // namespace qforge
+
+namespace qforge {
+
+// A short, stable label of what a quantizer does, for plans and summaries: "disabled", "nvfp4",
+// "nvfp4_static", "mxfp8", "mxfp4", "fp8", "fp8_per_channel", "fp8_per_token", "fp8_block128", "int8",
+// "int8_per_channel", "int4_block128", "sequential[int4_block128,fp8]"; "+const" marks a constant amax.
+std::string QuantizerLabel(const Quantizer& q);
+
+}  // namespace qforge

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# End to end: every recipe of issue 5 on llama-dense-26M and qwen2moe-25M quantizes (small calibration) and
+# the export passes `qforge check`; a second export over the first replaces it atomically.
+set -euo pipefail
+QF=$1
+SHARED=$2
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+fail=0
+for model in llama-dense-26M qwen2moe-25M; do
+  for recipe in fp8_default-kv_fp8 nvfp4_default-kv_fp8 nvfp4_mlp_only-kv_fp8 nvfp4_experts_only-kv_fp8 \
+                nvfp4_omlp_only-kv_fp8 fp8_qkvo-nvfp4_mlp; do
+    dir="$OUT/$model-$recipe"
+    if ! "$QF" quantize --model "$SHARED/data/models/$model" --recipe "general/ptq/$recipe" \
+         --calib "$SHARED/data/text/janeausten/emma.txt" --calib-size 4 --calib-seq-len 128 \
+         --export "$dir" --no-progress > "$OUT/log" 2>&1; then
+      echo "FAIL quantize $model $recipe"; cat "$OUT/log"; fail=1; continue
+    fi
+    if ! "$QF" check "$dir" > "$OUT/check" 2>&1; then
+      echo "FAIL check $model $recipe"; cat "$OUT/check"; fail=1; continue
+    fi
+    echo "ok $model $recipe: $(tail -1 "$OUT/check")"
+  done
+done
+# No temporary directories are left behind.
+if ls "$OUT" | grep -q '\.tmp\.'; then echo "FAIL: temporary export directory left behind"; fail=1; fi
+exit $fail
