@@ -278,3 +278,24 @@ TEST(AlgorithmConfig, SpellingsAndErrors) {
 
 }  // namespace
 }  // namespace qforge::config
+
+namespace qforge::config {
+namespace {
+
+TEST(QuantizerAttributeConfig, FromCliJsonAcceptsExMyStrings) {
+  auto c = QuantizerAttributeConfig::FromCliJson(R"({"num_bits": "e2m1", "block_sizes": {"-1": 16, "type": "dynamic", "scale_bits": "e4m3"}})");
+  EXPECT_TRUE(c.num_bits.IsTuple(2, 1));
+  EXPECT_TRUE(c.ToQuantSpec().block->scale_bits->IsFloat(4, 3));
+  EXPECT_THROW(QuantizerAttributeConfig::FromCliJson("{num_bits: 4"), Error);
+  std::string e;
+  try {
+    QuantizerAttributeConfig::FromCliJson(R"({"num_bits": 4, "axis": 0, "block_sizes": {"-1": 128}})");
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  EXPECT_NE(e.find("--cfg"), std::string::npos) << e;
+  EXPECT_NE(e.find("axis must be None"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace qforge::config

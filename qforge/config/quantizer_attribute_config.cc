@@ -320,6 +320,17 @@ QuantizerAttributeConfig QuantizerAttributeConfig::FromJson(const Json& j, const
   return c;
 }
 
+QuantizerAttributeConfig QuantizerAttributeConfig::FromCliJson(const std::string& text) {
+  Json j;
+  try {
+    j = Json::parse(text);
+  } catch (const std::exception& e) {
+    QF_FAIL("--cfg: invalid JSON ({}): {}", e.what(), text);
+  }
+  ConvertExMyStrings(j);
+  return FromJson(j, "--cfg");
+}
+
 Json QuantizerAttributeConfig::ToJson(bool exclude_unset) const { return DumpFields(*this, exclude_unset); }
 
 bool QuantizerAttributeConfig::IsMx() const {

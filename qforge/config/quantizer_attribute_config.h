@@ -130,6 +130,9 @@ struct QuantizerAttributeConfig {
   // Parses and validates a config dict (spec §2.4 order). `path` prefixes error messages
   // (e.g. "quant_cfg[3].cfg"). Throws qforge::Error naming the key and value.
   static QuantizerAttributeConfig FromJson(const Json& j, const std::string& path = "");
+  // For command-line input (`qforge qdq --cfg '<JSON>'`): parses JSON text, converts ExMy strings under
+  // num_bits / scale_bits ("e2m1" -> [2, 1]), then validates like FromJson. Errors name the key.
+  static QuantizerAttributeConfig FromCliJson(const std::string& text);
   // Full dump (every field, defaults included) or only the explicitly set fields.
   Json ToJson(bool exclude_unset = false) const;
 

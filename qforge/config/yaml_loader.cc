@@ -786,6 +786,7 @@ RecipeInfo PeekRecipe(const std::string& name, const LoaderOptions& options) {
   Json meta;
   if (IsDirectory(src)) {
     auto m = DirMember(src, "metadata");
+    if (!m) m = DirMember(src, "recipe");
     if (!m) return info;
     meta = ReadRawFile(*m).body;
   } else {
@@ -811,6 +812,7 @@ Recipe LoadRecipe(const std::string& name, const LoaderOptions& options) {
     Loader loader(options);
     if (IsDirectory(src)) {
       auto m = DirMember(src, "metadata");
+      if (!m) m = DirMember(src, "recipe");  // pre-#1094 directory layout
       QF_CHECK(m, "recipe directory must contain metadata.yml (or metadata.yaml)");
       ImportedSnippet meta = loader.Load(*m, Schema::kRecipeMetadata, false);
       ValidateMetadata(meta.value, meta.source);
@@ -904,6 +906,24 @@ YamlFileReport LoadAnyYaml(const std::string& path, const LoaderOptions& options
   }
   rep.note = "recipe type '" + info.recipe_type + "' is not PTQ";
   return rep;
+}
+
+Json NormalizedContent(const std::string& name, const LoaderOptions& options) {
+  RecipeInfo info = PeekRecipe(name, options);
+  if (info.is_recipe) {
+    Recipe r = LoadRecipe(name, options);
+    return r.is_ptq() ? r.Normalized() : NormalizeForSchema(r.resolved, Schema::kAutoQuantizeRecipe, r.source);
+  }
+  SourceRef src = ResolveRecipePath(name, options);
+  LoadedConfig c = src.builtin ? LoadConfig(src.path, std::nullopt, options) : LoadConfig(src.path, std::nullopt, options);
+  QF_CHECK(c.schema != Schema::kNone, "{}: neither a recipe (metadata.recipe_type) nor a file with a modelopt-schema comment",
+           c.source);
+  switch (c.schema) {
+    case Schema::kQuantizeConfig: return QuantizeConfig::FromJson(c.value).ToJson();
+    case Schema::kQuantizerCfgList: return QuantCfgToJson(NormalizeQuantCfgList(c.value));
+    case Schema::kQuantizerCfgEntry: return QuantizerCfgEntry::FromJson(c.value, "").ToJson();
+    default: return c.value;
+  }
 }
 
 std::vector<std::string> CheckRecipe(const std::string& name, const LoaderOptions& options) {

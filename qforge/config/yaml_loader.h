@@ -82,6 +82,10 @@ struct RecipeInfo {
 // Reads only metadata (no validation); is_recipe=false if the file has no metadata.recipe_type.
 RecipeInfo PeekRecipe(const std::string& name_or_path, const LoaderOptions& options = {});
 
+// The normalized content of a recipe (Recipe::Normalized) or of a preset / unit / numerics file given by
+// built-in name or path (e.g. "configs/ptq/presets/model/nvfp4"): quant_cfg entries with all four keys.
+Json NormalizedContent(const std::string& name_or_path, const LoaderOptions& options = {});
+
 // Validates a PTQ recipe (name or path) and returns every error found, each located by file, section,
 // entry index and key (quant_cfg entries are checked one by one so one typo does not hide the next).
 // Empty when the recipe is valid. Files that are not PTQ recipes are checked with LoadAnyYaml.
