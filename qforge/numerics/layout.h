@@ -86,15 +86,22 @@ struct MinifloatParams {
   Specials specials;
 };
 
-inline constexpr MinifloatParams kE4M3Params{4, 3, 7, 0x7E, Specials::kFnNan};
-inline constexpr MinifloatParams kE5M2Params{5, 2, 15, 0x7B, Specials::kIeee};
-inline constexpr MinifloatParams kE3M2Params{3, 2, 3, 0x1F, Specials::kNone};
-inline constexpr MinifloatParams kE2M3Params{2, 3, 1, 0x1F, Specials::kNone};
-inline constexpr MinifloatParams kE2M1Params{2, 1, 1, 0x7, Specials::kNone};
+// Parameter rows as host+device functions (device code may not ODR-use host globals); the k* constants
+// are the same rows for host code and tests.
+QF_HD constexpr MinifloatParams E4M3Params() { return {4, 3, 7, 0x7E, Specials::kFnNan}; }
+QF_HD constexpr MinifloatParams E5M2Params() { return {5, 2, 15, 0x7B, Specials::kIeee}; }
+QF_HD constexpr MinifloatParams E3M2Params() { return {3, 2, 3, 0x1F, Specials::kNone}; }
+QF_HD constexpr MinifloatParams E2M3Params() { return {2, 3, 1, 0x1F, Specials::kNone}; }
+QF_HD constexpr MinifloatParams E2M1Params() { return {2, 1, 1, 0x7, Specials::kNone}; }
+inline constexpr MinifloatParams kE4M3Params = E4M3Params();
+inline constexpr MinifloatParams kE5M2Params = E5M2Params();
+inline constexpr MinifloatParams kE3M2Params = E3M2Params();
+inline constexpr MinifloatParams kE2M3Params = E2M3Params();
+inline constexpr MinifloatParams kE2M1Params = E2M1Params();
 
 // Round-to-nearest-even encode of |x| (finite, non-negative bits `a` = F32Bits(|x|)) into a magnitude
 // code of `p`, before overflow handling (the result may exceed p.max_code).
-QF_HD inline uint32_t MinifloatRoundMagnitude(uint32_t a, const MinifloatParams& p) {
+QF_HD inline uint32_t MinifloatRoundMagnitude(uint32_t a, MinifloatParams p) {
   const uint32_t e_field = a >> 23;
   if (e_field == 0) return 0;  // fp32 zero/subnormal (< 2^-126): below half the smallest subnormal
   const int e = static_cast<int>(e_field) - 127;
@@ -113,7 +120,7 @@ QF_HD inline uint32_t MinifloatRoundMagnitude(uint32_t a, const MinifloatParams&
 }
 
 // Encodes x into a code of `p` (sign bit at position exponent_bits + mantissa_bits).
-QF_HD inline uint32_t EncodeMinifloat(float x, const MinifloatParams& p, Overflow overflow) {
+QF_HD inline uint32_t EncodeMinifloat(float x, MinifloatParams p, Overflow overflow) {
   const uint32_t bits = F32Bits(x);
   const uint32_t sign_shift = static_cast<uint32_t>(p.exponent_bits + p.mantissa_bits);
   const uint32_t sign = (bits >> 31) << sign_shift;
@@ -131,7 +138,7 @@ QF_HD inline uint32_t EncodeMinifloat(float x, const MinifloatParams& p, Overflo
 }
 
 // Decodes a code of `p` (sign bit at exponent_bits + mantissa_bits) exactly.
-QF_HD inline float DecodeMinifloat(uint32_t code, const MinifloatParams& p) {
+QF_HD inline float DecodeMinifloat(uint32_t code, MinifloatParams p) {
   const uint32_t sign_shift = static_cast<uint32_t>(p.exponent_bits + p.mantissa_bits);
   const bool neg = (code >> sign_shift) & 1u;
   const uint32_t mag = code & ((1u << sign_shift) - 1u);
@@ -155,25 +162,25 @@ QF_HD inline float DecodeMinifloat(uint32_t code, const MinifloatParams& p) {
 // Named codecs (8-bit codes for FP8, low 6 bits for FP6, low 4 bits for FP4).
 
 QF_HD inline uint8_t EncodeE4M3(float x, Overflow o = Overflow::kSaturate) {
-  return static_cast<uint8_t>(EncodeMinifloat(x, kE4M3Params, o));
+  return static_cast<uint8_t>(EncodeMinifloat(x, E4M3Params(), o));
 }
-QF_HD inline float DecodeE4M3(uint8_t c) { return DecodeMinifloat(c, kE4M3Params); }
+QF_HD inline float DecodeE4M3(uint8_t c) { return DecodeMinifloat(c, E4M3Params()); }
 QF_HD inline uint8_t EncodeE5M2(float x, Overflow o = Overflow::kSaturate) {
-  return static_cast<uint8_t>(EncodeMinifloat(x, kE5M2Params, o));
+  return static_cast<uint8_t>(EncodeMinifloat(x, E5M2Params(), o));
 }
-QF_HD inline float DecodeE5M2(uint8_t c) { return DecodeMinifloat(c, kE5M2Params); }
+QF_HD inline float DecodeE5M2(uint8_t c) { return DecodeMinifloat(c, E5M2Params()); }
 QF_HD inline uint8_t EncodeE3M2(float x) {
-  return static_cast<uint8_t>(EncodeMinifloat(x, kE3M2Params, Overflow::kSaturate));
+  return static_cast<uint8_t>(EncodeMinifloat(x, E3M2Params(), Overflow::kSaturate));
 }
-QF_HD inline float DecodeE3M2(uint8_t c) { return DecodeMinifloat(c & 0x3Fu, kE3M2Params); }
+QF_HD inline float DecodeE3M2(uint8_t c) { return DecodeMinifloat(c & 0x3Fu, E3M2Params()); }
 QF_HD inline uint8_t EncodeE2M3(float x) {
-  return static_cast<uint8_t>(EncodeMinifloat(x, kE2M3Params, Overflow::kSaturate));
+  return static_cast<uint8_t>(EncodeMinifloat(x, E2M3Params(), Overflow::kSaturate));
 }
-QF_HD inline float DecodeE2M3(uint8_t c) { return DecodeMinifloat(c & 0x3Fu, kE2M3Params); }
+QF_HD inline float DecodeE2M3(uint8_t c) { return DecodeMinifloat(c & 0x3Fu, E2M3Params()); }
 QF_HD inline uint8_t EncodeE2M1(float x) {
-  return static_cast<uint8_t>(EncodeMinifloat(x, kE2M1Params, Overflow::kSaturate));
+  return static_cast<uint8_t>(EncodeMinifloat(x, E2M1Params(), Overflow::kSaturate));
 }
-QF_HD inline float DecodeE2M1(uint8_t c) { return DecodeMinifloat(c & 0xFu, kE2M1Params); }
+QF_HD inline float DecodeE2M1(uint8_t c) { return DecodeMinifloat(c & 0xFu, E2M1Params()); }
 
 // E8M0: code c means 2^(c-127) (c = 0 -> 2^-127, an fp32 subnormal); 0xFF is NaN.
 QF_HD inline float DecodeE8M0(uint8_t c) { return c == 0xFF ? F32FromBits(0x7FC00000u) : Pow2(c - 127); }
