@@ -289,14 +289,24 @@ Json OpApply(const Json& in, const Json&) {
   return Json::object({{"state", state}, {"sequential", seq}});
 }
 
+// A dict gives a single quantizer's attributes (its own `enable` kept); a list a sequential quantizer.
+QuantizerState StateFromCfg(const Json& cfg, const std::string& what) {
+  CfgValue v;
+  ParseValue(cfg, &v, what);
+  QuantizerState st;
+  st.sequential = v.is_list;
+  st.stages = v.items;
+  return st;
+}
+
 Json OpNeedsForward(const Json& in, const Json&) {
   std::vector<QuantizerSlot> slots(2);
   slots[0].name = "layer.weight_quantizer";
   slots[0].parent_class = "nn.Linear";
-  slots[0].state = QuantizerState::Single(QuantizerAttributeConfig::FromJson(in.at("weight_quantizer_cfg"), "weight_quantizer_cfg"));
+  slots[0].state = StateFromCfg(in.at("weight_quantizer_cfg"), "weight_quantizer_cfg");
   slots[1].name = "layer.input_quantizer";
   slots[1].parent_class = "nn.Linear";
-  slots[1].state = QuantizerState::Single(QuantizerAttributeConfig::FromJson(in.at("input_quantizer_cfg"), "input_quantizer_cfg"));
+  slots[1].state = StateFromCfg(in.at("input_quantizer_cfg"), "input_quantizer_cfg");
   return Json::object({{"result", NeedsActivationForward(slots)}});
 }
 
@@ -332,7 +342,11 @@ Json OpLoadRecipe(const Json& in, const Json&) {
   LoaderOptions o;
   o.base_dir = tree.dir();
   o.use_builtin = in.value("builtin_library", false);
-  Recipe r = LoadRecipe(in.at("load").get<std::string>(), o);
+  std::vector<std::string> overrides;
+  if (in.contains("overrides") && !in["overrides"].is_null()) {
+    for (const auto& x : in["overrides"]) overrides.push_back(x.get<std::string>());
+  }
+  Recipe r = LoadRecipe(in.at("load").get<std::string>(), o, overrides);
   Json out = Json::object();
   out["recipe_type"] = r.recipe_type;
   out["description"] = r.description;

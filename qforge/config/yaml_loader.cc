@@ -803,7 +803,42 @@ RecipeInfo PeekRecipe(const std::string& name, const LoaderOptions& options) {
   return info;
 }
 
-Recipe LoadRecipe(const std::string& name, const LoaderOptions& options) {
+namespace {
+
+// OmegaConf-style dotlist override on a resolved document.
+void ApplyOverride(Json& doc, const std::string& item) {
+  size_t eq = item.find('=');
+  QF_CHECK(eq != std::string::npos, "override '{}' must have the form key.path=value", item);
+  std::string key(Trim(item.substr(0, eq)));
+  QF_CHECK(!key.empty(), "override '{}' has an empty key", item);
+  Json value = ParseYaml(item.substr(eq + 1), "override '" + item + "'");
+  ConvertExMyStrings(value);
+  Json* cur = &doc;
+  std::vector<std::string> parts = Split(key, '.');
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string& part = parts[i];
+    bool last = i + 1 == parts.size();
+    if (cur->is_array()) {
+      auto idx = ParseInt(part);
+      QF_CHECK(idx && *idx >= 0 && static_cast<size_t>(*idx) < cur->size(),
+               "override '{}': '{}' is not a valid index of a list of {} items", item, part, cur->size());
+      cur = &(*cur)[static_cast<size_t>(*idx)];
+    } else {
+      if (cur->is_null()) *cur = Json::object();
+      QF_CHECK(cur->is_object(), "override '{}': cannot descend into {} at '{}'", item, TypeName(*cur), part);
+      if (last) {
+        (*cur)[part] = value;
+        return;
+      }
+      cur = &(*cur)[part];
+    }
+    if (last) *cur = value;
+  }
+}
+
+}  // namespace
+
+Recipe LoadRecipe(const std::string& name, const LoaderOptions& options, const std::vector<std::string>& overrides) {
   SourceRef src = ResolveRecipePath(name, options);
   Recipe r;
   r.name = name;
@@ -811,6 +846,7 @@ Recipe LoadRecipe(const std::string& name, const LoaderOptions& options) {
   try {
     Loader loader(options);
     if (IsDirectory(src)) {
+      QF_CHECK(overrides.empty(), "overrides are only supported for single-file recipes");
       auto m = DirMember(src, "metadata");
       if (!m) m = DirMember(src, "recipe");  // pre-#1094 directory layout
       QF_CHECK(m, "recipe directory must contain metadata.yml (or metadata.yaml)");
@@ -853,6 +889,7 @@ Recipe LoadRecipe(const std::string& name, const LoaderOptions& options) {
     ImportedSnippet loaded = loader.Load(src, schema, false);
     Json doc = loaded.value;
     AcceptPtqCfgAlias(doc, src.Display());
+    for (const auto& o : overrides) ApplyOverride(doc, o);
     if (schema != Schema::kNone) NormalizeForSchema(doc, schema, "");
     r.resolved = doc;
     r.description = NormalizeMetadata(doc["metadata"])["description"].get<std::string>();

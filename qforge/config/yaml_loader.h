@@ -73,7 +73,10 @@ struct Recipe {
 
 // load_recipe: a built-in name ("general/ptq/fp8_default-kv_fp8", older seed names accepted), a file or a
 // directory (metadata.yml + quantize.yml). `ptq_cfg` (seed 004) is accepted for `quantize`.
-Recipe LoadRecipe(const std::string& name_or_path, const LoaderOptions& options = {});
+// `overrides`: dotlist items "a.b.c=value" (value read as a YAML scalar or flow list/dict; list indices as
+// numeric components) applied to the resolved document before validation; single-file recipes only.
+Recipe LoadRecipe(const std::string& name_or_path, const LoaderOptions& options = {},
+                  const std::vector<std::string>& overrides = {});
 
 struct RecipeInfo {
   bool is_recipe = false;

@@ -192,3 +192,22 @@ TEST_F(Tree, CheckRecipeReportsEveryEntryError) {
 
 }  // namespace
 }  // namespace qforge::config
+
+namespace qforge::config {
+namespace {
+
+TEST_F(Tree, DotlistOverrides) {
+  Write("r.yaml", "metadata:\n  recipe_type: ptq\nquantize:\n  algorithm: max\n  quant_cfg:\n    - quantizer_name: '*'\n      enable: false\n");
+  Recipe r = LoadRecipe("r.yaml", Opts(), {"quantize.algorithm={method: mse, fp8_scale_sweep: true}", "quantize.quant_cfg.0.enable=true"});
+  EXPECT_EQ(r.quantize->algorithm.configs.at(0).method(), "mse");
+  EXPECT_TRUE(r.quantize->quant_cfg[0].enable);
+  EXPECT_THROW(LoadRecipe("r.yaml", Opts(), {"quantize.algorithm"}), Error);
+  EXPECT_THROW(LoadRecipe("r.yaml", Opts(), {"quantize.quant_cfg.5.enable=true"}), Error);
+  std::string e = ErrorOf([&] { LoadRecipe("r.yaml", Opts(), {"quantize.algorithm=msee"}); });
+  EXPECT_NE(e.find("did you mean 'mse'"), std::string::npos) << e;
+  e = ErrorOf([&] { LoadRecipe("r.yaml", Opts(), {"quantize.algorithm.method=mse"}); });
+  EXPECT_NE(e.find("cannot descend into str"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace qforge::config
