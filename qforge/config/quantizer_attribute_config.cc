@@ -292,7 +292,7 @@ QuantizerAttributeConfig QuantizerAttributeConfig::FromJson(const Json& j, const
       QF_CHECK(nb.bits >= 1, "{}: num_bits must be a positive integer or a tuple of positive integers. (got {})",
                where, nb.bits);
     } else if (nb.kind == NumBitsValue::Kind::kTuple) {
-      bool positive = nb.tuple.size() == 2;
+      bool positive = !nb.tuple.empty();
       for (auto x : nb.tuple) positive = positive && x > 0;
       QF_CHECK(positive, "{}: num_bits must be a positive integer or a tuple of positive integers. (got {})", where,
                Brief(DumpValue(nb)));

@@ -53,6 +53,7 @@ bool EntryMatches(const QuantizerCfgEntry& e, const QuantizerSlot& slot);
 // single again; cfg.enable is overwritten by the entry's enable); an enable-only entry flips the enabled
 // state only (and disabling also turns rotation off). Throws for an unknown parent_class even if nothing
 // matches. Updates decided_by. Warnings (sequential length mismatch) go to LogWarning.
+// decided_by indexes `entries` (the normalized list: a legacy nn.*-scoped dict may have expanded into several).
 void ApplyQuantCfg(const QuantCfgList& entries, std::vector<QuantizerSlot>& slots);
 
 // set_quantizer_by_cfg_context: applies `entries` while alive and restores every slot (attributes, single vs
