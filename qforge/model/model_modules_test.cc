@@ -393,6 +393,24 @@ TEST_F(BrokenCheckpoint, MissingShard) {
   EXPECT_HAS(LoadError(), "model-00002-of-00002.safetensors");
 }
 
+// f16 and bf16 checkpoints compute exactly what f32 checkpoints holding the same (rounded) values compute.
+TEST_F(BrokenCheckpoint, HalfPrecisionWeightsConvertExactly) {
+  const auto ids = SomeIds(2 * 9, 256);
+  for (DType dt : {DType::kF16, DType::kBF16}) {
+    std::vector<std::pair<std::string, Tensor>> half, rounded;
+    for (const auto& [n, t] : tensors_) {
+      Tensor h = t.FromF32To(dt);
+      half.emplace_back(n, h);
+      rounded.emplace_back(n, h.ToF32());
+    }
+    WriteSafetensors(dir_ / "model.safetensors", half);
+    Tensor a = Model::Load(dir_)->Forward(ids, 2, 9);
+    WriteSafetensors(dir_ / "model.safetensors", rounded);
+    Tensor b = Model::Load(dir_)->Forward(ids, 2, 9);
+    EXPECT_EQ(MaxDiff(a, b), 0.f) << DTypeName(dt);
+  }
+}
+
 TEST_F(BrokenCheckpoint, TokenIdOutOfRange) {
   Write();
   auto m = Model::Load(dir_);
