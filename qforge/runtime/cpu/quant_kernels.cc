@@ -149,6 +149,28 @@ void Nvfp4DynQdqBlocks(const float* x, float* y, size_t nblk, float g) {
   }
 }
 
+// NVFP4 fake quant of `nblk` consecutive 16-element blocks with precomputed block scales (static NVFP4,
+// Triton `nvfp4_scalar_quant`): s == 0 -> zeros; non-finite s -> 1.
+void Nvfp4QdqBlocksWithScales(const float* x, float* y, const float* scales, size_t nblk) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  for (size_t b = 0; b < nblk; ++b) {
+    const float* xb = x + b * 16;
+    float* yb = y + b * 16;
+    const float s = scales[b];
+    if (s == 0.0f) {
+      for (size_t k = 0; k < 16; k += N) hn::StoreU(hn::Zero(d), d, yb + k);
+      continue;
+    }
+    const auto vs = hn::Set(d, IsFiniteF32(s) ? s : 1.0f);
+    for (size_t k = 0; k < 16; k += N) {
+      const auto xv = hn::LoadU(d, xb + k);
+      const auto r = hn::Mul(E2M1Chain(d, hn::Div(hn::Abs(xv), vs)), vs);
+      hn::StoreU(hn::IfThenElse(hn::Ge(xv, hn::Zero(d)), r, hn::Neg(r)), d, yb + k);
+    }
+  }
+}
+
 template <int kElem>
 HWY_INLINE hn::Vec<DF> MxConvertV(DF d, hn::Vec<DF> v) {
   if constexpr (kElem == static_cast<int>(Format::kE4M3)) return RoundMinifloat<3, -6>(d, v, 448.0f);
@@ -331,6 +353,7 @@ namespace qforge::cpu {
 HWY_EXPORT(Fp8QdqSpan);
 HWY_EXPORT(IntQdqSpan);
 HWY_EXPORT(Nvfp4DynQdqBlocks);
+HWY_EXPORT(Nvfp4QdqBlocksWithScales);
 HWY_EXPORT(MxQdqBlocks);
 HWY_EXPORT(AbsMaxSpan);
 HWY_EXPORT(EncodeFp8Span);
@@ -421,8 +444,23 @@ bool FakeQuantFast(const QdqPlan& p, std::span<const float> x, std::span<const f
       });
       return true;
     }
-    case QdqKind::kNvfp4Static:
-      return false;
+    case QdqKind::kNvfp4Static: {
+      // Only blocks of 16 along the last dim (the layout ModelOpt's kernel supports).
+      for (int dd = 0; dd < rank - 1; ++dd)
+        if (p.extent[dd] != 1) return false;
+      if (p.extent[rank - 1] != 16 || cols % 16 != 0 || !global_amax) return false;
+      const int64_t nblk = p.numel / 16;
+      const float fp8_norm = p.spec.block->four_over_six ? 256.0f : 448.0f;
+      std::vector<float> scales(static_cast<size_t>(nblk));
+      ParallelChunks(nblk, kChunk, [&](int64_t lo, int64_t hi) {
+        for (int64_t b = lo; b < hi; ++b) scales[b] = Nvfp4StaticBlockScale(amax[b], *global_amax, fp8_norm);
+      });
+      ParallelChunks(nblk, kChunk / 16, [&](int64_t lo, int64_t hi) {
+        HWY_DYNAMIC_DISPATCH(Nvfp4QdqBlocksWithScales)(x.data() + lo * 16, out.data() + lo * 16, scales.data() + lo,
+                                                       static_cast<size_t>(hi - lo));
+      });
+      return true;
+    }
   }
   return false;
 }

@@ -7,7 +7,8 @@
 // them up without depending on runtime/.
 //
 // Covered: FP8 E4M3 and integer QDQ (per tensor, per axis, static blocks: any group layout whose groups
-// are runs along the last dim), NVFP4 dynamic QDQ (block 16 along the last dim, last dim % 16 == 0),
+// are runs along the last dim), NVFP4 dynamic and static QDQ (block 16 along the last dim, last dim % 16
+// == 0),
 // MX QDQ (block 32 along the last dim, last dim % 32 == 0; E4M3, E5M2, E3M2, E2M3, E2M1, INT8 elements),
 // NVFP4 packing (dynamic export path), FP8 export casts, and abs-max reductions.
 // Threads: OpenMP over independent chunks (OMP_NUM_THREADS / omp_set_num_threads); results do not depend

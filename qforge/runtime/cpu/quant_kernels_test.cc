@@ -84,14 +84,20 @@ QuantSpec BlockSpecOf(NumBits nb, int block, bool dynamic, std::optional<NumBits
 
 // Runs the fast path directly (asserting it accepts) and the reference, and compares.
 void CheckFakeQuant(const QuantSpec& spec, const std::vector<float>& x, const std::vector<int64_t>& shape,
-                    std::vector<float> amax, const char* what) {
+                    std::vector<float> amax, const char* what, std::optional<float> global = std::nullopt) {
   const QdqPlan plan = MakeQdqPlan(spec, shape);
   std::vector<float> fast(x.size()), ref(x.size());
   std::vector<float> resolved = amax;
   if (plan.kind != QdqKind::kMx && plan.kind != QdqKind::kNvfp4Dynamic && amax.size() == 1 && plan.num_groups > 1)
     resolved.assign(plan.num_groups, amax[0]);
-  ASSERT_TRUE(FakeQuantFast(plan, x, resolved, std::nullopt, fast)) << what;
-  FakeQuantReference(spec, x, shape, amax, ref);
+  std::optional<float> g = global;
+  if (plan.kind == QdqKind::kNvfp4Static && !g) {
+    float m = 0;
+    for (float a : resolved) m = std::isnan(a) || std::isnan(m) ? kNaN : std::max(m, a);
+    g = m;
+  }
+  ASSERT_TRUE(FakeQuantFast(plan, x, resolved, g, fast)) << what;
+  FakeQuantReference(spec, x, shape, amax, ref, global);
   ExpectSame(fast, ref, x, what);
 }
 
@@ -162,6 +168,27 @@ TEST(QuantKernels, Nvfp4DynamicAdversarial) {
     CheckFakeQuant(spec, x, shape, {g}, "nvfp4 dynamic");
 }
 
+TEST(QuantKernels, Nvfp4StaticBlockScalesAndZeroBlocks) {
+  for (bool four_over_six : {false, true}) {
+    QuantSpec spec = BlockSpecOf(NumBits::Float(2, 1), 16, false, NumBits::Float(4, 3));
+    spec.block->four_over_six = four_over_six;
+    const std::vector<int64_t> shape = {48, 160};
+    auto x = Random(48 * 160, 9);
+    x[7] = kNaN;
+    x[8] = -0.0f;
+    x[9] = kInf;
+    auto xc = x;
+    xc[7] = xc[9] = 1.0f;
+    auto amax = ComputeAmax(spec, xc, shape);
+    amax[3] = 0.0f;     // zero block scale -> all-zero block
+    amax[4] = 1e-30f;   // tiny
+    amax[5] = 1e6f;     // outlier block above the others
+    CheckFakeQuant(spec, x, shape, amax, "nvfp4 static");
+    CheckFakeQuant(spec, x, shape, amax, "nvfp4 static, explicit global", 3.0f);
+    CheckFakeQuant(spec, x, shape, amax, "nvfp4 static, zero global", 0.0f);
+  }
+}
+
 TEST(QuantKernels, MxEveryElementFormat) {
   struct Case {
     NumBits nb;
@@ -197,9 +224,11 @@ TEST(QuantKernels, DeclinesWhatItDoesNotCover) {
   std::vector<float> x(40, 1.0f), out(40);
   EXPECT_FALSE(FakeQuantFast(MakeQdqPlan(nv, std::vector<int64_t>{2, 20}), x, std::vector<float>{1.0f},
                              std::nullopt, out));
-  const QuantSpec st = BlockSpecOf(NumBits::Float(2, 1), 16, false, NumBits::Float(4, 3));
-  std::vector<float> y(32, 1.0f), out2(32);
-  EXPECT_FALSE(FakeQuantFast(MakeQdqPlan(st, std::vector<int64_t>{32}), y, std::vector<float>{1.0f, 1.0f}, 1.0f, out2));
+  QuantSpec st = BlockSpecOf(NumBits::Float(2, 1), 16, false, NumBits::Float(4, 3));
+  st.block->sizes = {{-1, 16}, {-2, 2}};  // 2-D static blocks: not the kernel's layout
+  std::vector<float> y(64, 1.0f), out2(64);
+  EXPECT_FALSE(FakeQuantFast(MakeQdqPlan(st, std::vector<int64_t>{4, 16}), y, std::vector<float>{1.0f, 1.0f}, 1.0f,
+                             out2));
   // The public entry point still gives the reference result for declined cases.
   RegisterQuantKernels();
   std::vector<float> ref(40);
