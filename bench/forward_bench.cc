@@ -57,11 +57,15 @@ class TimingBackend final : public Backend {
                       int64_t d) override {
     Time("attention", [&] { inner_.AttentionApply(p, v, o, b, h, g, s, d); });
   }
-  void Softmax(float* x, int64_t r, int64_t c) override { Time("softmax", [&] { inner_.Softmax(x, r, c); }); }
+  void Softmax(float* x, int64_t r, int64_t c) override {
+    Time("softmax", [&] { inner_.Softmax(x, r, c); });
+  }
   void SiluMul(const float* g, const float* u, float* o, int64_t n) override {
     Time("silu_mul", [&] { inner_.SiluMul(g, u, o, n); });
   }
-  void Add(float* y, const float* x, int64_t n) override { Time("add", [&] { inner_.Add(y, x, n); }); }
+  void Add(float* y, const float* x, int64_t n) override {
+    Time("add", [&] { inner_.Add(y, x, n); });
+  }
   void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) override {
     Time("transpose", [&] { inner_.SwapMiddleAxes(x, y, a, b, c, d); });
   }
@@ -126,10 +130,14 @@ int Main(int argc, char** argv) {
   int iters = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--model") model_dir = argv[i + 1];
-    else if (a == "--seq-len") seq = std::stoll(argv[i + 1]);
-    else if (a == "--batch") batch = std::stoll(argv[i + 1]);
-    else if (a == "--iters") iters = std::stoi(argv[i + 1]);
+    if (a == "--model")
+      model_dir = argv[i + 1];
+    else if (a == "--seq-len")
+      seq = std::stoll(argv[i + 1]);
+    else if (a == "--batch")
+      batch = std::stoll(argv[i + 1]);
+    else if (a == "--iters")
+      iters = std::stoi(argv[i + 1]);
   }
   TimingBackend timing(DefaultCpuBackend());
   omp_set_dynamic(0);  // the forward and the sgemm baseline both use every thread
@@ -173,8 +181,8 @@ int Main(int argc, char** argv) {
   std::printf("\nmodel %s, batch %ld x seq %ld, %d threads, %d iterations\n", model_dir.c_str(),
               static_cast<long>(batch), static_cast<long>(seq), threads, iters);
   std::printf("forward (embed + layers + head NLL): %.1f ms, %.0f tokens/s\n", wall * 1e3, batch * seq / wall);
-  std::printf("GEMM in forward:   %.1f ms = %.1f%% of the forward, %.1f GFLOP/s\n", gemm_s * 1e3,
-              100 * gemm_s / wall, gemm_flops / gemm_s * 1e-9);
+  std::printf("GEMM in forward:   %.1f ms = %.1f%% of the forward, %.1f GFLOP/s\n", gemm_s * 1e3, 100 * gemm_s / wall,
+              gemm_flops / gemm_s * 1e-9);
   std::printf("OpenBLAS sgemm:    %.1f ms at the same shapes, %.1f GFLOP/s\n", base_s * 1e3,
               gemm_flops / base_s * 1e-9);
   std::printf("GEMM efficiency:   %.2f (forward GEMM rate / sgemm rate; bar: >= 0.70)\n", base_s / gemm_s);

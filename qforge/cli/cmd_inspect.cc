@@ -12,17 +12,17 @@ struct InspectArgs {
   std::string model;
 };
 
-CommandRegistrar reg("inspect", "describe a HuggingFace checkpoint: architecture, parameters, dtypes, layers, experts",
-                     [](CLI::App& sub) -> RunFn {
-                       auto args = std::make_shared<InspectArgs>();
-                       sub.add_option("--model", args->model, "model directory (config.json + safetensors)")
-                           ->required();
-                       return [args] {
-                         auto model = Model::Load(args->model, {.load_all_layers = false});
-                         std::fputs(DescribeModel(*model).c_str(), stdout);
-                         return 0;
-                       };
-                     });
+CommandRegistrar reg(
+    "inspect", "describe a HuggingFace checkpoint: architecture, parameters, dtypes, layers, experts",
+    [](CLI::App& sub) -> RunFn {
+      auto args = std::make_shared<InspectArgs>();
+      sub.add_option("--model", args->model, "model directory (config.json + safetensors)")->required();
+      return [args] {
+        auto model = Model::Load(args->model, {.load_all_layers = false});
+        std::fputs(DescribeModel(*model).c_str(), stdout);
+        return 0;
+      };
+    });
 
 }  // namespace
 }  // namespace qforge::cli

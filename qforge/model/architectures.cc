@@ -131,8 +131,8 @@ constexpr ArchSpec kArchitectures[] = {
 }  // namespace
 
 std::string_view LinearRoleName(LinearRole role) {
-  static constexpr std::string_view kNames[] = {"q", "k", "v", "o", "gate", "up", "down", "router",
-                                                "shared_expert_gate", "lm_head"};
+  static constexpr std::string_view kNames[] = {
+      "q", "k", "v", "o", "gate", "up", "down", "router", "shared_expert_gate", "lm_head"};
   return kNames[static_cast<size_t>(role)];
 }
 

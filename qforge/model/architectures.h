@@ -13,10 +13,15 @@ namespace qforge {
 
 // What a Linear computes inside a decoder layer (or the head).
 enum class LinearRole : uint8_t {
-  kQ, kK, kV, kO,          // attention projections
-  kGate, kUp, kDown,       // gated MLP: down(silu(gate(x)) * up(x))
-  kRouter,                 // MoE router (an nn.Linear in transformers v4), [num_experts, hidden]
-  kSharedExpertGate,       // Qwen2-MoE sigmoid gate of the shared expert, [1, hidden]
+  kQ,                 // attention q_proj
+  kK,                 // attention k_proj
+  kV,                 // attention v_proj
+  kO,                 // attention o_proj
+  kGate,              // gated MLP: down(silu(gate(x)) * up(x))
+  kUp,                // gated MLP up projection
+  kDown,              // gated MLP down projection
+  kRouter,            // MoE router (an nn.Linear in transformers v4), [num_experts, hidden]
+  kSharedExpertGate,  // Qwen2-MoE sigmoid gate of the shared expert, [1, hidden]
   kLmHead,
 };
 std::string_view LinearRoleName(LinearRole role);
@@ -42,22 +47,22 @@ enum class MoeKind : uint8_t {
 };
 
 struct ArchSpec {
-  std::string_view architecture;     // config.json "architectures"[0], e.g. "LlamaForCausalLM"
-  std::string_view attention_class;  // ModelOpt registry key of the attention module, "hf.LlamaAttention"
-  std::string_view moe_block_class;  // registry key of the sparse-MoE block ("" for dense models)
-  std::string_view mlp_name;         // attribute of the MLP / MoE block in a decoder layer: "mlp"
+  std::string_view architecture;          // config.json "architectures"[0], e.g. "LlamaForCausalLM"
+  std::string_view attention_class;       // ModelOpt registry key of the attention module, "hf.LlamaAttention"
+  std::string_view moe_block_class;       // registry key of the sparse-MoE block ("" for dense models)
+  std::string_view mlp_name;              // attribute of the MLP / MoE block in a decoder layer: "mlp"
   std::array<NamedLinear, 3> dense_mlp;   // Linears of a dense MLP, in definition order
   std::array<NamedLinear, 3> expert_mlp;  // Linears of one routed expert, in definition order
   BiasRule qkv_bias;
   BiasRule o_bias;
   BiasRule mlp_bias;
-  bool qk_norm;                      // per-head RMSNorm q_norm / k_norm on q, k before RoPE (Qwen3)
+  bool qk_norm;  // per-head RMSNorm q_norm / k_norm on q, k before RoPE (Qwen3)
   MoeKind moe;
-  bool shared_expert;                // Qwen2-MoE: mlp.shared_expert (dense MLP) + mlp.shared_expert_gate
-  std::string_view router_name;      // attribute of the router inside the MoE block: "gate"
-  std::string_view experts_name;     // attribute of the expert list: "experts"
+  bool shared_expert;                     // Qwen2-MoE: mlp.shared_expert (dense MLP) + mlp.shared_expert_gate
+  std::string_view router_name;           // attribute of the router inside the MoE block: "gate"
+  std::string_view experts_name;          // attribute of the expert list: "experts"
   std::string_view moe_intermediate_key;  // config key of one expert's intermediate size
-  bool norm_topk_default;            // default of norm_topk_prob (kQwen) when config.json omits it
+  bool norm_topk_default;                 // default of norm_topk_prob (kQwen) when config.json omits it
 };
 
 // Every supported architecture, in a stable order.

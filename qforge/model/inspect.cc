@@ -24,8 +24,7 @@ std::string DescribeModel(const Model& model) {
   line("layers:", std::to_string(c.num_layers));
   line("hidden size:", std::to_string(c.hidden_size));
   line("attention:", fmt::format("{} heads, {} kv heads, head_dim {}{}{}", c.num_heads, c.num_kv_heads, c.head_dim,
-                                 c.qkv_bias ? ", qkv bias" : "",
-                                 c.arch->qk_norm ? ", q_norm/k_norm" : ""));
+                                 c.qkv_bias ? ", qkv bias" : "", c.arch->qk_norm ? ", q_norm/k_norm" : ""));
   line("vocab size:", std::to_string(c.vocab_size));
   std::string rope = fmt::format("{} (theta {:g}", c.rope.type, c.rope.theta);
   if (c.rope.type != "default") rope += fmt::format(", factor {:g}", c.rope.factor);
@@ -39,13 +38,13 @@ std::string DescribeModel(const Model& model) {
   if (c.num_experts > 0) {
     int64_t moe_layers = 0;
     for (int64_t l = 0; l < c.num_layers; ++l) moe_layers += c.IsMoeLayer(l) ? 1 : 0;
-    line("experts:", fmt::format("{} routed, top-{}, {}, expert intermediate {}{}; {} of {} layers sparse",
-                                 c.num_experts, c.top_k, c.norm_topk_prob ? "renormalized" : "not renormalized",
-                                 c.moe_intermediate_size,
-                                 c.arch->shared_expert
-                                     ? fmt::format(", shared expert {} + sigmoid gate", c.shared_expert_intermediate_size)
-                                     : "",
-                                 moe_layers, c.num_layers));
+    line("experts:",
+         fmt::format("{} routed, top-{}, {}, expert intermediate {}{}; {} of {} layers sparse", c.num_experts, c.top_k,
+                     c.norm_topk_prob ? "renormalized" : "not renormalized", c.moe_intermediate_size,
+                     c.arch->shared_expert
+                         ? fmt::format(", shared expert {} + sigmoid gate", c.shared_expert_intermediate_size)
+                         : "",
+                     moe_layers, c.num_layers));
   } else {
     line("mlp:", fmt::format("gated SiLU, intermediate {}", c.intermediate_size));
   }

@@ -104,8 +104,7 @@ RopeConfig ParseRope(const json& j, const Reader& top, const std::string& source
   } else if (rope.type == "yarn") {
     QF_CHECK(p.Has("factor"), "{}: {} type \"yarn\" needs \"factor\"", source, where);
   } else {
-    QF_FAIL("{}: {} type \"{}\" is not supported (supported: default, linear, llama3, yarn)", source, where,
-            rope.type);
+    QF_FAIL("{}: {} type \"{}\" is not supported (supported: default, linear, llama3, yarn)", source, where, rope.type);
   }
   QF_CHECK(rope.theta > 0, "{}: rope_theta must be positive, got {}", source, rope.theta);
   QF_CHECK(rope.factor > 0, "{}: rope factor must be positive, got {}", source, rope.factor);
@@ -146,26 +145,27 @@ ModelConfig ParseModelConfig(const json& j, const std::string& source) {
   c.max_position_embeddings = r.IntOr("max_position_embeddings", 2048);
   c.rms_norm_eps = r.DoubleOr("rms_norm_eps", 1e-6);
   c.tie_word_embeddings = r.BoolOr("tie_word_embeddings", false);
-  for (auto [key, v] : {std::pair{"hidden_size", c.hidden_size}, {"num_hidden_layers", c.num_layers},
-                        {"num_attention_heads", c.num_heads}, {"num_key_value_heads", c.num_kv_heads},
-                        {"vocab_size", c.vocab_size}, {"intermediate_size", c.intermediate_size}}) {
+  for (auto [key, v] : {std::pair{"hidden_size", c.hidden_size},
+                        {"num_hidden_layers", c.num_layers},
+                        {"num_attention_heads", c.num_heads},
+                        {"num_key_value_heads", c.num_kv_heads},
+                        {"vocab_size", c.vocab_size},
+                        {"intermediate_size", c.intermediate_size}}) {
     QF_CHECK(v > 0, "{}: \"{}\" must be positive, got {}", source, key, v);
   }
   if (r.Has("head_dim")) {
     c.head_dim = r.Int("head_dim");
   } else {
     QF_CHECK(c.hidden_size % c.num_heads == 0,
-             "{}: no \"head_dim\" and hidden_size {} is not divisible by num_attention_heads {}", source,
-             c.hidden_size, c.num_heads);
+             "{}: no \"head_dim\" and hidden_size {} is not divisible by num_attention_heads {}", source, c.hidden_size,
+             c.num_heads);
     c.head_dim = c.hidden_size / c.num_heads;
   }
-  QF_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0, "{}: head_dim must be positive and even, got {}", source,
-           c.head_dim);
-  QF_CHECK(c.num_heads % c.num_kv_heads == 0,
-           "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", source, c.num_heads,
-           c.num_kv_heads);
-  QF_CHECK(r.DoubleOr("partial_rotary_factor", 1.0) == 1.0, "{}: partial_rotary_factor {} is not supported",
-           source, r.DoubleOr("partial_rotary_factor", 1.0));
+  QF_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0, "{}: head_dim must be positive and even, got {}", source, c.head_dim);
+  QF_CHECK(c.num_heads % c.num_kv_heads == 0, "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
+           source, c.num_heads, c.num_kv_heads);
+  QF_CHECK(r.DoubleOr("partial_rotary_factor", 1.0) == 1.0, "{}: partial_rotary_factor {} is not supported", source,
+           r.DoubleOr("partial_rotary_factor", 1.0));
   const std::string act = r.StringOr("hidden_act", "silu");
   QF_CHECK(act == "silu", "{}: hidden_act \"{}\" is not supported (only silu)", source, act);
   c.rope = ParseRope(j, r, source);
@@ -191,8 +191,8 @@ ModelConfig ParseModelConfig(const json& j, const std::string& source) {
     }
     QF_CHECK(c.num_experts > 0, "{}: {} needs a positive \"num_local_experts\" or \"num_experts\"", source, arch);
     c.top_k = r.Int("num_experts_per_tok");
-    QF_CHECK(c.top_k >= 1 && c.top_k <= c.num_experts, "{}: num_experts_per_tok {} must be in [1, {}]", source,
-             c.top_k, c.num_experts);
+    QF_CHECK(c.top_k >= 1 && c.top_k <= c.num_experts, "{}: num_experts_per_tok {} must be in [1, {}]", source, c.top_k,
+             c.num_experts);
     c.moe_intermediate_size = r.Int(c.arch->moe_intermediate_key);
     c.norm_topk_prob = c.arch->moe == MoeKind::kMixtral ? true : r.BoolOr("norm_topk_prob", c.arch->norm_topk_default);
     if (c.arch->moe == MoeKind::kQwen) {

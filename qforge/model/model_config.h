@@ -4,11 +4,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "qforge/model/architectures.h"
 
@@ -36,13 +35,13 @@ struct RopeConfig {
 struct ModelConfig {
   const ArchSpec* arch = nullptr;  // never null after parsing
   std::string model_type;
-  std::string dtype;               // `dtype` (v5) or `torch_dtype` (v4), informational ("bfloat16")
+  std::string dtype;  // `dtype` (v5) or `torch_dtype` (v4), informational ("bfloat16")
   int64_t hidden_size = 0;
-  int64_t intermediate_size = 0;   // dense MLP (and Qwen-MoE dense layers)
+  int64_t intermediate_size = 0;  // dense MLP (and Qwen-MoE dense layers)
   int64_t num_layers = 0;
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;            // explicit `head_dim`, else hidden_size / num_heads
+  int64_t head_dim = 0;  // explicit `head_dim`, else hidden_size / num_heads
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;

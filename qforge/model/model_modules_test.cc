@@ -91,9 +91,10 @@ TEST(ModuleList, Qwen2MoeHubNamesInDefinitionOrder) {
   EXPECT_EQ(emb.class_key, "nn.Embedding");
   EXPECT_EQ(std::vector<std::string_view>(Traits(emb.kind).quantizers.begin(), Traits(emb.kind).quantizers.end()),
             (std::vector<std::string_view>{"weight_quantizer", "input_quantizer", "output_quantizer"}));
-  EXPECT_EQ(std::vector<std::string_view>(Traits(ModuleKind::kAttention).quantizers.begin(),
-                                          Traits(ModuleKind::kAttention).quantizers.end()),
-            (std::vector<std::string_view>{"q_bmm_quantizer", "k_bmm_quantizer", "v_bmm_quantizer", "p_bmm_quantizer"}));
+  EXPECT_EQ(
+      std::vector<std::string_view>(Traits(ModuleKind::kAttention).quantizers.begin(),
+                                    Traits(ModuleKind::kAttention).quantizers.end()),
+      (std::vector<std::string_view>{"q_bmm_quantizer", "k_bmm_quantizer", "v_bmm_quantizer", "p_bmm_quantizer"}));
   EXPECT_EQ(m->num_parameters(), 25578880);  // the index's total_parameters
 }
 
@@ -196,8 +197,10 @@ TEST(Hooks, ObserveEveryLinearAndPerExpertRows) {
   EXPECT_EQ(expert_rows, 32 * m->config().top_k);
   // q, k, v per layer after RoPE, heads-major.
   ASSERT_EQ(hooks.bmm.size(), 2u * 3);
-  EXPECT_EQ(hooks.bmm[0], std::make_tuple(m->attention_module(0), BmmInput::kQ, int64_t{2}, int64_t{4}, int64_t{16}, int64_t{16}));
-  EXPECT_EQ(hooks.bmm[1], std::make_tuple(m->attention_module(0), BmmInput::kK, int64_t{2}, int64_t{2}, int64_t{16}, int64_t{16}));
+  EXPECT_EQ(hooks.bmm[0],
+            std::make_tuple(m->attention_module(0), BmmInput::kQ, int64_t{2}, int64_t{4}, int64_t{16}, int64_t{16}));
+  EXPECT_EQ(hooks.bmm[1],
+            std::make_tuple(m->attention_module(0), BmmInput::kK, int64_t{2}, int64_t{2}, int64_t{16}, int64_t{16}));
   EXPECT_EQ(std::get<1>(hooks.bmm[2]), BmmInput::kV);
 }
 
@@ -387,7 +390,8 @@ TEST_F(BrokenCheckpoint, MissingShard) {
   }
   WriteSafetensors(dir_ / "model-00001-of-00002.safetensors", a);
   WriteSafetensors(dir_ / "model-00002-of-00002.safetensors", b);
-  WriteFileAtomic(dir_ / "model.safetensors.index.json", json{{"metadata", json::object()}, {"weight_map", map}}.dump());
+  WriteFileAtomic(dir_ / "model.safetensors.index.json",
+                  json{{"metadata", json::object()}, {"weight_map", map}}.dump());
   EXPECT_NO_THROW(Model::Load(dir_));
   fs::remove(dir_ / "model-00002-of-00002.safetensors");
   EXPECT_HAS(LoadError(), "model-00002-of-00002.safetensors");

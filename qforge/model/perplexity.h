@@ -13,11 +13,11 @@
 namespace qforge {
 
 struct PerplexityOptions {
-  int64_t seq_len = 512;     // L: inputs per window
-  int64_t max_tokens = 0;    // predicted tokens to evaluate (0 = all: ids.size() - 1); the last window may
-                             // be shorter than L
-  int64_t batch_size = 1;    // full windows run this many at a time
-  bool progress = true;      // report progress (base/progress.h) while running
+  int64_t seq_len = 512;   // L: inputs per window
+  int64_t max_tokens = 0;  // predicted tokens to evaluate (0 = all: ids.size() - 1); the last window may
+                           // be shorter than L
+  int64_t batch_size = 1;  // full windows run this many at a time
+  bool progress = true;    // report progress (base/progress.h) while running
 };
 
 struct PerplexityResult {

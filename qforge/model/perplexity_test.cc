@@ -81,7 +81,8 @@ TEST(Perplexity, MoeUpcycledEqualsDense) {
   const auto b = EvaluatePerplexity(*moe, ids, Quiet());
   EXPECT_NEAR(b.ppl, a.ppl, a.ppl * 1e-6);
   EXPECT_NEAR(b.ppl, 43.2458, 43.2458 * 1e-4);
-  CheckLogits16(kModels / "stories260K-moe-upcycled" / "hf", kModels / "stories260K-moe-upcycled" / "reference" / "logits16.json");
+  CheckLogits16(kModels / "stories260K-moe-upcycled" / "hf",
+                kModels / "stories260K-moe-upcycled" / "reference" / "logits16.json");
 }
 
 // The trained models' reference.json: tokenization of persuasion's first 32 ids, and top-5 logits and
@@ -177,12 +178,12 @@ TEST_P(FullReference, DISABLED_Matches) {
   RecordProperty("ppl", std::to_string(r.ppl));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shared, FullReference,
-    ::testing::Values(std::tuple{"llama-dense-26M", "janeausten/persuasion.txt", 85.19909543807115},
-                      std::tuple{"llama-dense-26M", "wikitext2/wiki.test.txt", 177.42731721344043},
-                      std::tuple{"qwen2moe-25M", "janeausten/persuasion.txt", 80.70302294974383},
-                      std::tuple{"qwen2moe-25M", "wikitext2/wiki.test.txt", 168.29230483621865}));
+INSTANTIATE_TEST_SUITE_P(Shared, FullReference,
+                         ::testing::Values(std::tuple{"llama-dense-26M", "janeausten/persuasion.txt",
+                                                      85.19909543807115},
+                                           std::tuple{"llama-dense-26M", "wikitext2/wiki.test.txt", 177.42731721344043},
+                                           std::tuple{"qwen2moe-25M", "janeausten/persuasion.txt", 80.70302294974383},
+                                           std::tuple{"qwen2moe-25M", "wikitext2/wiki.test.txt", 168.29230483621865}));
 
 }  // namespace
 }  // namespace qforge

@@ -27,8 +27,8 @@ class Backend {
   // y[m, n] = x[m, k] · w[n, k]^T (+ bias[n] if bias != nullptr), plus the old y when `accumulate`.
   // `w` is a Linear's weight as stored by HF ([out_features, in_features]). `ldy` is the row stride of y
   // in elements (0 = n), so a GEMM may write into a column slice of a wider matrix.
-  virtual void Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n,
-                    int64_t k, bool accumulate, int64_t ldy = 0) = 0;
+  virtual void Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+                    bool accumulate, int64_t ldy = 0) = 0;
 
   // y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight[:] for r < rows; x, y: [rows, dim],
   // weight: [dim]. y may equal x (in place). Matches HF LlamaRMSNorm in fp32.
@@ -46,8 +46,8 @@ class Backend {
   // [batch, kv_heads, seq, head_dim], heads % kv_heads == 0, query head h reads kv head
   // h / (heads / kv_heads). out: tokens-major [batch, seq, heads, head_dim], ready for o_proj.
   // out[b, i, h] = Σ_{j ≤ i} softmax_j(scale · q[b,h,i]·k[b,g,j]) · v[b,g,j], softmax in fp32.
-  virtual void CausalAttention(const float* q, const float* k, const float* v, float* out, int64_t batch,
-                               int64_t heads, int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) = 0;
+  virtual void CausalAttention(const float* q, const float* k, const float* v, float* out, int64_t batch, int64_t heads,
+                               int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) = 0;
 
   // The two halves of CausalAttention, for callers that must see or change the probabilities (the
   // softmax-P / p_bmm quantizer). probs: [batch, heads, seq, seq]; probs[b,h,i,j] =
@@ -87,16 +87,15 @@ class Backend {
 
   // y[rows_idx[r], :] += row_weights[r] · x[r, :] for r < rows; x: [rows, dim]. Rows in rows_idx must be
   // distinct within one call.
-  virtual void ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y,
-                              int64_t rows, int64_t dim) = 0;
+  virtual void ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y, int64_t rows,
+                              int64_t dim) = 0;
 
   // max |x[i]| over i < n (0 for n == 0; NaN if any element is NaN).
   virtual float Amax(const float* x, int64_t n) = 0;
 
   // Per-row cross entropy: nll[r] = logsumexp(logits[r, :]) − logits[r, targets[r]], r < rows;
   // logits: [rows, vocab], targets in [0, vocab). Accumulated in double.
-  virtual void CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows,
-                            int64_t vocab) = 0;
+  virtual void CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows, int64_t vocab) = 0;
 };
 
 // The process-wide CPU backend (runtime/cpu/cpu_backend.h: OpenBLAS sgemm, OpenMP loops); thread count

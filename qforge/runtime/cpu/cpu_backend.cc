@@ -111,8 +111,8 @@ QF_SIMD_CLONES double LogSumExp(const float* row, int64_t n) {
 
 CpuBackend::CpuBackend() { UseOpenMpOnly(); }
 
-void CpuBackend::Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n,
-                      int64_t k, bool accumulate, int64_t ldy) {
+void CpuBackend::Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+                      bool accumulate, int64_t ldy) {
   if (ldy == 0) ldy = n;
   QF_ASSERT(ldy >= n, "Gemm: ldy {} < n {}", ldy, n);
   if (m == 0 || n == 0) return;
@@ -381,8 +381,7 @@ float CpuBackend::Amax(const float* x, int64_t n) {
   return nan ? std::numeric_limits<float>::quiet_NaN() : m;
 }
 
-void CpuBackend::CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows,
-                              int64_t vocab) {
+void CpuBackend::CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows, int64_t vocab) {
 #pragma omp parallel for if (rows * vocab > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const float* lr = logits + r * vocab;

@@ -38,8 +38,7 @@ class CpuBackend final : public Backend {
   void ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y, int64_t rows,
                       int64_t dim) override;
   float Amax(const float* x, int64_t n) override;
-  void CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows,
-                    int64_t vocab) override;
+  void CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows, int64_t vocab) override;
 };
 
 // y[m, n] = x[m, k] · w[n, k]^T by OpenBLAS sgemm with OpenBLAS's own `threads` threads (restored to one

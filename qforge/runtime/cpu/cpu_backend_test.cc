@@ -27,7 +27,8 @@ void ExpectNear(const std::vector<float>& a, const std::vector<float>& b, float 
 TEST(CpuBackend, GemmMatchesNaiveWithBiasStrideAndAccumulate) {
   Backend& be = DefaultCpuBackend();
   // The last two are large enough to be tiled across threads (by rows, then by columns).
-  for (auto [m, n, k] : {std::tuple{1, 1, 1}, {7, 13, 29}, {64, 96, 172}, {130, 33, 5}, {300, 170, 90}, {20, 1000, 300}}) {
+  for (auto [m, n, k] :
+       {std::tuple{1, 1, 1}, {7, 13, 29}, {64, 96, 172}, {130, 33, 5}, {300, 170, 90}, {20, 1000, 300}}) {
     auto x = Random(m * k, 1), w = Random(n * k, 2), bias = Random(n, 3);
     const int ldy = n + 3;
     std::vector<float> y(m * ldy, 0.5f), ref(m * ldy, 0.5f);
@@ -89,8 +90,8 @@ TEST(CpuBackend, RopeRotatesHalvesPerPosition) {
 }
 
 // Naive causal GQA attention: heads-major q/k/v, tokens-major out.
-std::vector<float> NaiveAttention(const std::vector<float>& q, const std::vector<float>& k,
-                                  const std::vector<float>& v, int B, int H, int G, int L, int D, float scale) {
+std::vector<float> NaiveAttention(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                                  int B, int H, int G, int L, int D, float scale) {
   std::vector<float> out(B * L * H * D);
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < H; ++h) {
@@ -100,7 +101,8 @@ std::vector<float> NaiveAttention(const std::vector<float>& q, const std::vector
         double mx = -1e300;
         for (int j = 0; j <= i; ++j) {
           double dot = 0;
-          for (int t = 0; t < D; ++t) dot += double(q[((b * H + h) * L + i) * D + t]) * k[((b * G + g) * L + j) * D + t];
+          for (int t = 0; t < D; ++t)
+            dot += double(q[((b * H + h) * L + i) * D + t]) * k[((b * G + g) * L + j) * D + t];
           s[j] = dot * scale;
           mx = std::max(mx, s[j]);
         }
@@ -190,8 +192,7 @@ TEST(CpuBackend, SwapMiddleAxes) {
   for (int a = 0; a < A; ++a)
     for (int b = 0; b < Bd; ++b)
       for (int c = 0; c < C; ++c)
-        for (int d = 0; d < D; ++d)
-          ASSERT_EQ(y[((a * C + c) * Bd + b) * D + d], x[((a * Bd + b) * C + c) * D + d]);
+        for (int d = 0; d < D; ++d) ASSERT_EQ(y[((a * C + c) * Bd + b) * D + d], x[((a * Bd + b) * C + c) * D + d]);
   be.SwapMiddleAxes(y.data(), back.data(), A, C, Bd, D);
   EXPECT_EQ(back, x);
 }
