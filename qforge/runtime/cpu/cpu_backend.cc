@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -19,13 +18,12 @@ namespace {
 
 // OpenMP is the only thread pool: OpenBLAS runs single-threaded inside OpenMP regions. Two pools on the
 // same cores (OpenBLAS's pthreads and OpenMP's spinning workers) slow small models down by 20x or more.
-// Unless OMP_DYNAMIC says otherwise, libgomp may also run a region on fewer threads than cores when the
-// machine is loaded (it consults the load average): on a shared machine that avoids waiting at every
-// barrier for a descheduled worker.
+// (On a machine shared with other busy processes, OMP_WAIT_POLICY=passive or OMP_DYNAMIC=true avoid
+// spinning at barriers for descheduled workers. OMP_DYNAMIC is not enabled here: libgomp sizes teams by
+// the 15-minute load average, which a long run of this process drives up itself.)
 void UseOpenMpOnly() {
   static const bool once = [] {
     openblas_set_num_threads(1);
-    if (std::getenv("OMP_DYNAMIC") == nullptr) omp_set_dynamic(1);
     return true;
   }();
   (void)once;

@@ -12,8 +12,7 @@ namespace qforge {
 class CpuBackend final : public Backend {
  public:
   // Makes OpenBLAS single-threaded (process-wide): OpenMP is the only thread pool, GEMMs are split across
-  // OpenMP threads by rows or columns. Also enables OpenMP dynamic thread adjustment (fewer threads on a
-  // loaded machine) unless OMP_DYNAMIC is set in the environment.
+  // OpenMP threads by rows or columns.
   CpuBackend();
   std::string_view name() const override { return "cpu"; }
   void Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
