@@ -159,3 +159,19 @@ TEST(Presets, ResolveQformatAppendsKvEntriesLast) {
 
 }  // namespace
 }  // namespace qforge::config
+
+namespace qforge::config {
+namespace {
+
+TEST(BuiltinLibrary, MisspelledRecipeNameGetsASuggestion) {
+  try {
+    LoadRecipe("general/ptq/nvfp4_experts_onyl-kv_fp8", BuiltinOnly());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("did you mean 'general/ptq/nvfp4_experts_only-kv_fp8'"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace qforge::config

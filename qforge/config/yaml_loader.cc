@@ -735,9 +735,20 @@ SourceRef ResolveRecipePath(const std::string& name, const LoaderOptions& o) {
     }
   }
   if (auto s = ProbeFs(name, o, true)) return *s;
+  std::string hint;
+  if (o.use_builtin) {
+    std::vector<std::string> names;
+    for (const auto& f : BuiltinFiles()) {
+      std::string p = f.path;
+      names.push_back(p.substr(0, p.rfind('.')));
+    }
+    std::string stem = HasYamlSuffix(name) ? name.substr(0, name.rfind('.')) : name;
+    std::string close = ClosestName(stem, names);
+    if (!close.empty()) hint = fmt::format("; did you mean '{}'?", close);
+  }
   QF_FAIL("recipe '{}' not found: not a built-in recipe (see `qforge recipe list`) and no such file or directory "
-          "(tried '{}', '{}.yml', '{}.yaml')",
-          name, name, name, name);
+          "(tried '{}', '{}.yml', '{}.yaml'){}",
+          name, name, name, name, hint);
 }
 
 bool IsDirectory(const SourceRef& s) {
