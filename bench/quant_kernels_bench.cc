@@ -3,7 +3,8 @@
 // Each op reads N float32 values (N * 4 bytes; 64 MiB by default, far beyond the caches) and the memcpy
 // baseline copies the same N * 4 bytes, both measured in this run with 1 thread and with all threads
 // (OpenMP). QDQ ops write N floats back (the same traffic as the memcpy); packing ops write 1/8 to 1/4 of
-// that. The table printed at the end gives GB/s of input bytes and the ratio op / memcpy.
+// that. The table printed at the end gives GB/s of input bytes (wall clock) and the ratio op / memcpy, and
+// the same per CPU-second of all threads (process CPU time), which stays meaningful on a loaded machine.
 // Usage: quant_kernels_bench [--benchmark_min_time=0.5] [--elements=N]
 #include <benchmark/benchmark.h>
 #include <omp.h>
@@ -118,20 +119,29 @@ class RatioReporter : public benchmark::ConsoleReporter {
       const std::string name = full.substr(0, full.find('/'));
       const int threads = static_cast<int>(r.counters.at("threads").value);
       gbps_[{name, threads}] = it->second.value / 1e9;
+      const double bytes = it->second.value * r.GetAdjustedRealTime() / 1e3 * 1.0;  // per iteration (ms unit)
+      const double cpu_s = r.GetAdjustedCPUTime() / 1e3;
+      if (cpu_s > 0) cpu_gbps_[{name, threads}] = bytes / cpu_s / 1e9;
     }
   }
   void PrintRatios() const {
-    std::printf("\n%-14s %8s %10s %12s %8s\n", "op", "threads", "GB/s", "memcpy GB/s", "ratio");
+    std::printf("\n%-12s %7s %8s %12s %7s %12s %14s %7s\n", "op", "threads", "GB/s", "memcpy GB/s", "ratio",
+                "GB/cpu-s", "memcpy GB/cpu-s", "ratio");
     for (const auto& [key, gbps] : gbps_) {
       if (key.first == "BM_Memcpy") continue;
       auto m = gbps_.find({"BM_Memcpy", key.second});
       if (m == gbps_.end()) continue;
-      std::printf("%-14s %8d %10.2f %12.2f %8.2f\n", key.first.c_str() + 3, key.second, gbps, m->second, gbps / m->second);
+      const double c = cpu_gbps_.count(key) ? cpu_gbps_.at(key) : 0.0;
+      const auto mc = cpu_gbps_.find({"BM_Memcpy", key.second});
+      const double cm = mc != cpu_gbps_.end() ? mc->second : 0.0;
+      std::printf("%-12s %7d %8.2f %12.2f %7.2f %12.2f %14.2f %7.2f\n", key.first.c_str() + 3, key.second, gbps,
+                  m->second, gbps / m->second, c, cm, cm > 0 ? c / cm : 0.0);
     }
   }
 
  private:
   std::map<std::pair<std::string, int>, double> gbps_;
+  std::map<std::pair<std::string, int>, double> cpu_gbps_;
 };
 
 }  // namespace
@@ -155,7 +165,8 @@ int main(int argc, char** argv) {
                  {"BM_QdqMxfp4", BM_QdqMxfp4}, {"BM_QdqMxfp8", BM_QdqMxfp8}, {"BM_PackNvfp4", BM_PackNvfp4},
                  {"BM_PackFp8", BM_PackFp8}};
   for (const Entry& e : entries) {
-    auto* b = benchmark::RegisterBenchmark(e.name, e.fn)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+    auto* b = benchmark::RegisterBenchmark(e.name, e.fn)->Arg(1)->UseRealTime()->MeasureProcessCPUTime()->Unit(
+        benchmark::kMillisecond);
     if (all > 1) b->Arg(all);
   }
   Input();  // materialize once, outside the timings

@@ -67,10 +67,13 @@ float AbsMax(std::span<const float> x) {
   return m;
 }
 
-// FP8 export cast of groups of `group` consecutive elements, each with its own scale.
-void EncodeFp8Groups(std::span<const float> w, std::span<const float> scales, int64_t group, std::span<uint8_t> codes) {
+// FP8 export cast of groups of `group` consecutive elements, each with its own scale. The fast kernel
+// also verifies that every weight is finite (declining otherwise), so callers skip CheckFinite.
+void EncodeFp8Groups(std::span<const float> w, std::span<const float> scales, int64_t group, std::span<uint8_t> codes,
+                     std::string_view what) {
   const QuantFastPaths* fast = GetQuantFastPaths();
   if (fast && fast->encode_fp8 && fast->encode_fp8(w, scales, group, codes)) return;
+  CheckFinite(w, what);
   for (size_t i = 0; i < w.size(); ++i) codes[i] = EncodeE4M3(w[i] / scales[i / group], Overflow::kNonSat);
 }
 
@@ -93,14 +96,14 @@ PackedWeight PackFp8Family(PackFormat f, std::span<const float> w, std::span<con
   if (f == PackFormat::kFp8) {
     CheckCount(what, "amax", amax.size(), 1);
     p.scale_f32 = {ExportAmax(amax[0], 448.0f) / 448.0f};
-    EncodeFp8Groups(w, p.scale_f32, d.numel, p.weight);
+    EncodeFp8Groups(w, p.scale_f32, d.numel, p.weight, what);
   } else if (f == PackFormat::kFp8PerChannel) {
     const int64_t n0 = shape[0];
     CheckCount(what, "amax", amax.size(), n0);
     p.scale_f32.resize(n0);
     for (int64_t r = 0; r < n0; ++r) p.scale_f32[r] = ExportAmax(amax[r], 448.0f) / 448.0f;
     p.scale_shape = {n0};
-    EncodeFp8Groups(w, p.scale_f32, d.numel / n0, p.weight);
+    EncodeFp8Groups(w, p.scale_f32, d.numel / n0, p.weight, what);
   } else {  // kFp8Block: 128 x 128 blocks over the last two dims
     const int64_t ob = (d.out + 127) / 128, ib = (d.in + 127) / 128;
     CheckCount(what, "amax", amax.size(), d.lead * ob * ib);
@@ -340,7 +343,10 @@ PackedWeight PackWeight(PackFormat format, std::span<const float> w, std::span<c
                         const PackInputs& inputs, std::string_view what) {
   const PackFormatTraits& t = GetTraits(format);
   const Dims d = CheckShape(t, w, shape, what);
-  if (!(format == PackFormat::kNvfp4 && !inputs.nvfp4_static)) CheckFinite(w, what);
+  // nvfp4 (dynamic), fp8 and fp8_pc check finiteness inside their (fast) encoders.
+  const bool checked_inside = (format == PackFormat::kNvfp4 && !inputs.nvfp4_static) || format == PackFormat::kFp8 ||
+                              format == PackFormat::kFp8PerChannel;
+  if (!checked_inside) CheckFinite(w, what);
   PackedWeight p;
   switch (format) {
     case PackFormat::kFp8:

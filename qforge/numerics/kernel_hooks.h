@@ -25,11 +25,13 @@ struct QuantFastPaths {
   // caller only uses the result when every value is finite. Optional.
   bool (*abs_max)(std::span<const float> x, bool propagate_nan, float* result) = nullptr;
   // NVFP4 packing of rows of `cols` values (cols % 16 == 0): packed [rows, cols/2] bytes, E4M3 block
-  // scales [rows, cols/16], given weight_scale_2 (the dynamic export path of spec §5.5). Optional.
+  // scales [rows, cols/16], given weight_scale_2 (the dynamic export path of spec §5.5). Returns false if
+  // some weight is not finite. Optional.
   bool (*pack_nvfp4)(std::span<const float> w, int64_t rows, int64_t cols, float weight_scale_2,
                      std::span<uint8_t> packed, std::span<uint8_t> scales) = nullptr;
   // FP8 E4M3 export cast: code[i] = e4m3_nonsat(w[i] / scale[i / group]) (PyTorch cast, spec §5.6).
-  // `scales` holds one scale per `group` consecutive elements. Optional.
+  // `scales` holds one scale per `group` consecutive elements. Returns false if some w[i] is not finite
+  // (the caller's reference path reports it). Optional.
   bool (*encode_fp8)(std::span<const float> w, std::span<const float> scales, int64_t group,
                      std::span<uint8_t> codes) = nullptr;
 };

@@ -336,19 +336,16 @@ std::vector<float> ComputeAmax(const QuantSpec& spec, std::span<const float> x, 
   if (p.spec.use_constant_amax) return {448.0f};
   if (p.spec.constant_amax) return {static_cast<float>(*p.spec.constant_amax)};
   CheckUnsigned(p, x, what);
-  for (size_t i = 0; i < x.size(); ++i)
+  const QuantFastPaths* fast = GetQuantFastPaths();
+  float probe = 0.0f;
+  const bool all_finite = fast && fast->abs_max && fast->abs_max(x, true, &probe) && std::isfinite(probe);
+  for (size_t i = 0; !all_finite && i < x.size(); ++i)
     QF_CHECK(std::isfinite(x[i]), "{}: max calibration found a non-finite value ({} at flat index {})", what, x[i], i);
+  if (all_finite && (p.kind == QdqKind::kNvfp4Dynamic || p.num_groups == 1)) return {probe};
   if (p.kind == QdqKind::kNvfp4Dynamic) {
-    const QuantFastPaths* fast = GetQuantFastPaths();
     float m = 0.0f;
-    if (fast && fast->abs_max && fast->abs_max(x, false, &m)) return {m};
     for (float v : x) m = std::max(m, std::fabs(v));
     return {m};
-  }
-  if (p.num_groups == 1) {
-    const QuantFastPaths* fast = GetQuantFastPaths();
-    float m = 0.0f;
-    if (fast && fast->abs_max && fast->abs_max(x, false, &m)) return {m};
   }
   return GroupMaxPropagate(p, x);
 }

@@ -237,17 +237,21 @@ float AbsMaxSpan(const float* x, size_t n, bool* nan) {
   return r;
 }
 
-// codes[i] = e4m3_nonsat(w[i] / scale) (PyTorch cast: > 464 -> NaN code, sign kept).
-void EncodeFp8Span(const float* w, uint8_t* codes, size_t n, float scale) {
+// codes[i] = e4m3_nonsat(w[i] / scale) (PyTorch cast: > 464 -> NaN code, sign kept). Returns false if
+// some w[i] is not finite (the codes are then incomplete).
+bool EncodeFp8Span(const float* w, uint8_t* codes, size_t n, float scale) {
   const DF d;
   const hn::RebindToSigned<DF> di;
   const hn::RebindToUnsigned<DF> du;
   const hn::Rebind<uint8_t, DF> d8;
   const size_t N = hn::Lanes(d);
   const auto vs = hn::Set(d, scale);
+  auto maxbits = hn::Zero(di);  // max fp32 bit pattern of |w|: >= 0x7F800000 iff a non-finite input
   size_t i = 0;
   for (; i + N <= n; i += N) {
-    const auto v = hn::Div(hn::LoadU(d, w + i), vs);
+    const auto wv = hn::LoadU(d, w + i);
+    maxbits = hn::Max(maxbits, hn::BitCast(di, hn::Abs(wv)));
+    const auto v = hn::Div(wv, vs);
     const auto a = hn::Abs(v);
     // Unclamped RNE onto the E4M3 grid: anything that rounds above 448 overflows.
     auto bits = hn::BitCast(du, a);
@@ -262,7 +266,12 @@ void EncodeFp8Span(const float* w, uint8_t* codes, size_t n, float scale) {
     const auto sign = hn::BitCast(di, hn::ShiftLeft<7>(hn::ShiftRight<31>(hn::BitCast(du, v))));
     hn::StoreU(hn::DemoteTo(d8, hn::Or(code, sign)), d8, codes + i);
   }
-  for (; i < n; ++i) codes[i] = EncodeE4M3(w[i] / scale, Overflow::kNonSat);
+  bool finite = hn::GetLane(hn::MaxOfLanes(di, maxbits)) < 0x7F800000;
+  for (; i < n; ++i) {
+    finite &= std::isfinite(w[i]);
+    codes[i] = EncodeE4M3(w[i] / scale, Overflow::kNonSat);
+  }
+  return finite;
 }
 
 // max|x| of one 16-float block, computed on the fp32 bit patterns of |x| (integer order = float order for
@@ -503,16 +512,23 @@ bool PackNvfp4Fast(std::span<const float> w, int64_t rows, int64_t cols, float w
 bool EncodeFp8Fast(std::span<const float> w, std::span<const float> scales, int64_t group,
                    std::span<uint8_t> codes) {
   if (group <= 0) return false;
+  bool ok = true;
   ParallelChunks(static_cast<int64_t>(w.size()), kChunk, [&](int64_t lo, int64_t hi) {
     int64_t i = lo;
+    bool finite = true;
     while (i < hi) {
       const int64_t g = i / group;
       const int64_t end = std::min(hi, (g + 1) * group);
-      HWY_DYNAMIC_DISPATCH(EncodeFp8Span)(w.data() + i, codes.data() + i, static_cast<size_t>(end - i), scales[g]);
+      finite &= HWY_DYNAMIC_DISPATCH(EncodeFp8Span)(w.data() + i, codes.data() + i, static_cast<size_t>(end - i),
+                                                    scales[g]);
       i = end;
     }
+    if (!finite) {
+#pragma omp atomic write
+      ok = false;
+    }
   });
-  return true;
+  return ok;
 }
 
 void RegisterQuantKernels() { RegisterQuantFastPaths(&kPaths); }

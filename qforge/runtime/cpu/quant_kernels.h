@@ -41,7 +41,8 @@ bool AbsMaxFast(std::span<const float> x, bool propagate_nan, float* result);
 bool PackNvfp4Fast(std::span<const float> w, int64_t rows, int64_t cols, float weight_scale_2,
                    std::span<uint8_t> packed, std::span<uint8_t> scales);
 
-// codes[i] = e4m3_nonsat(w[i] / scales[i / group]) (PyTorch cast, encode.h).
+// codes[i] = e4m3_nonsat(w[i] / scales[i / group]) (PyTorch cast, encode.h). Returns false for
+// group <= 0 and when some w[i] is not finite.
 bool EncodeFp8Fast(std::span<const float> w, std::span<const float> scales, int64_t group,
                    std::span<uint8_t> codes);
 

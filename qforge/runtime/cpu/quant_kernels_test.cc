@@ -273,25 +273,38 @@ TEST(QuantKernels, PackingMatchesReferenceEncoders) {
   }
   // Non-finite weights are still reported (the NVFP4 kernel declines, the reference path names the index).
   RegisterQuantKernels();
-  for (float bad : {kNaN, kInf}) {
-    auto wb = w;
-    wb[12345] = bad;
-    try {
-      PackWeight(PackFormat::kNvfp4, wb, shape, {}, "w");
-      ADD_FAILURE() << "no error for " << bad;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("index 12345"), std::string::npos) << e.what();
+  for (PackFormat f : {PackFormat::kNvfp4, PackFormat::kFp8, PackFormat::kFp8PerChannel}) {
+    for (float bad : {kNaN, kInf, -kInf}) {
+      auto wb = w;
+      wb[12345] = bad;
+      PackInputs in;
+      if (f != PackFormat::kNvfp4) in.amax = std::vector<float>(f == PackFormat::kFp8 ? 1 : 96, 1.0f);
+      try {
+        PackWeight(f, wb, shape, in, "w");
+        ADD_FAILURE() << "no error for " << bad;
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("index 12345"), std::string::npos) << e.what();
+      }
     }
   }
   // FP8 export casts of every grid value, tie and overflow (non-saturating): direct kernel call.
-  auto probe = GridProbe(Format::kE4M3);
+  std::vector<float> probe;
+  for (float v : GridProbe(Format::kE4M3))
+    if (std::isfinite(v)) probe.push_back(v);
   probe.push_back(464.0f);
   probe.push_back(464.5f);
+  probe.push_back(3e38f);  // finite input, overflows the cast -> NaN code
   std::vector<uint8_t> codes(probe.size());
   const std::vector<float> scales = {1.0f};
   ASSERT_TRUE(EncodeFp8Fast(probe, scales, static_cast<int64_t>(probe.size()), codes));
   for (size_t i = 0; i < probe.size(); ++i)
     ASSERT_EQ(codes[i], EncodeE4M3(probe[i], Overflow::kNonSat)) << probe[i];
+  // Tiny scales make finite weights overflow (NaN codes) without counting as non-finite input...
+  const std::vector<float> tiny = {1e-30f};
+  EXPECT_TRUE(EncodeFp8Fast(probe, tiny, static_cast<int64_t>(probe.size()), codes));
+  // ...while a non-finite weight makes the kernel decline.
+  probe[40] = kInf;
+  EXPECT_FALSE(EncodeFp8Fast(probe, scales, static_cast<int64_t>(probe.size()), codes));
 }
 
 TEST(QuantKernels, ResultsDoNotDependOnThreadCount) {
