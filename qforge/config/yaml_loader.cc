@@ -901,7 +901,13 @@ Recipe LoadRecipe(const std::string& name, const LoaderOptions& options, const s
     Json doc = loaded.value;
     AcceptPtqCfgAlias(doc, src.Display());
     for (const auto& o : overrides) ApplyOverride(doc, o);
-    if (schema != Schema::kNone) NormalizeForSchema(doc, schema, "");
+    if (schema == Schema::kPtqRecipe) {
+      // Validated once here (NormalizeForSchema would parse `quantize` a second time and repeat warnings).
+      RejectUnknownKeys(doc, {"metadata", "quantize"}, "", "PTQ recipe");
+      ValidateMetadata(doc["metadata"], "metadata");
+    } else if (schema != Schema::kNone) {
+      NormalizeForSchema(doc, schema, "");
+    }
     r.resolved = doc;
     r.description = NormalizeMetadata(doc["metadata"])["description"].get<std::string>();
     if (doc.contains("quantize") && !doc["quantize"].is_null()) {

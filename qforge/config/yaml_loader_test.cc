@@ -136,6 +136,7 @@ TEST_F(Tree, Seed004PtqCfgLegacyFlatDict) {
   ASSERT_EQ(r.quantize->quant_cfg.size(), 3u);
   EXPECT_EQ(r.quantize->quant_cfg[2].quantizer_name, "*");  // in place: disables what came before (§13 Q1)
   EXPECT_TRUE(cap.Contains("deprecated"));
+  EXPECT_EQ(cap.Messages().size(), 1u);  // warned once, not once per validation pass
 }
 
 TEST_F(Tree, DirectoryRecipeAndPeek) {
