@@ -6,6 +6,7 @@
 #include "qforge/base/file.h"
 #include "qforge/base/log.h"
 #include "qforge/cli/command.h"
+#include "qforge/export/quantized_reader.h"
 #include "qforge/model/model.h"
 #include "qforge/model/perplexity.h"
 #include "qforge/model/tokenizer.h"
@@ -46,12 +47,14 @@ CommandRegistrar reg(
           tokens = tok.Encode(ReadFileToString(a->text), a->bos);
         }
         LogInfo("{} token ids; loading {}", tokens.size(), a->model);
-        auto model = Model::Load(a->model);
+        // Exported quantized checkpoints run with dequantized weights and runtime-style activation quantization.
+        QuantizedModel qm = LoadQuantizedModel(a->model);
+        if (qm.config) LogInfo("quantized checkpoint: {}", qm.description);
         PerplexityOptions opts;
         opts.seq_len = a->seq_len;
         opts.max_tokens = a->max_tokens;
         opts.batch_size = a->batch_size;
-        const PerplexityResult r = EvaluatePerplexity(*model, tokens, opts);
+        const PerplexityResult r = EvaluatePerplexity(*qm.model, tokens, opts, qm.hooks.get());
         std::printf("ppl=%.4f nll=%.6f tokens=%lld\n", r.ppl, r.mean_nll, static_cast<long long>(r.tokens));
         return 0;
       };

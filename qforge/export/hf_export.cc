@@ -16,6 +16,8 @@
 #include "qforge/base/strings.h"
 #include "qforge/config/regex.h"
 #include "qforge/export/checkpoint_writer.h"
+#include "qforge/export/pack.h"
+#include "qforge/export/quantized_reader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/numerics/encode.h"
 #include "qforge/numerics/qdq.h"
@@ -36,40 +38,6 @@ const std::vector<std::string>& FusionPatterns() {
       R"((?:(.*)\.)?(?:w1|w3))",
   };
   return kPatterns;
-}
-
-// The pack format that encodes an export format's weight, or nullopt if qforge cannot encode it yet.
-std::optional<PackFormat> PackFormatFor(ExportFormat f) {
-  switch (f) {
-    case ExportFormat::kFp8: return PackFormat::kFp8;
-    case ExportFormat::kFp8PcPt: return PackFormat::kFp8PerChannel;
-    case ExportFormat::kFp8PbWo: return PackFormat::kFp8Block;
-    case ExportFormat::kNvfp4:
-    case ExportFormat::kW4a16Nvfp4: return PackFormat::kNvfp4;
-    case ExportFormat::kMxfp8: return PackFormat::kMxfp8;
-    case ExportFormat::kMxfp4: return PackFormat::kMxfp4;
-    case ExportFormat::kInt8Sq:
-    case ExportFormat::kInt8Wo: return PackFormat::kInt8;
-    case ExportFormat::kInt4Awq: return PackFormat::kInt4Awq;
-    default: return std::nullopt;
-  }
-}
-
-DType StoredDType(StoredType t) {
-  switch (t) {
-    case StoredType::kF32: return DType::kF32;
-    case StoredType::kE4M3: return DType::kF8E4M3;
-    case StoredType::kU8: return DType::kU8;
-    case StoredType::kI8: return DType::kI8;
-  }
-  return DType::kU8;
-}
-
-Tensor BytesTensor(DType dtype, const std::vector<int64_t>& shape, const void* data, size_t nbytes) {
-  Tensor t = Tensor::Zeros(dtype, shape);
-  QF_ASSERT(t.nbytes() == nbytes, "packed tensor size mismatch: {} vs {}", t.nbytes(), nbytes);
-  if (nbytes) std::memcpy(t.mutable_raw(), data, nbytes);
-  return t;
 }
 
 int BlockSizeLast(const QuantSpec& spec) {
@@ -152,7 +120,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     p.input = state.Get(m, QuantizerRole::kInput);
     p.format = DetectExportFormat(p.weight, p.input);
     if (p.format != ExportFormat::kNone) {
-      QF_CHECK(PackFormatFor(p.format).has_value(), "module '{}': export format '{}' is not supported by qforge yet",
+      QF_CHECK(PackFormatForExport(p.format).has_value(), "module '{}': export format '{}' is not supported by qforge yet",
                modules[static_cast<size_t>(m)].name, exporter::Traits(p.format).name);
       const QuantSpec ws = p.weight->spec();
       if (!ws.IsMx()) {
@@ -165,7 +133,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
         p.global_amax = MaxOf(p.weight_amax);
       }
       const int bs = BlockSizeLast(ws);
-      if (PackFormatFor(p.format) == PackFormat::kNvfp4) {
+      if (PackFormatForExport(p.format) == PackFormat::kNvfp4) {
         QF_CHECK(bs == 16, "module '{}': NVFP4 export needs block size 16, the weight quantizer has {}",
                  modules[static_cast<size_t>(m)].name, bs);
       }
@@ -250,20 +218,13 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     const QuantSpec ws = p.weight->spec();
     in.nvfp4_static = ws.IsNvfp4Static();
     in.four_over_six = ws.block && ws.block->four_over_six;
-    const PackFormat pf = *PackFormatFor(p.format);
+    const PackFormat pf = *PackFormatForExport(p.format);
     PackedWeight packed = PackWeight(pf, w.span<float>(), w.shape(), in, info.name + ".weight");
-    const auto& pt = GetTraits(pf);
     Timer wt;
-    writer.Add(info.name + ".weight", BytesTensor(StoredDType(pt.weight_type), packed.weight_shape,
-                                                  packed.weight.data(), packed.weight.size()));
-    if (pt.scale_type == StoredType::kF32) {
-      writer.Add(info.name + ".weight_scale", BytesTensor(DType::kF32, packed.scale_shape, packed.scale_f32.data(),
-                                                          packed.scale_f32.size() * 4));
-    } else {
-      writer.Add(info.name + ".weight_scale", BytesTensor(StoredDType(pt.scale_type), packed.scale_shape,
-                                                          packed.scale_bytes.data(), packed.scale_bytes.size()));
-    }
-    if (packed.weight_scale_2) writer.Add(info.name + ".weight_scale_2", Tensor::Scalar(*packed.weight_scale_2));
+    PackedTensors pt = ToTensors(packed);
+    writer.Add(info.name + ".weight", std::move(pt.weight));
+    writer.Add(info.name + ".weight_scale", std::move(pt.weight_scale));
+    if (pt.weight_scale_2) writer.Add(info.name + ".weight_scale_2", std::move(*pt.weight_scale_2));
     if (p.input_amax && exporter::Traits(p.format).input_scale != exporter::Presence::kForbidden &&
         exporter::Traits(p.format).input_scale != exporter::Presence::kTolerated) {
       Quantizer unified = *p.input;

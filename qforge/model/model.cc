@@ -58,8 +58,8 @@ struct Model::Layer {
 };
 
 struct Model::Workspace {
-  std::vector<float> xn, q, k, v, qh, kh, vh, attn, probs, gate, up, hook_in, hook_out, router, moe_out, xe, eo, so,
-      gl, final_xn, logits;
+  std::vector<float> xn, q, k, v, qh, kh, vh, attn, probs, gate, up, hook_in, hook_out, router, moe_out, xe, eo, so, gl,
+      final_xn, logits;
   std::vector<int32_t> topk_ids, expert_rows;
   std::vector<float> topk_w, expert_w;
 };
@@ -72,10 +72,13 @@ std::unique_ptr<Model> Model::Load(const std::filesystem::path& dir, const Model
   m->config_ = LoadModelConfig(dir);
   m->ckpt_ = CheckpointTensors::Open(dir);
   m->backend_ = options.backend != nullptr ? options.backend : &DefaultCpuBackend();
+  m->options_ = options;
   m->ws_ = std::make_unique<Workspace>();
   m->BuildModules();
   m->num_parameters_ = m->ValidateCheckpoint();
-  m->embed_raw_ = m->ckpt_.Get("model.embed_tokens.weight");
+  m->embed_raw_ = options.provides && options.provides("model.embed_tokens.weight")
+                      ? m->ReadF32("model.embed_tokens.weight")
+                      : m->ckpt_.Get("model.embed_tokens.weight");
   m->final_norm_ = m->ReadF32("model.norm.weight");
   m->rope_ = ComputeRopeFrequencies(m->config_.rope, m->config_.head_dim, m->config_.max_position_embeddings);
   if (options.load_all_layers) {
@@ -162,14 +165,13 @@ void Model::BuildModules() {
                             c.num_experts, false);
       L.experts.resize(c.num_experts);
       for (int e = 0; e < c.num_experts; ++e) {
-        add_mlp(a.expert_mlp, fmt::format("{}.{}.{}.", mlp, a.experts_name, e), l, c.moe_intermediate_size, false,
-                e, false, L.experts[e].data());
+        add_mlp(a.expert_mlp, fmt::format("{}.{}.{}.", mlp, a.experts_name, e), l, c.moe_intermediate_size, false, e,
+                false, L.experts[e].data());
       }
       if (a.shared_expert) {
-        add_mlp(a.dense_mlp, mlp + ".shared_expert.", l, c.shared_expert_intermediate_size, false, -1, true,
-                L.shared);
-        L.shared_gate = add_linear(mlp + ".shared_expert_gate", LinearRole::kSharedExpertGate, l, c.hidden_size, 1,
-                                   false);
+        add_mlp(a.dense_mlp, mlp + ".shared_expert.", l, c.shared_expert_intermediate_size, false, -1, true, L.shared);
+        L.shared_gate =
+            add_linear(mlp + ".shared_expert_gate", LinearRole::kSharedExpertGate, l, c.hidden_size, 1, false);
       }
     } else {
       add_mlp(a.dense_mlp, mlp + ".", l, c.intermediate_size, c.mlp_bias, -1, false, L.mlp);
@@ -215,6 +217,10 @@ int64_t Model::ValidateCheckpoint() const {
   }
   const std::string where = ckpt_.dir().string();
   for (const auto& [name, exp] : expected) {
+    if (options_.provides && options_.provides(name)) {  // checked when provided (ReadF32)
+      provided_shapes_[name] = exp.first;
+      continue;
+    }
     QF_CHECK(ckpt_.Contains(name),
              "checkpoint '{}' ({}): missing tensor '{}' (expected shape {} {}; check config.json's sizes and "
              "architecture)",
@@ -231,8 +237,9 @@ int64_t Model::ValidateCheckpoint() const {
   std::vector<std::string> unknown;
   for (const auto& n : ckpt_.names()) {
     if (expected.count(n)) continue;
-    if (EndsWith(n, "rotary_emb.inv_freq")) continue;          // a buffer old checkpoints saved
+    if (EndsWith(n, "rotary_emb.inv_freq")) continue;              // a buffer old checkpoints saved
     if (n == "lm_head.weight" && c.tie_word_embeddings) continue;  // tied: transformers ignores it too
+    if (options_.ignore_tensor && options_.ignore_tensor(n)) continue;
     unknown.push_back(n);
   }
   QF_CHECK(unknown.empty(),
@@ -262,7 +269,18 @@ int Model::attention_module(int layer) const {
   return attention_modules_[layer];
 }
 
-Tensor Model::ReadF32(const std::string& tensor) const { return ckpt_.Get(tensor).ToF32(); }
+Tensor Model::ReadF32(const std::string& tensor) const {
+  if (options_.provides && options_.provides(tensor)) {
+    Tensor t = options_.provide(tensor);
+    QF_CHECK(t.dtype() == DType::kF32, "tensor '{}' supplied to the loader must be F32", tensor);
+    auto it = provided_shapes_.find(tensor);
+    QF_CHECK(it == provided_shapes_.end() || it->second == t.shape(),
+             "checkpoint '{}': tensor '{}' decodes to shape {}, expected {}", dir_.string(), tensor,
+             ShapeToString(t.shape()), ShapeToString(it->second));
+    return t;
+  }
+  return ckpt_.Get(tensor).ToF32();
+}
 
 void Model::LoadLayer(int layer) {
   QF_CHECK(layer >= 0 && layer < num_layers(), "layer {} out of range [0, {})", layer, num_layers());
@@ -354,8 +372,8 @@ HiddenStates Model::Embed(std::span<const int32_t> ids, int64_t batch, int64_t s
   const size_t row_bytes = H * DTypeSize(embed_raw_.dtype());
   for (int64_t t = 0; t < batch * seq; ++t) {
     const int32_t id = ids[t];
-    QF_CHECK(id >= 0 && id < config_.vocab_size, "token id {} at position {} is outside the vocabulary [0, {})",
-             id, t, config_.vocab_size);
+    QF_CHECK(id >= 0 && id < config_.vocab_size, "token id {} at position {} is outside the vocabulary [0, {})", id, t,
+             config_.vocab_size);
     ConvertToF32(embed_raw_.dtype(), base + id * row_bytes, out + t * H, H);
   }
   return h;
@@ -390,8 +408,7 @@ void Model::Linear(int module, const float* x, int64_t rows, float* y, bool accu
   }
 }
 
-void Model::GatedMlp(const int ids[3], const float* x, int64_t rows, float* out, bool accumulate,
-                     ForwardHooks* hooks) {
+void Model::GatedMlp(const int ids[3], const float* x, int64_t rows, float* out, bool accumulate, ForwardHooks* hooks) {
   const int64_t inter = modules_[ids[0]].out_features;
   float* g = Grow(ws_->gate, rows * inter);
   float* u = Grow(ws_->up, rows * inter);
@@ -543,8 +560,8 @@ void Model::TokenNll(const HiddenStates& h, std::span<const int32_t> targets, st
   QF_CHECK(static_cast<int64_t>(targets.size()) == T && static_cast<int64_t>(nll.size()) == T,
            "TokenNll: {} targets and {} outputs for {} rows", targets.size(), nll.size(), T);
   for (int64_t t = 0; t < T; ++t) {
-    QF_CHECK(targets[t] >= 0 && targets[t] < V, "target id {} at row {} is outside the vocabulary [0, {})",
-             targets[t], t, V);
+    QF_CHECK(targets[t] >= 0 && targets[t] < V, "target id {} at row {} is outside the vocabulary [0, {})", targets[t],
+             t, V);
   }
   EnsureHead();
   const float* xn = FinalNormed(h);

@@ -13,6 +13,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -47,11 +49,11 @@ struct ModuleInfo {
   std::string class_key;  // ModelOpt registry key of the original class: "nn.Linear", "hf.LlamaAttention",
                           // "nn.Embedding", "hf.Qwen2MoeSparseMoeBlock"
   ModuleKind kind = ModuleKind::kLinear;
-  int layer = -1;         // decoder layer index; -1 for embed_tokens and lm_head
+  int layer = -1;  // decoder layer index; -1 for embed_tokens and lm_head
   // Linear modules only:
   LinearRole role = LinearRole::kQ;
-  int expert = -1;                 // routed expert index, -1 otherwise
-  bool in_shared_expert = false;   // a Linear of Qwen2-MoE's mlp.shared_expert
+  int expert = -1;                // routed expert index, -1 otherwise
+  bool in_shared_expert = false;  // a Linear of Qwen2-MoE's mlp.shared_expert
   int64_t in_features = 0;
   int64_t out_features = 0;
   // Checkpoint tensors (Linear and Embedding): weight [out_features, in_features] ([vocab, hidden] for
@@ -101,6 +103,13 @@ struct ModelLoadOptions {
   bool load_all_layers = true;
   // Compute backend; nullptr = DefaultCpuBackend(). Not owned; must outlive the model.
   Backend* backend = nullptr;
+  // Tensors supplied instead of the checkpoint's: `provides(name)` says which, `provide(name)` returns it as
+  // f32 in its logical shape (e.g. a quantized checkpoint's weights, dequantized by export/). The stored
+  // tensor's dtype and shape are then not validated (the provided shape is).
+  std::function<bool(const std::string& name)> provides;
+  std::function<Tensor(const std::string& name)> provide;
+  // Checkpoint tensors the loader ignores instead of rejecting (scales of a quantized checkpoint).
+  std::function<bool(const std::string& name)> ignore_tensor;
 };
 
 class Model {
@@ -187,6 +196,8 @@ class Model {
 
   std::filesystem::path dir_;
   ModelConfig config_;
+  ModelLoadOptions options_;
+  mutable std::map<std::string, Shape> provided_shapes_;  // logical shapes of provided tensors
   CheckpointTensors ckpt_;
   Backend* backend_ = nullptr;
   std::vector<ModuleInfo> modules_;

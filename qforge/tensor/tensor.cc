@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "qforge/numerics/half.h"
+#include "qforge/numerics/layout.h"
 
 namespace qforge {
 
@@ -125,6 +126,16 @@ void ConvertToF32(DType dtype, const void* src, float* dst, int64_t n) {
     case DType::kF16: {
       const uint16_t* s = static_cast<const uint16_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = F16ToF32(s[i]);
+      return;
+    }
+    case DType::kF8E4M3: {
+      const uint8_t* s = static_cast<const uint8_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = DecodeE4M3(s[i]);
+      return;
+    }
+    case DType::kF8E5M2: {
+      const uint8_t* s = static_cast<const uint8_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = DecodeE5M2(s[i]);
       return;
     }
     case DType::kF64: {

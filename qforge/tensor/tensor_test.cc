@@ -75,3 +75,26 @@ TEST(Tensor, RoundingIsNearestEven) {
 
 }  // namespace
 }  // namespace qforge
+
+namespace qforge {
+namespace {
+
+TEST(Tensor, Fp8TensorsConvertToF32) {
+  Tensor t = Tensor::Zeros(DType::kF8E4M3, {4});
+  uint8_t* p = t.mutable_data<uint8_t>();
+  p[0] = 0x7E;  // 448
+  p[1] = 0xFE;  // -448
+  p[2] = 0x01;  // 2^-9, smallest subnormal
+  p[3] = 0x7F;  // NaN
+  Tensor f = t.ToF32();
+  EXPECT_EQ(f.data<float>()[0], 448.0f);
+  EXPECT_EQ(f.data<float>()[1], -448.0f);
+  EXPECT_EQ(f.data<float>()[2], 0x1p-9f);
+  EXPECT_TRUE(std::isnan(f.data<float>()[3]));
+  Tensor e = Tensor::Zeros(DType::kF8E5M2, {1});
+  e.mutable_data<uint8_t>()[0] = 0x7B;  // 57344, E5M2 max
+  EXPECT_EQ(e.ToF32().data<float>()[0], 57344.0f);
+}
+
+}  // namespace
+}  // namespace qforge
