@@ -36,5 +36,5 @@ function(qf_add_tests name)
                                                QF_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
                                                QF_BINARY_DIR="${PROJECT_BINARY_DIR}")
   gtest_discover_tests(${target} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                       PROPERTIES ENVIRONMENT "QF_SHARED_DIR=${QF_SHARED_DIR}")
+                       PROPERTIES ENVIRONMENT "QF_SHARED_DIR=${QF_SHARED_DIR};OMP_WAIT_POLICY=passive;QF_PROGRESS=0")
 endfunction()
