@@ -34,17 +34,28 @@ std::string PyRepr(const Json& v) {
   switch (v.type()) {
     case Json::value_t::null: return "None";
     case Json::value_t::boolean: return v.get<bool>() ? "True" : "False";
-    case Json::value_t::string: return "'" + v.get<std::string>() + "'";
+    case Json::value_t::string: {
+      std::string out = "'";
+      out += v.get<std::string>();
+      out += '\'';
+      return out;
+    }
     case Json::value_t::array: {
       std::string out = "[";
-      for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + PyRepr(v[i]);
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (i) out += ", ";
+        out += PyRepr(v[i]);
+      }
       return out + "]";
     }
     case Json::value_t::object: {
       std::string out = "{";
       bool first = true;
       for (auto it = v.begin(); it != v.end(); ++it) {
-        out += (first ? "'" : ", '") + it.key() + "': " + PyRepr(it.value());
+        out += first ? "'" : ", '";
+        out += it.key();
+        out += "': ";
+        out += PyRepr(it.value());
         first = false;
       }
       return out + "}";
@@ -55,7 +66,10 @@ std::string PyRepr(const Json& v) {
 
 std::string Brief(const Json& v, size_t max_len) {
   std::string s = v.dump();
-  if (s.size() > max_len) s = s.substr(0, max_len - 3) + "...";
+  if (s.size() > max_len) {
+    s.resize(max_len - 3);
+    s += "...";
+  }
   return s;
 }
 
@@ -72,9 +86,10 @@ std::string TypeName(const Json& v) {
 }
 
 std::string JoinPath(std::string_view base, std::string_view key) {
-  if (base.empty()) return std::string(key);
-  if (!key.empty() && key[0] == '[') return std::string(base) + std::string(key);
-  return std::string(base) + "." + std::string(key);
+  std::string out(base);
+  if (!out.empty() && !(!key.empty() && key[0] == '[')) out += '.';
+  out += key;
+  return out;
 }
 
 static size_t EditDistance(std::string_view a, std::string_view b) {
