@@ -3,6 +3,7 @@
 
 #include "qforge/base/error.h"
 #include "qforge/base/strings.h"
+#include "qforge/calib/layerwise_checkpoint.h"
 
 namespace qforge {
 
@@ -11,6 +12,21 @@ bool NeedsCalibrationData(const QuantState& state) {
     if (Traits(q.role).is_activation && q.NeedsCalibration()) return true;
   }
   return false;
+}
+
+std::string LayerwiseConfigHash(const config::QuantizeConfig& config) {
+  config::Json j = config.ToJson();
+  auto strip = [](config::Json& a) {
+    if (a.is_object()) a.erase("layerwise");
+  };
+  if (j.contains("algorithm")) {
+    if (j["algorithm"].is_array()) {
+      for (auto& a : j["algorithm"]) strip(a);
+    } else {
+      strip(j["algorithm"]);
+    }
+  }
+  return HashHex(j.dump());
 }
 
 CalibrateReport Calibrate(Model& model, QuantState& state, const config::QuantizeConfig& config,
@@ -25,9 +41,6 @@ CalibrateReport Calibrate(Model& model, QuantState& state, const config::Quantiz
   QF_CHECK(algos.size() == 1, "algorithm: a list of {} algorithms is not supported yet (give one)", algos.size());
   const config::AlgorithmConfig& algo = algos[0];
   const std::string& method = algo.method();
-  QF_CHECK(!algo.layerwise().enable,
-           "algorithm '{}': layerwise calibration (layerwise.enable) is not supported by this version of qforge",
-           method);
   const auto* max = algo.As<config::MaxCalibConfig>();
   QF_CHECK(max != nullptr,
            "algorithm '{}' is not implemented yet; qforge calibrates with 'max' (use a recipe or --qformat "
@@ -40,6 +53,29 @@ CalibrateReport Calibrate(Model& model, QuantState& state, const config::Quantiz
   mo.show_progress = options.show_progress;
   mo.shared_patterns = config::ResolveSharedPatterns(max->shared_states);
   mo.sync_expert_weight_amax = max->sync_expert_weight_amax;
+  const config::LayerwiseConfig& lw = algo.layerwise();
+  const LayerwiseOverrides& ov = options.layerwise;
+  if (ov.enable.value_or(lw.enable)) {
+    LayerwiseOptions lo;
+    lo.qdq_from_prev = ov.qdq_from_prev.value_or(lw.get_qdq_activations_from_prev_layer);
+    const std::string dir = ov.checkpoint_dir.value_or(lw.checkpoint_dir.value_or(""));
+    lo.checkpoint_dir = dir;
+    lo.save_every = ov.save_every.value_or(lw.save_every);
+    lo.save_quantizers_only = ov.save_quantizers_only.value_or(!lw.calib_mutates_weights);
+    lo.activation_memory = ov.activation_memory;
+    lo.restart = ov.restart;
+    lo.config_json = config.ToJson().dump(2);
+    lo.config_hash = LayerwiseConfigHash(config);
+    lo.method = method;
+    lo.show_progress = options.show_progress;
+    report.layerwise = true;
+    report.checkpoint_dir = dir;
+    report.layerwise_report = LayerwiseMaxCalibrate(model, state, data, mo, lo);
+    report.max = report.layerwise_report.max;
+    report.used_data = report.layerwise_report.used_data;
+    report.methods.push_back(method);
+    return report;
+  }
   CalibData calib;
   if (NeedsCalibrationData(state)) {
     calib = data();

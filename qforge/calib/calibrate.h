@@ -3,8 +3,11 @@
 #pragma once
 
 #include <functional>
+#include <optional>
+#include <string>
 
 #include "qforge/calib/calib_data.h"
+#include "qforge/calib/layerwise.h"
 #include "qforge/calib/max_calib.h"
 #include "qforge/config/quantize_config.h"
 #include "qforge/model/model.h"
@@ -12,16 +15,35 @@
 
 namespace qforge {
 
+// Command-line overrides of the config's `layerwise` block (unset: the config decides).
+struct LayerwiseOverrides {
+  std::optional<bool> enable;
+  std::optional<bool> qdq_from_prev;
+  std::optional<std::string> checkpoint_dir;
+  std::optional<int64_t> save_every;
+  std::optional<bool> save_quantizers_only;
+  int64_t activation_memory = int64_t{2} << 30;
+  bool restart = false;
+};
+
 struct CalibrateOptions {
   int64_t batch_size = 4;
   bool show_progress = true;
+  LayerwiseOverrides layerwise;
 };
 
 struct CalibrateReport {
   std::vector<std::string> methods;  // what ran, in order ("max"); empty for `algorithm: null`
   MaxCalibReport max;                // the max pass (every supported algorithm starts with one)
   bool used_data = false;            // the calibration data was needed (activation quantizers)
+  bool layerwise = false;            // ran layer by layer (then `layerwise_report` is filled)
+  LayerwiseReport layerwise_report;
+  std::string checkpoint_dir;        // layerwise checkpoint directory used ("" = none)
 };
+
+// The hash of a config that decides whether a layerwise checkpoint can be resumed: the full dump without
+// the algorithm's `layerwise` block (its fields are compared one by one).
+std::string LayerwiseConfigHash(const config::QuantizeConfig& config);
 
 // True if calibrating `state` needs forward passes over data (an enabled activation quantizer with a
 // data-driven amax).
@@ -29,8 +51,8 @@ bool NeedsCalibrationData(const QuantState& state);
 
 // Runs `config.algorithm`. `data` is called at most once, only if forward passes are needed (so the text is
 // tokenized only when used). Weight amax is always computed from the weights (also for `algorithm: null`,
-// as ModelOpt's export does). Throws naming the method for algorithms qforge does not implement yet and for
-// `layerwise.enable` (not supported by this driver).
+// as ModelOpt's export does). Throws naming the method for algorithms qforge does not implement yet.
+// `layerwise.enable` (config or options.layerwise) runs LayerwiseMaxCalibrate.
 CalibrateReport Calibrate(Model& model, QuantState& state, const config::QuantizeConfig& config,
                           const std::function<CalibData()>& data, const CalibrateOptions& options = {});
 

@@ -14,11 +14,12 @@
 
 namespace qforge {
 
-void CalibrateWeightAmax(Model& model, QuantState& state) {
+void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer) {
   const auto& modules = model.modules();
   for (auto& q : state.quantizers()) {
     if (q.role != QuantizerRole::kWeight || !q.enabled()) continue;
     const ModuleInfo& info = modules[static_cast<size_t>(q.module)];
+    if (layer && info.layer != *layer) continue;
     QF_CHECK(!q.sequential(), "quantizer '{}': sequential (multi-stage) weight quantizers are not supported yet",
              q.slot.name);
     QF_CHECK(info.kind == ModuleKind::kLinear,
@@ -74,7 +75,8 @@ std::set<std::string> ModuleListNames(const Model& model) {
   return out;
 }
 
-void SyncMoeExperts(const Model& model, QuantState& state, bool sync_weights, MaxCalibReport* report) {
+void SyncMoeExperts(const Model& model, QuantState& state, bool sync_weights, MaxCalibReport* report,
+                    std::optional<int> layer) {
   const auto& modules = model.modules();
   const auto& rows = model.rows_seen();
   // Group routed-expert Linears by (layer, role): gate/up/down (or w1/w3/w2) of every expert.
@@ -83,6 +85,7 @@ void SyncMoeExperts(const Model& model, QuantState& state, bool sync_weights, Ma
   for (size_t m = 0; m < modules.size(); ++m) {
     const ModuleInfo& info = modules[m];
     if (info.kind != ModuleKind::kLinear || info.expert < 0) continue;
+    if (layer && info.layer != *layer) continue;
     groups[{info.layer, static_cast<int>(info.role)}].push_back(static_cast<int>(m));
     if (info.role == LinearRole::kGate) {  // one count per expert: rows routed to its first projection
       auto& c = counts[info.layer];

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -41,8 +42,9 @@ struct MaxCalibReport {
 };
 
 // Weight amax of every enabled weight quantizer that needs calibration (weight_only_quantize), from the
-// model's current weights. Layer weights are loaded as needed.
-void CalibrateWeightAmax(Model& model, QuantState& state);
+// model's current weights. Layer weights are loaded as needed. With `layer`, only the quantizers of that
+// decoder layer (-1: the modules outside the decoder layers) — layerwise calibration.
+void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer = std::nullopt);
 
 // Forward hooks that fold max|x| into the amax of every calibrating activation quantizer (inputs, outputs,
 // q/k/v bmm). Activations are not modified (ModelOpt calibrates on unquantized activations).
@@ -62,8 +64,10 @@ class MaxCalibHooks : public ForwardHooks {
 
 // MoE step 3 of spec §6.2: every expert input quantizer's amax becomes the element-wise max across the
 // layer's experts for that projection (covering experts that saw no token); with `sync_weights` the
-// expert weight amax too. Records per-expert token counts from model.rows_seen().
-void SyncMoeExperts(const Model& model, QuantState& state, bool sync_weights, MaxCalibReport* report);
+// expert weight amax too. Records per-expert token counts from model.rows_seen(). With `layer`, only that
+// decoder layer's experts.
+void SyncMoeExperts(const Model& model, QuantState& state, bool sync_weights, MaxCalibReport* report,
+                    std::optional<int> layer = std::nullopt);
 
 // Spec §6.2 step 5 / §8.4: shared weight global amax per group, then promotion of static NVFP4 weights
 // (global_amax = group value, or the max of the quantizer's own per-block amax).

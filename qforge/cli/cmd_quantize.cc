@@ -34,6 +34,15 @@ struct QuantizeArgs {
   std::string export_dir;
   double max_shard_gb = 5.0;
   bool no_progress = false;
+  // Layerwise calibration (issue 6); unset values leave the config's `layerwise` block in charge.
+  bool layerwise = false;
+  std::string checkpoint_dir;
+  int64_t save_every = 0;
+  bool save_quantizers_only = false;
+  bool qdq_from_prev = false;
+  bool no_qdq_from_prev = false;
+  int64_t activation_memory = int64_t{2} << 30;
+  bool restart = false;
 };
 
 // Peak resident set size of this process in MiB (VmHWM), or -1 if unknown.
@@ -73,6 +82,14 @@ int RunQuantize(const QuantizeArgs& a) {
   CalibrateOptions co;
   co.batch_size = a.batch_size;
   co.show_progress = !a.no_progress;
+  if (a.layerwise) co.layerwise.enable = true;
+  if (!a.checkpoint_dir.empty()) co.layerwise.checkpoint_dir = a.checkpoint_dir;
+  if (a.save_every > 0) co.layerwise.save_every = a.save_every;
+  if (a.save_quantizers_only) co.layerwise.save_quantizers_only = true;
+  if (a.qdq_from_prev) co.layerwise.qdq_from_prev = true;
+  if (a.no_qdq_from_prev) co.layerwise.qdq_from_prev = false;
+  co.layerwise.activation_memory = a.activation_memory;
+  co.layerwise.restart = a.restart;
   double tokenize_s = 0;
   auto data = [&]() {
     QF_CHECK(!a.calib.empty(), "this config calibrates activations: give calibration text with --calib FILE...");
@@ -98,6 +115,15 @@ int RunQuantize(const QuantizeArgs& a) {
   if (cr.max.ran_forward) {
     std::printf("calibration: %lld batches, %lld tokens\n", static_cast<long long>(cr.max.batches),
                 static_cast<long long>(cr.max.tokens));
+  }
+  if (cr.layerwise) {
+    const LayerwiseReport& lr = cr.layerwise_report;
+    std::printf("layerwise: layers %d..%d calibrated this run%s; checkpoint %s; peak activations %.1f MiB (spilled "
+                "%.1f MiB)\n",
+                lr.start_layer, model->num_layers() - 1, lr.resumed ? " (resumed)" : "",
+                cr.checkpoint_dir.empty() ? "none" : cr.checkpoint_dir.c_str(),
+                static_cast<double>(lr.peak_activation_bytes) / (1 << 20),
+                static_cast<double>(lr.spilled_bytes) / (1 << 20));
   }
   for (const auto& e : cr.max.expert_tokens) {
     std::printf("expert tokens %s: [%s]\n", e.block.c_str(), fmt::format("{}", fmt::join(e.tokens, ", ")).c_str());
@@ -134,6 +160,22 @@ CommandRegistrar reg(
       sub.add_option("--export", a->export_dir, "output checkpoint directory (replaced atomically)")->required();
       sub.add_option("--max-shard-size", a->max_shard_gb, "shard size limit in GiB")->capture_default_str();
       sub.add_flag("--no-progress", a->no_progress, "do not print progress lines");
+      sub.add_flag("--layerwise", a->layerwise, "calibrate one decoder layer at a time (layerwise.enable)");
+      sub.add_option("--checkpoint-dir", a->checkpoint_dir,
+                     "layerwise checkpoint / resume directory (layerwise.checkpoint_dir)");
+      sub.add_option("--save-every", a->save_every, "layerwise checkpoint commit window in layers (save_every)")
+          ->check(CLI::PositiveNumber);
+      sub.add_flag("--save-quantizers-only", a->save_quantizers_only,
+                   "layerwise checkpoints keep only quantizer state (calib_mutates_weights: false)");
+      auto* qp = sub.add_flag("--qdq-from-prev", a->qdq_from_prev,
+                              "capture the next layer's inputs with this layer quantized");
+      auto* nqp = sub.add_flag("--no-qdq-from-prev", a->no_qdq_from_prev,
+                               "capture the next layer's inputs with this layer unquantized (max's default)");
+      qp->excludes(nqp);
+      sub.add_option("--activation-memory", a->activation_memory,
+                     "bytes of captured activations per set kept in RAM before spilling to the checkpoint dir")
+          ->capture_default_str();
+      sub.add_flag("--restart", a->restart, "discard an existing layerwise checkpoint and start over");
       return [a] { return RunQuantize(*a); };
     });
 

@@ -1,0 +1,396 @@
+// Layerwise calibration driver and checkpoint resume.
+#include "qforge/calib/layerwise.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "qforge/base/error.h"
+#include "qforge/base/file.h"
+#include "qforge/base/log.h"
+#include "qforge/base/progress.h"
+#include "qforge/calib/activation_store.h"
+#include "qforge/calib/layerwise_checkpoint.h"
+#include "qforge/numerics/qdq.h"
+
+namespace qforge {
+
+namespace fs = std::filesystem;
+using config::Json;
+
+std::string_view LayerModeName(LayerMode m) {
+  switch (m) {
+    case LayerMode::kOriginal: return "original";
+    case LayerMode::kCapture: return "capture";
+    case LayerMode::kRun: return "run";
+    case LayerMode::kSkip: return "skip";
+  }
+  return "?";
+}
+
+std::vector<LayerMode> LayerModesForStep(int num_layers, int step, bool have_collected_inputs) {
+  QF_CHECK(step >= 0 && step < num_layers, "layer {} out of range (model has {} layers)", step, num_layers);
+  QF_CHECK(step == 0 || have_collected_inputs, "layer {}: no collected inputs to replay (layer {} captured none)",
+           step, step - 1);
+  std::vector<LayerMode> modes(static_cast<size_t>(num_layers), LayerMode::kOriginal);
+  for (int i = 0; i < step - 1; ++i) modes[static_cast<size_t>(i)] = LayerMode::kSkip;
+  if (step > 0) modes[static_cast<size_t>(step - 1)] = LayerMode::kRun;
+  modes[static_cast<size_t>(step)] = LayerMode::kCapture;
+  return modes;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Fake quantization hooks (get_qdq_activations_from_prev_layer = true).
+
+std::vector<std::pair<int, Tensor>> SetFakeQuantLayerWeights(Model& model, const QuantState& state, int layer) {
+  std::vector<std::pair<int, Tensor>> previous;
+  for (int m : model.linear_modules()) {
+    if (model.modules()[static_cast<size_t>(m)].layer != layer) continue;
+    const Quantizer* q = state.Get(m, QuantizerRole::kWeight);
+    if (q == nullptr || !q->enabled()) continue;
+    QF_CHECK(!q->sequential(), "quantizer '{}': sequential weight quantizers are not supported", q->slot.name);
+    Tensor w = model.LinearWeight(m);
+    Tensor out = Tensor::Zeros(DType::kF32, w.shape());
+    FakeQuant(q->spec(), w.span<float>(), w.shape(), q->amax, out.mutable_span<float>(), q->global_amax, q->slot.name);
+    previous.emplace_back(m, std::move(w));
+    model.SetLinearWeight(m, std::move(out));
+  }
+  return previous;
+}
+
+void RestoreLayerWeights(Model& model, std::vector<std::pair<int, Tensor>> previous, bool as_overrides) {
+  for (auto& [m, w] : previous) {
+    if (as_overrides) {
+      model.SetLinearWeight(m, std::move(w));
+    } else {
+      model.RestoreLinearWeight(m);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Driver.
+
+namespace {
+
+bool HeadNeedsCalibration(const Model& model, const QuantState& state) {
+  const int head = model.FindModule("lm_head");
+  for (QuantizerRole r : {QuantizerRole::kInput, QuantizerRole::kOutput}) {
+    const Quantizer* q = state.Get(head, r);
+    if (q != nullptr && q->NeedsCalibration()) return true;
+  }
+  return false;
+}
+
+bool NeedsForward(const QuantState& state) {
+  for (const auto& q : state.quantizers()) {
+    if (Traits(q.role).is_activation && q.NeedsCalibration()) return true;
+  }
+  return false;
+}
+
+std::string CalibHash(const CalibData& d, int64_t batch_size) {
+  std::string s = fmt::format("bs={};seq={};n={};", batch_size, d.seq_len, d.samples.size());
+  for (const auto& sample : d.samples) {
+    s.append(reinterpret_cast<const char*>(sample.data()), sample.size() * sizeof(int32_t));
+  }
+  return HashHex(s);
+}
+
+// Activation quantizers of `layer` that calibrate but saw nothing are an error (as in MaxCalibrate).
+void CheckLayerActivationAmax(const Model& model, const QuantState& state, int layer) {
+  for (const auto& q : state.quantizers()) {
+    if (!Traits(q.role).is_activation || !q.NeedsCalibration() || q.has_amax) continue;
+    const ModuleInfo& info = model.modules()[static_cast<size_t>(q.module)];
+    if (info.layer != layer || info.name == "lm_head") continue;
+    QF_FAIL("quantizer '{}' received no calibration data and has no amax", q.slot.name);
+  }
+}
+
+Json ExpertTokensJson(const std::vector<ExpertTokenCounts>& counts) {
+  Json j = Json::array();
+  for (const auto& c : counts) j.push_back({{"layer", c.layer}, {"block", c.block}, {"tokens", c.tokens}});
+  return j;
+}
+
+void ReadOutputMeta(const fs::path& layer_dir, MaxCalibReport* report) {
+  const fs::path p = layer_dir / "output_meta.json";
+  Json j;
+  try {
+    j = Json::parse(ReadFileToString(p));
+  } catch (const nlohmann::json::exception& e) {
+    QF_FAIL("'{}': not valid JSON: {}", p.string(), e.what());
+  }
+  for (const auto& e : j.at("expert_tokens")) {
+    ExpertTokenCounts c;
+    c.layer = e.at("layer").get<int>();
+    c.block = e.at("block").get<std::string>();
+    c.tokens = e.at("tokens").get<std::vector<int64_t>>();
+    report->expert_tokens.push_back(std::move(c));
+  }
+  for (const auto& n : j.at("notes")) report->notes.push_back(n.get<std::string>());
+  report->batches = j.value("batches_total", report->batches);
+  report->tokens = j.value("tokens_total", report->tokens);
+}
+
+// Removes what a previous run of the driver left in `dir` (only qforge's own names).
+void ClearCheckpointDir(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name == "manifest.json" || name == "config.json" || name.rfind("layer_", 0) == 0 ||
+        name.rfind("manifest.json.tmp", 0) == 0 || name.rfind("config.json.tmp", 0) == 0 ||
+        name.rfind("activations_", 0) == 0) {
+      fs::remove_all(e.path(), ec);
+    }
+  }
+}
+
+// Temporary files of a killed run (layer directories and files under their .tmp.<pid> names).
+void RemoveStaleTemporaries(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.find(".tmp.") != std::string::npos || name.rfind("activations_", 0) == 0) fs::remove_all(e.path(), ec);
+  }
+}
+
+// Head calibration, promotion and the final checks, shared by the driver and RestoreLayerwiseCheckpoint.
+void FinishCalibration(Model& model, QuantState& state, const ActivationStore& final_states,
+                       const MaxCalibOptions& mo, MaxCalibReport* report) {
+  if (report->ran_forward && HeadNeedsCalibration(model, state)) {
+    MaxCalibHooks hooks(state);
+    for (int64_t b = 0; b < final_states.size(); ++b) (void)model.Logits(final_states.Get(b), &hooks);
+  }
+  for (const auto& q : state.quantizers()) {
+    if (!Traits(q.role).is_activation || !q.NeedsCalibration() || q.has_amax || !report->ran_forward) continue;
+    const ModuleInfo& info = model.modules()[static_cast<size_t>(q.module)];
+    if (info.name == "lm_head") continue;
+    QF_FAIL("quantizer '{}' received no calibration data and has no amax", q.slot.name);
+  }
+  FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, report);
+}
+
+}  // namespace
+
+LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std::function<CalibData()>& data,
+                                      const MaxCalibOptions& mo, const LayerwiseOptions& lo) {
+  QF_CHECK(lo.save_every >= 1, "layerwise.save_every must be >= 1, got {}", lo.save_every);
+  QF_CHECK(lo.activation_memory >= 0, "--activation-memory must be >= 0, got {}", lo.activation_memory);
+  LayerwiseReport report;
+  MaxCalibReport& mr = report.max;
+  const int L = model.num_layers();
+  const bool needs_forward = NeedsForward(state);
+  const bool head_calib = HeadNeedsCalibration(model, state);
+  CalibData calib;
+  if (needs_forward) {
+    calib = data();
+    report.used_data = true;
+    QF_CHECK(!calib.samples.empty(), "calibration needs data: no calibration samples");
+  }
+  const int64_t bs = std::max<int64_t>(1, mo.batch_size);
+  const fs::path& dir = lo.checkpoint_dir;
+  const bool ckpt = !dir.empty();
+
+  LayerwiseManifest now;
+  now.num_layers = L;
+  now.save_every = lo.save_every;
+  now.save_quantizers_only = lo.save_quantizers_only;
+  now.qdq_from_prev = lo.qdq_from_prev;
+  now.method = lo.method;
+  now.config_hash = lo.config_hash;
+  now.calib_hash = needs_forward ? CalibHash(calib, bs) : "none";
+  now.model_fingerprint = ModelFingerprint(model.dir());
+  now.qforge_version = std::string(kQforgeVersion);
+
+  // Weights of the modules outside the decoder layers (lm_head) first: errors about unsupported weight
+  // quantizers come before any work, as in MaxCalibrate.
+  CalibrateWeightAmax(model, state, -1);
+
+  int start = 0;
+  if (ckpt) {
+    fs::create_directories(dir);
+    if (lo.restart) ClearCheckpointDir(dir);
+    RemoveStaleTemporaries(dir);
+    if (auto disk = ReadManifest(dir)) {
+      CheckManifestCompatible(dir, *disk, now);
+      start = disk->last_completed_layer + 1;
+      QF_CHECK(start >= 0 && start <= L, "'{}': last_completed_layer {} out of range", (dir / "manifest.json").string(),
+               disk->last_completed_layer);
+      report.resumed = true;
+    }
+    WriteFileAtomic(dir / "config.json", lo.config_json + "\n");
+  }
+  report.start_layer = start;
+  auto spill = [&](std::string_view which) {
+    return ckpt ? dir / fmt::format("activations_{}.bin", which) : fs::path();
+  };
+
+  Timer t;
+  model.ResetRowsSeen();
+  ActivationStore inputs(lo.activation_memory, spill("a"));
+  if (start > 0) {
+    LogInfo("layerwise: resuming {} at layer {} of {}", dir.string(), start, L);
+    for (int l = 0; l < start; ++l) {
+      const fs::path ld = LayerDir(dir, l);
+      LoadLayerQuantizers(ld, model, state, l);
+      if (fs::exists(ld / "weights.safetensors")) LoadLayerWeights(ld, model, l);
+      ReadOutputMeta(ld, &mr);
+    }
+    if (needs_forward) {
+      const fs::path ni = LayerDir(dir, start - 1) / "next_inputs.safetensors";
+      QF_CHECK(fs::exists(ni), "cannot resume from '{}': the manifest names layer {} as completed but '{}' is missing",
+               dir.string(), start - 1, ni.string());
+      inputs = ActivationStore::Load(ni, lo.activation_memory, spill("a"));
+      mr.ran_forward = true;
+    }
+  } else if (needs_forward) {
+    std::vector<int32_t> ids;
+    const int64_t n = static_cast<int64_t>(calib.samples.size());
+    for (int64_t b0 = 0; b0 < n; b0 += bs) {
+      const int64_t b = std::min(bs, n - b0);
+      ids.clear();
+      for (int64_t i = 0; i < b; ++i) {
+        const auto& s = calib.samples[static_cast<size_t>(b0 + i)];
+        ids.insert(ids.end(), s.begin(), s.end());
+      }
+      inputs.Append(model.Embed(ids, b, calib.seq_len));
+      ++mr.batches;
+      mr.tokens += b * calib.seq_len;
+    }
+    mr.ran_forward = true;
+  }
+
+  Progress progress("layerwise", L - start, "layers");
+  std::vector<std::string> notes_before = mr.notes;
+  for (int l = start; l < L; ++l) {
+    const auto modes = LayerModesForStep(L, l, !needs_forward || !inputs.empty());
+    for (int j = 0; j < L; ++j) {
+      const LayerMode m = modes[static_cast<size_t>(j)];
+      if ((m == LayerMode::kSkip || m == LayerMode::kOriginal) && model.IsLayerLoaded(j)) model.ReleaseLayer(j);
+    }
+    model.LoadLayer(l);
+    Timer tw;
+    CalibrateWeightAmax(model, state, l);
+    mr.weight_amax_seconds += tw.Seconds();
+
+    Timer tf;
+    ActivationStore next(lo.activation_memory, spill(l % 2 == 0 ? "b" : "c"));
+    const bool last = l == L - 1;
+    const bool want_next = needs_forward;  // also for the last layer: head calibration + its checkpoint
+    if (needs_forward) {
+      MaxCalibHooks hooks(state);
+      for (int64_t b = 0; b < inputs.size(); ++b) {
+        HiddenStates h = inputs.Get(b);
+        model.RunLayer(l, h, &hooks);  // max hooks do not modify: these are the unquantized outputs
+        if (!lo.qdq_from_prev) next.Append(h);
+      }
+    }
+    mr.forward_seconds += tf.Seconds();
+
+    Timer tr;
+    MaxCalibReport layer_report;
+    SyncMoeExperts(model, state, mo.sync_expert_weight_amax, &layer_report, l);
+    if (needs_forward) CheckLayerActivationAmax(model, state, l);
+    FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, nullptr);
+    mr.reduce_seconds += tr.Seconds();
+    if (lo.weight_update) lo.weight_update(model, state, l);
+
+    if (want_next && lo.qdq_from_prev) {
+      Timer tq;
+      auto previous = SetFakeQuantLayerWeights(model, state, l);
+      FakeQuantHooks fq = FakeQuantHooks::FromState(model, state);
+      for (int64_t b = 0; b < inputs.size(); ++b) {
+        HiddenStates h = inputs.Get(b);
+        model.RunLayer(l, h, &fq);
+        next.Append(h);
+      }
+      RestoreLayerWeights(model, std::move(previous), static_cast<bool>(lo.weight_update));
+      mr.forward_seconds += tq.Seconds();
+    }
+    report.peak_activation_bytes = std::max(report.peak_activation_bytes, inputs.bytes() + next.bytes());
+    report.spilled_bytes = std::max({report.spilled_bytes, inputs.spilled_bytes(), next.spilled_bytes()});
+    KillPoint("layer_calibrated");
+
+    if (ckpt) {
+      const bool boundary = (l + 1) % lo.save_every == 0 || last;
+      AtomicDirectory ad(LayerDir(dir, l));
+      SaveLayerQuantizers(ad.path(), model, state, l);
+      if (lo.weight_update && !lo.save_quantizers_only) SaveLayerWeights(ad.path(), model, l);
+      Json meta = Json::object();
+      meta["layer"] = l;
+      Json shapes = Json::array();
+      for (int64_t b = 0; b < next.size(); ++b) shapes.push_back({next.Get(b).hidden.dim(0), next.Get(b).hidden.dim(1)});
+      meta["output_shapes"] = shapes;
+      meta["dtype"] = "F32";
+      meta["expert_tokens"] = ExpertTokensJson(layer_report.expert_tokens);
+      meta["notes"] = layer_report.notes;
+      meta["batches_total"] = mr.batches;
+      meta["tokens_total"] = mr.tokens;
+      WriteFileAtomic(ad.path() / "output_meta.json", meta.dump(1) + "\n");
+      KillPoint("layer_file");
+      if (boundary && needs_forward) {
+        next.Save(ad.path() / "next_inputs.safetensors", [] { KillPoint("next_inputs_batch"); });
+        KillPoint("layer_file");
+      }
+      KillPoint("before_layer_commit");
+      ad.Commit();
+      if (boundary) {
+        KillPoint("before_manifest");
+        now.last_completed_layer = l;
+        WriteManifest(dir, now);
+        KillPoint("after_manifest");
+      }
+    }
+    for (auto& c : layer_report.expert_tokens) mr.expert_tokens.push_back(std::move(c));
+    for (auto& n : layer_report.notes) mr.notes.push_back(std::move(n));
+    inputs = std::move(next);
+    model.ReleaseLayer(l);
+    ++report.layers_calibrated;
+    if (lo.show_progress) progress.Add(1, fmt::format("layer {}/{}", l + 1, L));
+  }
+  if (lo.show_progress && start < L) progress.Finish();
+  (void)head_calib;
+
+  Timer tr;
+  FinishCalibration(model, state, inputs, mo, &mr);
+  mr.reduce_seconds += tr.Seconds();
+  (void)t;
+  return report;
+}
+
+MaxCalibReport RestoreLayerwiseCheckpoint(Model& model, QuantState& state, const fs::path& dir,
+                                          const MaxCalibOptions& mo) {
+  auto m = ReadManifest(dir);
+  QF_CHECK(m.has_value(), "'{}' is not a layerwise checkpoint directory (no manifest.json)", dir.string());
+  const int L = model.num_layers();
+  QF_CHECK(m->num_layers == L, "checkpoint '{}' has {} layers, the model {}", dir.string(), m->num_layers, L);
+  QF_CHECK(m->last_completed_layer == L - 1,
+           "checkpoint '{}' is unfinished (last completed layer {} of {}); resume it with qforge quantize "
+           "--layerwise --checkpoint-dir",
+           dir.string(), m->last_completed_layer, L);
+  const std::string fp = ModelFingerprint(model.dir());
+  QF_CHECK(m->model_fingerprint == fp,
+           "checkpoint '{}' was written for another model (fingerprint {} there, {} for '{}')", dir.string(),
+           m->model_fingerprint, fp, model.dir().string());
+  MaxCalibReport report;
+  CalibrateWeightAmax(model, state, -1);
+  model.ResetRowsSeen();
+  for (int l = 0; l < L; ++l) {
+    const fs::path ld = LayerDir(dir, l);
+    LoadLayerQuantizers(ld, model, state, l);
+    if (fs::exists(ld / "weights.safetensors")) LoadLayerWeights(ld, model, l);
+    ReadOutputMeta(ld, &report);
+  }
+  ActivationStore final_states(int64_t{2} << 30, {});
+  const fs::path ni = LayerDir(dir, L - 1) / "next_inputs.safetensors";
+  if (m->calib_hash != "none") {
+    QF_CHECK(fs::exists(ni), "checkpoint '{}': '{}' is missing", dir.string(), ni.string());
+    final_states = ActivationStore::Load(ni, int64_t{2} << 30, {});
+    report.ran_forward = true;
+  }
+  FinishCalibration(model, state, final_states, mo, &report);
+  return report;
+}
+
+}  // namespace qforge

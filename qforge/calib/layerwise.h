@@ -1,0 +1,80 @@
+// Layerwise calibration (issue 6, spec §7): one decoder layer at a time, each layer fed the captured outputs
+// of the one before, with an optional checkpoint directory (layerwise_checkpoint.h) so a killed run resumes.
+//
+// Memory: only the current layer's weights (Model::LoadLayer / ReleaseLayer) and two sets of activations
+// (the layer's inputs and its outputs, [batch*seq, hidden] f32 per calibration batch) are materialized;
+// activations beyond `activation_memory` bytes per set spill to a file.
+//
+// With get_qdq_activations_from_prev_layer = false, every layer sees exactly the activations of a whole-model
+// pass, so layerwise `max` gives bit-identical amax (and exports) to MaxCalibrate.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "qforge/calib/calib_data.h"
+#include "qforge/calib/max_calib.h"
+#include "qforge/model/model.h"
+#include "qforge/quant/fake_quant.h"
+#include "qforge/quant/quant_state.h"
+
+namespace qforge {
+
+// ModelOpt's per-layer execution modes (spec §7.3). qforge keeps the same schedule: at step i layer i is
+// calibrated on captured inputs ("capture"), layer i-1's outputs are what it replays ("run"), earlier layers
+// are done and released ("skip"), later ones untouched ("original").
+enum class LayerMode : uint8_t { kOriginal, kCapture, kRun, kSkip };
+std::string_view LayerModeName(LayerMode m);  // "original", "capture", "run", "skip"
+
+// Modes of `num_layers` layers while calibrating layer `step`. Throws "no collected inputs to replay" when
+// step > 0 and the previous layer collected nothing (`have_collected_inputs` false).
+std::vector<LayerMode> LayerModesForStep(int num_layers, int step, bool have_collected_inputs);
+
+struct LayerwiseOptions {
+  bool qdq_from_prev = false;            // get_qdq_activations_from_prev_layer
+  std::filesystem::path checkpoint_dir;  // empty: no checkpoint
+  int64_t save_every = 1;                // >= 1
+  bool save_quantizers_only = false;     // == !calib_mutates_weights: never write weights
+  int64_t activation_memory = int64_t{2} << 30;  // bytes per activation set kept in RAM
+  bool restart = false;                  // discard an existing checkpoint
+  std::string config_json;               // resolved QuantizeConfig, stored as <checkpoint>/config.json
+  std::string config_hash;               // hash of the config without its layerwise block (manifest)
+  // An algorithm step that changes the layer's weights after its amax is calibrated (via
+  // Model::SetLinearWeight); with it the checkpoint stores the layer's weights (unless save_quantizers_only).
+  // max has none; tests and later algorithms use it.
+  std::function<void(Model&, QuantState&, int layer)> weight_update;
+  std::string method = "max";
+  bool show_progress = true;
+};
+
+struct LayerwiseReport {
+  MaxCalibReport max;
+  bool used_data = false;
+  int start_layer = 0;         // first layer calibrated by this run (num_layers: finished checkpoint reused)
+  bool resumed = false;
+  int layers_calibrated = 0;
+  int64_t peak_activation_bytes = 0;  // inputs + outputs held at once
+  int64_t spilled_bytes = 0;          // largest spill
+};
+
+// Layerwise `max` calibration of every quantizer of `state` (whose quant_cfg is applied). `data` is called
+// once, only if activations need calibration.
+LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std::function<CalibData()>& data,
+                                      const MaxCalibOptions& max_options, const LayerwiseOptions& options);
+
+// Restores a finished checkpoint directory into `state` (quant_cfg applied from `<dir>/config.json` by the
+// caller) without calibrating: every layer's quantizers, the head's activation amax from the last layer's
+// outputs, shared state and promotion. Throws if the directory is unfinished or the model differs.
+MaxCalibReport RestoreLayerwiseCheckpoint(Model& model, QuantState& state, const std::filesystem::path& dir,
+                                          const MaxCalibOptions& max_options);
+
+// Replaces the weights of decoder layer `layer`'s Linears with their fake-quantized values (enabled weight
+// quantizers, calibrated amax / global amax). Returns the weights it replaced (module, f32 weight), for
+// RestoreLayerWeights, which puts them back as overrides (`as_overrides`) or restores the checkpoint's.
+std::vector<std::pair<int, Tensor>> SetFakeQuantLayerWeights(Model& model, const QuantState& state, int layer);
+void RestoreLayerWeights(Model& model, std::vector<std::pair<int, Tensor>> previous, bool as_overrides);
+
+}  // namespace qforge
