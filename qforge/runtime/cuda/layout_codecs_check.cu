@@ -1,7 +1,7 @@
 // Device check of numerics/layout.h: its codecs, compiled for the GPU, against CUDA's own conversions
 // (cuda_fp8.h / cuda_fp6.h / cuda_fp4.h, the casts ModelOpt's kernels use) over every fp32 bit pattern.
 //
-// Build and run (any CUDA >= 12.8 GPU; not part of the CMake build, which has no CUDA backend yet):
+// Build and run (any CUDA >= 12.8 GPU; CMake target qforge_cuda_codecs_check with -DQF_ENABLE_CUDA=ON, or):
 //   nvcc -std=c++20 -O2 -arch=native -I. qforge/runtime/cuda/layout_codecs_check.cu -o /tmp/codecs_check
 //   /tmp/codecs_check          # exit 0 iff no finite/inf input disagrees; NaN inputs are counted apart
 // Compared: E4M3 and E5M2 with __NV_SATFINITE (ModelOpt fake quant), E2M1 / E3M2 / E2M3 with
