@@ -2,6 +2,7 @@
 #include "qforge/calib/calibrate.h"
 
 #include "qforge/base/error.h"
+#include "qforge/base/file.h"
 #include "qforge/base/strings.h"
 #include "qforge/calib/layerwise_checkpoint.h"
 
@@ -83,6 +84,37 @@ CalibrateReport Calibrate(Model& model, QuantState& state, const config::Quantiz
   }
   report.max = MaxCalibrate(model, state, calib, mo);
   report.methods.push_back(method);
+  return report;
+}
+
+config::QuantizeConfig LoadLayerwiseCheckpointConfig(const std::filesystem::path& dir) {
+  const auto path = dir / "config.json";
+  QF_CHECK(std::filesystem::exists(path), "'{}' is not a layerwise checkpoint directory ('{}' missing)", dir.string(),
+           path.string());
+  config::Json j;
+  try {
+    j = config::Json::parse(ReadFileToString(path));
+  } catch (const nlohmann::json::exception& e) {
+    QF_FAIL("'{}': not valid JSON: {}", path.string(), e.what());
+  }
+  return config::QuantizeConfig::FromJson(j, path.string());
+}
+
+CalibrateReport RestoreFromLayerwiseCheckpoint(Model& model, QuantState& state, const config::QuantizeConfig& config,
+                                               const std::filesystem::path& dir) {
+  CalibrateReport report;
+  const auto& algos = config.algorithm.configs;
+  QF_CHECK(algos.size() == 1, "checkpoint '{}': its config has {} algorithms (layerwise checkpoints have one)",
+           dir.string(), algos.size());
+  const auto* max = algos[0].As<config::MaxCalibConfig>();
+  QF_CHECK(max != nullptr, "checkpoint '{}': algorithm '{}' cannot be restored", dir.string(), algos[0].method());
+  MaxCalibOptions mo;
+  mo.shared_patterns = config::ResolveSharedPatterns(max->shared_states);
+  mo.sync_expert_weight_amax = max->sync_expert_weight_amax;
+  report.max = RestoreLayerwiseCheckpoint(model, state, dir, mo);
+  report.methods.push_back(algos[0].method());
+  report.layerwise = true;
+  report.checkpoint_dir = dir.string();
   return report;
 }
 

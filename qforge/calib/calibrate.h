@@ -56,4 +56,12 @@ bool NeedsCalibrationData(const QuantState& state);
 CalibrateReport Calibrate(Model& model, QuantState& state, const config::QuantizeConfig& config,
                           const std::function<CalibData()>& data, const CalibrateOptions& options = {});
 
+// The resolved config a layerwise checkpoint directory was written with (`<dir>/config.json`).
+config::QuantizeConfig LoadLayerwiseCheckpointConfig(const std::filesystem::path& dir);
+
+// Fills `state` (with `config.quant_cfg` applied) from a finished layerwise checkpoint directory written with
+// `config`, without calibrating (RestoreLayerwiseCheckpoint with the algorithm's shared-state patterns).
+CalibrateReport RestoreFromLayerwiseCheckpoint(Model& model, QuantState& state, const config::QuantizeConfig& config,
+                                               const std::filesystem::path& dir);
+
 }  // namespace qforge

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Layerwise calibration e2e (issue 6): layerwise --no-qdq-from-prev exports are bit-identical to whole-model
+# max; runs killed with SIGKILL at named points (QF_TEST_KILL_AT=<event>:<n>) and resumed give the same bytes;
+# after every kill the manifest only names layers whose files (and next_inputs) are complete.
+# Usage: layerwise_kill_test.sh QFORGE SHARED_DIR
+set -u
+Q=$1
+S=$2
+T=$S/data/text/janeausten/emma.txt
+W=$(mktemp -d /tmp/qf_layerwise_kill.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+fail=0
+RECIPE=general/ptq/nvfp4_default-kv_fp8
+
+quant() {  # quant MODEL EXPORT [extra args...]
+  local m=$1 out=$2
+  shift 2
+  "$Q" quantize --model "$S/data/models/$m" --recipe $RECIPE --calib "$T" --calib-size 4 --calib-seq-len 64 \
+    --batch-size 2 --export "$out" --no-progress "$@" >"$W/log" 2>&1
+}
+
+# The manifest names layer k => layer_0000..layer_k exist complete and layer_k has next_inputs.
+check_invariant() {  # check_invariant CKDIR WHAT
+  local d=$1 what=$2
+  [ -f "$d/manifest.json" ] || return 0
+  local last
+  last=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['last_completed_layer'])" "$d/manifest.json")
+  for ((i = 0; i <= last; i++)); do
+    local ld
+    ld=$(printf "%s/layer_%04d" "$d" "$i")
+    for f in quantizers.json quantizer_buffers.safetensors output_meta.json; do
+      if [ ! -f "$ld/$f" ]; then echo "FAIL $what: manifest at layer $last but $ld/$f missing"; fail=1; fi
+    done
+  done
+  local ni
+  ni=$(printf "%s/layer_%04d/next_inputs.safetensors" "$d" "$last")
+  if [ ! -f "$ni" ]; then echo "FAIL $what: manifest at layer $last but $ni missing"; fail=1; fi
+}
+
+same() {  # same A B WHAT
+  if diff -r "$1" "$2" >/dev/null; then echo "ok   $3"; else echo "FAIL $3: exports differ"; diff -rq "$1" "$2"; fail=1; fi
+}
+
+for spec in "llama-dense-26M 4" "qwen2moe-25M 2"; do
+  set -- $spec
+  m=$1
+  every=$2
+  quant $m "$W/$m.whole" || { echo "FAIL $m whole-model quantize"; cat "$W/log"; fail=1; continue; }
+  quant $m "$W/$m.lw" --layerwise --no-qdq-from-prev || { echo "FAIL $m layerwise"; cat "$W/log"; fail=1; }
+  same "$W/$m.whole" "$W/$m.lw" "$m: layerwise == whole-model max"
+  quant $m "$W/$m.lws" --layerwise --checkpoint-dir "$W/$m.ck0" --save-every $every --activation-memory 40000 ||
+    { echo "FAIL $m layerwise spill"; cat "$W/log"; fail=1; }
+  same "$W/$m.whole" "$W/$m.lws" "$m: layerwise with checkpoint + spilled activations == whole-model max"
+
+  # Chains of kills on one directory, then an undisturbed resume. Events: layer_calibrated (after a layer's
+  # amax, before its files), layer_file (after each file of a layer directory), next_inputs_batch (inside the
+  # next_inputs write), before_layer_commit, before_manifest, after_manifest.
+  chains=(
+    "layer_calibrated:1"
+    "layer_calibrated:2 layer_calibrated:1 layer_calibrated:3"
+    "layer_file:2 layer_file:5 layer_file:4"
+    "next_inputs_batch:1 next_inputs_batch:2"
+    "before_layer_commit:1 before_layer_commit:2 before_layer_commit:1"
+    "before_manifest:1 after_manifest:1"
+    "layer_file:1 before_manifest:2 layer_calibrated:2"
+  )
+  c=0
+  for chain in "${chains[@]}"; do
+    c=$((c + 1))
+    d="$W/$m.ck$c"
+    for k in $chain; do
+      # (in a subshell so bash's "Killed" job report stays out of the log)
+      (QF_TEST_KILL_AT=$k quant $m "$W/$m.kill" --layerwise --checkpoint-dir "$d" --save-every $every) 2>/dev/null
+      rc=$?
+      if [ $rc -ne 137 ] && [ $rc -ne 0 ]; then echo "FAIL $m kill $k: exit $rc"; cat "$W/log"; fail=1; fi
+      if [ $rc -eq 0 ]; then echo "note $m: kill point $k not reached (run finished)"; fi
+      check_invariant "$d" "$m kill $k"
+    done
+    quant $m "$W/$m.res$c" --layerwise --checkpoint-dir "$d" --save-every $every ||
+      { echo "FAIL $m resume after [$chain]"; cat "$W/log"; fail=1; }
+    same "$W/$m.whole" "$W/$m.res$c" "$m: killed at [$chain] (save_every $every), resumed"
+  done
+  # A finished directory re-exports without recalibrating.
+  if "$Q" export --from "$W/$m.ck1" --model "$S/data/models/$m" --export "$W/$m.fromck" >"$W/log" 2>&1; then
+    same "$W/$m.whole" "$W/$m.fromck" "$m: qforge export --from a finished checkpoint"
+  else
+    echo "FAIL $m export --from"; cat "$W/log"; fail=1
+  fi
+  # Refusals: different save_every, different config.
+  if quant $m "$W/$m.x" --layerwise --checkpoint-dir "$W/$m.ck1" --save-every $((every + 1)); then
+    echo "FAIL $m: a different save_every was accepted"; fail=1
+  elif grep -q "save_every mismatch" "$W/log"; then echo "ok   $m: different save_every refused"; else
+    echo "FAIL $m: wrong error"; cat "$W/log"; fail=1; fi
+  if "$Q" quantize --model "$S/data/models/$m" --recipe general/ptq/fp8_default-kv_fp8 --calib "$T" --calib-size 4 \
+    --calib-seq-len 64 --batch-size 2 --export "$W/$m.x" --no-progress --layerwise --checkpoint-dir "$W/$m.ck1" \
+    --save-every $every >"$W/log" 2>&1; then
+    echo "FAIL $m: a different config was accepted"; fail=1
+  elif grep -q "config mismatch" "$W/log"; then echo "ok   $m: different config refused"; else
+    echo "FAIL $m: wrong error"; cat "$W/log"; fail=1; fi
+  quant $m "$W/$m.rs" --layerwise --checkpoint-dir "$W/$m.ck1" --save-every $((every + 1)) --restart ||
+    { echo "FAIL $m --restart"; cat "$W/log"; fail=1; }
+  same "$W/$m.whole" "$W/$m.rs" "$m: --restart with another save_every"
+done
+exit $fail
