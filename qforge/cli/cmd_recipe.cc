@@ -17,7 +17,7 @@ CommandRegistrar reg("recipe", "list, show and check quantization recipes", [](C
   auto name = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
   auto as_yaml = std::make_shared<bool>(false);
-  show->add_option("recipe", *name, "built-in recipe name or path to a recipe file/directory")->required();
+  show->add_option("recipe", *name, "built-in recipe/preset name or path to a recipe file/directory")->required();
   show->add_flag("--json", *as_json, "print JSON");
   show->add_flag("--yaml", *as_yaml, "print YAML (default)");
   auto file = std::make_shared<std::string>();
@@ -30,12 +30,11 @@ CommandRegistrar reg("recipe", "list, show and check quantization recipes", [](C
       return 0;
     }
     if (show->parsed()) {
-      config::Recipe r = config::LoadRecipe(*name);
-      config::Json n = r.Normalized();
+      config::Json n = config::NormalizedContent(*name);
       if (*as_json) {
         std::cout << n.dump(2) << "\n";
       } else {
-        std::cout << "# " << r.source << "\n" << config::ToYaml(n);
+        std::cout << config::ToYaml(n);
       }
       return 0;
     }
