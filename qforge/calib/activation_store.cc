@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 
@@ -64,7 +65,9 @@ void ActivationStore::Append(const HiddenStates& h) {
   } else {
     if (spill_fd_ < 0) {
       if (spill_path_.empty()) {
-        spill_path_ = std::filesystem::temp_directory_path() / fmt::format("qforge-activations-{}.bin", ::getpid());
+        static std::atomic<int> counter{0};
+        spill_path_ = std::filesystem::temp_directory_path() /
+                      fmt::format("qforge-activations-{}-{}.bin", ::getpid(), counter++);
       }
       std::filesystem::create_directories(spill_path_.parent_path());
       spill_fd_ = ::open(spill_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -102,7 +105,7 @@ HiddenStates ActivationStore::Get(int64_t i) const {
   int64_t done = 0;
   while (done < n) {
     const ssize_t r = ::pread(spill_fd_, p + done, static_cast<size_t>(n - done), e.file_offset + done);
-    QF_CHECK(r > 0, "reading activation spill file '{}': {}", spill_path_.string(), std::strerror(errno));
+    QF_CHECK(r > 0, "reading activation spill file (truncated?) '{}': {}", spill_path_.string(), std::strerror(errno));
     done += r;
   }
   return h;

@@ -16,7 +16,7 @@ class ActivationStore {
  public:
   // `memory_budget`: bytes of hidden states kept in RAM; the batch that would exceed it and every later one
   // go to `spill_path` (created on first spill, deleted by the destructor). An empty spill_path means
-  // "a temporary file in the system temp directory".
+  // "a file of its own in the system temp directory". Two stores must not share a spill path.
   ActivationStore(int64_t memory_budget, std::filesystem::path spill_path);
   ~ActivationStore();
   ActivationStore(const ActivationStore&) = delete;

@@ -15,6 +15,27 @@ bool NeedsCalibrationData(const QuantState& state) {
   return false;
 }
 
+LayerwiseOptions ResolveLayerwiseOptions(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo,
+                                         const LayerwiseOverrides& ov) {
+  // Algorithms that change the whole model at once (spec §6.0 "layerwise: no").
+  static constexpr std::string_view kNoLayerwise[] = {"svdquant"};
+  for (std::string_view m : kNoLayerwise) {
+    QF_CHECK(algo.method() != m, "algorithm '{}' does not support layerwise.enable=True", algo.method());
+  }
+  const config::LayerwiseConfig& lw = algo.layerwise();
+  LayerwiseOptions lo;
+  lo.qdq_from_prev = ov.qdq_from_prev.value_or(lw.get_qdq_activations_from_prev_layer);
+  lo.checkpoint_dir = ov.checkpoint_dir.value_or(lw.checkpoint_dir.value_or(""));
+  lo.save_every = ov.save_every.value_or(lw.save_every);
+  lo.save_quantizers_only = ov.save_quantizers_only.value_or(!lw.calib_mutates_weights);
+  lo.activation_memory = ov.activation_memory;
+  lo.restart = ov.restart;
+  lo.config_json = config.ToJson().dump(2);
+  lo.config_hash = LayerwiseConfigHash(config);
+  lo.method = algo.method();
+  return lo;
+}
+
 std::string LayerwiseConfigHash(const config::QuantizeConfig& config) {
   config::Json j = config.ToJson();
   auto strip = [](config::Json& a) {
@@ -42,6 +63,9 @@ CalibrateReport Calibrate(Model& model, QuantState& state, const config::Quantiz
   QF_CHECK(algos.size() == 1, "algorithm: a list of {} algorithms is not supported yet (give one)", algos.size());
   const config::AlgorithmConfig& algo = algos[0];
   const std::string& method = algo.method();
+  if (options.layerwise.enable.value_or(algo.layerwise().enable)) {
+    (void)ResolveLayerwiseOptions(config, algo, options.layerwise);  // refuses algorithms without layerwise
+  }
   const auto* max = algo.As<config::MaxCalibConfig>();
   QF_CHECK(max != nullptr,
            "algorithm '{}' is not implemented yet; qforge calibrates with 'max' (use a recipe or --qformat "
@@ -57,17 +81,8 @@ CalibrateReport Calibrate(Model& model, QuantState& state, const config::Quantiz
   const config::LayerwiseConfig& lw = algo.layerwise();
   const LayerwiseOverrides& ov = options.layerwise;
   if (ov.enable.value_or(lw.enable)) {
-    LayerwiseOptions lo;
-    lo.qdq_from_prev = ov.qdq_from_prev.value_or(lw.get_qdq_activations_from_prev_layer);
-    const std::string dir = ov.checkpoint_dir.value_or(lw.checkpoint_dir.value_or(""));
-    lo.checkpoint_dir = dir;
-    lo.save_every = ov.save_every.value_or(lw.save_every);
-    lo.save_quantizers_only = ov.save_quantizers_only.value_or(!lw.calib_mutates_weights);
-    lo.activation_memory = ov.activation_memory;
-    lo.restart = ov.restart;
-    lo.config_json = config.ToJson().dump(2);
-    lo.config_hash = LayerwiseConfigHash(config);
-    lo.method = method;
+    LayerwiseOptions lo = ResolveLayerwiseOptions(config, algo, ov);
+    const std::string dir = lo.checkpoint_dir.string();
     lo.show_progress = options.show_progress;
     report.layerwise = true;
     report.checkpoint_dir = dir;

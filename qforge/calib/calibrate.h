@@ -41,6 +41,12 @@ struct CalibrateReport {
   std::string checkpoint_dir;        // layerwise checkpoint directory used ("" = none)
 };
 
+// The LayerwiseOptions of `algo`'s `layerwise` block with `overrides` applied (enable is not part of them).
+// Throws "algorithm '<m>' does not support layerwise.enable=True" for algorithms that cannot run layer by
+// layer (spec §6.0: svdquant).
+LayerwiseOptions ResolveLayerwiseOptions(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo,
+                                         const LayerwiseOverrides& overrides);
+
 // The hash of a config that decides whether a layerwise checkpoint can be resumed: the full dump without
 // the algorithm's `layerwise` block (its fields are compared one by one).
 std::string LayerwiseConfigHash(const config::QuantizeConfig& config);

@@ -212,13 +212,8 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
     fs::create_directories(dir);
     if (lo.restart) ClearCheckpointDir(dir);
     RemoveStaleTemporaries(dir);
-    if (auto disk = ReadManifest(dir)) {
-      CheckManifestCompatible(dir, *disk, now);
-      start = disk->last_completed_layer + 1;
-      QF_CHECK(start >= 0 && start <= L, "'{}': last_completed_layer {} out of range", (dir / "manifest.json").string(),
-               disk->last_completed_layer);
-      report.resumed = true;
-    }
+    start = DetectResumeLayer(dir, now);
+    report.resumed = fs::exists(dir / "manifest.json");
     WriteFileAtomic(dir / "config.json", lo.config_json + "\n");
   }
   report.start_layer = start;
@@ -238,7 +233,7 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
       ReadOutputMeta(ld, &mr);
     }
     if (needs_forward) {
-      const fs::path ni = LayerDir(dir, start - 1) / "next_inputs.safetensors";
+      const fs::path ni = LayerDir(dir, start - 1) / (start == L ? "final_hidden.safetensors" : "next_inputs.safetensors");
       QF_CHECK(fs::exists(ni), "cannot resume from '{}': the manifest names layer {} as completed but '{}' is missing",
                dir.string(), start - 1, ni.string());
       inputs = ActivationStore::Load(ni, lo.activation_memory, spill("a"));
@@ -310,7 +305,7 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
     }
     report.peak_activation_bytes = std::max(report.peak_activation_bytes, inputs.bytes() + next.bytes());
     report.spilled_bytes = std::max({report.spilled_bytes, inputs.spilled_bytes(), next.spilled_bytes()});
-    KillPoint("layer_calibrated");
+    KillPoint("layer_calibrated", l);
 
     if (ckpt) {
       const bool boundary = (l + 1) % lo.save_every == 0 || last;
@@ -328,18 +323,19 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
       meta["batches_total"] = mr.batches;
       meta["tokens_total"] = mr.tokens;
       WriteFileAtomic(ad.path() / "output_meta.json", meta.dump(1) + "\n");
-      KillPoint("layer_file");
+      KillPoint("layer_file", l);
       if (boundary && needs_forward) {
-        next.Save(ad.path() / "next_inputs.safetensors", [] { KillPoint("next_inputs_batch"); });
-        KillPoint("layer_file");
+        next.Save(ad.path() / (last ? "final_hidden.safetensors" : "next_inputs.safetensors"),
+                  [l] { KillPoint("next_inputs_batch", l); });
+        KillPoint("layer_file", l);
       }
-      KillPoint("before_layer_commit");
+      KillPoint("before_layer_commit", l);
       ad.Commit();
       if (boundary) {
-        KillPoint("before_manifest");
+        KillPoint("before_manifest", l);
         now.last_completed_layer = l;
         WriteManifest(dir, now);
-        KillPoint("after_manifest");
+        KillPoint("after_manifest", l);
       }
     }
     for (auto& c : layer_report.expert_tokens) mr.expert_tokens.push_back(std::move(c));
@@ -383,7 +379,7 @@ MaxCalibReport RestoreLayerwiseCheckpoint(Model& model, QuantState& state, const
     ReadOutputMeta(ld, &report);
   }
   ActivationStore final_states(int64_t{2} << 30, {});
-  const fs::path ni = LayerDir(dir, L - 1) / "next_inputs.safetensors";
+  const fs::path ni = LayerDir(dir, L - 1) / "final_hidden.safetensors";
   if (m->calib_hash != "none") {
     QF_CHECK(fs::exists(ni), "checkpoint '{}': '{}' is missing", dir.string(), ni.string());
     final_states = ActivationStore::Load(ni, int64_t{2} << 30, {});

@@ -150,9 +150,9 @@ void SaveLayerQuantizers(const fs::path& layer_dir, const Model& model, const Qu
     if (q.global_amax) buffers.emplace_back(q.slot.name + "._global_amax", Tensor::Scalar(*q.global_amax));
   }
   WriteFileAtomic(layer_dir / "quantizers.json", list.dump(1) + "\n");
-  KillPoint("layer_file");
+  KillPoint("layer_file", layer);
   WriteSafetensors(layer_dir / "quantizer_buffers.safetensors", buffers, {{"format", "qforge-quantizer-buffers"}});
-  KillPoint("layer_file");
+  KillPoint("layer_file", layer);
 }
 
 void LoadLayerQuantizers(const fs::path& layer_dir, const Model& model, QuantState& state, int layer) {
@@ -202,7 +202,7 @@ void SaveLayerWeights(const fs::path& layer_dir, const Model& model, int layer) 
     tensors.emplace_back(info.weight_tensor, model.LinearWeight(m));
   }
   WriteSafetensors(layer_dir / "weights.safetensors", tensors, {{"format", "qforge-layer-weights"}});
-  KillPoint("layer_file");
+  KillPoint("layer_file", layer);
 }
 
 void LoadLayerWeights(const fs::path& layer_dir, Model& model, int layer) {
@@ -215,7 +215,29 @@ void LoadLayerWeights(const fs::path& layer_dir, Model& model, int layer) {
   }
 }
 
-void KillPoint(std::string_view event) {
+namespace {
+std::function<void(std::string_view, int)>& KillHandler() {
+  static std::function<void(std::string_view, int)> h;
+  return h;
+}
+}  // namespace
+
+void SetKillPointHandler(std::function<void(std::string_view event, int layer)> handler) {
+  KillHandler() = std::move(handler);
+}
+
+int DetectResumeLayer(const fs::path& dir, const LayerwiseManifest& now) {
+  auto disk = ReadManifest(dir);
+  if (!disk) return 0;
+  CheckManifestCompatible(dir, *disk, now);
+  const int start = disk->last_completed_layer + 1;
+  QF_CHECK(start >= 0 && start <= now.num_layers, "'{}': last_completed_layer {} out of range",
+           (dir / "manifest.json").string(), disk->last_completed_layer);
+  return start;
+}
+
+void KillPoint(std::string_view event, int layer) {
+  if (KillHandler()) KillHandler()(event, layer);
   static const char* spec = std::getenv("QF_TEST_KILL_AT");
   if (spec == nullptr) return;
   static std::mutex mu;

@@ -7,13 +7,15 @@
 //                    output_meta.json               output shapes per batch, MoE expert token counts
 //                    weights.safetensors            only for algorithms that change weights
 //                    next_inputs.safetensors        outputs of the layer (inputs of the next one), only at
-//                                                   window boundaries and for the last layer
+//                                                   window boundaries (never for the last layer)
+//                    final_hidden.safetensors       last layer only: its outputs (the head's inputs)
 //
 // Every layer directory is built under a temporary name and renamed into place complete, so a killed run
 // leaves either a whole layer directory or none; the manifest never names a layer whose window is not on disk.
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -75,7 +77,13 @@ void SaveLayerWeights(const std::filesystem::path& layer_dir, const Model& model
 void LoadLayerWeights(const std::filesystem::path& layer_dir, Model& model, int layer);
 
 // Test hook: with QF_TEST_KILL_AT=<event>:<n> in the environment, the n-th (1-based) occurrence of `event`
-// in this process raises SIGKILL on the process. No effect otherwise.
-void KillPoint(std::string_view event);
+// in this process raises SIGKILL on the process. `layer` is the decoder layer being saved. An in-process
+// handler (SetKillPointHandler, for tests that throw instead) is called first when set.
+void KillPoint(std::string_view event, int layer = -1);
+void SetKillPointHandler(std::function<void(std::string_view event, int layer)> handler);
+
+// The layer a run should start at given the directory's manifest (0 without one); throws on a manifest
+// incompatible with `now` (CheckManifestCompatible) or out of range.
+int DetectResumeLayer(const std::filesystem::path& dir, const LayerwiseManifest& now);
 
 }  // namespace qforge

@@ -1,8 +1,10 @@
 // `qforge conformance FILE.jsonl`: runs behaviour cases (spec Appendix A) through the library.
 #include <iostream>
 
+#include "qforge/calib/layerwise_conformance.h"
 #include "qforge/cli/command.h"
 #include "qforge/config/conformance.h"
+#include "qforge/quant/conformance_ops.h"
 
 namespace qforge::cli {
 namespace {
@@ -12,7 +14,8 @@ CommandRegistrar reg("conformance", "run ModelOpt behaviour cases (modelopt_case
   sub.add_option("file", *file, "cases, one JSON object per line")->required();
   sub.add_flag("--list-skipped", *verbose, "also print one line per skipped case");
   return [file, verbose] {
-    const auto& registry = config::DefaultConformanceRegistry();
+    auto& registry = config::DefaultConformanceRegistry();
+    RegisterQuantConformanceOps(registry);
     config::ConformanceSummary s = registry.RunFile(*file, &std::cout);
     if (*verbose) {
       for (const auto& r : s.results) {

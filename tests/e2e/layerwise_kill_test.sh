@@ -32,8 +32,10 @@ check_invariant() {  # check_invariant CKDIR WHAT
       if [ ! -f "$ld/$f" ]; then echo "FAIL $what: manifest at layer $last but $ld/$f missing"; fail=1; fi
     done
   done
-  local ni
+  local ni n
+  n=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['num_layers'])" "$d/manifest.json")
   ni=$(printf "%s/layer_%04d/next_inputs.safetensors" "$d" "$last")
+  [ "$last" -eq $((n - 1)) ] && ni=$(printf "%s/layer_%04d/final_hidden.safetensors" "$d" "$last")
   if [ ! -f "$ni" ]; then echo "FAIL $what: manifest at layer $last but $ni missing"; fail=1; fi
 }
 

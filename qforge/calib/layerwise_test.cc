@@ -1,0 +1,211 @@
+// Layerwise calibration: bit equality with whole-model max, checkpoint contents, activation spilling and the
+// layerwise_* conformance cases.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <sstream>
+
+#include "qforge/base/error.h"
+#include "qforge/calib/activation_store.h"
+#include "qforge/calib/calibrate.h"
+#include "qforge/calib/layerwise.h"
+#include "qforge/calib/layerwise_checkpoint.h"
+#include "qforge/calib/layerwise_conformance.h"
+#include "qforge/config/yaml_loader.h"
+
+namespace qforge {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string t = (fs::temp_directory_path() / "qf_layerwise_test.XXXXXX").string();
+    EXPECT_NE(::mkdtemp(t.data()), nullptr);
+    path = t;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string ModelDir(const char* name) { return std::string(QF_SHARED_DIR) + "/data/models/" + name; }
+
+CalibData Samples() {
+  std::vector<int32_t> ids(4 * 32);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % 1000 + 10);
+  return CutCalibSamples(ids, 4, 32);
+}
+
+config::QuantizeConfig Recipe() { return *config::LoadRecipe("general/ptq/nvfp4_default-kv_fp8").quantize; }
+
+MaxCalibOptions MaxOptions(const config::QuantizeConfig& c) {
+  MaxCalibOptions mo;
+  mo.batch_size = 2;
+  mo.show_progress = false;
+  mo.shared_patterns = config::ResolveSharedPatterns(c.algorithm.configs[0].As<config::MaxCalibConfig>()->shared_states);
+  return mo;
+}
+
+void ExpectSameState(const QuantState& a, const QuantState& b, const std::string& what) {
+  ASSERT_EQ(a.quantizers().size(), b.quantizers().size());
+  int with_amax = 0;
+  for (size_t i = 0; i < a.quantizers().size(); ++i) {
+    const Quantizer& x = a.quantizers()[i];
+    const Quantizer& y = b.quantizers()[i];
+    EXPECT_EQ(x.has_amax, y.has_amax) << what << " " << x.slot.name;
+    EXPECT_EQ(x.amax_shape, y.amax_shape) << what << " " << x.slot.name;
+    EXPECT_TRUE(x.amax == y.amax) << what << " " << x.slot.name;  // bit equality (no NaN in amax)
+    EXPECT_EQ(x.global_amax, y.global_amax) << what << " " << x.slot.name;
+    with_amax += x.has_amax;
+  }
+  EXPECT_GT(with_amax, 10) << what;
+}
+
+class LayerwiseModels : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(LayerwiseModels, NoQdqFromPrevEqualsWholeModelMaxBitForBit) {
+  const config::QuantizeConfig c = Recipe();
+  ModelLoadOptions lo;
+  lo.load_all_layers = false;
+  auto model = Model::Load(ModelDir(GetParam()), lo);
+  QuantState whole = QuantState::ForModel(*model);
+  whole.Apply(c.quant_cfg);
+  const CalibData data = Samples();
+  MaxCalibrate(*model, whole, data, MaxOptions(c));
+
+  QuantState lw = QuantState::ForModel(*model);
+  lw.Apply(c.quant_cfg);
+  LayerwiseOptions o;
+  o.show_progress = false;
+  o.activation_memory = 50000;  // forces spilling part of every activation set
+  LayerwiseReport r = LayerwiseMaxCalibrate(*model, lw, [&] { return data; }, MaxOptions(c), o);
+  EXPECT_GT(r.spilled_bytes, 0);
+  ExpectSameState(whole, lw, "layerwise vs whole-model");
+
+  // With the next layer's inputs captured through the quantized layer, later layers see other activations.
+  QuantState q = QuantState::ForModel(*model);
+  q.Apply(c.quant_cfg);
+  o.qdq_from_prev = true;
+  LayerwiseMaxCalibrate(*model, q, [&] { return data; }, MaxOptions(c), o);
+  bool any_differs = false;
+  for (size_t i = 0; i < q.quantizers().size(); ++i) any_differs |= q.quantizers()[i].amax != whole.quantizers()[i].amax;
+  EXPECT_TRUE(any_differs);
+}
+
+// Seed 001's first bug: window saves that wrote stand-ins for the earlier layers of a window. Every layer
+// directory must hold that layer's real calibrated state, whatever the window size.
+TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
+  const config::QuantizeConfig c = Recipe();
+  ModelLoadOptions lo;
+  lo.load_all_layers = false;
+  auto model = Model::Load(ModelDir(GetParam()), lo);
+  TempDir tmp;
+  QuantState full = QuantState::ForModel(*model);
+  full.Apply(c.quant_cfg);
+  LayerwiseOptions o;
+  o.show_progress = false;
+  o.checkpoint_dir = tmp.path;
+  o.save_every = 3;
+  const CalibData data = Samples();
+  LayerwiseMaxCalibrate(*model, full, [&] { return data; }, MaxOptions(c), o);
+  QuantState restored = QuantState::ForModel(*model);
+  restored.Apply(c.quant_cfg);
+  for (int l = -1; l < model->num_layers(); ++l) {
+    if (l >= 0) {
+      LoadLayerQuantizers(LayerDir(tmp.path, l), *model, restored, l);
+      EXPECT_EQ(fs::exists(LayerDir(tmp.path, l) / "next_inputs.safetensors"),
+                (l + 1) % 3 == 0 && l != model->num_layers() - 1)
+          << l;
+    }
+  }
+  // Head quantizers (layer -1) are recomputed, not stored: compare the decoder layers only.
+  for (size_t i = 0; i < full.quantizers().size(); ++i) {
+    const Quantizer& x = full.quantizers()[i];
+    if (model->modules()[static_cast<size_t>(x.module)].layer < 0) continue;
+    EXPECT_TRUE(x.amax == restored.quantizers()[i].amax) << x.slot.name;
+    EXPECT_EQ(x.global_amax, restored.quantizers()[i].global_amax) << x.slot.name;
+  }
+  // Seed 001's second bug: a manifest advanced before next_inputs existed. Rewind to every boundary and
+  // resume: each must find its inputs and reproduce the one-shot state.
+  auto m = ReadManifest(tmp.path);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->last_completed_layer, model->num_layers() - 1);
+  for (int k = 2; k < model->num_layers() - 1; k += 3) {
+    LayerwiseManifest rewound = *m;
+    rewound.last_completed_layer = k;
+    WriteManifest(tmp.path, rewound);
+    QuantState resumed = QuantState::ForModel(*model);
+    resumed.Apply(c.quant_cfg);
+    LayerwiseReport r = LayerwiseMaxCalibrate(*model, resumed, [&] { return data; }, MaxOptions(c), o);
+    EXPECT_EQ(r.start_layer, k + 1);
+    ExpectSameState(full, resumed, "resumed at " + std::to_string(k + 1));
+  }
+  // A manifest naming a layer whose next_inputs is missing is refused, not silently recalibrated wrong.
+  LayerwiseManifest bad = *m;
+  bad.last_completed_layer = 0;  // layer 0 is not a window boundary with save_every 3: no next_inputs
+  WriteManifest(tmp.path, bad);
+  QuantState s = QuantState::ForModel(*model);
+  s.Apply(c.quant_cfg);
+  try {
+    LayerwiseMaxCalibrate(*model, s, [&] { return data; }, MaxOptions(c), o);
+    ADD_FAILURE() << "resume without next_inputs succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("next_inputs.safetensors' is missing"), std::string::npos) << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, LayerwiseModels, ::testing::Values("llama-dense-26M", "qwen2moe-25M"));
+
+TEST(ActivationStore, SpillsBeyondBudgetAndRoundTripsThroughAFile) {
+  TempDir tmp;
+  ActivationStore s(100, tmp.path / "spill.bin");
+  std::vector<HiddenStates> in;
+  for (int b = 0; b < 3; ++b) {
+    HiddenStates h;
+    h.batch = 1;
+    h.seq = 3;
+    std::vector<float> v(12);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(b * 100 + i) * 0.5f;
+    h.hidden = Tensor::FromF32({3, 4}, v);
+    s.Append(h);
+    in.push_back(std::move(h));
+  }
+  EXPECT_EQ(s.bytes(), 3 * 48);
+  EXPECT_EQ(s.spilled_bytes(), 48);  // the third batch exceeds 100 bytes
+  s.Save(tmp.path / "a.safetensors");
+  ActivationStore t = ActivationStore::Load(tmp.path / "a.safetensors", 0, tmp.path / "spill2.bin");
+  EXPECT_EQ(t.spilled_bytes(), 3 * 48);
+  for (int b = 0; b < 3; ++b) {
+    for (const ActivationStore* st : {&s, &t}) {
+      HiddenStates h = st->Get(b);
+      EXPECT_EQ(h.batch, 1);
+      EXPECT_EQ(h.seq, 3);
+      EXPECT_TRUE(std::equal(h.hidden.span<float>().begin(), h.hidden.span<float>().end(),
+                             in[b].hidden.span<float>().begin()));
+    }
+  }
+}
+
+TEST(LayerwiseConformance, LayerwiseCasesPass) {
+  config::ConformanceRegistry& reg = config::DefaultConformanceRegistry();
+  RegisterCalibConformanceOps(reg);
+  std::ostringstream failures;
+  const config::ConformanceSummary s = reg.RunFile(QF_SHARED_DIR "/conformance/modelopt_cases.jsonl", &failures);
+  int layerwise = 0;
+  for (const auto& r : s.results) {
+    if (r.name.find("layerwise") == std::string::npos && r.name.find("sequential_checkpoint") == std::string::npos) {
+      continue;
+    }
+    ++layerwise;
+    EXPECT_NE(r.status, config::ConformanceCaseResult::Status::kSkip) << r.name << ": " << r.message;
+    EXPECT_NE(r.status, config::ConformanceCaseResult::Status::kFail) << r.name << ": " << r.message;
+  }
+  EXPECT_GE(layerwise, 11);
+}
+
+}  // namespace
+}  // namespace qforge
