@@ -283,6 +283,14 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
 
   // 3. The two quantization configs from one struct.
   exporter::QuantConfigInput qin;
+  for (size_t m = 0; m < modules.size(); ++m) {  // embeddings own quantizer slots too (never quantized here)
+    if (modules[m].kind != ModuleKind::kEmbedding) continue;
+    const Quantizer* w = state.Get(static_cast<int>(m), QuantizerRole::kWeight);
+    QF_CHECK(w == nullptr || !w->enabled(), "quantizer '{}': quantized embeddings cannot be exported yet",
+             w->slot.name);
+    qin.modules.push_back({modules[m].name, ExportFormat::kNone, 0});
+    report.excluded.push_back(modules[m].name);
+  }
   for (const auto& p : plans) {
     const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
     exporter::ModuleExport me;

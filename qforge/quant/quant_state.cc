@@ -94,7 +94,16 @@ void QuantState::Apply(const config::QuantCfgList& quant_cfg) {
   for (size_t i = 0; i < slots.size(); ++i) quantizers_[i].slot = std::move(slots[i]);
   // Validate numerics of every enabled quantizer now, so a bad config fails before any compute.
   for (auto& q : quantizers_) {
+    q.amax.clear();
+    q.amax_shape.clear();
+    q.has_amax = false;
+    q.global_amax.reset();
     if (!q.enabled()) continue;
+    // `constant_amax` registers the amax at config time (spec §2.5); calibration never changes it.
+    if (!q.sequential() && q.attrs().constant_amax) {
+      q.amax = {static_cast<float>(*q.attrs().constant_amax)};
+      q.has_amax = true;
+    }
     for (const auto& stage : q.slot.state.stages) {
       if (!stage.enable && q.sequential()) continue;
       try {
