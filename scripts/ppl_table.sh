@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Perplexity before and after quantization for every recipe of issue 5 on llama-dense-26M and qwen2moe-25M:
+# calibrated on Austen (Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma; never Persuasion),
+# 64 x 512 tokens; evaluated on Persuasion and WikiText-2 test (first 20,519 predicted tokens, 512-token
+# windows, as the references; QF_PPL_TOKENS=N evaluates fewer). Each export must pass `qforge check`. Prints a
+# markdown table.
+# Usage: bash scripts/ppl_table.sh [path/to/qforge] [out_dir]     (takes a while on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QF=${1:-build/qforge/cli/qforge}
+OUT=${2:-out/ppl_table}
+SHARED=${QF_SHARED_DIR:-../shared}
+T=$SHARED/data/text
+export QF_PROGRESS=0
+mkdir -p "$OUT"
+ppl() { "$QF" eval --model "$1" --text "$2" --max-tokens "${QF_PPL_TOKENS:-20519}" --batch-size 4 2>/dev/null | tail -1 | sed -E 's/ppl=([0-9.]+).*/\1/'; }
+echo "| model | recipe | check | persuasion | wikitext2_test |"
+echo "|---|---|---|---|---|"
+for model in llama-dense-26M qwen2moe-25M; do
+  M=$SHARED/data/models/$model
+  echo "| $model | (bf16 original) | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
+  for recipe in fp8_default-kv_fp8 nvfp4_default-kv_fp8 nvfp4_mlp_only-kv_fp8 nvfp4_experts_only-kv_fp8 \
+                nvfp4_omlp_only-kv_fp8 fp8_qkvo-nvfp4_mlp; do
+    d=$OUT/$model-$recipe
+    "$QF" quantize --model "$M" --recipe "general/ptq/$recipe" \
+      --calib "$T/janeausten/sensesensibility.txt" "$T/janeausten/prideprejudice.txt" \
+              "$T/janeausten/mansfieldpark.txt" "$T/janeausten/emma.txt" \
+      --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" > "$d.log" 2>&1
+    if "$QF" check "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
+    echo "| $model | $recipe | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
+  done
+done
