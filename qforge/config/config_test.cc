@@ -299,3 +299,39 @@ TEST(QuantizerAttributeConfig, FromCliJsonAcceptsExMyStrings) {
 
 }  // namespace
 }  // namespace qforge::config
+
+namespace qforge::config {
+namespace {
+
+template <class C>
+void ExpectDocumented(const char* what) {
+  C c;
+  FieldDocs docs;
+  C::VisitFields(c, docs);
+  Json defaults = DumpFields(c, false);
+  ASSERT_EQ(docs.docs.size(), defaults.size()) << what;
+  for (const auto& d : docs.docs) {
+    EXPECT_FALSE(d.doc.empty()) << what << "." << d.name;
+    EXPECT_EQ(d.default_value, defaults[d.name]) << what << "." << d.name;  // one declaration for both
+  }
+}
+
+TEST(Fields, EveryFieldHasADocAndItsDeclaredDefault) {
+  ExpectDocumented<QuantizerAttributeConfig>("QuantizerAttributeConfig");
+  ExpectDocumented<RotateConfig>("RotateConfig");
+  ExpectDocumented<QuantizerCfgEntry>("QuantizerCfgEntry");
+  ExpectDocumented<LayerwiseConfig>("LayerwiseConfig");
+  ExpectDocumented<MaxCalibConfig>("MaxCalibConfig");
+  ExpectDocumented<MseCalibConfig>("MseCalibConfig");
+  ExpectDocumented<LocalHessianCalibConfig>("LocalHessianCalibConfig");
+  ExpectDocumented<Nvfp4ActHeadroomCalibConfig>("Nvfp4ActHeadroomCalibConfig");
+  ExpectDocumented<SmoothQuantCalibConfig>("SmoothQuantCalibConfig");
+  ExpectDocumented<AwqFullCalibConfig>("AwqFullCalibConfig");
+  ExpectDocumented<SvdQuantConfig>("SvdQuantConfig");
+  ExpectDocumented<GptqCalibConfig>("GptqCalibConfig");
+  ExpectDocumented<LsqConfig>("LsqConfig");
+  ExpectDocumented<QuantizeConfig>("QuantizeConfig");
+}
+
+}  // namespace
+}  // namespace qforge::config
