@@ -74,7 +74,10 @@ int RunQuantize(const QuantizeArgs& a) {
   LogInfo("quantize {} with {}", a.model, what);
 
   Timer t;
-  auto model = Model::Load(a.model);
+  // Layerwise calibration loads one decoder layer at a time: no layer is converted at load.
+  ModelLoadOptions mlo;
+  mlo.load_all_layers = !(a.layerwise || (qcfg.algorithm.configs.size() == 1 && qcfg.algorithm.configs[0].layerwise().enable));
+  auto model = Model::Load(a.model, mlo);
   const double load_s = t.Seconds();
   QuantState state = QuantState::ForModel(*model);
   state.Apply(qcfg.quant_cfg);
@@ -102,6 +105,7 @@ int RunQuantize(const QuantizeArgs& a) {
     return d;
   };
   const CalibrateReport cr = Calibrate(*model, state, qcfg, data, co);
+  const double calib_peak_rss = PeakRssMiB();
 
   HfExportOptions eo;
   eo.max_shard_bytes = static_cast<uint64_t>(a.max_shard_gb * (1ull << 30));
@@ -137,7 +141,7 @@ int RunQuantize(const QuantizeArgs& a) {
               "%.3fs, packing %.2fs, write %.2fs, total %.2fs\n",
               load_s, tokenize_s, cr.max.weight_amax_seconds, cr.max.forward_seconds, cr.max.reduce_seconds,
               er.pack_seconds, er.write_seconds, total.Seconds());
-  std::printf("peak RSS: %.1f MiB\n", PeakRssMiB());
+  std::printf("peak RSS: %.1f MiB (%.1f MiB by the end of calibration)\n", PeakRssMiB(), calib_peak_rss);
   return 0;
 }
 
