@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <fstream>
 #include <set>
 
 #include "qforge/base/error.h"
@@ -13,31 +14,91 @@
 namespace qforge {
 namespace fs = std::filesystem;
 
+namespace {
+
+int SizeClass(DType d) {
+  switch (DTypeSize(d)) {
+    case 8: return 0;
+    case 4: return 1;
+    case 2: return 2;
+    default: return 3;
+  }
+}
+
+std::string SpoolName(int cls) { return fmt::format("spool-{}.bin", cls); }
+
+}  // namespace
+
 CheckpointWriter::CheckpointWriter(fs::path out_dir, uint64_t max_shard_bytes)
-    : dir_(std::move(out_dir)), max_shard_bytes_(std::max<uint64_t>(max_shard_bytes, 1)) {}
+    : dir_(std::move(out_dir)), max_shard_bytes_(std::max<uint64_t>(max_shard_bytes, 1)) {
+  OpenSpools();
+}
 
 CheckpointWriter::~CheckpointWriter() = default;
 
-void CheckpointWriter::Add(std::string name, Tensor tensor) {
-  QF_ASSERT(std::find(all_names_.begin(), all_names_.end(), name) == all_names_.end(), "duplicate tensor '{}'",
-            name);
-  all_names_.push_back(name);
+void CheckpointWriter::OpenSpools() {
+  for (int c = 0; c < kSizeClasses; ++c) spool_[c] = std::make_unique<AtomicFileWriter>(dir_.path() / SpoolName(c));
+}
+
+void CheckpointWriter::Add(const std::string& name, const Tensor& tensor) {
+  QF_ASSERT(all_names_.insert(name).second, "duplicate tensor '{}'", name);
+  QF_CHECK(tensor.defined(), "tensor '{}' has no data", name);
+  const int c = SizeClass(tensor.dtype());
+  if (tensor.nbytes() > 0) spool_[c]->Write(tensor.raw(), tensor.nbytes());
+  pending_[c].push_back({name, tensor.dtype(), tensor.shape(), tensor.nbytes()});
   pending_bytes_ += tensor.nbytes();
-  pending_.emplace_back(std::move(name), std::move(tensor));
   if (pending_bytes_ >= max_shard_bytes_) FlushShard();
 }
 
+// Assembles one shard: the safetensors header (offsets in size-class order), then each spool's bytes.
 void CheckpointWriter::FlushShard() {
-  if (pending_.empty()) return;
-  const std::string tmp_name = fmt::format("shard-{:05d}.part", shard_names_.size() + 1);
-  WriteSafetensors(dir_.path() / tmp_name, pending_, {{"format", "pt"}});
+  if (pending_bytes_ == 0 && std::all_of(std::begin(pending_), std::end(pending_),
+                                         [](const auto& v) { return v.empty(); })) {
+    return;
+  }
+  nlohmann::json h = nlohmann::json::object();
+  h["__metadata__"] = {{"format", "pt"}};
+  uint64_t offset = 0;
   std::vector<std::string> names;
-  for (const auto& [n, t] : pending_) names.push_back(n);
+  for (int c = 0; c < kSizeClasses; ++c) {
+    for (const auto& t : pending_[c]) {
+      h[t.name] = {{"dtype", std::string(DTypeName(t.dtype))},
+                   {"shape", t.shape},
+                   {"data_offsets", {offset, offset + t.nbytes}}};
+      offset += t.nbytes;
+      names.push_back(t.name);
+    }
+  }
+  std::string header = h.dump();
+  while ((header.size() + 8) % 8 != 0) header.push_back(' ');
+  const std::string tmp_name = fmt::format("shard-{:05d}.part", shard_names_.size() + 1);
+  AtomicFileWriter out(dir_.path() / tmp_name);
+  uint8_t len[8];
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+  out.Write(len, 8);
+  out.Write(header);
+  std::vector<char> buf(1 << 20);
+  for (int c = 0; c < kSizeClasses; ++c) {
+    spool_[c]->Commit();  // makes the spool readable under its name
+    const fs::path spool = dir_.path() / SpoolName(c);
+    {
+      std::ifstream in(spool, std::ios::binary);
+      QF_CHECK(in.good(), "cannot read back '{}'", spool.string());
+      while (in) {
+        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        if (in.gcount() > 0) out.Write(buf.data(), static_cast<size_t>(in.gcount()));
+      }
+    }
+    fs::remove(spool);
+    pending_[c].clear();
+  }
+  out.Commit();
   shard_names_.push_back(tmp_name);
   shard_tensors_.push_back(std::move(names));
   total_bytes_ += pending_bytes_;
-  pending_.clear();
   pending_bytes_ = 0;
+  OpenSpools();
 }
 
 std::vector<fs::path> AuxiliaryModelFiles(const fs::path& source_dir) {
@@ -59,6 +120,7 @@ void CheckpointWriter::Commit(const nlohmann::ordered_json& config_json,
                               const std::optional<nlohmann::ordered_json>& hf_quant_config,
                               const fs::path& source_dir) {
   FlushShard();
+  for (auto& sp : spool_) sp.reset();  // the empty spools of a next shard: removed, never committed
   const size_t n = shard_names_.size();
   if (n == 0) {  // an empty model still gets a (header-only) file
     WriteSafetensors(dir_.path() / "model.safetensors", {}, {{"format", "pt"}});

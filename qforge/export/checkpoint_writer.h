@@ -11,6 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,8 +27,8 @@ class CheckpointWriter {
   CheckpointWriter(std::filesystem::path out_dir, uint64_t max_shard_bytes);
   ~CheckpointWriter();
 
-  // Adds one tensor (names must be unique). May write a shard to disk.
-  void Add(std::string name, Tensor tensor);
+  // Adds one tensor (names must be unique): its bytes go to disk now; the caller may free it afterwards.
+  void Add(const std::string& name, const Tensor& tensor);
 
   // Writes the last shard, the index (if more than one shard), `config_json` as config.json,
   // `hf_quant_config` as hf_quant_config.json (if given), copies the auxiliary files of `source_dir`
@@ -40,15 +41,24 @@ class CheckpointWriter {
   int num_shards() const { return static_cast<int>(shard_names_.size()); }
 
  private:
+  struct PendingTensor {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    uint64_t nbytes;
+  };
+  static constexpr int kSizeClasses = 4;  // element sizes 8, 4, 2, 1 bytes, in that order in a shard
+  void OpenSpools();
   void FlushShard();
   AtomicDirectory dir_;
   uint64_t max_shard_bytes_;
-  std::vector<std::pair<std::string, Tensor>> pending_;
+  std::vector<PendingTensor> pending_[kSizeClasses];  // per size class, in arrival order
+  std::unique_ptr<AtomicFileWriter> spool_[kSizeClasses];
   uint64_t pending_bytes_ = 0;
   uint64_t total_bytes_ = 0;
-  std::vector<std::string> shard_names_;                        // temporary names, in order
-  std::vector<std::vector<std::string>> shard_tensors_;         // tensor names per shard
-  std::vector<std::string> all_names_;
+  std::vector<std::string> shard_names_;                 // temporary names, in order
+  std::vector<std::vector<std::string>> shard_tensors_;  // tensor names per shard
+  std::set<std::string> all_names_;
 };
 
 // The auxiliary (non-weight, non-config) files of an HF model directory that an export copies.

@@ -279,6 +279,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
   for (const auto& name : ckpt.names()) {
     if (replaced.count(name)) continue;
     writer.Add(name, ckpt.Get(name));
+    ckpt.Release(name);  // written: its pages of the mmap can go
   }
 
   // 3. The two quantization configs from one struct.
