@@ -320,7 +320,11 @@ Tensor Model::LinearWeight(int module) const {
            "module {} is not a Linear", module);
   if (Present(overrides_[module])) return overrides_[module];
   if (Present(weights_[module])) return weights_[module];
-  return ReadF32(modules_[module].weight_tensor);
+  // Not resident: convert a fresh copy and let the mmap pages go, so streaming over the weights (export,
+  // layerwise calibration) never accumulates the checkpoint in RSS.
+  Tensor w = ReadF32(modules_[module].weight_tensor);
+  ckpt_.Release(modules_[module].weight_tensor);
+  return w;
 }
 
 void Model::SetLinearWeight(int module, Tensor weight) {
