@@ -177,13 +177,11 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
         for (auto* p : ms) g_max = std::max(g_max, *p->global_amax);
         for (auto* p : ms) p->global_amax = g_max;
         stat.unified_weight = true;
-      } else if (f == ExportFormat::kFp8 || f == ExportFormat::kInt8Sq) {
-        if (f == ExportFormat::kFp8) {
-          float w_max = 0;
-          for (auto* p : ms) w_max = std::max(w_max, MaxOf(p->weight_amax));
-          for (auto* p : ms) p->weight_amax = {w_max};
-          stat.unified_weight = true;
-        }
+      } else if (f == ExportFormat::kFp8) {  // qforge's choice: one weight_scale, so vLLM need not requantize
+        float w_max = 0;
+        for (auto* p : ms) w_max = std::max(w_max, MaxOf(p->weight_amax));
+        for (auto* p : ms) p->weight_amax = {w_max};
+        stat.unified_weight = true;
       }
       bool all_inputs = true;
       for (auto* p : ms) all_inputs = all_inputs && p->input_amax.has_value();
