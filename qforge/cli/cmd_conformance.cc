@@ -16,6 +16,7 @@ CommandRegistrar reg("conformance", "run ModelOpt behaviour cases (modelopt_case
   return [file, verbose] {
     auto& registry = config::DefaultConformanceRegistry();
     RegisterQuantConformanceOps(registry);
+    RegisterCalibConformanceOps(registry);
     config::ConformanceSummary s = registry.RunFile(*file, &std::cout);
     if (*verbose) {
       for (const auto& r : s.results) {
