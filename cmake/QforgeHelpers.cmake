@@ -38,3 +38,20 @@ function(qf_add_tests name)
   gtest_discover_tests(${target} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                        PROPERTIES ENVIRONMENT "QF_SHARED_DIR=${QF_SHARED_DIR};OMP_WAIT_POLICY=passive;QF_PROGRESS=0")
 endfunction()
+
+# qf_glob_sources(<sources_var> <tests_var> [SUBDIR ...])
+# Globs the folder's *.cc (and those of the given subfolders) into library sources and *_test.cc files, so
+# engineers add files without editing the list. CONFIGURE_DEPENDS re-globs on every build.
+function(qf_glob_sources sources_var tests_var)
+  set(patterns ${CMAKE_CURRENT_SOURCE_DIR}/*.cc)
+  foreach(sub IN LISTS ARGN)
+    list(APPEND patterns ${CMAKE_CURRENT_SOURCE_DIR}/${sub}/*.cc)
+  endforeach()
+  file(GLOB all CONFIGURE_DEPENDS ${patterns})
+  set(sources ${all})
+  list(FILTER sources EXCLUDE REGEX "_test\\.cc$")
+  set(tests ${all})
+  list(FILTER tests INCLUDE REGEX "_test\\.cc$")
+  set(${sources_var} ${sources} PARENT_SCOPE)
+  set(${tests_var} ${tests} PARENT_SCOPE)
+endfunction()
