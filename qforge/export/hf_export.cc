@@ -14,6 +14,7 @@
 #include "qforge/base/file.h"
 #include "qforge/base/progress.h"
 #include "qforge/base/strings.h"
+#include "qforge/config/algorithm_config.h"
 #include "qforge/config/regex.h"
 #include "qforge/export/checkpoint_writer.h"
 #include "qforge/export/pack.h"
@@ -29,17 +30,6 @@ using exporter::ExportFormat;
 
 namespace {
 
-// Sibling groups runtimes fuse into one GEMM (vLLM packed_modules_mapping: qkv_proj, gate_up_proj, and
-// Mixtral's per-expert w13), grouped by parent path exactly like the shared-state patterns.
-const std::vector<std::string>& FusionPatterns() {
-  static const std::vector<std::string> kPatterns = {
-      R"((?:(.*)\.)?(?:q_proj|k_proj|v_proj))",
-      R"((?:(.*)\.)?(?:gate_proj|up_proj))",
-      R"((?:(.*)\.)?(?:w1|w3))",
-  };
-  return kPatterns;
-}
-
 int BlockSizeLast(const QuantSpec& spec) {
   if (!spec.block) return 0;
   for (const auto& [axis, size] : spec.block->sizes) {
@@ -52,20 +42,6 @@ float MaxOf(const std::vector<float>& v) {
   float m = 0.0f;
   for (float x : v) m = std::max(m, x);
   return m;
-}
-
-// Input (activation) scale of a Linear exported as `f`: amax / max bound, with export_amax's rules.
-std::optional<float> InputScale(ExportFormat f, const Quantizer* in) {
-  const auto& tr = exporter::Traits(f);
-  if (tr.input_scale == exporter::Presence::kForbidden || in == nullptr || !in->enabled() || !in->has_amax) {
-    return std::nullopt;
-  }
-  QF_CHECK(in->amax.size() == 1, "quantizer '{}': per-channel input amax cannot be exported as one input_scale",
-           in->slot.name);
-  const QuantSpec spec = in->spec();
-  float bound = MaxBound(spec);
-  if (spec.num_bits.IsFloat(2, 1)) bound = 6.0f * 448.0f;  // NVFP4 activations: amax / (6 * 448)
-  return ExportAmax(in->amax[0], bound) / bound;
 }
 
 struct LinearPlan {
@@ -157,8 +133,9 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
       names.push_back(modules[static_cast<size_t>(p.module)].name);
       by_name[names.back()] = p.module;
     }
-    std::vector<config::Regex> patterns;
-    for (const auto& s : FusionPatterns()) patterns.emplace_back(s);
+    // The groups runtimes fuse into one GEMM (vLLM's qkv_proj, gate_up_proj, Mixtral's per-expert w13) are
+    // the default shared-state siblings, whatever patterns the calibration config chose.
+    const auto patterns = CompilePatterns(config::DefaultSharedPatterns());
     for (const auto& g : FindSharedGroups(patterns, names, {})) {
       FusedGroupStat stat;
       stat.members = g.members;
@@ -225,9 +202,8 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     if (pt.weight_scale_2) writer.Add(info.name + ".weight_scale_2", std::move(*pt.weight_scale_2));
     if (p.input_amax && exporter::Traits(p.format).input_scale != exporter::Presence::kForbidden &&
         exporter::Traits(p.format).input_scale != exporter::Presence::kTolerated) {
-      Quantizer unified = *p.input;
-      unified.amax = {*p.input_amax};
-      writer.Add(info.name + ".input_scale", Tensor::Scalar(*InputScale(p.format, &unified)));
+      const float d = InputScaleDivisor(p.input->spec());  // amax / max bound, with export_amax's rules
+      writer.Add(info.name + ".input_scale", Tensor::Scalar(ExportAmax(*p.input_amax, d) / d));
     }
     write_seconds += wt.Seconds();
     replaced.insert(info.weight_tensor);

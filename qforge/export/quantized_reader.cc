@@ -12,6 +12,7 @@
 #include "qforge/base/log.h"
 #include "qforge/base/strings.h"
 #include "qforge/io/safetensors.h"
+#include "qforge/numerics/qdq.h"
 
 namespace qforge {
 namespace fs = std::filesystem;
@@ -31,6 +32,10 @@ std::optional<PackFormat> PackFormatForExport(ExportFormat f) {
     case ExportFormat::kInt4Awq: return PackFormat::kInt4Awq;
     default: return std::nullopt;
   }
+}
+
+float InputScaleDivisor(const QuantSpec& input_spec) {
+  return input_spec.num_bits.IsFloat(2, 1) ? 6.0f * 448.0f : MaxBound(input_spec);
 }
 
 bool IsQuantizedCheckpoint(const fs::path& dir) {
@@ -137,13 +142,13 @@ QuantizedModel LoadQuantizedModel(const fs::path& dir, const ModelLoadOptions& b
         QF_CHECK(scale > 0, "checkpoint '{}': '{}' is missing or not positive", dir.string(), in_scale);
         a.spec = Fp8PerTensor();
         if (it->second.format == ExportFormat::kInt8Sq) a.spec.num_bits = NumBits::Int(8);
-        a.amax = {scale * (it->second.format == ExportFormat::kFp8 ? 448.0f : 127.0f)};
+        a.amax = {scale * InputScaleDivisor(a.spec)};
         act_kinds["static per-tensor"] += 1;
         break;
       case ExportFormat::kNvfp4:
         QF_CHECK(scale > 0, "checkpoint '{}': '{}' is missing or not positive", dir.string(), in_scale);
         a.spec = BlockSpecOf(NumBits::Float(2, 1), 16, NumBits::Float(4, 3));
-        a.amax = {scale * 2688.0f};
+        a.amax = {scale * InputScaleDivisor(a.spec)};
         act_kinds["nvfp4"] += 1;
         break;
       case ExportFormat::kFp8PcPt: {  // per-token dynamic FP8

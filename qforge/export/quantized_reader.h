@@ -18,6 +18,10 @@ namespace qforge {
 // The pack format that encodes an export format's weights; nullopt where qforge has no encoder.
 std::optional<PackFormat> PackFormatForExport(exporter::ExportFormat f);
 
+// What an exported `input_scale` divides the input amax by: 6 * 448 for NVFP4 activations, else the input
+// quantizer's max bound (448 FP8, 127 INT8).
+float InputScaleDivisor(const QuantSpec& input_spec);
+
 struct QuantizedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<FakeQuantHooks> hooks;  // null if nothing is quantized at run time

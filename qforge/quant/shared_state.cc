@@ -8,15 +8,6 @@
 
 namespace qforge {
 
-const std::vector<std::string>& DefaultSharedWeightPatterns() {
-  static const std::vector<std::string> kPatterns = {
-      R"((?:(.*)\.)?(?:q_proj|k_proj|v_proj))",
-      R"((?:(.*)\.)?(?:gate_proj|up_proj))",
-      R"((?:(.*)\.)?(?:w1|w3))",
-  };
-  return kPatterns;
-}
-
 std::vector<config::Regex> CompilePatterns(const std::vector<std::string>& patterns) {
   std::vector<config::Regex> out;
   out.reserve(patterns.size());

@@ -15,9 +15,6 @@
 
 namespace qforge {
 
-// The default `weight_global_amax` patterns (ModelOpt's SHARED_PATTERNS), in order.
-const std::vector<std::string>& DefaultSharedWeightPatterns();
-
 struct SharedGroup {
   int pattern_index = -1;            // which pattern formed the group
   std::string parent;                // module the state attaches to ("" = the root)

@@ -4,12 +4,13 @@
 #include <gtest/gtest.h>
 
 #include "qforge/base/error.h"
+#include "qforge/config/algorithm_config.h"
 
 namespace qforge {
 namespace {
 
 std::vector<SharedGroup> Find(const std::vector<std::string>& modules, const std::set<std::string>& lists = {}) {
-  return FindSharedGroups(CompilePatterns(DefaultSharedWeightPatterns()), modules, lists);
+  return FindSharedGroups(CompilePatterns(config::DefaultSharedPatterns()), modules, lists);
 }
 
 TEST(SharedState, GroupsQkvAndGateUpPerLayerButNotSharedExpertGate) {
