@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config git
       libgtest-dev libgmock-dev libbenchmark-dev
       nlohmann-json3-dev libyaml-cpp-dev libopenblas-dev libhwy-dev libpcre2-dev
-      libcli11-dev libfmt-dev libspdlog-dev)
+      libcli11-dev libfmt-dev libspdlog-dev libxxhash-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do
