@@ -18,7 +18,9 @@ CommandRegistrar reg(
       auto args = std::make_shared<InspectArgs>();
       sub.add_option("--model", args->model, "model directory (config.json + safetensors)")->required();
       return [args] {
-        auto model = Model::Load(args->model, {.load_all_layers = false});
+        ModelLoadOptions lo;
+        lo.load_all_layers = false;
+        auto model = Model::Load(args->model, lo);
         std::fputs(DescribeModel(*model).c_str(), stdout);
         return 0;
       };

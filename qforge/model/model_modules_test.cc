@@ -25,6 +25,14 @@ std::vector<int32_t> SomeIds(int64_t n, int64_t vocab) {
   return ids;
 }
 
+// Options that load layers on first use (a designated initializer would leave the std::function members to
+// -Wmissing-field-initializers).
+ModelLoadOptions Lazy() {
+  ModelLoadOptions o;
+  o.load_all_layers = false;
+  return o;
+}
+
 float MaxDiff(const Tensor& a, const Tensor& b) {
   float m = 0;
   for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::fabs(a.data<float>()[i] - b.data<float>()[i]));
@@ -32,7 +40,7 @@ float MaxDiff(const Tensor& a, const Tensor& b) {
 }
 
 TEST(ModuleList, Qwen2MoeHubNamesInDefinitionOrder) {
-  auto m = Model::Load(kModels / "qwen2moe-25M", {.load_all_layers = false});
+  auto m = Model::Load(kModels / "qwen2moe-25M", Lazy());
   const auto& mods = m->modules();
   std::vector<std::string> names;
   for (const auto& mi : mods) names.push_back(mi.name);
@@ -99,7 +107,7 @@ TEST(ModuleList, Qwen2MoeHubNamesInDefinitionOrder) {
 }
 
 TEST(ModuleList, MixtralExpertsAndTiedHead) {
-  auto m = Model::Load(kModels / "stories260K-moe-upcycled" / "hf", {.load_all_layers = false});
+  auto m = Model::Load(kModels / "stories260K-moe-upcycled" / "hf", Lazy());
   const int w1 = m->FindModule("model.layers.0.block_sparse_moe.experts.3.w1");
   ASSERT_GE(w1, 0);
   const auto& mods = m->modules();
@@ -275,7 +283,7 @@ TEST(Hooks, AttentionProbabilities) {
 TEST(LayerStreaming, OneLayerAtATimeEqualsWholeModel) {
   const fs::path dir = kModels / "tiny" / "mixtral";
   auto whole = Model::Load(dir);
-  auto streamed = Model::Load(dir, {.load_all_layers = false});
+  auto streamed = Model::Load(dir, Lazy());
   EXPECT_FALSE(streamed->IsLayerLoaded(0));
   const auto ids = SomeIds(3 * 10, whole->config().vocab_size);
   Tensor want = whole->Forward(ids, 3, 10);

@@ -142,7 +142,9 @@ TEST(CpuBackend, AttentionProbsThenApplyEqualsFusedAttention) {
       double sum = 0;
       for (int j = 0; j < L; ++j) {
         const float x = probs[(p * L + i) * L + j];
-        if (j > i) ASSERT_EQ(x, 0.f);
+        if (j > i) {
+          ASSERT_EQ(x, 0.f);
+        }
         sum += x;
       }
       ASSERT_NEAR(sum, 1.0, 1e-5);

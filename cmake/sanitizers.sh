@@ -1,0 +1,10 @@
+# Run-time options of the sanitizer builds: sourced by scripts/run_tests.sh (ASan + UBSan stage) and
+# scripts/tsan.sh; source it before running a build-sanitize/ or build-tsan/ binary by hand. Values already
+# in the environment win. Every report is fatal: the binaries are built with -fno-sanitize-recover=all, and
+# halt_on_error covers the rest.
+QF_SANITIZER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# check_initialization_order: the CLI's subcommands register themselves from static initializers.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:check_initialization_order=1:strict_string_checks=1:detect_invalid_pointer_pairs=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:report_error_type=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$QF_SANITIZER_DIR/lsan.supp:print_suppressions=0}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$QF_SANITIZER_DIR/tsan.supp}
