@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "qforge/base/error.h"
+#include "qforge/io/json_limits.h"
 
 namespace qforge {
 namespace fs = std::filesystem;
@@ -14,6 +16,8 @@ using json = nlohmann::json;
 
 namespace {
 constexpr uint64_t kMaxHeader = 100ull << 20;  // the reference implementation's limit (100 MB)
+// Largest dimension or byte count a header may give: what int64 Shape entries and Tensor sizes can hold.
+constexpr int64_t kMaxDim = std::numeric_limits<int64_t>::max();
 
 uint64_t ReadU64Le(const std::byte* p) {
   uint64_t v = 0;
@@ -32,12 +36,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::Open(const fs::path& path) {
   QF_CHECK(n <= kMaxHeader, "'{}': header length {} exceeds the {}-byte limit (corrupt file?)", p, n, kMaxHeader);
   QF_CHECK(n <= size - 8, "'{}' is truncated: header length {} but only {} bytes follow", p, n, size - 8);
   const char* hdr = reinterpret_cast<const char*>(f->file_->data() + 8);
-  json h;
-  try {
-    h = json::parse(hdr, hdr + n);
-  } catch (const json::exception& e) {
-    QF_FAIL("'{}': header is not valid JSON: {}", p, e.what());
-  }
+  const json h = ParseJsonBounded<json>(std::string_view(hdr, n), fmt::format("'{}': header", p));
   QF_CHECK(h.is_object(), "'{}': header must be a JSON object", p);
   f->data_start_ = 8 + n;
   const uint64_t data_size = size - f->data_start_;
@@ -65,8 +64,10 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::Open(const fs::path& path) {
     info.dtype = *dtype;
     QF_CHECK(v["shape"].is_array(), "'{}': tensor '{}': shape must be a list", p, name);
     for (const auto& d : v["shape"]) {
-      QF_CHECK(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0),
-               "'{}': tensor '{}': shape entries must be non-negative integers, got {}", p, name, d.dump());
+      // nlohmann stores integers above INT64_MAX as unsigned: they must not become negative int64 dims.
+      QF_CHECK((d.is_number_unsigned() && d.get<uint64_t>() <= static_cast<uint64_t>(kMaxDim)) ||
+                   (d.is_number_integer() && d.get<int64_t>() >= 0),
+               "'{}': tensor '{}': shape entries must be non-negative integers below 2^63, got {}", p, name, d.dump());
       info.shape.push_back(d.get<int64_t>());
     }
     const auto& off = v["data_offsets"];
@@ -78,13 +79,24 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::Open(const fs::path& path) {
              info.end);
     QF_CHECK(info.end <= data_size, "'{}' is truncated: tensor '{}' ends at byte {} of the data section but it has {}",
              p, name, info.end, data_size);
-    int64_t numel = 0;
-    try {
-      numel = NumElements(info.shape);
-    } catch (const Error&) {
-      QF_FAIL("'{}': tensor '{}': shape {} overflows", p, name, ShapeToString(info.shape));
+    // Bytes the shape needs, in uint64 with every multiplication checked: an element count or a byte count
+    // that wraps could otherwise match a small data_offsets span.
+    // A zero dimension makes the product 0 whatever the others are; Tensor's NumElements must agree.
+    uint64_t want = DTypeSize(info.dtype);
+    bool overflow = false;
+    for (int64_t d : info.shape) overflow |= __builtin_mul_overflow(want, static_cast<uint64_t>(d), &want);
+    if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end()) {
+      want = 0;
+      try {
+        overflow = false;
+        (void)NumElements(info.shape);
+      } catch (const Error&) {
+        overflow = true;
+      }
     }
-    const uint64_t want = static_cast<uint64_t>(numel) * DTypeSize(info.dtype);
+    QF_CHECK(!overflow && want <= static_cast<uint64_t>(kMaxDim),
+             "'{}': tensor '{}': shape {} of {} overflows: it needs 2^63 bytes or more (corrupt header?)", p, name,
+             ShapeToString(info.shape), dt);
     QF_CHECK(info.end - info.begin == want, "'{}': tensor '{}' ({} {}) needs {} bytes but data_offsets span {}", p,
              name, dt, ShapeToString(info.shape), want, info.end - info.begin);
     infos.push_back(std::move(info));
@@ -182,19 +194,16 @@ CheckpointTensors CheckpointTensors::Open(const fs::path& dir) {
   }
   const fs::path index = dir / "model.safetensors.index.json";
   if (fs::exists(index)) {
-    json j;
-    try {
-      j = json::parse(ReadFileToString(index));
-    } catch (const json::exception& e) {
-      QF_FAIL("'{}' is not valid JSON: {}", index.string(), e.what());
-    }
-    QF_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
+    const json j = ParseJsonBounded<json>(ReadFileToString(index), fmt::format("'{}'", index.string()));
+    QF_CHECK(j.is_object() && j.contains("weight_map") && j.at("weight_map").is_object(),
              "'{}' must contain a \"weight_map\" object", index.string());
     std::set<std::string> files;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    const json& weight_map = j.at("weight_map");
+    for (auto it = weight_map.begin(); it != weight_map.end(); ++it) {
       QF_CHECK(it.value().is_string(), "'{}': weight_map['{}'] must be a file name", index.string(), it.key());
       const std::string file = it.value().get<std::string>();
-      QF_CHECK(file.find('/') == std::string::npos && file.find("..") == std::string::npos,
+      QF_CHECK(!file.empty() && file.find('/') == std::string::npos && file.find("..") == std::string::npos &&
+                   file.find('\0') == std::string::npos,
                "'{}': weight_map['{}'] = '{}' must be a file name in the same directory", index.string(),
                it.key(), file);
       c.names_.push_back(it.key());

@@ -106,6 +106,24 @@ TEST_F(SafetensorsTest, DamagedFilesGiveClearErrors) {
               "overflows");
 }
 
+TEST_F(SafetensorsTest, SizesThatWrapAreErrors) {
+  // Above INT64_MAX: nlohmann keeps it unsigned; it must not become a negative dimension.
+  ExpectError(Raw("u64.safetensors", R"({"w":{"dtype":"U8","shape":[18446744073709551615],"data_offsets":[0,0]}})", 0),
+              "non-negative integers below 2^63");
+  // 2^62 F64 elements are 2^65 bytes, which wraps to 0 in uint64 and used to match data_offsets [0, 0].
+  ExpectError(Raw("wrap.safetensors", R"({"w":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0),
+              "overflows");
+  ExpectError(Raw("wrap2.safetensors",
+                  R"({"w":{"dtype":"BF16","shape":[4294967296,2147483648],"data_offsets":[0,0]}})", 0),
+              "overflows");
+  // A zero dimension keeps the product 0 whatever the other dimensions are.
+  EXPECT_NO_THROW(SafetensorsFile::Open(
+      Raw("zero.safetensors", R"({"w":{"dtype":"F32","shape":[0,9223372036854775807],"data_offsets":[0,0]}})", 0)));
+  // A header nesting deeper than kMaxJsonDepth is refused before any recursive code sees it.
+  const std::string deep = std::string(200, '[') + std::string(200, ']');
+  ExpectError(Raw("deep.safetensors", R"({"__metadata__":)" + deep + "}", 0), "nest deeper");
+}
+
 TEST_F(SafetensorsTest, ShardedCheckpointIndexIsValidated) {
   Tensor a = Tensor::FromF32({2}, std::vector<float>{1, 2});
   WriteSafetensors(dir_ / "s1.safetensors", {{"a", a}});
