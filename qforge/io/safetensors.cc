@@ -8,6 +8,7 @@
 #include <set>
 
 #include "qforge/base/error.h"
+#include "qforge/base/read_limited.h"
 #include "qforge/io/json_limits.h"
 
 namespace qforge {
@@ -18,6 +19,8 @@ namespace {
 constexpr uint64_t kMaxHeader = 100ull << 20;  // the reference implementation's limit (100 MB)
 // Largest dimension or byte count a header may give: what int64 Shape entries and Tensor sizes can hold.
 constexpr int64_t kMaxDim = std::numeric_limits<int64_t>::max();
+// Largest shard index read (bytes): a million tensor names fit in about 100 MB.
+constexpr uint64_t kMaxIndexBytes = uint64_t{256} << 20;
 
 uint64_t ReadU64Le(const std::byte* p) {
   uint64_t v = 0;
@@ -194,7 +197,8 @@ CheckpointTensors CheckpointTensors::Open(const fs::path& dir) {
   }
   const fs::path index = dir / "model.safetensors.index.json";
   if (fs::exists(index)) {
-    const json j = ParseJsonBounded<json>(ReadFileToString(index), fmt::format("'{}'", index.string()));
+    const json j = ParseJsonBounded<json>(ReadFileLimited(index, kMaxIndexBytes, "a model.safetensors.index.json"),
+                                          fmt::format("'{}'", index.string()));
     QF_CHECK(j.is_object() && j.contains("weight_map") && j.at("weight_map").is_object(),
              "'{}' must contain a \"weight_map\" object", index.string());
     std::set<std::string> files;
