@@ -30,6 +30,7 @@ ActivationStore& ActivationStore::operator=(ActivationStore&& o) noexcept {
   budget_ = o.budget_;
   spill_path_ = std::move(o.spill_path_);
   spill_fd_ = o.spill_fd_;
+  spill_registration_ = std::move(o.spill_registration_);
   spill_size_ = o.spill_size_;
   entries_ = std::move(o.entries_);
   bytes_ = o.bytes_;
@@ -48,6 +49,7 @@ void ActivationStore::Clear() {
     spill_fd_ = -1;
     std::error_code ec;
     std::filesystem::remove(spill_path_, ec);
+    spill_registration_.Release();
   }
   bytes_ = memory_bytes_ = spilled_bytes_ = spill_size_ = 0;
 }
@@ -70,6 +72,7 @@ void ActivationStore::Append(const HiddenStates& h) {
                       fmt::format("qforge-activations-{}-{}.bin", ::getpid(), counter++);
       }
       std::filesystem::create_directories(spill_path_.parent_path());
+      spill_registration_ = ScopedTemporary(spill_path_);  // removed on SIGINT / SIGTERM too
       spill_fd_ = ::open(spill_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       QF_CHECK(spill_fd_ >= 0, "cannot create activation spill file '{}': {}", spill_path_.string(),
                std::strerror(errno));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "qforge/base/file.h"
 #include "qforge/model/model.h"
 
 namespace qforge {
@@ -52,6 +53,7 @@ class ActivationStore {
   int64_t budget_;
   std::filesystem::path spill_path_;
   int spill_fd_ = -1;
+  ScopedTemporary spill_registration_;
   int64_t spill_size_ = 0;
   std::vector<Entry> entries_;
   int64_t bytes_ = 0;

@@ -3,6 +3,7 @@
 
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
+#include "qforge/base/hash.h"
 #include "qforge/base/strings.h"
 #include "qforge/calib/layerwise_checkpoint.h"
 

@@ -2,11 +2,13 @@
 #include "qforge/calib/layerwise.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
+#include "qforge/base/hash.h"
 #include "qforge/base/log.h"
 #include "qforge/base/progress.h"
 #include "qforge/calib/activation_store.h"
@@ -208,13 +210,29 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
   CalibrateWeightAmax(model, state, -1);
 
   int start = 0;
+  std::optional<DirectoryLock> lock;  // one run per checkpoint directory, held to the end
   if (ckpt) {
+    QF_CHECK(IsUsableCheckpointDir(dir),
+             "--checkpoint-dir '{}' is not empty and is not a qforge layerwise checkpoint directory (no {} or "
+             "manifest.json); qforge never deletes files it did not write: choose an empty or new directory",
+             dir.string(), kCheckpointLockFile);
     fs::create_directories(dir);
+    lock.emplace(dir, kCheckpointLockFile, /*exclusive=*/true, "checkpoint directory");
     if (lo.restart) ClearCheckpointDir(dir);
-    RemoveStaleTemporaries(dir);
-    start = DetectResumeLayer(dir, now);
-    report.resumed = fs::exists(dir / "manifest.json");
-    WriteFileAtomic(dir / "config.json", lo.config_json + "\n");
+    RemoveStaleTemporaries(dir);  // safe: with the lock held, every temporary here is a dead run's
+    std::string note;
+    start = DetectResumeLayer(dir, now, &note);
+    if (!note.empty()) LogWarning("layerwise: {}", note);
+    if (start == 0) {
+      // A fresh start over an old manifest: drop it first, so a crash before the first commit cannot leave a
+      // manifest that names layer directories this run is rewriting.
+      std::error_code ec;
+      fs::remove(dir / "manifest.json", ec);
+    }
+    report.resumed = start > 0;
+    const std::string config_text = lo.config_json + "\n";
+    WriteFileAtomic(dir / "config.json", config_text);
+    now.config_checksum = Xxh3Hex(config_text);
   }
   report.start_layer = start;
   auto spill = [&](std::string_view which) {
@@ -228,6 +246,7 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
     LogInfo("layerwise: resuming {} at layer {} of {}", dir.string(), start, L);
     for (int l = 0; l < start; ++l) {
       const fs::path ld = LayerDir(dir, l);
+      VerifyLayerChecksums(ld);
       LoadLayerQuantizers(ld, model, state, l);
       if (fs::exists(ld / "weights.safetensors")) LoadLayerWeights(ld, model, l);
       ReadOutputMeta(ld, &mr);
@@ -329,6 +348,7 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
                   [l] { KillPoint("next_inputs_batch", l); });
         KillPoint("layer_file", l);
       }
+      WriteLayerChecksums(ad.path());
       KillPoint("before_layer_commit", l);
       ad.Commit();
       if (boundary) {
@@ -365,6 +385,13 @@ MaxCalibReport RestoreLayerwiseCheckpoint(Model& model, QuantState& state, const
            "checkpoint '{}' is unfinished (last completed layer {} of {}); resume it with qforge quantize "
            "--layerwise --checkpoint-dir",
            dir.string(), m->last_completed_layer, L);
+  DirectoryLock lock(dir, kCheckpointLockFile, /*exclusive=*/false, "checkpoint directory");
+  if (!m->config_checksum.empty()) {
+    const fs::path cj = dir / "config.json";
+    QF_CHECK(fs::exists(cj) && Xxh3Hex(ReadFileToString(cj)) == m->config_checksum,
+             "checkpoint '{}': config.json does not match the checksum in its manifest (edited or corrupted)",
+             dir.string());
+  }
   const std::string fp = ModelFingerprint(model.dir());
   QF_CHECK(m->model_fingerprint == fp,
            "checkpoint '{}' was written for another model (fingerprint {} there, {} for '{}')", dir.string(),
@@ -374,6 +401,7 @@ MaxCalibReport RestoreLayerwiseCheckpoint(Model& model, QuantState& state, const
   model.ResetRowsSeen();
   for (int l = 0; l < L; ++l) {
     const fs::path ld = LayerDir(dir, l);
+    VerifyLayerChecksums(ld);
     LoadLayerQuantizers(ld, model, state, l);
     if (fs::exists(ld / "weights.safetensors")) LoadLayerWeights(ld, model, l);
     ReadOutputMeta(ld, &report);

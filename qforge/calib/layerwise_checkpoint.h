@@ -9,6 +9,8 @@
 //                    next_inputs.safetensors        outputs of the layer (inputs of the next one), only at
 //                                                   window boundaries (never for the last layer)
 //                    final_hidden.safetensors       last layer only: its outputs (the head's inputs)
+//                    checksums.json                 size + XXH3-128 of every other file, verified on resume
+//   <dir>/.qforge-checkpoint.lock  marks the directory as qforge's and holds the one-run lock (flock)
 //
 // Every layer directory is built under a temporary name and renamed into place complete, so a killed run
 // leaves either a whole layer directory or none; the manifest never names a layer whose window is not on disk.
@@ -20,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "qforge/base/kill_point.h"
 #include "qforge/config/json_util.h"
 #include "qforge/model/model.h"
 #include "qforge/quant/quant_state.h"
@@ -39,27 +42,51 @@ struct LayerwiseManifest {
   std::string calib_hash;             // of the calibration token ids and batch size
   std::string model_fingerprint;
   std::string qforge_version;
+  std::string config_checksum;        // XXH3-128 of <dir>/config.json as written by this run
 
+  // With "checksum": XXH3-128 of the dump without that key, so a hand-edited manifest is detected.
   config::Json ToJson() const;
-  // Throws naming the key on a malformed manifest.
+  // Throws naming the key on a malformed manifest or a checksum that does not match.
   static LayerwiseManifest FromJson(const config::Json& j);
 };
 
-// Reads `<dir>/manifest.json`; nullopt if absent. A corrupt manifest is an error (it is written atomically,
-// so corruption means someone else's file).
+// The state of `<dir>/manifest.json`. Only kValid carries a manifest; `problem` says what is wrong otherwise.
+enum class ManifestState : uint8_t { kMissing, kCorrupt, kIncomplete, kValid };
+struct ManifestRead {
+  ManifestState state = ManifestState::kMissing;
+  std::optional<LayerwiseManifest> manifest;
+  std::string problem;
+};
+// Reads `<dir>/manifest.json` without throwing on its content: not JSON or a checksum mismatch = corrupt, a
+// required key missing or mistyped = incomplete.
+ManifestRead ReadManifestState(const std::filesystem::path& dir);
+// Reads `<dir>/manifest.json`; nullopt if absent. A corrupt or incomplete manifest is an error naming it.
 std::optional<LayerwiseManifest> ReadManifest(const std::filesystem::path& dir);
 void WriteManifest(const std::filesystem::path& dir, const LayerwiseManifest& m);
+
+// Name of the lock file that marks a checkpoint directory as qforge's.
+inline constexpr std::string_view kCheckpointLockFile = ".qforge-checkpoint.lock";
+// True if `dir` can serve as a checkpoint directory: missing, empty, or already qforge's (it has the lock
+// file or a qforge manifest). Anything else holds someone else's files, which --restart must never delete.
+bool IsUsableCheckpointDir(const std::filesystem::path& dir);
+
+// Writes `<layer_dir>/checksums.json` over every regular file of `layer_dir` (call last, before the layer
+// directory is renamed into place), and checks it: throws naming the file whose size or XXH3-128 differs
+// from the record, or that is missing or unlisted (a corrupted or hand-edited checkpoint).
+void WriteLayerChecksums(const std::filesystem::path& layer_dir);
+void VerifyLayerChecksums(const std::filesystem::path& layer_dir);
 
 // Compares a manifest found on disk with the current run's; throws "checkpoint <key> mismatch: '<dir>' was
 // written with ..., this run has ...; ... --restart ..." naming the first field that differs.
 void CheckManifestCompatible(const std::filesystem::path& dir, const LayerwiseManifest& disk,
                              const LayerwiseManifest& now);
 
-// A fingerprint of a model directory: names, sizes and mtimes of its *.safetensors files plus the content of
-// config.json and the index. 16 hex digits.
+// A content fingerprint of a model directory (32 hex digits), independent of paths and mtimes so that a
+// copied or touched model still resumes: for each *.safetensors file (sorted by name) its name, size, the
+// XXH3-128 of its header (the 8-byte length + JSON) and of a sample of its data section (64 KiB at each of
+// 16 evenly spaced offsets, whole if smaller than 1 MiB); plus the full content of config.json and of
+// model.safetensors.index.json.
 std::string ModelFingerprint(const std::filesystem::path& model_dir);
-// FNV-1a 64 of `s`, 16 hex digits.
-std::string HashHex(std::string_view s);
 
 std::filesystem::path LayerDir(const std::filesystem::path& dir, int layer);  // <dir>/layer_0007
 
@@ -76,14 +103,10 @@ void LoadLayerQuantizers(const std::filesystem::path& layer_dir, const Model& mo
 void SaveLayerWeights(const std::filesystem::path& layer_dir, const Model& model, int layer);
 void LoadLayerWeights(const std::filesystem::path& layer_dir, Model& model, int layer);
 
-// Test hook: with QF_TEST_KILL_AT=<event>:<n> in the environment, the n-th (1-based) occurrence of `event`
-// in this process raises SIGKILL on the process. `layer` is the decoder layer being saved. An in-process
-// handler (SetKillPointHandler, for tests that throw instead) is called first when set.
-void KillPoint(std::string_view event, int layer = -1);
-void SetKillPointHandler(std::function<void(std::string_view event, int layer)> handler);
-
-// The layer a run should start at given the directory's manifest (0 without one); throws on a manifest
-// incompatible with `now` (CheckManifestCompatible) or out of range.
-int DetectResumeLayer(const std::filesystem::path& dir, const LayerwiseManifest& now);
+// The layer a run should start at, in ModelOpt's order (spec §7.4): a missing, corrupt or incomplete
+// manifest means a fresh start (0), and so does a complete one (every layer done); only then is the manifest
+// compared with `now` (CheckManifestCompatible throws on a mismatch), and start = last_completed_layer + 1.
+// `note` (optional) receives why a fresh start was chosen over an existing manifest.
+int DetectResumeLayer(const std::filesystem::path& dir, const LayerwiseManifest& now, std::string* note = nullptr);
 
 }  // namespace qforge

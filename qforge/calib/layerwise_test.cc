@@ -4,9 +4,12 @@
 
 #include <unistd.h>
 
+#include <chrono>
+#include <limits>
 #include <sstream>
 
 #include "qforge/base/error.h"
+#include "qforge/base/file.h"
 #include "qforge/calib/activation_store.h"
 #include "qforge/calib/calibrate.h"
 #include "qforge/calib/layerwise.h"
@@ -205,6 +208,127 @@ TEST(LayerwiseConformance, LayerwiseCasesPass) {
     EXPECT_NE(r.status, config::ConformanceCaseResult::Status::kFail) << r.name << ": " << r.message;
   }
   EXPECT_GE(layerwise, 11);
+}
+
+// Resume detection in ModelOpt's order (spec §7.4): missing, corrupt, incomplete or complete => fresh start
+// (before any mismatch check); otherwise the manifest must match the run.
+TEST(LayerwiseCheckpoint, ResumeDetectionFollowsTheSpecsOrder) {
+  TempDir tmp;
+  LayerwiseManifest now;
+  now.num_layers = 4;
+  now.save_every = 2;
+  std::string note;
+  EXPECT_EQ(DetectResumeLayer(tmp.path, now, &note), 0);  // missing
+  EXPECT_TRUE(note.empty());
+  WriteFileAtomic(tmp.path / "manifest.json", "{not json");
+  EXPECT_EQ(DetectResumeLayer(tmp.path, now, &note), 0);  // corrupt
+  EXPECT_NE(note.find("not valid JSON"), std::string::npos) << note;
+  WriteFileAtomic(tmp.path / "manifest.json", R"({"format": "qforge-layerwise-checkpoint", "last_completed_layer": 1})");
+  EXPECT_EQ(DetectResumeLayer(tmp.path, now, &note), 0);  // incomplete
+  EXPECT_NE(note.find("missing"), std::string::npos) << note;
+  LayerwiseManifest disk = now;
+  disk.save_every = 3;  // a mismatch that must not matter for a complete manifest
+  disk.last_completed_layer = 3;
+  WriteManifest(tmp.path, disk);
+  EXPECT_EQ(DetectResumeLayer(tmp.path, now, &note), 0);  // complete
+  EXPECT_NE(note.find("complete run"), std::string::npos) << note;
+  disk.last_completed_layer = 1;
+  WriteManifest(tmp.path, disk);
+  try {
+    DetectResumeLayer(tmp.path, now);
+    ADD_FAILURE() << "mismatch accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("save_every mismatch"), std::string::npos) << e.what();
+  }
+  disk.save_every = 2;
+  WriteManifest(tmp.path, disk);
+  EXPECT_EQ(DetectResumeLayer(tmp.path, now), 2);
+  // A hand edit (the self-checksum no longer matches) is a corrupt manifest: fresh start, never trusted.
+  std::string text = ReadFileToString(tmp.path / "manifest.json");
+  text.replace(text.find("\"last_completed_layer\": 1"), 25, "\"last_completed_layer\": 2");
+  WriteFileAtomic(tmp.path / "manifest.json", text);
+  EXPECT_EQ(DetectResumeLayer(tmp.path, now, &note), 0);
+  EXPECT_NE(note.find("checksum does not match"), std::string::npos) << note;
+  EXPECT_THROW(ReadManifest(tmp.path), Error);  // export --from refuses it outright
+}
+
+TEST(LayerwiseCheckpoint, ChecksumsDetectEveryKindOfDamage) {
+  TempDir tmp;
+  const fs::path d = tmp.path / "layer_0000";
+  fs::create_directories(d);
+  WriteFileAtomic(d / "a.json", "{\"x\": 1}\n");
+  WriteFileAtomic(d / "b.bin", std::string(1000, 'b'));
+  WriteLayerChecksums(d);
+  EXPECT_NO_THROW(VerifyLayerChecksums(d));
+  auto error_of = [&] {
+    try {
+      VerifyLayerChecksums(d);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  std::string b = ReadFileToString(d / "b.bin");
+  b[500] = 'c';  // same size, one byte changed
+  WriteFileAtomic(d / "b.bin", b);
+  EXPECT_NE(error_of().find("b.bin' does not match its checksum"), std::string::npos) << error_of();
+  b[500] = 'b';
+  WriteFileAtomic(d / "b.bin", b);
+  EXPECT_EQ(error_of(), "");
+  WriteFileAtomic(d / "extra", "x");
+  EXPECT_NE(error_of().find("is not listed"), std::string::npos) << error_of();
+  fs::remove(d / "extra");
+  fs::remove(d / "a.json");
+  EXPECT_NE(error_of().find("a.json' is missing"), std::string::npos) << error_of();
+  fs::remove(d / "checksums.json");
+  EXPECT_NE(error_of().find("has no checksums.json"), std::string::npos) << error_of();
+}
+
+TEST(LayerwiseCheckpoint, FingerprintFollowsContentNotPathOrMtime) {
+  TempDir tmp;
+  const fs::path a = tmp.path / "a", b = tmp.path / "b";
+  fs::copy(ModelDir("llama-dense-26M"), a, fs::copy_options::recursive);
+  fs::copy(a, b, fs::copy_options::recursive);
+  for (const auto& e : fs::directory_iterator(b)) {
+    fs::last_write_time(e.path(), fs::file_time_type::clock::now() + std::chrono::hours(1));
+  }
+  const std::string fa = ModelFingerprint(a);
+  EXPECT_EQ(fa, ModelFingerprint(b));  // copied and touched: same model
+  // One byte of a shard's sampled data (its first byte after the header) changes the fingerprint.
+  const fs::path shard = b / "model-00001-of-00004.safetensors";
+  std::string bytes = ReadFileToString(shard);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+  bytes[8 + n] = static_cast<char>(bytes[8 + n] ^ 1);
+  WriteFileAtomic(shard, bytes);
+  EXPECT_NE(fa, ModelFingerprint(b));
+}
+
+TEST(LayerwiseCheckpoint, NonFiniteAmaxInACheckpointIsRefused) {
+  TempDir tmp;
+  ModelLoadOptions mlo;
+  mlo.load_all_layers = false;
+  auto model = Model::Load(ModelDir("llama-dense-26M"), mlo);
+  config::QuantizeConfig c = Recipe();
+  QuantState state = QuantState::ForModel(*model);
+  state.Apply(c.quant_cfg);
+  model->LoadLayer(0);
+  CalibrateWeightAmax(*model, state, 0);
+  for (auto& q : state.quantizers()) {  // a poisoned weight amax in layer 0
+    if (model->modules()[static_cast<size_t>(q.module)].layer == 0 && q.has_amax && !q.amax.empty()) {
+      q.amax[0] = std::numeric_limits<float>::infinity();
+      break;
+    }
+  }
+  SaveLayerQuantizers(tmp.path, *model, state, 0);
+  QuantState fresh = QuantState::ForModel(*model);
+  fresh.Apply(c.quant_cfg);
+  try {
+    LoadLayerQuantizers(tmp.path, *model, fresh, 0);
+    ADD_FAILURE() << "non-finite amax accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite amax"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

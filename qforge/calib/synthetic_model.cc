@@ -17,11 +17,12 @@
 
 namespace qforge {
 
-int64_t WriteSyntheticLlama(const std::filesystem::path& dir, const SyntheticLlamaSpec& s) {
+int64_t WriteSyntheticLlama(const std::filesystem::path& out_dir, const SyntheticLlamaSpec& s, ReplaceMode replace) {
   QF_CHECK(s.hidden % s.heads == 0 && s.heads % s.kv_heads == 0, "synthetic llama: hidden {} / heads {} / kv {}",
            s.hidden, s.heads, s.kv_heads);
   QF_CHECK(s.dtype == DType::kF32 || s.dtype == DType::kBF16, "synthetic llama: dtype must be F32 or BF16");
-  std::filesystem::create_directories(dir);
+  AtomicDirectory out(out_dir, replace);  // built beside out_dir, renamed into place complete
+  const std::filesystem::path& dir = out.path();
   const int64_t hd = s.hidden / s.heads;
   config::Json c = config::Json::object();
   c["architectures"] = {"LlamaForCausalLM"};
@@ -97,6 +98,7 @@ int64_t WriteSyntheticLlama(const std::filesystem::path& dir, const SyntheticLla
     config::Json index = {{"metadata", {{"total_parameters", params}}}, {"weight_map", weight_map}};
     WriteFileAtomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
   }
+  out.Commit();
   return params;
 }
 

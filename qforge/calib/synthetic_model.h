@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 
+#include "qforge/base/file.h"
 #include "qforge/tensor/dtype.h"
 
 namespace qforge {
@@ -26,6 +27,9 @@ struct SyntheticLlamaSpec {
 // Writes `<dir>/config.json` (LlamaForCausalLM, head_dim = hidden/heads, untied lm_head) and the weights:
 // Linear weights uniform in ±1/sqrt(in_features), embeddings ±1, norms 1. Deterministic in `seed`.
 // Returns the parameter count. `dir` is created; existing files of the same names are replaced.
-int64_t WriteSyntheticLlama(const std::filesystem::path& dir, const SyntheticLlamaSpec& spec);
+// The directory is built under a temporary name and renamed into place; `replace` says what may already be
+// there (base/file.h).
+int64_t WriteSyntheticLlama(const std::filesystem::path& dir, const SyntheticLlamaSpec& spec,
+                            ReplaceMode replace = ReplaceMode::kNever);
 
 }  // namespace qforge

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <string>
 
+#include "qforge/base/file.h"
 #include "qforge/base/log.h"
 #include "qforge/calib/calibrate.h"
 #include "qforge/cli/command.h"
@@ -17,11 +18,14 @@ struct ExportArgs {
   std::string from;
   std::string model;
   std::string export_dir;
+  bool overwrite = false;
   double max_shard_gb = 5.0;
   bool no_progress = false;
 };
 
 int RunExport(const ExportArgs& a) {
+  (void)MaxShardBytesFromGiB(a.max_shard_gb, "--max-shard-size");  // flag validation before any work
+  const ReplaceMode replace = CheckOutputDirectory(a.export_dir, "--export", a.overwrite, {a.from, a.model});
   const config::QuantizeConfig qcfg = LoadLayerwiseCheckpointConfig(a.from);
   ModelLoadOptions lo;
   lo.load_all_layers = false;
@@ -33,6 +37,7 @@ int RunExport(const ExportArgs& a) {
   HfExportOptions eo;
   eo.max_shard_bytes = static_cast<uint64_t>(a.max_shard_gb * (1ull << 30));
   eo.show_progress = !a.no_progress;
+  eo.replace = replace;
   const HfExportReport er = ExportHfCheckpoint(*model, state, a.export_dir, eo);
   std::printf("\n== qforge export summary ==\n");
   std::printf("checkpoint: %s (model %s) -> %s\n", a.from.c_str(), a.model.c_str(), a.export_dir.c_str());
@@ -47,7 +52,11 @@ CommandRegistrar reg("export", "export a finished layerwise checkpoint directory
                        sub.add_option("--from", a->from, "layerwise checkpoint directory (--checkpoint-dir)")
                            ->required();
                        sub.add_option("--model", a->model, "the HF model directory it was calibrated on")->required();
-                       sub.add_option("--export", a->export_dir, "output checkpoint directory")->required();
+                       sub.add_option("--export", a->export_dir,
+                                      "output checkpoint directory (must not exist or be empty, unless --overwrite)")
+                           ->required();
+                       sub.add_flag("--overwrite", a->overwrite,
+                                    "replace an existing export at --export (never the model or the checkpoint)");
                        sub.add_option("--max-shard-size", a->max_shard_gb, "shard size limit in GiB")
                            ->capture_default_str();
                        sub.add_flag("--no-progress", a->no_progress, "do not print progress lines");

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "qforge/base/error.h"
+#include "qforge/base/file.h"
 #include "qforge/cli/command.h"
 #include "qforge/export/pack.h"
 #include "qforge/runtime/cpu/quant_kernels.h"
@@ -16,9 +17,11 @@ struct PackArgs {
   std::string format;
   std::string in;
   std::string out;
+  bool overwrite = false;
 };
 
 int RunPack(const PackArgs& a) {
+  CheckOutputFile(a.out, "OUT", a.overwrite, {a.in});
   const auto format = PackFormatFromName(a.format);
   QF_CHECK(format.has_value(), "--format '{}' is not a pack format (one of: {})", a.format, AllPackFormatNames());
   cpu::RegisterQuantKernels();
@@ -36,6 +39,7 @@ CommandRegistrar reg("pack", "pack every tensor of a safetensors file into a Mod
                        sub.add_option("IN", a->in, "input .safetensors (floating tensors)")->required();
                        sub.add_option("OUT", a->out, "output .safetensors (P.weight, P.weight_scale[, _2])")
                            ->required();
+                       sub.add_flag("--overwrite", a->overwrite, "replace OUT if it exists (never IN)");
                        return [a] { return RunPack(*a); };
                      });
 

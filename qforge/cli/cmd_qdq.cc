@@ -6,6 +6,7 @@
 
 #include "qforge/base/error.h"
 #include "qforge/base/log.h"
+#include "qforge/base/file.h"
 #include "qforge/cli/command.h"
 #include "qforge/config/json_util.h"
 #include "qforge/config/quantizer_attribute_config.h"
@@ -19,9 +20,11 @@ struct QdqArgs {
   std::string cfg;
   std::string in;
   std::string out;
+  bool overwrite = false;
 };
 
 int RunQdq(const QdqArgs& a) {
+  CheckOutputFile(a.out, "OUT", a.overwrite, {a.in});
   config::Json j;
   try {
     j = config::Json::parse(a.cfg);
@@ -67,6 +70,7 @@ CommandRegistrar reg("qdq", "fake-quantize (quantize + dequantize) every floatin
                        sub.add_option("IN", a->in, "input .safetensors")->required();
                        sub.add_option("OUT", a->out, "output .safetensors (float32 tensors, same names/shapes)")
                            ->required();
+                       sub.add_flag("--overwrite", a->overwrite, "replace OUT if it exists (never IN)");
                        return [a] { return RunQdq(*a); };
                      });
 

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "qforge/base/error.h"
+#include "qforge/base/interrupt.h"
 #include "qforge/cli/command.h"
 #include "qforge/runtime/cpu/quant_kernels.h"
 
@@ -21,6 +22,8 @@ int main(int argc, char** argv) {
   // parallel region; a user's explicit setting wins.
   setenv("OMP_WAIT_POLICY", "passive", /*overwrite=*/0);
   qforge::cpu::RegisterQuantKernels();  // SIMD fast paths for numerics/ (bit-exact with the reference)
+  // Ctrl-C / SIGTERM remove every temporary file and directory before exiting with 128 + signal.
+  qforge::InstallInterruptCleanup();
   CLI::App app{"qforge: post-training quantization for LLMs, writing ModelOpt-format checkpoints"};
   app.require_subcommand(1);
   std::vector<std::pair<CLI::App*, RunFn>> runs;
@@ -40,6 +43,14 @@ int main(int argc, char** argv) {
       if (sub->parsed()) return run();
     }
   } catch (const qforge::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    // Not a qforge::Error: an input reached a library check first (JSON type error, filesystem error).
+    // Still an error for the user, never a crash.
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

@@ -3,6 +3,7 @@
 
 #include "qforge/base/log.h"
 #include "qforge/config/algorithm_config.h"
+#include "qforge/config/conformance.h"
 #include "qforge/config/fnmatch.h"
 #include "qforge/config/quant_cfg.h"
 #include "qforge/config/quantize_config.h"
@@ -331,6 +332,36 @@ TEST(Fields, EveryFieldHasADocAndItsDeclaredDefault) {
   ExpectDocumented<GptqCalibConfig>("GptqCalibConfig");
   ExpectDocumented<LsqConfig>("LsqConfig");
   ExpectDocumented<QuantizeConfig>("QuantizeConfig");
+}
+
+// The quantize_config op reports the normalized entries (all four keys), as normalize_quant_cfg_list does.
+TEST(Conformance, QuantizeConfigOpReportsNormalizedEntries) {
+  const Json cfg = Json::parse(R"({"quant_cfg": [{"quantizer_name": "*weight_quantizer", "cfg": {"num_bits": 8}},
+                                                  {"quantizer_name": "*input_quantizer", "enable": false}],
+                                   "algorithm": "max"})");
+  const Json expect_entries = Json::parse(R"([
+      {"quantizer_name": "*weight_quantizer", "parent_class": null, "cfg": {"num_bits": 8}, "enable": true},
+      {"quantizer_name": "*input_quantizer", "parent_class": null, "cfg": null, "enable": false}])");
+  const Json c = {{"name", "derived::quantize_config_entries"},
+                  {"input", {{"op", "quantize_config"}, {"config", cfg}}},
+                  {"expect", {{"ok", true}, {"entries", expect_entries}}}};
+  const auto r = DefaultConformanceRegistry().RunCase(c);
+  EXPECT_EQ(r.status, ConformanceCaseResult::Status::kPass) << r.message;
+  const Json n = {{"name", "derived::normalize_entries"},
+                  {"input", {{"op", "normalize_quant_cfg_list"}, {"quant_cfg", cfg["quant_cfg"]}}},
+                  {"expect", {{"entries", expect_entries}}}};
+  const auto rn = DefaultConformanceRegistry().RunCase(n);
+  EXPECT_EQ(rn.status, ConformanceCaseResult::Status::kPass) << rn.message;
+}
+
+// Upstream wording for a non-positive constant_amax (ModelOpt's validate_constant_amax).
+TEST(QuantizerAttributeConfig, ConstantAmaxUsesUpstreamWording) {
+  try {
+    QuantizerAttributeConfig::FromJson(Json::parse(R"({"num_bits": [4, 3], "constant_amax": 0.0})"));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("constant_amax must be a positive value."), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -244,7 +244,11 @@ Json OpNeedCalibration(const Json& in, const Json&) {
 
 Json OpQuantizeConfig(const Json& in, const Json&) {
   QuantizeConfig c = QuantizeConfig::FromJson(in.at("config"));
-  return Json::object({{"num_entries", c.quant_cfg.size()}, {"fields", c.ToJson()}, {"dump", c.ToJson()}});
+  // `entries`: the normalized quant_cfg with all four keys per entry, exactly as the normalize op reports it.
+  return Json::object({{"num_entries", c.quant_cfg.size()},
+                       {"entries", QuantCfgToJson(c.quant_cfg)},
+                       {"fields", c.ToJson()},
+                       {"dump", c.ToJson()}});
 }
 
 Json OpAttributeConfig(const Json& in, const Json&) {

@@ -229,7 +229,8 @@ void CheckCalibrator(const Json& v, const std::string& path) {
            path, Brief(v));
 }
 void CheckConstantAmax(const std::optional<double>& v, const std::string& path) {
-  QF_CHECK(!v || *v > 0, "{}: constant_amax must be > 0, got {}", path, *v);
+  // ModelOpt's wording (validate_constant_amax), so error_contains cases match; the value is appended.
+  QF_CHECK(!v || *v > 0, "{}: constant_amax must be a positive value. (got {})", path, *v);
 }
 
 void CheckNotOnlyEnableTrue(const Json& raw, const std::string& path) {
@@ -256,7 +257,8 @@ void ConvertExMyStrings(Json& j) {
       if ((it.key() == "num_bits" || it.key() == "scale_bits") && v.is_string()) {
         std::smatch m;
         std::string s = v.get<std::string>();
-        if (std::regex_match(s, m, kExMy)) {
+        // At most 14 digits each: std::stoll cannot overflow (and std::regex's recursion stays short).
+        if (s.size() <= 30 && std::regex_match(s, m, kExMy) && m[1].length() <= 14 && m[2].length() <= 14) {
           v = Json::array({std::stoll(m[1].str()), std::stoll(m[2].str())});
           continue;
         }

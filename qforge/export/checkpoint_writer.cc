@@ -29,8 +29,8 @@ std::string SpoolName(int cls) { return fmt::format("spool-{}.bin", cls); }
 
 }  // namespace
 
-CheckpointWriter::CheckpointWriter(fs::path out_dir, uint64_t max_shard_bytes)
-    : dir_(std::move(out_dir)), max_shard_bytes_(std::max<uint64_t>(max_shard_bytes, 1)) {
+CheckpointWriter::CheckpointWriter(fs::path out_dir, uint64_t max_shard_bytes, ReplaceMode replace)
+    : dir_(std::move(out_dir), replace), max_shard_bytes_(std::max<uint64_t>(max_shard_bytes, 1)) {
   OpenSpools();
 }
 

@@ -24,7 +24,8 @@ namespace qforge {
 class CheckpointWriter {
  public:
   // `max_shard_bytes`: a shard is closed once it holds at least this many bytes (a tensor is never split).
-  CheckpointWriter(std::filesystem::path out_dir, uint64_t max_shard_bytes);
+  // `replace`: what Commit may do with an existing `out_dir` (CheckOutputDirectory decides it up front).
+  CheckpointWriter(std::filesystem::path out_dir, uint64_t max_shard_bytes, ReplaceMode replace = ReplaceMode::kNever);
   ~CheckpointWriter();
 
   // Adds one tensor (names must be unique): its bytes go to disk now; the caller may free it afterwards.

@@ -22,7 +22,15 @@ namespace qforge {
 struct HfExportOptions {
   uint64_t max_shard_bytes = 5ull << 30;  // close a shard once it holds this many bytes
   bool show_progress = true;
+  // What may be at `out_dir` already: by default only nothing or an empty directory. The CLI's
+  // CheckOutputDirectory (base/file.h) gives kExportOnly for --overwrite of an earlier export.
+  ReplaceMode replace = ReplaceMode::kNever;
 };
+
+// HfExportOptions::max_shard_bytes for a limit of `gib` GiB, which must be finite and in [1/1024, 1024] (a
+// shard holds at least one tensor whatever the limit; the range rules out 0, negative values and a size given
+// in MiB or bytes). Throws qforge::Error naming `flag` otherwise.
+uint64_t MaxShardBytesFromGiB(double gib, const char* flag);
 
 struct LayerExportStat {
   std::string module;            // hub module name
@@ -50,11 +58,20 @@ struct HfExportReport {
   double write_seconds = 0;  // safetensors + configs on disk
 };
 
-// Format detection of spec §10.2 for one Linear's weight and input quantizers.
+// Format detection of spec §10.2 for one Linear's weight and input quantizers. Throws qforge::Error, naming
+// the quantizer and the quant_cfg entry that decided it, when the spec has no export format or the format
+// cannot hold it exactly (block sizes, scale encoding, per-channel axis, the input quantizer the format's
+// runtime assumes, or a format qforge does not write): a spec is never exported as a neighbouring format.
 exporter::ExportFormat DetectExportFormat(const Quantizer* weight, const Quantizer* input);
 
-// Writes the quantized checkpoint of `model` with the calibrated `state` to `out_dir` (replaced
-// atomically). Throws qforge::Error for a quantizer without the amax its format needs, formats that
+// Whether `state` (configured, not necessarily calibrated) can be exported: DetectExportFormat for every
+// Linear, a KV-cache algorithm for every enabled k/v bmm quantizer (one for all), and no enabled quantizer
+// that no export represents (output, q/p bmm, embedding weights). Throws qforge::Error naming the quantizer
+// and its quant_cfg entry. Needs no amax, so `plan` and `quantize` run it before calibration.
+void CheckExportable(const Model& model, const QuantState& state);
+
+// Writes the quantized checkpoint of `model` with the calibrated `state` to `out_dir` (built beside it and
+// renamed into place; an existing one is replaced only as options.replace allows). Throws qforge::Error for a quantizer without the amax its format needs, formats that
 // cannot be exported, or fused siblings with different formats (runtimes cannot load those).
 HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const std::filesystem::path& out_dir,
                                   const HfExportOptions& options = {});

@@ -16,7 +16,7 @@ quant() {  # quant MODEL EXPORT [extra args...]
   local m=$1 out=$2
   shift 2
   "$Q" quantize --model "$S/data/models/$m" --recipe $RECIPE --calib "$T" --calib-size 4 --calib-seq-len 64 \
-    --batch-size 2 --export "$out" --no-progress "$@" >"$W/log" 2>&1
+    --batch-size 2 --export "$out" --overwrite --no-progress "$@" >"$W/log" 2>&1
 }
 
 # The manifest names layer k => layer_0000..layer_k exist complete and layer_k has next_inputs.
@@ -88,13 +88,16 @@ for spec in "llama-dense-26M 4" "qwen2moe-25M 2"; do
   else
     echo "FAIL $m export --from"; cat "$W/log"; fail=1
   fi
-  # Refusals: different save_every, different config.
-  if quant $m "$W/$m.x" --layerwise --checkpoint-dir "$W/$m.ck1" --save-every $((every + 1)); then
+  # Refusals on an unfinished checkpoint (a finished one is a fresh start, as in ModelOpt, before any mismatch
+  # check): different save_every, different config.
+  (QF_TEST_KILL_AT=after_manifest:1 quant $m "$W/$m.x" --layerwise --checkpoint-dir "$W/$m.ckx" --save-every $every) \
+    2>/dev/null
+  if quant $m "$W/$m.x" --layerwise --checkpoint-dir "$W/$m.ckx" --save-every $((every + 1)); then
     echo "FAIL $m: a different save_every was accepted"; fail=1
   elif grep -q "save_every mismatch" "$W/log"; then echo "ok   $m: different save_every refused"; else
     echo "FAIL $m: wrong error"; cat "$W/log"; fail=1; fi
   if "$Q" quantize --model "$S/data/models/$m" --recipe general/ptq/fp8_default-kv_fp8 --calib "$T" --calib-size 4 \
-    --calib-seq-len 64 --batch-size 2 --export "$W/$m.x" --no-progress --layerwise --checkpoint-dir "$W/$m.ck1" \
+    --calib-seq-len 64 --batch-size 2 --export "$W/$m.x" --no-progress --layerwise --checkpoint-dir "$W/$m.ckx" \
     --save-every $every >"$W/log" 2>&1; then
     echo "FAIL $m: a different config was accepted"; fail=1
   elif grep -q "config mismatch" "$W/log"; then echo "ok   $m: different config refused"; else
