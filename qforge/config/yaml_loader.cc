@@ -1,6 +1,7 @@
 // YAML loader: yaml-cpp -> Json, schema comments, imports / $import resolution, recipes.
 #include "qforge/config/yaml_loader.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
 #include "qforge/base/log.h"
+#include "qforge/base/read_limited.h"
 #include "qforge/base/strings.h"
 #include "qforge/config/builtin_library.h"
 
@@ -108,6 +110,15 @@ const char* SchemaName(Schema s) { return Row(s).name; }
 // ---------------------------------------------------------------------------------------------------------
 namespace {
 
+// Bounds on what one YAML file may expand to (ModelOpt's largest recipe has a few hundred values and 6
+// levels). Values count after alias expansion; depth counts nested lists and mappings.
+constexpr int64_t kMaxYamlNodes = 1'000'000;
+constexpr int kMaxYamlDepth = 64;
+// Longest plain scalar that is tried as a number (longer ones are strings).
+constexpr size_t kMaxNumericScalarChars = 512;
+// Largest YAML file read (bytes); recipes are a few KB.
+constexpr uint64_t kMaxYamlFileBytes = uint64_t{16} << 20;
+
 Json ResolvePlainScalar(const std::string& s) {
   static const std::regex kInt(R"([-+]?(0|[1-9][0-9_]*))");
   static const std::regex kHex(R"([-+]?0x[0-9a-fA-F_]+)");
@@ -121,6 +132,9 @@ Json ResolvePlainScalar(const std::string& s) {
   for (const char* f : kFalse) {
     if (s == f) return false;
   }
+  // libstdc++'s std::regex recurses once per character: a megabyte-long scalar would overflow the stack. No
+  // number is that long, so long scalars are strings.
+  if (s.size() > kMaxNumericScalarChars) return s;
   std::string clean;
   for (char c : s) {
     if (c != '_') clean += c;
@@ -128,12 +142,19 @@ Json ResolvePlainScalar(const std::string& s) {
   if (std::regex_match(s, kInt)) {
     try {
       return std::stoll(clean);
-    } catch (...) {
+    } catch (const std::out_of_range&) {  // beyond int64 (PyYAML gives a big int; we keep the text)
       return s;
     }
   }
-  if (std::regex_match(s, kHex)) return std::stoll(clean, nullptr, 16);
-  if (s != "." && std::regex_match(s, kFloat)) return std::stod(clean);
+  if (std::regex_match(s, kHex)) {
+    try {
+      return std::stoll(clean, nullptr, 16);
+    } catch (const std::out_of_range&) {
+      return s;
+    }
+  }
+  // strtod, not std::stod: 1e999 is inf and 1e-999 is 0 as in PyYAML, instead of std::out_of_range.
+  if (s != "." && std::regex_match(s, kFloat)) return std::strtod(clean.c_str(), nullptr);
   static const char* kInf[] = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"};
   for (const char* t : kInf) {
     if (s == t) return HUGE_VAL;
@@ -143,45 +164,72 @@ Json ResolvePlainScalar(const std::string& s) {
   return s;
 }
 
-Json NodeToJson(const YAML::Node& n, const std::string& source) {
-  switch (n.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null: return nullptr;
-    case YAML::NodeType::Scalar:
-      if (n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str") return n.Scalar();
-      return ResolvePlainScalar(n.Scalar());
-    case YAML::NodeType::Sequence: {
-      Json out = Json::array();
-      for (const auto& e : n) out.push_back(NodeToJson(e, source));
-      return out;
-    }
-    case YAML::NodeType::Map: {
-      Json out = Json::object();
-      for (const auto& kv : n) {
-        QF_CHECK(kv.first.IsScalar() || kv.first.IsNull(), "{}: line {}: mapping keys must be scalars", source,
-                 kv.first.Mark().line + 1);
-        std::string key = kv.first.IsNull() ? "null" : kv.first.Scalar();
-        if (kv.first.Tag() != "!") {
-          Json k = ResolvePlainScalar(key);
-          if (k.is_number_integer()) key = std::to_string(k.get<int64_t>());
-        }
-        out[key] = NodeToJson(kv.second, source);
+// Converts one yaml-cpp document, bounding what aliases and nesting can make of it. yaml-cpp keeps an alias
+// as a shared node, so `a: &a [*a, *a]`-style documents (billion laughs) are small graphs that a tree copy
+// expands exponentially, and an alias inside its own anchor is a cycle; both are cut off by the budgets.
+class NodeConverter {
+ public:
+  explicit NodeConverter(const std::string& source) : source_(source) {}
+
+  Json Convert(const YAML::Node& n, int depth) {
+    QF_CHECK(++nodes_ <= kMaxYamlNodes,
+             "{}: line {}: the document expands to more than {} values (aliases that repeat large anchors, a "
+             "'billion laughs' document, or an alias inside its own anchor?)",
+             source_, n.Mark().line + 1, kMaxYamlNodes);
+    switch (n.Type()) {
+      case YAML::NodeType::Undefined:
+      case YAML::NodeType::Null: return nullptr;
+      case YAML::NodeType::Scalar:
+        if (n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str") return n.Scalar();
+        return ResolvePlainScalar(n.Scalar());
+      case YAML::NodeType::Sequence: {
+        CheckDepth(n, depth);
+        Json out = Json::array();
+        for (const auto& e : n) out.push_back(Convert(e, depth + 1));
+        return out;
       }
-      return out;
+      case YAML::NodeType::Map: {
+        CheckDepth(n, depth);
+        Json out = Json::object();
+        for (const auto& kv : n) {
+          QF_CHECK(kv.first.IsScalar() || kv.first.IsNull(), "{}: line {}: mapping keys must be scalars", source_,
+                   kv.first.Mark().line + 1);
+          std::string key = kv.first.IsNull() ? "null" : kv.first.Scalar();
+          if (kv.first.Tag() != "!") {
+            Json k = ResolvePlainScalar(key);
+            if (k.is_number_integer()) key = std::to_string(k.get<int64_t>());
+          }
+          out[key] = Convert(kv.second, depth + 1);
+        }
+        return out;
+      }
     }
+    return nullptr;
   }
-  return nullptr;
-}
+
+ private:
+  void CheckDepth(const YAML::Node& n, int depth) const {
+    QF_CHECK(depth < kMaxYamlDepth, "{}: line {}: lists/mappings nest deeper than {} levels", source_,
+             n.Mark().line + 1, kMaxYamlDepth);
+  }
+  const std::string& source_;
+  int64_t nodes_ = 0;  // values produced so far, over every document of the text
+};
 
 std::vector<Json> ParseYamlDocuments(const std::string& text, const std::string& source) {
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp 0.7 guards its recursive parser at 2000 levels (safe even under ASan at 100k levels of '[' or
+    // '- '), but reports it as "bad file".
+    QF_FAIL("{}: line {}: lists/mappings nest deeper than {} levels", source, e.mark.line + 1, kMaxYamlDepth);
   } catch (const YAML::Exception& e) {
     QF_FAIL("{}: YAML syntax error at line {}, column {}: {}", source, e.mark.line + 1, e.mark.column + 1, e.msg);
   }
   std::vector<Json> out;
-  for (const auto& d : docs) out.push_back(NodeToJson(d, source));
+  NodeConverter conv(source);
+  for (const auto& d : docs) out.push_back(conv.Convert(d, 0));
   return out;
 }
 
@@ -270,7 +318,7 @@ struct SourceRef {
   }
   std::string Text() const {
     if (builtin) return FindBuiltinFile(path)->text;
-    return ReadFileToString(path);
+    return ReadFileLimited(path, kMaxYamlFileBytes, "a YAML config file");
   }
 };
 
@@ -484,8 +532,27 @@ class Loader {
     QF_FAIL("{}: Unknown $import reference '{}'; declared imports: {}", where, n, fmt::join(names, ", "));
   }
 
-  Json Resolve(const Json& v, Schema schema, const ImportMap& imports, const std::string& path) {
+  // Counts `n` more values against the budget of one load (imports spliced or merged many times multiply).
+  void Spend(int64_t n, const std::string& where) {
+    resolved_nodes_ += n;
+    QF_CHECK(resolved_nodes_ <= kMaxYamlNodes,
+             "{}: resolving imports makes more than {} values (a snippet $import-ed very many times?)", where,
+             kMaxYamlNodes);
+  }
+  static int64_t CountValues(const Json& v) {
+    int64_t n = 1;
+    if (v.is_structured()) {
+      for (const auto& e : v) n += CountValues(e);
+    }
+    return n;
+  }
+
+  Json Resolve(const Json& v, Schema schema, const ImportMap& imports, const std::string& path, int depth = 0) {
     std::string where = path.empty() ? "<root>" : path;
+    Spend(1, where);
+    // Merged snippets nest one file's values inside another's: bound the result as a single file is.
+    QF_CHECK(depth < 2 * kMaxYamlDepth, "{}: lists/mappings nest deeper than {} levels after resolving imports",
+             where, 2 * kMaxYamlDepth);
     if (schema == Schema::kAttributeOrList) {
       schema = v.is_array() ? Schema::kAttributeList : Schema::kQuantizerAttributeConfig;
     }
@@ -504,16 +571,18 @@ class Loader {
           QF_CHECK(snip.value.is_object(),
                    "{}: $import '{}' must resolve to a dict to be merged here, but {} is a {} ({})", where,
                    Brief(n), snip.source, TypeName(snip.value), SchemaName(snip.schema));
+          Spend(CountValues(snip.value), where);
           for (auto it = snip.value.begin(); it != snip.value.end(); ++it) merged[it.key()] = it.value();
         }
         for (auto it = v.begin(); it != v.end(); ++it) {
           if (it.key() != "$import") merged[it.key()] = it.value();
         }
-        return Resolve(merged, schema, imports, path);
+        return Resolve(merged, schema, imports, path, depth + 1);
       }
       Json out = Json::object();
       for (auto it = v.begin(); it != v.end(); ++it) {
-        out[it.key()] = Resolve(it.value(), ChildSchema(schema, it.key()), imports, JoinPath(path, it.key()));
+        out[it.key()] =
+            Resolve(it.value(), ChildSchema(schema, it.key()), imports, JoinPath(path, it.key()), depth + 1);
       }
       return out;
     }
@@ -526,6 +595,7 @@ class Loader {
         if (e.is_object() && e.size() == 1 && e.contains("$import") && !e["$import"].is_array()) {
           QF_CHECK(Row(schema).is_list, "{}: $import as a list element requires a typed list schema", p);
           const ImportedSnippet& snip = Lookup(imports, e["$import"], p);
+          Spend(CountValues(snip.value), p);
           if (snip.schema == schema) {
             QF_CHECK(snip.value.is_array(), "{}: $import '{}' ({}) is not a list", p, Brief(e["$import"]), snip.source);
             for (const auto& x : snip.value) out.push_back(x);
@@ -539,7 +609,7 @@ class Loader {
           }
           continue;
         }
-        out.push_back(Resolve(e, elem, imports, p));
+        out.push_back(Resolve(e, elem, imports, p, depth + 1));
       }
       return out;
     }
@@ -547,6 +617,7 @@ class Loader {
   }
 
   const LoaderOptions& opts_;
+  int64_t resolved_nodes_ = 0;  // values Resolve produced in this load, imports included
   std::vector<std::string> stack_;
   std::vector<std::string> stack_display_;
 };

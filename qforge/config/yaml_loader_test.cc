@@ -1,6 +1,7 @@
 // Tests of the YAML loader: scalars, documents, imports, recipes and their error messages.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -208,6 +209,83 @@ TEST_F(Tree, DotlistOverrides) {
   EXPECT_NE(e.find("did you mean 'mse'"), std::string::npos) << e;
   e = ErrorOf([&] { LoadRecipe("r.yaml", Opts(), {"quantize.algorithm.method=mse"}); });
   EXPECT_NE(e.find("cannot descend into str"), std::string::npos) << e;
+}
+
+// Billion laughs: nine levels of aliases, each repeating the previous anchor nine times (9^9 values).
+TEST(YamlLimits, AliasExpansionIsBounded) {
+  std::string y = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  std::string prev = "a";
+  for (char c = 'b'; c <= 'i'; ++c) {
+    y += std::string(1, c) + ": &" + c + " [";
+    for (int k = 0; k < 9; ++k) y += (k ? ", *" : "*") + prev;
+    y += "]\n";
+    prev = std::string(1, c);
+  }
+  try {
+    ParseYaml(y, "laughs.yaml");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("laughs.yaml"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("billion laughs"), std::string::npos) << e.what();
+  }
+  // Aliases that expand to a modest tree are fine.
+  Json ok = ParseYaml("x: &x {num_bits: 8}\ny: [*x, *x]\n");
+  EXPECT_EQ(ok["y"][1]["num_bits"], 8);
+}
+
+TEST(YamlLimits, AliasInsideItsOwnAnchorIsAnErrorNotAStackOverflow) {
+  // yaml-cpp registers the anchor before the collection's content, so this is a cycle.
+  for (const char* y : {"a: &a [*a]\n", "a: &a {b: *a}\n"}) {
+    EXPECT_THROW(ParseYaml(y, "cycle.yaml"), Error) << y;
+  }
+}
+
+TEST(YamlLimits, NestingDepthIsBounded) {
+  for (int depth : {70, 1999, 100000}) {
+    const std::string flow = std::string(depth, '[') + std::string(depth, ']');
+    try {
+      ParseYaml(flow, "deep.yaml");
+      ADD_FAILURE() << "no error at depth " << depth;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("deep.yaml"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("nest deeper than 64"), std::string::npos) << e.what();
+    }
+  }
+  std::string block;
+  for (int i = 0; i < 3000; ++i) block += std::string(i, ' ') + "- \n";
+  EXPECT_THROW(ParseYaml(block, "deep_block.yaml"), Error);
+  EXPECT_NO_THROW(ParseYaml(std::string(60, '[') + std::string(60, ']')));
+}
+
+TEST(YamlLimits, HugeAndOutOfRangeScalarsDoNotThrowStdExceptions) {
+  Json j = ParseYaml("big: 0x1ffffffffffffffffffff\nint: 123456789012345678901234567890\nf: 1e999\ntiny: 1e-999\n");
+  EXPECT_EQ(j["big"], "0x1ffffffffffffffffffff");  // beyond int64: kept as text
+  EXPECT_EQ(j["int"], "123456789012345678901234567890");
+  EXPECT_TRUE(std::isinf(j["f"].get<double>()));
+  EXPECT_EQ(j["tiny"].get<double>(), 0.0);
+  // A megabyte of digits would overflow the stack of std::regex; it stays a string.
+  const std::string digits(1 << 20, '7');
+  EXPECT_EQ(ParseYaml("n: " + digits + "\n")["n"], digits);
+}
+
+TEST_F(Tree, ImportsSplicedManyTimesAreBounded) {
+  // A list snippet of 2000 entries spliced 1000 times: 2M values after resolution.
+  std::string unit = "# modelopt-schema: modelopt.torch.quantization.config.QuantizerCfgListConfig\n";
+  for (int i = 0; i < 2000; ++i) unit += "- {quantizer_name: 'q" + std::to_string(i) + "', enable: false}\n";
+  Write("big.yaml", unit);
+  std::string recipe = "imports:\n  big: big\nmetadata:\n  recipe_type: ptq\nquantize:\n  quant_cfg:\n";
+  for (int i = 0; i < 1000; ++i) recipe += "    - $import: big\n";
+  Write("r.yaml", recipe);
+  const std::string e = ErrorOf([&] { LoadRecipe("r.yaml", Opts()); });
+  EXPECT_NE(e.find("more than 1000000 values"), std::string::npos) << e;
+}
+
+TEST_F(Tree, RecipeFileReadsAreBounded) {
+  // A 17 MB (sparse) file is refused after 16 MiB instead of being parsed.
+  std::ofstream(dir_ / "huge.yaml") << "a: 1\n";
+  fs::resize_file(dir_ / "huge.yaml", 17u << 20);
+  const std::string e = ErrorOf([&] { LoadRecipe((dir_ / "huge.yaml").string(), Opts()); });
+  EXPECT_NE(e.find("holds more than"), std::string::npos) << e;
 }
 
 }  // namespace
