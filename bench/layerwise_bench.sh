@@ -26,7 +26,7 @@ run() {  # run NAME args...
   local t0 t1
   t0=$(date +%s.%N)
   "$Q" quantize --model "$M" --recipe general/ptq/nvfp4_default-kv_fp8 --calib "$S/data/text/janeausten/emma.txt" \
-    --calib-size $N --calib-seq-len $SEQ --export "$W/out-$name" --no-progress "$@" >"$W/$name.log" 2>&1
+    --calib-size $N --calib-seq-len $SEQ --export "$W/out-$name" --overwrite --no-progress "$@" >"$W/$name.log" 2>&1
   t1=$(date +%s.%N)
   printf "%-10s wall %6.1fs  %s\n" "$name" "$(echo "$t1 - $t0" | bc)" "$(grep 'peak RSS' "$W/$name.log")"
 }

@@ -16,7 +16,7 @@ export QF_PROGRESS=0
 start=$(date +%s.%N)
 "$QF" quantize --model "$MODEL" --recipe "$RECIPE" \
   --calib "$SHARED/data/text/janeausten/sensesensibility.txt" "$SHARED/data/text/janeausten/emma.txt" \
-  --calib-size 32 --calib-seq-len 512 --batch-size 8 --export "$OUT/q" > "$OUT/log" 2>&1
+  --calib-size 32 --calib-seq-len 512 --batch-size 8 --export "$OUT/q" --overwrite > "$OUT/log" 2>&1
 end=$(date +%s.%N)
 grep -E "^time:|^peak RSS" "$OUT/log"
 total=$(awk "BEGIN {print $end - $start}")

@@ -25,7 +25,7 @@ for model in llama-dense-26M qwen2moe-25M; do
     "$QF" quantize --model "$M" --recipe "general/ptq/$recipe" \
       --calib "$T/janeausten/sensesensibility.txt" "$T/janeausten/prideprejudice.txt" \
               "$T/janeausten/mansfieldpark.txt" "$T/janeausten/emma.txt" \
-      --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" > "$d.log" 2>&1
+      --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" --overwrite > "$d.log" 2>&1
     if "$QF" check "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
     echo "| $model | $recipe | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
   done
