@@ -19,6 +19,7 @@
 #include "qforge/export/checkpoint_writer.h"
 #include "qforge/export/pack.h"
 #include "qforge/export/quantized_reader.h"
+#include "qforge/export/value_scan.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/numerics/encode.h"
 #include "qforge/numerics/qdq.h"
@@ -44,6 +45,144 @@ float MaxOf(const std::vector<float>& v) {
   return m;
 }
 
+// "quant_cfg entry 3", or where the attributes came from when no entry matched.
+std::string DecidedBy(const Quantizer& q) {
+  return q.slot.decided_by >= 0 ? fmt::format("quant_cfg entry {}", q.slot.decided_by)
+                                : std::string("its initial attributes: no quant_cfg entry matched it");
+}
+
+// What an input (activation) quantizer does, as far as the export formats tell them apart (contract §1).
+enum class InputKind : uint8_t { kOff, kFp8Static, kFp8Dynamic, kNvfp4, kMxfp8, kMxfp4, kInt8Static, kOther };
+
+constexpr uint32_t Bit(InputKind k) { return 1u << static_cast<unsigned>(k); }
+
+InputKind ClassifyInput(const Quantizer* input) {
+  if (input == nullptr || !input->enabled()) return InputKind::kOff;
+  if (input->sequential()) return InputKind::kOther;
+  const QuantSpec s = input->spec();
+  const bool dynamic = s.dynamic || (s.block && s.block->dynamic);
+  if (s.IsFp8PerTensor()) return s.dynamic ? InputKind::kFp8Dynamic : InputKind::kFp8Static;
+  if (s.num_bits.IsFloat(4, 3) && dynamic && !s.IsMx()) return InputKind::kFp8Dynamic;  // per token
+  if (s.IsNvfp4Dynamic() && BlockSizeLast(s) == 16) return InputKind::kNvfp4;
+  if (s.IsMx() && BlockSizeLast(s) == 32 && s.num_bits.IsFloat(4, 3)) return InputKind::kMxfp8;
+  if (s.IsMx() && BlockSizeLast(s) == 32 && s.num_bits.IsFloat(2, 1)) return InputKind::kMxfp4;
+  if (s.num_bits.is_int() && s.num_bits.bits == 8 && !s.block && !s.axis && !s.dynamic) return InputKind::kInt8Static;
+  return InputKind::kOther;
+}
+
+// The input quantizer each written format implies at runtime (contract §1-§3): anything else would be
+// exported under a format whose runtime quantizes activations differently from what was calibrated.
+struct InputRule {
+  ExportFormat format;
+  uint32_t allowed;       // Bit(InputKind) mask
+  std::string_view need;  // for the error message
+};
+constexpr InputRule kInputRules[] = {
+    {ExportFormat::kFp8, Bit(InputKind::kFp8Static), "a static FP8 per-tensor input quantizer (input_scale)"},
+    {ExportFormat::kFp8PcPt, Bit(InputKind::kFp8Dynamic), "a dynamic FP8 per-token input quantizer"},
+    {ExportFormat::kFp8PbWo, Bit(InputKind::kOff) | Bit(InputKind::kFp8Dynamic),
+     "no input quantizer or a dynamic FP8 one"},
+    {ExportFormat::kNvfp4, Bit(InputKind::kNvfp4), "an NVFP4 input quantizer (E2M1, dynamic block 16, E4M3 scales)"},
+    {ExportFormat::kW4a16Nvfp4, Bit(InputKind::kOff), "no input quantizer"},
+    {ExportFormat::kMxfp8, Bit(InputKind::kOff) | Bit(InputKind::kMxfp8), "no input quantizer or an MXFP8 one"},
+    {ExportFormat::kMxfp4, Bit(InputKind::kOff) | Bit(InputKind::kMxfp4), "no input quantizer or an MXFP4 one"},
+    {ExportFormat::kInt8Sq, Bit(InputKind::kInt8Static), "a static INT8 per-tensor input quantizer"},
+    {ExportFormat::kInt8Wo, Bit(InputKind::kOff), "no input quantizer"},
+    {ExportFormat::kInt4Awq, Bit(InputKind::kOff), "no input quantizer"},
+};
+
+// "{-1: 16}", "{-1: 128, -2: 128}" or "none": the block sizes a pack format stores.
+std::string BlockText(int64_t in, int64_t out) {
+  if (in == 0 && out == 0) return "none";
+  return out == 0 ? fmt::format("{{-1: {}}}", in) : fmt::format("{{-1: {}, -2: {}}}", in, out);
+}
+
+// Throws unless `weight` (and `input`, nullptr when off) are held exactly by export format `f`: a format qforge
+// writes, its block sizes along in (-1) and out (-2), its scale encoding, per-channel vs per-tensor, and the
+// input quantizer its runtime assumes. Never maps a spec to a neighbouring format.
+void CheckRepresentable(ExportFormat f, const Quantizer& weight, const Quantizer* input) {
+  const std::string_view fname = exporter::Traits(f).name;
+  const auto pack = PackFormatForExport(f);
+  QF_CHECK(pack.has_value(), "quantizer '{}' (set by {}): {} maps to export format '{}', which qforge cannot write "
+           "yet", weight.slot.name, DecidedBy(weight), QuantizerLabel(weight), fname);
+  const PackFormatTraits& pt = GetTraits(*pack);
+  const QuantSpec w = weight.spec();
+  // Block sizes as a [out, in] weight sees them: axis -1 / 1 is `in`, -2 / 0 is `out`.
+  int64_t block_in = 0, block_out = 0;
+  bool odd_axes = false;
+  if (w.block) {
+    for (const auto& [axis, size] : w.block->sizes) {
+      if (!size) {
+        odd_axes = true;
+      } else if (axis == -1 || axis == 1) {
+        block_in = *size;
+      } else if (axis == -2 || axis == 0) {
+        block_out = *size;
+      } else {
+        odd_axes = true;
+      }
+    }
+  }
+  QF_CHECK(!odd_axes && block_in == pt.block_in && block_out == pt.block_out,
+           "quantizer '{}' (set by {}): {} cannot be exported: format '{}' stores block sizes {}, the quantizer has "
+           "{} (no export format holds this spec, and qforge does not turn it into another one)",
+           weight.slot.name, DecidedBy(weight), QuantizerLabel(weight), fname, BlockText(pt.block_in, pt.block_out),
+           w.block ? BlockText(block_in, block_out) + (odd_axes ? " and other axes" : "") : "none");
+  // E8M0-scaled packs are the MX formats: dynamic blocks with E8M0 scales; FP8 128x128 blocks keep fp32 scales.
+  const bool mx_pack = pt.scale_type == StoredType::kU8 && pt.block_in > 0;
+  QF_CHECK(!mx_pack || w.IsMx(), "quantizer '{}' (set by {}): {} cannot be exported as '{}': MX formats need "
+           "`type: dynamic` block scales with scale_bits (8, 0)", weight.slot.name, DecidedBy(weight),
+           QuantizerLabel(weight), fname);
+  QF_CHECK(*pack != PackFormat::kFp8Block || !w.block->scale_bits, "quantizer '{}' (set by {}): {} cannot be "
+           "exported: FP8 128x128 blocks store fp32 scales, the quantizer has scale_bits {}", weight.slot.name,
+           DecidedBy(weight), QuantizerLabel(weight), w.block && w.block->scale_bits ? w.block->scale_bits->ToString()
+                                                                                     : "");
+  const bool per_channel = *pack == PackFormat::kFp8PerChannel || *pack == PackFormat::kInt8;
+  const bool axis0 = w.axis && w.axis->size() == 1 && (*w.axis)[0] == 0;
+  QF_CHECK(per_channel ? axis0 : !w.axis, "quantizer '{}' (set by {}): {} cannot be exported as '{}': it stores {} "
+           "weight scales, the quantizer has axis {}", weight.slot.name, DecidedBy(weight), QuantizerLabel(weight),
+           fname, per_channel ? "per-output-channel (axis 0)" : "per-tensor or per-block",
+           w.axis ? fmt::format("({})", fmt::join(*w.axis, ", ")) : "None");
+  QF_CHECK(!(w.num_bits.is_int() && w.is_unsigned), "quantizer '{}' (set by {}): unsigned integer weights ({}) "
+           "cannot be exported (the formats store signed symmetric codes)", weight.slot.name, DecidedBy(weight),
+           QuantizerLabel(weight));
+  for (const auto& rule : kInputRules) {
+    if (rule.format != f) continue;
+    const InputKind kind = ClassifyInput(input);
+    if (rule.allowed & Bit(kind)) return;
+    if (input == nullptr) {
+      QF_FAIL("quantizer '{}' (set by {}): export format '{}' needs {}, but the module's input quantizer is "
+              "disabled", weight.slot.name, DecidedBy(weight), fname, rule.need);
+    }
+    QF_FAIL("quantizer '{}' (set by {}) is {}, but its weight exports as '{}', which needs {}: runtimes would "
+            "quantize this input differently from the calibration", input->slot.name, DecidedBy(*input),
+            QuantizerLabel(*input), fname, rule.need);
+  }
+  QF_ASSERT(false, "export format '{}' has no input rule", fname);
+}
+
+// The KV-cache algorithm of an enabled k/v bmm quantizer, or an error naming it and its entry.
+exporter::KvCacheAlgo KvCacheAlgoOf(const Quantizer& q) {
+  QF_CHECK(!q.sequential(), "quantizer '{}' (set by {}): sequential KV-cache quantizers cannot be exported",
+           q.slot.name, DecidedBy(q));
+  const QuantSpec s = q.spec();
+  QF_CHECK(!q.attrs().bias, "quantizer '{}' (set by {}): affine KV-cache quantization (bias) cannot be exported "
+           "yet (qforge writes no k_bias / v_bias)", q.slot.name, DecidedBy(q));
+  if (s.IsFp8PerTensor()) return exporter::KvCacheAlgo::kFp8;
+  if (s.IsNvfp4Dynamic() && BlockSizeLast(s) == 16) return exporter::KvCacheAlgo::kNvfp4;
+  if (s.num_bits.is_int() && s.num_bits.bits == 8 && !s.block && !s.axis) return exporter::KvCacheAlgo::kInt8;
+  QF_FAIL("quantizer '{}' (set by {}): KV-cache format {} cannot be exported (runtimes take FP8 per-tensor, NVFP4 "
+          "with dynamic block 16, or INT8 per-tensor KV caches, with one scale per k/v)", q.slot.name, DecidedBy(q),
+          QuantizerLabel(q));
+}
+
+// A 0-d fp32 scale tensor, after checking the value is finite and positive (runtimes divide by it).
+Tensor FiniteScale(const std::string& tensor, const Quantizer& from, float value) {
+  QF_CHECK(std::isfinite(value) && value > 0.0f, "tensor '{}': scale {} (from quantizer '{}', amax {}) is not finite "
+           "and positive", tensor, value, from.slot.name, from.amax.empty() ? NAN : from.amax[0]);
+  return Tensor::Scalar(value);
+}
+
 struct LinearPlan {
   int module = -1;
   ExportFormat format = ExportFormat::kNone;
@@ -58,33 +197,102 @@ struct LinearPlan {
 
 ExportFormat DetectExportFormat(const Quantizer* weight, const Quantizer* input) {
   if (weight == nullptr || !weight->enabled()) return ExportFormat::kNone;
-  QF_CHECK(!weight->sequential(), "quantizer '{}': sequential weight quantizers (W4A8 AWQ) cannot be exported yet",
-           weight->slot.name);
+  QF_CHECK(!weight->sequential(), "quantizer '{}' (set by {}): sequential weight quantizers (W4A8 AWQ) cannot be "
+           "exported yet", weight->slot.name, DecidedBy(*weight));
   const QuantSpec w = weight->spec();
   const bool input_on = input != nullptr && input->enabled() && !input->sequential();
   const bool input_fp8 = input_on && input->spec().IsFp8PerTensor();
+  // ModelOpt's get_quantization_format (spec §10.2), except that a spec the format cannot hold exactly is an
+  // error (CheckRepresentable) instead of being exported as its nearest neighbour.
+  std::optional<ExportFormat> f;
   if (w.num_bits.is_int()) {
-    if (w.num_bits.bits == 4) return ExportFormat::kInt4Awq;
-    if (w.num_bits.bits == 8) return input_on ? ExportFormat::kInt8Sq : ExportFormat::kInt8Wo;
+    if (w.num_bits.bits == 4) f = ExportFormat::kInt4Awq;
+    if (w.num_bits.bits == 8) f = input_on ? ExportFormat::kInt8Sq : ExportFormat::kInt8Wo;
   } else if (w.num_bits.IsFloat(4, 3)) {
-    if (w.block) return w.IsMx() ? ExportFormat::kMxfp8 : ExportFormat::kFp8PbWo;
-    if (w.axis && w.axis->size() == 1 && (*w.axis)[0] == 0) return ExportFormat::kFp8PcPt;
-    return ExportFormat::kFp8;
+    if (w.block) {
+      f = w.IsMx() ? ExportFormat::kMxfp8 : ExportFormat::kFp8PbWo;
+    } else if (w.axis) {
+      f = ExportFormat::kFp8PcPt;
+    } else {
+      f = ExportFormat::kFp8;
+    }
   } else if (w.num_bits.IsFloat(2, 1) && w.block && w.block->scale_bits) {
     if (w.block->scale_bits->IsFloat(4, 3)) {
-      if (!input_on) return ExportFormat::kW4a16Nvfp4;
-      if (input_fp8 && w.block->dynamic) return ExportFormat::kW4a8Nvfp4Fp8;
-      return ExportFormat::kNvfp4;
+      if (!input_on) {
+        f = ExportFormat::kW4a16Nvfp4;
+      } else if (input_fp8 && w.block->dynamic) {
+        f = ExportFormat::kW4a8Nvfp4Fp8;
+      } else {
+        f = ExportFormat::kNvfp4;
+      }
+    } else if (w.block->scale_bits->IsFloat(8, 0)) {
+      f = input_fp8 ? ExportFormat::kW4a8Mxfp4Fp8 : ExportFormat::kMxfp4;
     }
-    if (w.block->scale_bits->IsFloat(8, 0)) return input_fp8 ? ExportFormat::kW4a8Mxfp4Fp8 : ExportFormat::kMxfp4;
   }
-  QF_FAIL("quantizer '{}': num_bits {} has no HF export format", weight->slot.name, w.num_bits.ToString());
+  QF_CHECK(f.has_value(), "quantizer '{}' (set by {}): {} has no HF export format (exportable weights: FP8 E4M3, "
+           "NVFP4/MXFP4 E2M1 with E4M3/E8M0 block scales, INT8, INT4)", weight->slot.name, DecidedBy(*weight),
+           QuantizerLabel(*weight));
+  CheckRepresentable(*f, *weight, input_on ? input : nullptr);
+  return *f;
+}
+
+void CheckExportable(const Model& model, const QuantState& state) {
+  for (int m : model.linear_modules()) {
+    const Quantizer* w = state.Get(m, QuantizerRole::kWeight);
+    const ExportFormat f = DetectExportFormat(w, state.Get(m, QuantizerRole::kInput));
+    if (f == ExportFormat::kNone) continue;
+    // The packed layouts need whole blocks (and byte pairs for 4-bit rows): a shape the format cannot tile
+    // would only fail at packing time, after calibration.
+    const ModuleInfo& info = model.modules()[static_cast<size_t>(m)];
+    const PackFormatTraits& pt = GetTraits(*PackFormatForExport(f));
+    const bool in_ok = pt.block_in == 0 || info.in_features % pt.block_in == 0;
+    const bool out_ok = (pt.block_out == 0 || info.out_features % pt.block_out == 0) &&
+                        (*PackFormatForExport(f) != PackFormat::kInt4Awq || info.out_features % 2 == 0);
+    QF_CHECK(in_ok && out_ok, "Linear '{}' has weight shape [{}, {}] (out, in), which export format '{}' cannot tile "
+             "(block sizes {}); its quantizer '{}' is set by {}: exclude the module or pick another format",
+             info.name, info.out_features, info.in_features, exporter::Traits(f).name,
+             BlockText(pt.block_in, pt.block_out), w->slot.name, DecidedBy(*w));
+  }
+  for (const auto& q : state.quantizers()) {
+    if (!q.enabled()) continue;
+    // Only weight, input and KV (k/v bmm) quantizers have a place in an export (spec §10.2); runtimes would run
+    // the others in the model dtype, so the checkpoint would not compute what calibration measured.
+    const bool exported = q.role == QuantizerRole::kWeight || q.role == QuantizerRole::kInput ||
+                          q.role == QuantizerRole::kKBmm || q.role == QuantizerRole::kVBmm;
+    QF_CHECK(exported, "quantizer '{}' (set by {}) is enabled ({}), but no export format represents a {} (only "
+             "weight, input and k/v bmm quantizers are exported); disable it", q.slot.name, DecidedBy(q),
+             QuantizerLabel(q), Traits(q.role).attr);
+    const ModuleInfo& info = model.modules()[static_cast<size_t>(q.module)];
+    QF_CHECK(q.role != QuantizerRole::kWeight || info.kind != ModuleKind::kEmbedding,
+             "quantizer '{}' (set by {}): quantized embeddings cannot be exported yet", q.slot.name, DecidedBy(q));
+    if (q.role == QuantizerRole::kKBmm || q.role == QuantizerRole::kVBmm) (void)KvCacheAlgoOf(q);
+  }
+  // Runtimes need one KV format (kv_cache_quant_algo is a single value).
+  const Quantizer* first_kv = nullptr;
+  for (const auto& q : state.quantizers()) {
+    if (!q.enabled() || (q.role != QuantizerRole::kKBmm && q.role != QuantizerRole::kVBmm)) continue;
+    if (first_kv == nullptr) {
+      first_kv = &q;
+      continue;
+    }
+    QF_CHECK(KvCacheAlgoOf(q) == KvCacheAlgoOf(*first_kv),
+             "KV-cache quantizers use different formats: '{}' is {} (set by {}) but '{}' is {} (set by {}); runtimes "
+             "need one KV format", first_kv->slot.name, QuantizerLabel(*first_kv), DecidedBy(*first_kv), q.slot.name,
+             QuantizerLabel(q), DecidedBy(q));
+  }
+}
+
+uint64_t MaxShardBytesFromGiB(double gib, const char* flag) {
+  QF_CHECK(std::isfinite(gib) && gib >= 1.0 / 1024 && gib <= 1024,
+           "{} {} GiB is out of range: give a shard size limit in GiB between 1/1024 (1 MiB) and 1024", flag, gib);
+  return static_cast<uint64_t>(gib * static_cast<double>(1ull << 30));
 }
 
 HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const fs::path& out_dir,
                                   const HfExportOptions& options) {
   HfExportReport report;
   const auto& modules = model.modules();
+  CheckExportable(model, state);  // also done before calibration; repeated for callers that skip it
 
   // 1. Formats of every Linear, and what must be unified across fused siblings.
   std::vector<LinearPlan> plans;
@@ -175,7 +383,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
   // 2. Encode every quantized Linear; copy everything else as stored.
   Timer pack_timer;
   CheckpointTensors ckpt = CheckpointTensors::Open(model.dir());
-  CheckpointWriter writer(out_dir, options.max_shard_bytes);
+  CheckpointWriter writer(out_dir, options.max_shard_bytes, options.replace);
   std::set<std::string> replaced;  // checkpoint tensors written in another form
   double write_seconds = 0;
   int64_t total_quantized = 0;
@@ -203,7 +411,8 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     if (p.input_amax && exporter::Traits(p.format).input_scale != exporter::Presence::kForbidden &&
         exporter::Traits(p.format).input_scale != exporter::Presence::kTolerated) {
       const float d = InputScaleDivisor(p.input->spec());  // amax / max bound, with export_amax's rules
-      writer.Add(info.name + ".input_scale", Tensor::Scalar(ExportAmax(*p.input_amax, d) / d));
+      writer.Add(info.name + ".input_scale", FiniteScale(info.name + ".input_scale", *p.input,
+                                                         ExportAmax(*p.input_amax, d) / d));
     }
     write_seconds += wt.Seconds();
     replaced.insert(info.weight_tensor);
@@ -230,13 +439,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
       const Quantizer* q = state.Get(static_cast<int>(m), role);
       if (q == nullptr || !q->enabled()) continue;
       const QuantSpec spec = q->spec();
-      exporter::KvCacheAlgo algo = spec.num_bits.IsFloat(4, 3)   ? exporter::KvCacheAlgo::kFp8
-                                   : spec.num_bits.IsFloat(2, 1) ? exporter::KvCacheAlgo::kNvfp4
-                                   : spec.num_bits.is_int() && spec.num_bits.bits == 8
-                                       ? exporter::KvCacheAlgo::kInt8
-                                       : exporter::KvCacheAlgo::kNone;
-      QF_CHECK(algo != exporter::KvCacheAlgo::kNone, "quantizer '{}': KV-cache format {} cannot be exported",
-               q->slot.name, spec.num_bits.ToString());
+      const exporter::KvCacheAlgo algo = KvCacheAlgoOf(*q);
       QF_CHECK(kv == exporter::KvCacheAlgo::kNone || kv == algo,
                "KV-cache quantizers use different formats ('{}' differs); runtimes need one KV format", q->slot.name);
       kv = algo;
@@ -244,7 +447,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
       QF_CHECK(q->has_amax && q->amax.size() == 1, "quantizer '{}' has no per-tensor amax to export", q->slot.name);
       const bool is_k = role == QuantizerRole::kKBmm;
       const std::string name = modules[m].name + (is_k ? ".k_proj.k_scale" : ".v_proj.v_scale");
-      writer.Add(name, Tensor::Scalar(ExportAmax(q->amax[0], 448.0f) / 448.0f));
+      writer.Add(name, FiniteScale(name, *q, ExportAmax(q->amax[0], 448.0f) / 448.0f));
       ++report.kv_scales_written;
     }
   }
@@ -252,7 +455,13 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
   Timer wt;
   for (const auto& name : ckpt.names()) {
     if (replaced.count(name)) continue;
-    writer.Add(name, ckpt.Get(name));
+    const Tensor t = ckpt.Get(name);
+    // Copied tensors (excluded Linears such as lm_head, norms, embeddings, biases) never passed through a
+    // quantizer, so nothing else looks at their values: a NaN / Inf here would reach the runtime silently.
+    const NonFiniteScan scan = ScanNonFinite(t);
+    QF_CHECK(scan.count == 0, "tensor '{}' in {} has {} non-finite value(s) (first at flat index {}); the export "
+             "would copy them unchanged into the checkpoint", name, ckpt.FileOf(name), scan.count, scan.first);
+    writer.Add(name, t);
     ckpt.Release(name);  // written: its pages of the mmap can go
   }
 

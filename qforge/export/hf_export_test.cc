@@ -1,0 +1,195 @@
+// Export safety: quantizer specs no export format holds are refused before calibration (naming the quantizer
+// and its quant_cfg entry) instead of being written as a neighbouring format, and non-finite values in the
+// tensors an export copies unchanged (excluded lm_head, norms, embeddings) are an error naming tensor and file.
+#include "qforge/export/hf_export.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "qforge/base/error.h"
+#include "qforge/base/file.h"
+#include "qforge/config/presets.h"
+#include "qforge/export/check.h"
+#include "qforge/io/safetensors.h"
+
+namespace qforge {
+namespace {
+
+namespace fs = std::filesystem;
+using config::Json;
+const fs::path kTiny = fs::path(QF_SHARED_DIR) / "data" / "models" / "tiny";
+
+#define EXPECT_HAS(haystack, needle) EXPECT_NE((haystack).find(needle), std::string::npos) << (haystack)
+
+std::unique_ptr<Model> LoadLazy(const fs::path& dir) {
+  ModelLoadOptions o;
+  o.load_all_layers = false;
+  return Model::Load(dir, o);
+}
+
+// quant_cfg: everything off, then `entries` (a JSON list of ModelOpt entries).
+config::QuantCfgList Cfg(const std::string& entries) {
+  Json list = Json::parse(entries);
+  list.insert(list.begin(), Json{{"quantizer_name", "*"}, {"enable", false}});
+  return config::NormalizeQuantCfgList(list);
+}
+
+// The error CheckExportable gives for `quant_cfg` on the tiny Qwen2, or "(no error)".
+std::string ExportableError(const config::QuantCfgList& quant_cfg) {
+  auto m = LoadLazy(kTiny / "qwen2");
+  QuantState s = QuantState::ForModel(*m);
+  s.Apply(quant_cfg);
+  try {
+    CheckExportable(*m, s);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+constexpr const char* kNvfp4Input =
+    R"({"num_bits": [2, 1], "block_sizes": {"-1": 16, "type": "dynamic", "scale_bits": [4, 3]}})";
+
+std::string Weight(const std::string& cfg) {
+  return R"([{"quantizer_name": "*mlp*weight_quantizer", "cfg": )" + cfg + "}]";
+}
+
+TEST(CheckExportable, PresetsThatExportPass) {
+  for (const char* q : {"fp8", "nvfp4", "nvfp4_mlp_only", "w4a16_nvfp4", "mxfp8"}) {
+    EXPECT_EQ(ExportableError(config::ResolveQformat(q, "fp8").quant_cfg), "(no error)") << q;
+  }
+  EXPECT_EQ(ExportableError(config::ResolveQformat("fp8", "fp8_cast").quant_cfg), "(no error)");
+  EXPECT_EQ(ExportableError(config::ResolveQformat("nvfp4", "nvfp4").quant_cfg), "(no error)");
+}
+
+TEST(CheckExportable, E2M1WithE8M0ScalesAtBlock16IsNotSilentlyMxfp4) {
+  const std::string e = ExportableError(Cfg(Weight(
+      R"({"num_bits": [2, 1], "block_sizes": {"-1": 16, "type": "dynamic", "scale_bits": [8, 0]}})")));
+  EXPECT_HAS(e, "model.layers.0.mlp.gate_proj.weight_quantizer");
+  EXPECT_HAS(e, "quant_cfg entry 1");
+  EXPECT_HAS(e, "format 'mxfp4' stores block sizes {-1: 32}, the quantizer has {-1: 16}");
+  // Block 32 is MXFP4.
+  EXPECT_EQ(ExportableError(Cfg(Weight(
+                R"({"num_bits": [2, 1], "block_sizes": {"-1": 32, "type": "dynamic", "scale_bits": [8, 0]}})"))),
+            "(no error)");
+  // Static E8M0 blocks are not MX.
+  EXPECT_HAS(ExportableError(Cfg(Weight(R"({"num_bits": [2, 1], "block_sizes": {"-1": 32, "scale_bits": [8, 0]}})"))),
+             "MX formats need `type: dynamic` block scales");
+}
+
+TEST(CheckExportable, Nvfp4NeedsBlock16) {
+  const std::string cfg = R"([{"quantizer_name": "*weight_quantizer", "cfg": {"num_bits": [2, 1], "block_sizes":
+      {"-1": 32, "type": "dynamic", "scale_bits": [4, 3]}}}, {"quantizer_name": "*lm_head*", "enable": false}])";
+  const std::string e = ExportableError(Cfg(cfg));
+  EXPECT_HAS(e, "quant_cfg entry 1");
+  EXPECT_HAS(e, "'w4a16_nvfp4' stores block sizes {-1: 16}, the quantizer has {-1: 32}");
+}
+
+TEST(CheckExportable, BlockSizesAndAxesTheFormatCannotHold) {
+  EXPECT_HAS(ExportableError(Cfg(Weight(R"({"num_bits": 4, "block_sizes": {"-1": 64}})"))),
+             "'int4_awq' stores block sizes {-1: 128}, the quantizer has {-1: 64}");
+  EXPECT_HAS(ExportableError(Cfg(Weight(R"({"num_bits": [4, 3], "block_sizes": {"-1": 64, "-2": 64}})"))),
+             "'fp8_pb_wo' stores block sizes {-1: 128, -2: 128}");
+  EXPECT_HAS(ExportableError(Cfg(Weight(R"({"num_bits": [4, 3], "axis": -1})"))), "the quantizer has axis (-1)");
+  EXPECT_HAS(ExportableError(Cfg(Weight(R"({"num_bits": 6, "axis": 0})"))), "int6_per_channel has no HF export format");
+}
+
+TEST(CheckExportable, InputQuantizerTheFormatsRuntimeWouldNotApply) {
+  // NVFP4 weights with an INT8 input: the runtime would quantize activations to NVFP4.
+  const std::string cfg = R"([{"quantizer_name": "*mlp*weight_quantizer", "cfg": )" + std::string(kNvfp4Input) +
+                          R"(}, {"quantizer_name": "*mlp*input_quantizer", "cfg": {"num_bits": 8}}])";
+  const std::string e = ExportableError(Cfg(cfg));
+  EXPECT_HAS(e, "quantizer 'model.layers.0.mlp.gate_proj.input_quantizer' (set by quant_cfg entry 2) is int8");
+  EXPECT_HAS(e, "exports as 'nvfp4'");
+  // FP8 weights without an input quantizer have no input_scale to write.
+  EXPECT_HAS(ExportableError(Cfg(Weight(R"({"num_bits": [4, 3]})"))), "the module's input quantizer is disabled");
+}
+
+TEST(CheckExportable, QuantizersNoExportRepresents) {
+  const std::string q = ExportableError(Cfg(R"([{"quantizer_name": "*q_bmm_quantizer", "cfg": {"num_bits": [4, 3]}}])"));
+  EXPECT_HAS(q, "model.layers.0.self_attn.q_bmm_quantizer");
+  EXPECT_HAS(q, "quant_cfg entry 1");
+  EXPECT_HAS(q, "no export format represents a q_bmm_quantizer");
+  EXPECT_HAS(ExportableError(Cfg(R"([{"quantizer_name": "*output_quantizer", "cfg": {"num_bits": [4, 3]}}])")),
+             "represents a output_quantizer");
+}
+
+TEST(CheckExportable, KvFormatsThatCannotBeExported) {
+  const std::string e =
+      ExportableError(Cfg(R"([{"quantizer_name": "*[kv]_bmm_quantizer", "cfg": {"num_bits": 4}}])"));
+  EXPECT_HAS(e, "model.layers.0.self_attn.k_bmm_quantizer");
+  EXPECT_HAS(e, "KV-cache format int4 cannot be exported");
+  EXPECT_HAS(ExportableError(Cfg(R"([{"quantizer_name": "*[kv]_bmm_quantizer", "cfg": {"num_bits": [4, 3], "axis": 0}}])")),
+             "KV-cache format fp8_per_channel cannot be exported");
+  EXPECT_HAS(ExportableError(Cfg(R"([{"quantizer_name": "*k_bmm_quantizer", "cfg": {"num_bits": [4, 3]}},
+                                     {"quantizer_name": "*v_bmm_quantizer", "cfg": {"num_bits": 8}}])")),
+             "KV-cache quantizers use different formats");
+  EXPECT_EQ(ExportableError(Cfg(R"([{"quantizer_name": "*[kv]_bmm_quantizer", "cfg": {"num_bits": [4, 3]}}])")),
+            "(no error)");
+}
+
+// A copy of tiny/qwen2 whose tensor `damaged` gets a NaN at element 3, exported with MXFP8 weights (no amax
+// needed, so no calibration) and lm_head excluded.
+class NonFiniteCopy : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("qf_hf_export_" + std::to_string(::getpid()) + "_" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "model");
+    fs::copy_file(kTiny / "qwen2" / "config.json", root_ / "model" / "config.json");
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  // Writes the model with `damaged` (if non-empty) holding `value` at element 3, then exports it.
+  std::string Export(const std::string& damaged, float value) {
+    auto f = SafetensorsFile::Open(kTiny / "qwen2" / "model.safetensors");
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (const auto& n : f->names()) {
+      tensors.emplace_back(n, f->Get(n).Clone());
+      if (n == damaged) tensors.back().second.mutable_data<float>()[3] = value;
+    }
+    WriteSafetensors(root_ / "model" / "model.safetensors", tensors);
+    auto m = LoadLazy(root_ / "model");
+    QuantState s = QuantState::ForModel(*m);
+    s.Apply(Cfg(R"([{"quantizer_name": "*weight_quantizer", "cfg": {"num_bits": [4, 3], "block_sizes":
+        {"-1": 32, "type": "dynamic", "scale_bits": [8, 0]}}}, {"quantizer_name": "*lm_head*", "enable": false},
+        {"quantizer_name": "*embed_tokens*", "enable": false}])"));
+    HfExportOptions o;
+    o.show_progress = false;
+    try {
+      ExportHfCheckpoint(*m, s, root_ / "out", o);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  }
+  fs::path root_;
+};
+
+TEST_F(NonFiniteCopy, CleanModelExportsAndPassesCheck) {
+  ASSERT_EQ(Export("", 0.f), "(no error)");
+  const exporter::CheckReport r = exporter::CheckCheckpoint(root_ / "out");
+  EXPECT_TRUE(r.ok()) << r.ToText();
+}
+
+TEST_F(NonFiniteCopy, NanInExcludedLmHeadNormAndBiasAreErrors) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const auto& [tensor, value] : std::vector<std::pair<std::string, float>>{
+           {"lm_head.weight", nan},
+           {"model.norm.weight", inf},
+           {"model.layers.1.input_layernorm.weight", -inf},
+           {"model.layers.0.self_attn.q_proj.bias", nan},
+           {"model.embed_tokens.weight", nan}}) {
+    const std::string e = Export(tensor, value);
+    EXPECT_HAS(e, "tensor '" + tensor + "' in");
+    EXPECT_HAS(e, "model.safetensors has 1 non-finite value(s) (first at flat index 3)");
+    EXPECT_FALSE(fs::exists(root_ / "out")) << tensor;
+  }
+}
+
+}  // namespace
+}  // namespace qforge
