@@ -15,6 +15,7 @@
 #include "qforge/base/log.h"
 #include "qforge/base/read_limited.h"
 #include "qforge/base/strings.h"
+#include "qforge/base/utf8.h"
 #include "qforge/config/builtin_library.h"
 
 namespace qforge::config {
@@ -217,6 +218,10 @@ class NodeConverter {
 };
 
 std::vector<Json> ParseYamlDocuments(const std::string& text, const std::string& source) {
+  // yaml-cpp passes ill-formed UTF-8 through into strings, which Json cannot serialise later (type_error 316).
+  const size_t bad = FindInvalidUtf8(text);
+  QF_CHECK(bad == std::string::npos, "{}: not valid UTF-8: byte 0x{:02X} at byte offset {}", source,
+           static_cast<unsigned>(static_cast<unsigned char>(text[bad])), bad);
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);
@@ -509,8 +514,11 @@ class Loader {
     QF_CHECK(imports.is_object(), "{}: 'imports' must be a dict {{name: path}}, got {} {}", src.Display(),
              TypeName(imports), Brief(imports));
     for (auto it = imports.begin(); it != imports.end(); ++it) {
-      QF_CHECK(it.value().is_string() && !it.value().get<std::string>().empty(),
-               "{}: imports.{}: expected a non-empty path string, got {}", src.Display(), it.key(), Brief(it.value()));
+      QF_CHECK(it.value().is_string(), "{}: imports.{}: expected a path string, got {}", src.Display(), it.key(),
+               Brief(it.value()));
+      // ModelOpt's wording (config_loader.py), so error_contains cases match.
+      QF_CHECK(!it.value().get<std::string>().empty(), "{}: Import '{}' has an empty config path.", src.Display(),
+               it.key());
       SourceRef ref = ResolveConfigPath(it.value().get<std::string>(), opts_,
                                         fmt::format("{}: imports.{}", src.Display(), it.key()));
       ImportedSnippet snip = Load(ref, std::nullopt, /*require_schema_comment=*/true);

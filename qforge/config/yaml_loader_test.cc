@@ -104,6 +104,10 @@ TEST_F(Tree, ImportErrorsNameTheFile) {
   Write("untyped.yaml", "imports:\n  u: u\nmetadata:\n  recipe_type: ptq\nquantize:\n  algorithm: [{$import: u}]\n");
   e = ErrorOf([&] { LoadRecipe("untyped.yaml", Opts()); });
   EXPECT_NE(e.find("typed list schema"), std::string::npos) << e;
+  // An empty import path: ModelOpt's wording.
+  Write("empty.yaml", "imports:\n  n: ''\nmetadata:\n  recipe_type: ptq\nquantize: {}\n");
+  e = ErrorOf([&] { LoadRecipe("empty.yaml", Opts()); });
+  EXPECT_NE(e.find("Import 'n' has an empty config path."), std::string::npos) << e;
 }
 
 TEST_F(Tree, BadRecipeErrorsSayWhereAndWhat) {
@@ -266,6 +270,18 @@ TEST(YamlLimits, HugeAndOutOfRangeScalarsDoNotThrowStdExceptions) {
   // A megabyte of digits would overflow the stack of std::regex; it stays a string.
   const std::string digits(1 << 20, '7');
   EXPECT_EQ(ParseYaml("n: " + digits + "\n")["n"], digits);
+}
+
+// Fuzzer reproducer (recipe_fuzzer): a quantizer_name holding byte 0x8D. yaml-cpp passes ill-formed UTF-8
+// through, and the first error message that rendered the entry (Brief -> dump) threw type_error 316 out of
+// LoadRecipe. Invalid UTF-8 is now refused up front, naming the file and byte offset.
+TEST_F(Tree, InvalidUtf8IsAnErrorNamingTheOffset) {
+  Write("r.yaml", "metadata: {recipe_type: ptq}\nquantize:\n  quant_cfg:\n    - quantizer_name: '*w\x8D'\n"
+                  "      enable: 3\n");
+  const std::string e = ErrorOf([&] { LoadRecipe("r.yaml", Opts()); });
+  EXPECT_NE(e.find("r.yaml"), std::string::npos) << e;
+  EXPECT_NE(e.find("not valid UTF-8: byte 0x8D at byte offset 77"), std::string::npos) << e;
+  EXPECT_NO_THROW(ParseYaml("name: 'caf\xC3\xA9'\n"));
 }
 
 TEST_F(Tree, ImportsSplicedManyTimesAreBounded) {
