@@ -15,6 +15,7 @@ constexpr BiasRule kAttentionBias{"attention_bias", false};
 
 constexpr ArchSpec kArchitectures[] = {
     {.architecture = "LlamaForCausalLM",
+     .model_types = {"llama", ""},
      .attention_class = "hf.LlamaAttention",
      .moe_block_class = "",
      .mlp_name = "mlp",
@@ -31,6 +32,7 @@ constexpr ArchSpec kArchitectures[] = {
      .moe_intermediate_key = "",
      .norm_topk_default = false},
     {.architecture = "MistralForCausalLM",
+     .model_types = {"mistral", ""},
      .attention_class = "hf.MistralAttention",
      .moe_block_class = "",
      .mlp_name = "mlp",
@@ -47,6 +49,7 @@ constexpr ArchSpec kArchitectures[] = {
      .moe_intermediate_key = "",
      .norm_topk_default = false},
     {.architecture = "Qwen2ForCausalLM",
+     .model_types = {"qwen2", ""},
      .attention_class = "hf.Qwen2Attention",
      .moe_block_class = "",
      .mlp_name = "mlp",
@@ -63,6 +66,7 @@ constexpr ArchSpec kArchitectures[] = {
      .moe_intermediate_key = "",
      .norm_topk_default = false},
     {.architecture = "Qwen3ForCausalLM",
+     .model_types = {"qwen3", ""},
      .attention_class = "hf.Qwen3Attention",
      .moe_block_class = "",
      .mlp_name = "mlp",
@@ -79,6 +83,7 @@ constexpr ArchSpec kArchitectures[] = {
      .moe_intermediate_key = "",
      .norm_topk_default = false},
     {.architecture = "MixtralForCausalLM",
+     .model_types = {"mixtral", ""},
      .attention_class = "hf.MixtralAttention",
      .moe_block_class = "hf.MixtralSparseMoeBlock",
      .mlp_name = "block_sparse_moe",
@@ -95,6 +100,7 @@ constexpr ArchSpec kArchitectures[] = {
      .moe_intermediate_key = "intermediate_size",
      .norm_topk_default = true},
     {.architecture = "Qwen2MoeForCausalLM",
+     .model_types = {"qwen2_moe", ""},
      .attention_class = "hf.Qwen2MoeAttention",
      .moe_block_class = "hf.Qwen2MoeSparseMoeBlock",
      .mlp_name = "mlp",
@@ -111,6 +117,7 @@ constexpr ArchSpec kArchitectures[] = {
      .moe_intermediate_key = "moe_intermediate_size",
      .norm_topk_default = false},
     {.architecture = "Qwen3MoeForCausalLM",
+     .model_types = {"qwen3_moe", ""},
      .attention_class = "hf.Qwen3MoeAttention",
      .moe_block_class = "hf.Qwen3MoeSparseMoeBlock",
      .mlp_name = "mlp",
@@ -143,6 +150,21 @@ const ArchSpec* FindArchitecture(std::string_view architecture) {
     if (a.architecture == architecture) return &a;
   }
   return nullptr;
+}
+
+bool HasModelType(const ArchSpec& arch, std::string_view model_type) {
+  for (std::string_view t : arch.model_types) {
+    if (!t.empty() && t == model_type) return true;
+  }
+  return false;
+}
+
+std::vector<const ArchSpec*> ArchitecturesWithModelType(std::string_view model_type) {
+  std::vector<const ArchSpec*> out;
+  for (const auto& a : kArchitectures) {
+    if (HasModelType(a, model_type)) out.push_back(&a);
+  }
+  return out;
 }
 
 }  // namespace qforge

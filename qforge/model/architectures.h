@@ -8,6 +8,7 @@
 #include <array>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace qforge {
 
@@ -48,6 +49,9 @@ enum class MoeKind : uint8_t {
 
 struct ArchSpec {
   std::string_view architecture;          // config.json "architectures"[0], e.g. "LlamaForCausalLM"
+  // config.json "model_type" values transformers pairs with this class (its config class's model_type);
+  // unused slots are "". A config whose model_type is not listed describes another model.
+  std::array<std::string_view, 2> model_types;
   std::string_view attention_class;       // ModelOpt registry key of the attention module, "hf.LlamaAttention"
   std::string_view moe_block_class;       // registry key of the sparse-MoE block ("" for dense models)
   std::string_view mlp_name;              // attribute of the MLP / MoE block in a decoder layer: "mlp"
@@ -69,5 +73,9 @@ struct ArchSpec {
 std::span<const ArchSpec> Architectures();
 // The row for `architecture`, or nullptr.
 const ArchSpec* FindArchitecture(std::string_view architecture);
+// True iff `model_type` is one of `arch`'s model_types.
+bool HasModelType(const ArchSpec& arch, std::string_view model_type);
+// The rows whose model_types contain `model_type` (to suggest the right architecture in errors).
+std::vector<const ArchSpec*> ArchitecturesWithModelType(std::string_view model_type);
 
 }  // namespace qforge

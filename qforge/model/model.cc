@@ -29,6 +29,22 @@ const ModuleKindTraits kModuleKinds[] = {
 
 bool Present(const Tensor& t) { return t.raw() != nullptr; }
 
+// Routers (and Qwen-MoE's shared_expert_gate) are never quantized, so no weight amax looks at their values: a
+// NaN or Inf there makes every routing weight NaN, and the first error would name a later expert quantizer.
+// `w` is the f32 weight of `mi`, read from `file`.
+void CheckRouterFinite(const ModuleInfo& mi, const Tensor& w, const std::string& file) {
+  if (mi.role != LinearRole::kRouter && mi.role != LinearRole::kSharedExpertGate) return;
+  int64_t bad = 0, first = -1;
+  const float* x = w.data<float>();
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    if (std::isfinite(x[i])) continue;
+    if (bad++ == 0) first = i;
+  }
+  QF_CHECK(bad == 0, "MoE {} weight '{}' in {} has {} non-finite value(s) (first at [{}, {}]); routing would be NaN "
+           "for every token", LinearRoleName(mi.role), mi.weight_tensor, file, bad, first / mi.in_features,
+           first % mi.in_features);
+}
+
 float* Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(n);
   return v.data();
@@ -76,6 +92,14 @@ std::unique_ptr<Model> Model::Load(const std::filesystem::path& dir, const Model
   m->ws_ = std::make_unique<Workspace>();
   m->BuildModules();
   m->num_parameters_ = m->ValidateCheckpoint();
+  {
+    // The config's dtype claim against the weights (a mismatch means config and weights are from different models).
+    std::vector<std::pair<std::string, DType>> tensors;
+    for (const auto& n : m->ckpt_.names()) tensors.emplace_back(n, m->ckpt_.Info(n).dtype);
+    if (auto p = ConfigDtypeProblem(m->config_.dtype_key, m->config_.dtype, tensors)) {
+      QF_FAIL("{}: \"{}\" {}", (dir / "config.json").string(), p->key, p->message);
+    }
+  }
   m->embed_raw_ = options.provides && options.provides("model.embed_tokens.weight")
                       ? m->ReadF32("model.embed_tokens.weight")
                       : m->ckpt_.Get("model.embed_tokens.weight");
@@ -269,6 +293,20 @@ int Model::attention_module(int layer) const {
   return attention_modules_[layer];
 }
 
+std::string Model::FileOfTensor(const std::string& tensor) const {
+  return ckpt_.Contains(tensor) ? ckpt_.FileOf(tensor) : dir_.string();
+}
+
+void CheckTokenizerFitsModel(const Tokenizer& tokenizer, const std::filesystem::path& tokenizer_dir,
+                             const Model& model) {
+  const int64_t rows = model.config().vocab_size;  // ValidateCheckpoint: embed_tokens is [vocab_size, hidden]
+  const int64_t ids = static_cast<int64_t>(tokenizer.vocab_size());
+  QF_CHECK(ids <= rows, "vocabulary mismatch: the tokenizer in {} has {} token ids but the embedding "
+           "'model.embed_tokens.weight' of {} has {} rows (config.json vocab_size {}); ids {} and above would have "
+           "no embedding: the tokenizer and the model do not belong together",
+           (tokenizer_dir / "tokenizer.json").string(), ids, model.dir().string(), rows, rows, rows);
+}
+
 Tensor Model::ReadF32(const std::string& tensor) const {
   if (options_.provides && options_.provides(tensor)) {
     Tensor t = options_.provide(tensor);
@@ -288,6 +326,7 @@ void Model::LoadLayer(int layer) {
   if (L.loaded) return;
   for (int m : L.linears) {
     weights_[m] = ReadF32(modules_[m].weight_tensor);
+    CheckRouterFinite(modules_[m], weights_[m], FileOfTensor(modules_[m].weight_tensor));
     if (!modules_[m].bias_tensor.empty()) biases_[m] = ReadF32(modules_[m].bias_tensor);
   }
   L.input_norm = ReadF32(L.input_norm_name);
@@ -323,6 +362,7 @@ Tensor Model::LinearWeight(int module) const {
   // Not resident: convert a fresh copy and let the mmap pages go, so streaming over the weights (export,
   // layerwise calibration) never accumulates the checkpoint in RSS.
   Tensor w = ReadF32(modules_[module].weight_tensor);
+  CheckRouterFinite(modules_[module], w, FileOfTensor(modules_[module].weight_tensor));
   ckpt_.Release(modules_[module].weight_tensor);
   return w;
 }

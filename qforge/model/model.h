@@ -24,6 +24,7 @@
 #include "qforge/io/safetensors.h"
 #include "qforge/model/architectures.h"
 #include "qforge/model/model_config.h"
+#include "qforge/model/tokenizer.h"
 #include "qforge/runtime/backend.h"
 #include "qforge/tensor/tensor.h"
 
@@ -184,6 +185,7 @@ class Model {
   void BuildModules();
   int64_t ValidateCheckpoint() const;  // returns the parameter count
   Tensor ReadF32(const std::string& tensor) const;
+  std::string FileOfTensor(const std::string& tensor) const;  // its shard file, or the model dir if provided
   const float* Weight(int module) const;
   const float* Bias(int module) const;
   void Linear(int module, const float* x, int64_t rows, float* y, bool accumulate, ForwardHooks* hooks);
@@ -219,5 +221,11 @@ class Model {
   int64_t rope_len_ = 0;
   std::unique_ptr<Workspace> ws_;
 };
+
+// Throws qforge::Error, naming both files and both sizes, when `tokenizer` (read from `tokenizer_dir`) has
+// token ids the embedding has no row for (tokenizer.vocab_size() > config.json vocab_size, the rows of
+// model.embed_tokens.weight). A smaller tokenizer is fine: embeddings are often padded.
+void CheckTokenizerFitsModel(const Tokenizer& tokenizer, const std::filesystem::path& tokenizer_dir,
+                             const Model& model);
 
 }  // namespace qforge

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numbers>
 
 #include "qforge/base/error.h"
@@ -111,6 +112,11 @@ RopeConfig ParseRope(const json& j, const Reader& top, const std::string& source
   return rope;
 }
 
+// Identity keys (ConfigIdentityProblems; an unsupported architecture is reported by the caller with the list of
+// supported ones) and rms_norm_eps, whose sign or a NaN would otherwise surface as NaN activations blamed on
+// whichever quantizer sees them first.
+void CheckIdentityAndEps(const json& j, const std::string& source);
+
 }  // namespace
 
 bool ModelConfig::IsMoeLayer(int64_t layer) const {
@@ -134,8 +140,10 @@ ModelConfig ParseModelConfig(const json& j, const std::string& source) {
     for (const auto& a : Architectures()) names.push_back(a.architecture);
     QF_FAIL("{}: architecture \"{}\" is not supported (supported: {})", source, arch, fmt::join(names, ", "));
   }
+  CheckIdentityAndEps(j, source);
   c.model_type = r.StringOr("model_type", "");
   c.dtype = r.StringOr("dtype", r.StringOr("torch_dtype", ""));
+  c.dtype_key = r.Has("dtype") ? "dtype" : r.Has("torch_dtype") ? "torch_dtype" : "";
   c.hidden_size = r.Int("hidden_size");
   c.num_layers = r.Int("num_hidden_layers");
   c.num_heads = r.Int("num_attention_heads");
@@ -211,6 +219,124 @@ ModelConfig ParseModelConfig(const json& j, const std::string& source) {
   }
   return c;
 }
+
+std::vector<ConfigIdentityProblem> ConfigIdentityProblems(const json& j) {
+  std::vector<ConfigIdentityProblem> out;
+  if (!j.is_object()) return {{"architectures", "config.json is not a JSON object"}};
+  auto str = [&](const char* key) -> std::optional<std::string> {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return std::nullopt;
+    if (!it->is_string()) {
+      out.push_back({key, fmt::format("must be a string, got {}", it->dump())});
+      return std::nullopt;
+    }
+    return it->get<std::string>();
+  };
+  const ArchSpec* arch = nullptr;
+  std::string arch_name;
+  auto a = j.find("architectures");
+  if (a == j.end() || !a->is_array() || a->empty() || !(*a)[0].is_string()) {
+    out.push_back({"architectures", fmt::format("must be a non-empty list naming the model class (e.g. "
+                                                "[\"LlamaForCausalLM\"]), got {}",
+                                                a == j.end() ? "nothing" : a->dump())});
+  } else {
+    arch_name = (*a)[0].get<std::string>();
+    arch = FindArchitecture(arch_name);
+    if (arch == nullptr) {
+      std::vector<std::string_view> names;
+      for (const auto& s : Architectures()) names.push_back(s.architecture);
+      out.push_back({"architectures",
+                     fmt::format("architecture \"{}\" is not supported (supported: {})", arch_name,
+                                 fmt::join(names, ", ")),
+                     /*unsupported_architecture=*/true});
+    }
+  }
+  const std::optional<std::string> model_type = str("model_type");
+  if (!model_type) {
+    if (!j.contains("model_type") || j.at("model_type").is_null()) {
+      out.push_back({"model_type", "is missing (transformers' AutoConfig needs it to pick the config class)"});
+    }
+  } else if (arch != nullptr && !HasModelType(*arch, *model_type)) {
+    std::vector<std::string_view> fits;
+    for (const ArchSpec* s : ArchitecturesWithModelType(*model_type)) fits.push_back(s->architecture);
+    out.push_back({"model_type",
+                   fmt::format("\"{}\" does not match architectures[0] \"{}\" (which has model_type \"{}\"){}",
+                               *model_type, arch_name, arch->model_types[0],
+                               fits.empty() ? std::string(", and names no supported model")
+                                            : fmt::format("; \"{}\" is the model_type of {}", *model_type,
+                                                          fmt::join(fits, ", ")))});
+  }
+  // dtype (transformers v5) and torch_dtype (v4): the dtype of the saved floating weights.
+  std::optional<std::pair<std::string, DType>> seen;
+  for (const char* key : {"dtype", "torch_dtype"}) {
+    const auto v = str(key);
+    if (!v) continue;
+    const auto d = DTypeFromTorchName(*v);
+    if (!d || !(*d == DType::kF32 || *d == DType::kF16 || *d == DType::kBF16 || *d == DType::kF64)) {
+      out.push_back({key, fmt::format("\"{}\" is not a dtype of floating weights (expected float32, float16, "
+                                      "bfloat16 or float64)", *v)});
+      continue;
+    }
+    if (seen && seen->second != *d) {
+      out.push_back({key, fmt::format("\"{}\" disagrees with \"{}\" \"{}\"", *v, seen->first,
+                                      Traits(seen->second).torch_name)});
+    }
+    if (!seen) seen = std::pair{std::string(key), *d};
+  }
+  return out;
+}
+
+std::optional<ConfigIdentityProblem> ConfigDtypeProblem(const json& j,
+                                                        const std::vector<std::pair<std::string, DType>>& tensors) {
+  if (!j.is_object()) return std::nullopt;
+  for (const char* k : {"dtype", "torch_dtype"}) {
+    auto it = j.find(k);
+    if (it != j.end() && it->is_string()) return ConfigDtypeProblem(k, it->get<std::string>(), tensors);
+  }
+  return std::nullopt;
+}
+
+std::optional<ConfigIdentityProblem> ConfigDtypeProblem(const std::string& key, const std::string& dtype,
+                                                        const std::vector<std::pair<std::string, DType>>& tensors) {
+  if (key.empty()) return std::nullopt;
+  const std::optional<DType> want = DTypeFromTorchName(dtype);
+  if (!want) return std::nullopt;  // reported by ConfigIdentityProblems
+  std::map<DType, int64_t> found;  // dtype -> number of floating weights
+  std::string example;
+  for (const auto& [name, d] : tensors) {
+    if (!(d == DType::kF32 || d == DType::kF16 || d == DType::kBF16 || d == DType::kF64)) continue;
+    const bool scale = name.ends_with("_scale") || name.ends_with("_scale_2");
+    if (scale || name.ends_with("inv_freq")) continue;
+    if (d == *want) return std::nullopt;
+    if (found.empty()) example = name;
+    ++found[d];
+  }
+  if (found.empty()) return std::nullopt;
+  std::vector<std::string> have;
+  for (const auto& [d, n] : found) have.push_back(fmt::format("{} {}", n, DTypeName(d)));
+  return ConfigIdentityProblem{key, fmt::format("is \"{}\" but no floating weight of the checkpoint has that dtype "
+                                                "(it has {}; e.g. '{}' is {})",
+                                                Traits(*want).torch_name, fmt::join(have, ", "), example,
+                                                DTypeName(found.begin()->first))};
+}
+
+namespace {
+
+void CheckIdentityAndEps(const json& j, const std::string& source) {
+  for (const auto& p : ConfigIdentityProblems(j)) {
+    if (p.unsupported_architecture) continue;
+    QF_FAIL("{}: \"{}\" {}", source, p.key, p.message);
+  }
+  if (j.contains("rms_norm_eps") && !j.at("rms_norm_eps").is_null()) {
+    const json& v = j.at("rms_norm_eps");
+    QF_CHECK(v.is_number(), "{}: \"rms_norm_eps\" must be a number, got {}", source, v.dump());
+    const double eps = v.get<double>();
+    QF_CHECK(std::isfinite(eps) && eps > 0, "{}: \"rms_norm_eps\" must be finite and positive (RMSNorm divides by "
+             "sqrt(mean(x^2) + eps)), got {}", source, v.dump());
+  }
+}
+
+}  // namespace
 
 ModelConfig LoadModelConfig(const std::filesystem::path& dir) {
   const auto path = dir / "config.json";

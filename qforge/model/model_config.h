@@ -7,9 +7,11 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qforge/model/architectures.h"
+#include "qforge/tensor/dtype.h"
 
 namespace qforge {
 
@@ -35,7 +37,8 @@ struct RopeConfig {
 struct ModelConfig {
   const ArchSpec* arch = nullptr;  // never null after parsing
   std::string model_type;
-  std::string dtype;  // `dtype` (v5) or `torch_dtype` (v4), informational ("bfloat16")
+  std::string dtype;      // `dtype` (v5) or `torch_dtype` (v4) ("bfloat16"), checked against the weights on load
+  std::string dtype_key;  // which of the two keys gave `dtype` ("" if neither)
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;  // dense MLP (and Qwen-MoE dense layers)
   int64_t num_layers = 0;
@@ -65,8 +68,32 @@ struct ModelConfig {
   bool IsMoeLayer(int64_t layer) const;
 };
 
+// One problem with the identity keys of a config.json: `architectures`, `model_type`, `dtype` / `torch_dtype`.
+struct ConfigIdentityProblem {
+  std::string key;      // the config key at fault ("model_type", "architectures", "dtype", "torch_dtype")
+  std::string message;  // what is wrong, with the values; does not name the file
+  bool unsupported_architecture = false;  // only: the class is not one qforge runs (check: a warning)
+};
+
+// Identity problems of config.json `j`, never throwing: `architectures` missing or not a non-empty list of
+// strings, or a class qforge does not support; `model_type` missing, or not the one transformers pairs with the
+// class (ArchSpec::model_types); `dtype` / `torch_dtype` not a floating torch dtype name (float32, float16,
+// bfloat16, float64), or the two keys disagreeing.
+std::vector<ConfigIdentityProblem> ConfigIdentityProblems(const nlohmann::json& j);
+
+// The problem, if any, of config.json `j`'s `dtype` (or `torch_dtype`) against the checkpoint's tensors
+// (name, dtype): the dtype must be that of at least one floating weight, i.e. an F32/F16/BF16/F64 tensor that
+// is not an export scale (`*_scale`, `*_scale_2`) or a rotary `inv_freq` buffer. No claim (key absent) or no
+// such tensor: nullopt.
+std::optional<ConfigIdentityProblem> ConfigDtypeProblem(const nlohmann::json& j,
+                                                        const std::vector<std::pair<std::string, DType>>& tensors);
+// The same for an already parsed claim: `key` ("dtype" / "torch_dtype") holding `dtype`; nullopt if `key` is "".
+std::optional<ConfigIdentityProblem> ConfigDtypeProblem(const std::string& key, const std::string& dtype,
+                                                        const std::vector<std::pair<std::string, DType>>& tensors);
+
 // Parses config.json text; `source` names the file in errors. Throws qforge::Error naming the file and
-// key for an unknown architecture, a missing or mistyped key, or inconsistent sizes.
+// key for an unknown architecture, a missing or mistyped key, inconsistent sizes, any ConfigIdentityProblem,
+// or an rms_norm_eps that is not finite and positive.
 ModelConfig ParseModelConfig(const nlohmann::json& j, const std::string& source);
 // Reads `<dir>/config.json`.
 ModelConfig LoadModelConfig(const std::filesystem::path& dir);

@@ -416,8 +416,10 @@ TEST_F(BrokenCheckpoint, HalfPrecisionWeightsConvertExactly) {
       rounded.emplace_back(n, h.ToF32());
     }
     WriteSafetensors(dir_ / "model.safetensors", half);
+    EditConfig([&](json& j) { j["dtype"] = std::string(Traits(dt).torch_name); });  // config.json's dtype names the weights'
     Tensor a = Model::Load(dir_)->Forward(ids, 2, 9);
     WriteSafetensors(dir_ / "model.safetensors", rounded);
+    EditConfig([](json& j) { j["dtype"] = "float32"; });
     Tensor b = Model::Load(dir_)->Forward(ids, 2, 9);
     EXPECT_EQ(MaxDiff(a, b), 0.f) << DTypeName(dt);
   }
