@@ -12,7 +12,9 @@
 #include "qforge/base/file.h"
 #include "qforge/base/strings.h"
 #include "qforge/export/quant_config.h"
+#include "qforge/export/value_scan.h"
 #include "qforge/io/safetensors.h"
+#include "qforge/model/model_config.h"
 
 namespace qforge::exporter {
 namespace {
@@ -97,10 +99,12 @@ class Checker {
 
   void Run() {
     CheckConfigs();
+    CheckIdentity();
     CheckAlgoAccepted();
     if (!OpenTensors()) return;
     IndexTensors();
     CheckModules();
+    CheckFloatValues();
     CheckSiblings();
     CheckPeaks();
     CheckMixedExperts();
@@ -835,13 +839,83 @@ class Checker {
     }
     const bool kv = cfg_ != nullptr && cfg_->kv_cache_quant_algo.has_value();
     if (kv && count == 0) {
+      // ModelOpt's "cast" KV recipes (use_constant_amax) write no scales at all (spec §10.2).
       Warn("kv.missing", "kv_cache_quant_algo",
            "kv_cache_quant_algo is {} but the checkpoint has no k_scale / v_scale tensors; runtimes use 1.0",
            *cfg_->kv_cache_quant_algo);
     }
+    if (kv && count > 0) CheckKvComplete();
     if (!kv && count > 0 && cfg_ != nullptr) {
       Warn("kv.unused", "kv_cache_quant_algo",
            "the checkpoint has {} KV-cache scales but kv_cache_quant_algo is null, so runtimes ignore them", count);
+    }
+  }
+
+  // Every attention layer (the parent of a `k_proj` / `v_proj` with a weight) has both k_scale and v_scale
+  // once any layer has one: a runtime would use 1.0 for the missing ones, a silently wrong KV cache.
+  // Scales sit at <attn>.k_proj.k_scale / <attn>.v_proj.v_scale (ModelOpt), or <attn>.k_scale / kv_scale.
+  void CheckKvComplete() {
+    struct Kv {
+      bool k = false, v = false;
+    };
+    std::map<std::string, Kv> layers;  // attention module -> which scales it has
+    for (const auto& [name, m] : modules_) {
+      const std::string last = LastComponent(name);
+      const bool proj = last == "k_proj" || last == "v_proj";
+      if (proj && m.Has("weight")) layers[Parent(name)];
+      const std::string attn = proj ? Parent(name) : name;
+      if (m.Has("k_scale") || m.Has("kv_scale")) layers[attn].k = true;
+      if (m.Has("v_scale") || m.Has("kv_scale")) layers[attn].v = true;
+    }
+    int with = 0;
+    for (const auto& [attn, kv] : layers) with += kv.k || kv.v ? 1 : 0;
+    for (const auto& [attn, kv] : layers) {
+      if (kv.k && kv.v) continue;
+      const char* missing = !kv.k && !kv.v ? "k_scale and v_scale" : !kv.k ? "k_scale" : "v_scale";
+      Error("kv.incomplete", attn,
+            "attention layer '{}' has no {} while kv_cache_quant_algo is {} and {} of {} attention layers carry KV "
+            "scales; runtimes would use 1.0 for the missing scale (only exports without any KV scale, ModelOpt's "
+            "cast recipes, may omit them)",
+            attn, missing, *cfg_->kv_cache_quant_algo, with, layers.size());
+    }
+  }
+
+  // Model identity in config.json: architectures, model_type and dtype agree (an unsupported architecture
+  // cannot be verified: a warning).
+  void CheckIdentity() {
+    if (!config_json_.is_object()) return;  // reported by CheckConfigs
+    const nlohmann::json j = nlohmann::json::parse(config_json_.dump());
+    for (const auto& p : ConfigIdentityProblems(j)) {
+      if (p.unsupported_architecture) {
+        Warn("config.identity", "config.json:" + p.key, "{}; model_type and layout not verified", p.message);
+      } else {
+        Error("config.identity", "config.json:" + p.key, "\"{}\" {}", p.key, p.message);
+      }
+    }
+  }
+
+  // NaN / Inf in any floating tensor (F32/F16/BF16/F64: unquantized weights, norms, embeddings, biases), and the
+  // config's dtype against them. Scales and FP8 weights have their own rules (CheckScalar, ScanBlockScales,
+  // ScanFp8Weight).
+  void CheckFloatValues() {
+    std::vector<std::pair<std::string, DType>> dtypes;
+    for (const auto& name : ckpt_->names()) dtypes.emplace_back(name, Info(name).dtype);
+    if (config_json_.is_object()) {
+      if (auto p = ConfigDtypeProblem(nlohmann::json::parse(config_json_.dump()), dtypes)) {
+        Error("config.identity", "config.json:" + p->key, "\"{}\" {}", p->key, p->message);
+      }
+    }
+    if (!options_.scan_values) return;
+    static const std::set<std::string> kScaleSuffixes = {"weight_scale", "weight_scale_2", "input_scale",
+                                                         "k_scale",      "v_scale",        "kv_scale"};
+    for (const auto& [name, dtype] : dtypes) {
+      if (!IsFloatStorage(dtype) || kScaleSuffixes.count(LastComponent(name))) continue;
+      const NonFiniteScan scan = ScanNonFinite(ckpt_->Get(name));
+      ckpt_->Release(name);
+      if (scan.count > 0) {
+        Error("tensor.value", name, "{} of {} elements are NaN or infinite (first at flat index {}) in {}",
+              scan.count, NumElements(Info(name).shape), scan.first, ckpt_->FileOf(name));
+      }
     }
   }
 

@@ -135,6 +135,7 @@ struct Synth {
     s.Linear("lm_head", kVocab, kHidden, ExportFormat::kNone);
     s.input.kv_cache = kv ? KvCacheAlgo::kFp8 : KvCacheAlgo::kNone;
     s.config = {{"architectures", {moe ? "Qwen3MoeForCausalLM" : "LlamaForCausalLM"}},
+                {"model_type", moe ? "qwen3_moe" : "llama"},
                 {"hidden_size", kHidden},
                 {"vocab_size", kVocab},
                 {"tie_word_embeddings", false},
