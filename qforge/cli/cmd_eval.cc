@@ -1,6 +1,7 @@
 // `qforge eval`: perplexity of a model on a text file (tokenized with the model's tokenizer) or an ids file,
 // by non-overlapping windows (model/perplexity.h). Ends with `ppl=<value> nll=<value> tokens=<n>`.
 #include <cstdio>
+#include <optional>
 
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
@@ -33,23 +34,34 @@ CommandRegistrar reg(
       text->excludes(ids);
       sub.add_option("--seq-len", a->seq_len, "inputs per window (positions restart at 0 in each)")
           ->capture_default_str();
-      sub.add_option("--max-tokens", a->max_tokens, "predicted tokens to evaluate (default: all)");
+      sub.add_option("--max-tokens", a->max_tokens,
+                     "predicted tokens to evaluate; 0 (the default) means no limit: every token of the file");
       sub.add_option("--batch-size", a->batch_size, "windows per forward")->capture_default_str();
       sub.add_flag("--bos", a->bos, "prepend the tokenizer's BOS token to --text");
       return [a] {
         QF_CHECK(!a->text.empty() || !a->ids.empty(), "eval needs --text FILE or --ids FILE");
         QF_CHECK(!(a->bos && !a->ids.empty()), "--bos applies to --text only (--ids are used as they are)");
+        QF_CHECK(a->seq_len >= 1, "--seq-len must be >= 1, got {}", a->seq_len);
+        QF_CHECK(a->batch_size >= 1, "--batch-size must be >= 1, got {}", a->batch_size);
+        QF_CHECK(a->max_tokens >= 0, "--max-tokens must be >= 0 (0: no limit), got {}", a->max_tokens);
         std::vector<int32_t> tokens;
+        std::optional<Tokenizer> tok;
         if (!a->ids.empty()) {
           tokens = ReadIdsFile(a->ids);
         } else {
-          const Tokenizer tok = Tokenizer::FromFile(a->model);
-          tokens = tok.Encode(ReadFileToString(a->text), a->bos);
+          tok.emplace(Tokenizer::FromFile(a->model));
+          tokens = tok->Encode(ReadFileToString(a->text), a->bos);
         }
         LogInfo("{} token ids; loading {}", tokens.size(), a->model);
         // Exported quantized checkpoints run with dequantized weights and runtime-style activation quantization.
         QuantizedModel qm = LoadQuantizedModel(a->model);
         if (qm.config) LogInfo("quantized checkpoint: {}", qm.description);
+        if (tok) CheckTokenizerFitsModel(*tok, a->model, *qm.model);
+        const int64_t max_pos = qm.model->config().max_position_embeddings;
+        if (a->seq_len > max_pos) {
+          LogWarning("--seq-len {} is above the model's max_position_embeddings {} (config.json): positions past it "
+                     "were never trained, so the perplexity says little about the model", a->seq_len, max_pos);
+        }
         PerplexityOptions opts;
         opts.seq_len = a->seq_len;
         opts.max_tokens = a->max_tokens;

@@ -17,6 +17,7 @@
 #include "qforge/export/hf_export.h"
 #include "qforge/model/model.h"
 #include "qforge/model/tokenizer.h"
+#include "qforge/quant/plan.h"
 #include "qforge/quant/quant_state.h"
 
 namespace qforge::cli {
@@ -26,6 +27,7 @@ struct QuantizeArgs {
   std::string model;
   std::string recipe;
   std::string qformat;
+  bool qformat_given = false;  // --qformat appeared (possibly as '')
   std::string kv_qformat = "fp8";
   std::vector<std::string> calib;
   int64_t calib_size = 512;
@@ -55,8 +57,25 @@ double PeakRssMiB() {
   return -1;
 }
 
+// Flag values that would fail late or silently do something else. Reads only config.json.
+void ValidateQuantizeFlags(const QuantizeArgs& a) {
+  QF_CHECK(!a.qformat_given || !a.qformat.empty(),
+           "--qformat is empty; give a preset name (fp8, nvfp4, nvfp4_mlp_only, ...; qforge recipe list)");
+  QF_CHECK(a.batch_size >= 1, "--batch-size must be >= 1, got {}", a.batch_size);
+  QF_CHECK(a.calib_size >= 1, "--calib-size must be >= 1, got {}", a.calib_size);
+  QF_CHECK(a.calib_seq_len >= 1, "--calib-seq-len must be >= 1, got {}", a.calib_seq_len);
+  (void)MaxShardBytesFromGiB(a.max_shard_gb, "--max-shard-size");
+  const ModelConfig mc = LoadModelConfig(a.model);
+  if (a.calib_seq_len > mc.max_position_embeddings) {
+    LogWarning("--calib-seq-len {} is above the model's max_position_embeddings {} ({}/config.json): calibration "
+               "would see positions the model was never trained on", a.calib_seq_len, mc.max_position_embeddings,
+               a.model);
+  }
+}
+
 int RunQuantize(const QuantizeArgs& a) {
   Timer total;
+  ValidateQuantizeFlags(a);
   QF_CHECK(a.recipe.empty() || a.qformat.empty(), "give either --recipe or --qformat, not both");
   config::QuantizeConfig qcfg;
   std::string what;
@@ -81,6 +100,8 @@ int RunQuantize(const QuantizeArgs& a) {
   const double load_s = t.Seconds();
   QuantState state = QuantState::ForModel(*model);
   state.Apply(qcfg.quant_cfg);
+  CheckSomethingQuantized(qcfg.quant_cfg, state, what);  // before calibration: never calibrate what cannot export
+  CheckExportable(*model, state);
 
   CalibrateOptions co;
   co.batch_size = a.batch_size;
@@ -98,6 +119,7 @@ int RunQuantize(const QuantizeArgs& a) {
     QF_CHECK(!a.calib.empty(), "this config calibrates activations: give calibration text with --calib FILE...");
     Timer tt;
     const Tokenizer tok = Tokenizer::FromFile(a.model);
+    CheckTokenizerFitsModel(tok, a.model, *model);
     std::vector<std::filesystem::path> files(a.calib.begin(), a.calib.end());
     CalibData d = BuildCalibData(tok, files, a.calib_size, a.calib_seq_len);
     tokenize_s = tt.Seconds();
@@ -133,6 +155,7 @@ int RunQuantize(const QuantizeArgs& a) {
     std::printf("expert tokens %s: [%s]\n", e.block.c_str(), fmt::format("{}", fmt::join(e.tokens, ", ")).c_str());
   }
   for (const auto& n : cr.max.notes) std::printf("note: %s\n", n.c_str());
+  std::printf("%s", UnmatchedEntriesNote(qcfg.quant_cfg, state).c_str());
   if (!cr.max.shared_groups.empty()) {
     std::printf("shared weight global amax groups (calibration): %zu\n", cr.max.shared_groups.size());
   }
@@ -162,7 +185,7 @@ CommandRegistrar reg(
       sub.add_option("--calib-seq-len", a->calib_seq_len, "tokens per calibration sample")->capture_default_str();
       sub.add_option("--batch-size", a->batch_size, "samples per calibration forward pass")->capture_default_str();
       sub.add_option("--export", a->export_dir, "output checkpoint directory (replaced atomically)")->required();
-      sub.add_option("--max-shard-size", a->max_shard_gb, "shard size limit in GiB")->capture_default_str();
+      sub.add_option("--max-shard-size", a->max_shard_gb, "shard size limit in GiB (1/1024 to 1024)")->capture_default_str();
       sub.add_flag("--no-progress", a->no_progress, "do not print progress lines");
       sub.add_flag("--layerwise", a->layerwise, "calibrate one decoder layer at a time (layerwise.enable)");
       sub.add_option("--checkpoint-dir", a->checkpoint_dir,
@@ -180,7 +203,10 @@ CommandRegistrar reg(
                      "bytes of captured activations per set kept in RAM before spilling to the checkpoint dir")
           ->capture_default_str();
       sub.add_flag("--restart", a->restart, "discard an existing layerwise checkpoint and start over");
-      return [a] { return RunQuantize(*a); };
+      return [a, qformat] {
+        a->qformat_given = qformat->count() > 0;
+        return RunQuantize(*a);
+      };
     });
 
 }  // namespace
