@@ -13,6 +13,8 @@
 
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
+#include "qforge/base/read_limited.h"
+#include "qforge/io/json_limits.h"
 #include "qforge/base/strings.h"
 #include "qforge/model/tokenizer_text.h"
 
@@ -952,12 +954,7 @@ Tokenizer Tokenizer::FromJson(std::string_view text, std::string_view name, std:
   auto impl = std::make_shared<Impl>();
   impl->name = std::string(name);
   const Where root{impl->name, ""};
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    QF_FAIL("{}: not valid JSON: {}", impl->name, e.what());
-  }
+  const json j = ParseJsonBounded<json>(text, impl->name);
   QF_CHECK(j.is_object(), "{}: expected a JSON object at the top level, got {}", impl->name, j.type_name());
 
   impl->model = ParseBpe(Need(j, "model", root), root / "model");
@@ -1007,10 +1004,16 @@ Tokenizer Tokenizer::FromJson(std::string_view text, std::string_view name, std:
     }
   }
 
-  // id -> token string: added tokens take precedence, as in HF decode.
+  // id -> token string: added tokens take precedence, as in HF decode. The table is sized by the largest id,
+  // so ids must be about as dense as the tokens the file holds (a 100-byte file must not ask for 2^31 slots).
   int32_t max_id = -1;
   for (const auto& [tok, id] : impl->model.vocab) max_id = std::max(max_id, id);
   for (const AddedToken& a : impl->added) max_id = std::max(max_id, a.id);
+  const int64_t tokens = static_cast<int64_t>(impl->model.vocab.size() + impl->added.size());
+  QF_CHECK(max_id < kMaxTokenizerVocab && max_id < 2 * tokens + 1024,
+           "{}: token id {} is too large for a vocabulary of {} tokens (ids must be below {} and at most about "
+           "twice the token count)",
+           impl->name, max_id, tokens, kMaxTokenizerVocab);
   impl->id_to_token.assign(static_cast<size_t>(max_id + 1), nullptr);
   for (const auto& [tok, id] : impl->model.vocab) impl->id_to_token[id] = &tok;
   for (const AddedToken& a : impl->added) impl->id_to_token[a.id] = &a.text;
@@ -1021,12 +1024,7 @@ Tokenizer Tokenizer::FromJson(std::string_view text, std::string_view name, std:
   }
   if (!config_json.empty()) {
     const std::string cfg_name = (std::filesystem::path(impl->name).parent_path() / "tokenizer_config.json").string();
-    json cfg;
-    try {
-      cfg = json::parse(config_json);
-    } catch (const json::exception& e) {
-      QF_FAIL("{}: not valid JSON: {}", cfg_name, e.what());
-    }
+    const json cfg = ParseJsonBounded<json>(config_json, cfg_name);
     QF_CHECK(cfg.is_object(), "{}: expected a JSON object", cfg_name);
     if (const int32_t b = ConfigTokenId(cfg, "bos_token", *impl, cfg_name); b >= 0) impl->bos = b;
     impl->eos = ConfigTokenId(cfg, "eos_token", *impl, cfg_name);
@@ -1038,9 +1036,11 @@ Tokenizer Tokenizer::FromFile(const std::filesystem::path& path) {
   std::filesystem::path file = path;
   if (std::filesystem::is_directory(path)) file = path / "tokenizer.json";
   QF_CHECK(std::filesystem::exists(file), "tokenizer file {} does not exist", file.string());
-  const std::string text = ReadFileToString(file);
+  const std::string text = ReadFileLimited(file, kMaxTokenizerJsonBytes, "a tokenizer.json");
   const std::filesystem::path cfg = file.parent_path() / "tokenizer_config.json";
-  const std::string cfg_text = std::filesystem::exists(cfg) ? ReadFileToString(cfg) : std::string();
+  const std::string cfg_text = std::filesystem::exists(cfg)
+                                   ? ReadFileLimited(cfg, kMaxTokenizerJsonBytes, "a tokenizer_config.json")
+                                   : std::string();
   return FromJson(text, file.string(), cfg_text);
 }
 

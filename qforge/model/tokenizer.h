@@ -38,6 +38,11 @@
 
 namespace qforge {
 
+// Largest tokenizer.json / tokenizer_config.json read (bytes; real ones are up to ~30 MB) and the largest token
+// id accepted (16.7 M; the largest released vocabularies have ~1 M).
+inline constexpr uint64_t kMaxTokenizerJsonBytes = uint64_t{1} << 30;
+inline constexpr int64_t kMaxTokenizerVocab = int64_t{1} << 24;
+
 // Immutable after loading; copies share the loaded tables. Encode / Decode are safe to call from many
 // threads at once.
 class Tokenizer {

@@ -371,5 +371,29 @@ TEST(TokenizerErrors, BosRequestedWithoutBos) {
   EXPECT_NE(ErrorOf([&] { t.Encode("x", true); }).find("no BOS"), std::string::npos);
 }
 
+TEST(TokenizerErrors, SizesFromTheFileAreBoundedBeforeAllocation) {
+  const json base = json::parse(ReadFileToString(Models() / "stories260K" / "hf" / "tokenizer.json"));
+  // One vocab id of 2^31 - 1 would size the id table at 16 GiB: refused, naming the id and the token count.
+  json j = base;
+  j["model"]["vocab"]["<unk>"] = 2147483647;
+  std::string e = ErrorOf([&] { Tokenizer::FromJson(j.dump(), "big_id/tokenizer.json"); });
+  EXPECT_NE(e.find("big_id/tokenizer.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("2147483647"), std::string::npos) << e;
+  EXPECT_NE(e.find("too large"), std::string::npos) << e;
+  j = base;
+  j["added_tokens"].push_back({{"id", 1 << 30}, {"content", "<big>"}, {"special", true}});
+  e = ErrorOf([&] { Tokenizer::FromJson(j.dump(), "big_added/tokenizer.json"); });
+  EXPECT_NE(e.find("too large"), std::string::npos) << e;
+  // Ids with a few holes are still fine.
+  j = base;
+  j["added_tokens"].push_back({{"id", 600}, {"content", "<pad>"}, {"special", true}});
+  EXPECT_NO_THROW(Tokenizer::FromJson(j.dump(), "holes/tokenizer.json"));
+  // Deep nesting is refused by the bounded parser (later recursive walkers never see it).
+  e = ErrorOf([&] {
+    Tokenizer::FromJson(R"({"normalizer": )" + std::string(5000, '[') + std::string(5000, ']') + "}", "deep.json");
+  });
+  EXPECT_NE(e.find("nest deeper"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace qforge
