@@ -115,6 +115,7 @@ std::unique_ptr<Model> Model::Load(const std::filesystem::path& dir, const Model
 void Model::BuildModules() {
   const ModelConfig& c = config_;
   const ArchSpec& a = *c.arch;
+  CheckModuleCountFitsCheckpoint();
   auto add = [&](ModuleInfo mi) {
     modules_.push_back(std::move(mi));
     return static_cast<int>(modules_.size()) - 1;
@@ -213,6 +214,24 @@ void Model::BuildModules() {
   biases_.resize(modules_.size());
   overrides_.resize(modules_.size());
   rows_seen_.assign(modules_.size(), 0);
+}
+
+void Model::CheckModuleCountFitsCheckpoint() const {
+  // Every Linear, norm and the embedding the config describes is one tensor in the checkpoint, so the
+  // checkpoint's tensor count bounds what the config may ask for: a config.json claiming 10^9 experts fails
+  // here, before 10^9 module records are built. The sizes are within kModelSizeLimits, so this cannot overflow.
+  const ModelConfig& c = config_;
+  const ArchSpec& a = *c.arch;
+  int64_t want = 2 + (c.tie_word_embeddings ? 0 : 1);  // embed_tokens, norm, lm_head
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    want += 2 + 4;  // two norms, q/k/v/o
+    want += c.IsMoeLayer(l) ? 1 + 3 * c.num_experts + (a.shared_expert ? 4 : 0) : 3;
+  }
+  const int64_t have = static_cast<int64_t>(ckpt_.names().size());
+  QF_CHECK(want <= have,
+           "checkpoint '{}' holds {} tensors but {} (num_hidden_layers {}, num_experts {}) describes a model with at "
+           "least {}; the config and the weights do not match",
+           ckpt_.dir().string(), have, (dir_ / "config.json").string(), c.num_layers, c.num_experts, want);
 }
 
 int64_t Model::ValidateCheckpoint() const {

@@ -183,6 +183,7 @@ class Model {
   struct Layer;
   struct Workspace;
   void BuildModules();
+  void CheckModuleCountFitsCheckpoint() const;  // the config's module count against the checkpoint's tensors
   int64_t ValidateCheckpoint() const;  // returns the parameter count
   Tensor ReadF32(const std::string& tensor) const;
   std::string FileOfTensor(const std::string& tensor) const;  // its shard file, or the model dir if provided

@@ -9,6 +9,8 @@
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
 #include "qforge/base/log.h"
+#include "qforge/base/read_limited.h"
+#include "qforge/io/json_limits.h"
 
 namespace qforge {
 namespace {
@@ -29,7 +31,8 @@ class Reader {
   int64_t IntOr(std::string_view key, int64_t def) const {
     if (!Has(key)) return def;
     const json& v = j_.at(std::string(key));
-    QF_CHECK(v.is_number_integer(), "{}: \"{}\" must be an integer, got {}", source_, key, v.dump());
+    QF_CHECK(v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX}),
+             "{}: \"{}\" must be an integer (at most 2^63 - 1), got {}", source_, key, v.dump());
     return v.get<int64_t>();
   }
   double DoubleOr(std::string_view key, double def) const {
@@ -110,6 +113,99 @@ RopeConfig ParseRope(const json& j, const Reader& top, const std::string& source
   QF_CHECK(rope.theta > 0, "{}: rope_theta must be positive, got {}", source, rope.theta);
   QF_CHECK(rope.factor > 0, "{}: rope factor must be positive, got {}", source, rope.factor);
   return rope;
+}
+
+// Upper bounds on the sizes config.json gives (docs in model_config.h). Each is far above any released model
+// and small enough that every product the loader and the forward pass form from them fits in int64.
+struct SizeLimit {
+  std::string_view key;
+  int64_t value;
+  int64_t max;
+};
+
+// `a` * `b` with overflow reported as false.
+bool MulOk(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+
+// Checks every size against kModelSizeLimits and the products used later (attention widths, per-tensor and
+// total element counts) against the tensor_elements / parameters limits, before anything is built
+// from them. Errors name the file and key and give the limit.
+void CheckModelSizeLimits(const ModelConfig& c, const std::string& source) {
+  const std::string experts_key = "num_experts (num_local_experts / n_routed_experts)";
+  const SizeLimit limits[] = {
+      {"hidden_size", c.hidden_size, kModelSizeLimits.hidden_size},
+      {"intermediate_size", c.intermediate_size, kModelSizeLimits.intermediate_size},
+      {"num_hidden_layers", c.num_layers, kModelSizeLimits.num_layers},
+      {"num_attention_heads", c.num_heads, kModelSizeLimits.num_heads},
+      {"num_key_value_heads", c.num_kv_heads, kModelSizeLimits.num_heads},
+      {"head_dim", c.head_dim, kModelSizeLimits.head_dim},
+      {"vocab_size", c.vocab_size, kModelSizeLimits.vocab_size},
+      {"max_position_embeddings", c.max_position_embeddings, kModelSizeLimits.max_position_embeddings},
+      {"num_experts", c.num_experts, kModelSizeLimits.num_experts},
+      {c.arch != nullptr && c.num_experts > 0 ? c.arch->moe_intermediate_key : "moe_intermediate_size",
+       c.moe_intermediate_size, kModelSizeLimits.intermediate_size},
+      {"shared_expert_intermediate_size", c.shared_expert_intermediate_size, kModelSizeLimits.intermediate_size},
+      {"decoder_sparse_step", c.decoder_sparse_step, kModelSizeLimits.num_layers},
+      {"rope original_max_position_embeddings", c.rope.original_max_position_embeddings,
+       kModelSizeLimits.max_position_embeddings},
+  };
+  for (const auto& l : limits) {
+    QF_CHECK(l.value >= 0 && l.value <= l.max, "{}: \"{}\" is {}, expected an integer in [0, {}] (the limit qforge "
+             "accepts; a larger value is a corrupt config)", source, l.key, l.value, l.max);
+  }
+  if (c.arch != nullptr && c.arch->moe != MoeKind::kNone) {
+    QF_CHECK(c.moe_intermediate_size > 0, "{}: \"{}\" must be positive, got {}", source,
+             c.arch->moe_intermediate_key, c.moe_intermediate_size);
+    QF_CHECK(!c.arch->shared_expert || c.shared_expert_intermediate_size > 0,
+             "{}: \"shared_expert_intermediate_size\" must be positive, got {}", source,
+             c.shared_expert_intermediate_size);
+  }
+  // IsMoeLayer scans this list for every layer.
+  QF_CHECK(static_cast<int64_t>(c.mlp_only_layers.size()) <= c.num_layers,
+           "{}: \"mlp_only_layers\" lists {} layers but the model has num_hidden_layers {}", source,
+           c.mlp_only_layers.size(), c.num_layers);
+  if (c.sliding_window) {
+    QF_CHECK(*c.sliding_window <= kModelSizeLimits.max_position_embeddings,
+             "{}: \"sliding_window\" is {}, expected at most {}", source, *c.sliding_window,
+             kModelSizeLimits.max_position_embeddings);
+  }
+  // Element counts of the largest tensors, each checked, then the parameter total. With the limits above no
+  // product below can overflow; the checks keep that true if a limit is ever raised.
+  int64_t q_width = 0, kv_width = 0, expert_mats = 0;
+  QF_CHECK(MulOk(c.num_heads, c.head_dim, &q_width) && MulOk(c.num_kv_heads, c.head_dim, &kv_width) &&
+               q_width <= kModelSizeLimits.attention_width,
+           "{}: num_attention_heads {} x head_dim {} is larger than {} (corrupt config?)", source, c.num_heads,
+           c.head_dim, kModelSizeLimits.attention_width);
+  const int64_t layers = c.num_layers;
+  const int64_t moe_layers = c.num_experts > 0 ? layers : 0;  // an upper bound: every layer sparse
+  QF_CHECK(MulOk(3 * c.num_experts, moe_layers, &expert_mats), "{}: {} experts x {} layers overflows", source,
+           c.num_experts, layers);
+  struct Product {
+    const char* what;
+    int64_t rows, cols;
+    int64_t count;  // tensors of [rows, cols]
+  };
+  const Product products[] = {
+      {"vocab_size x hidden_size (embed_tokens, lm_head)", c.vocab_size, c.hidden_size, 2},
+      {"num_attention_heads x head_dim x hidden_size (q_proj, o_proj)", q_width, c.hidden_size, 2 * layers},
+      {"num_key_value_heads x head_dim x hidden_size (k_proj, v_proj)", kv_width, c.hidden_size, 2 * layers},
+      {"intermediate_size x hidden_size (dense MLP)", c.intermediate_size, c.hidden_size, 3 * layers},
+      {"moe_intermediate_size x hidden_size (every expert of every layer)", c.moe_intermediate_size, c.hidden_size,
+       expert_mats},
+      {"shared_expert_intermediate_size x hidden_size", c.shared_expert_intermediate_size, c.hidden_size,
+       3 * moe_layers},
+  };
+  int64_t total = 0;
+  for (const auto& p : products) {
+    int64_t elems = 0, all = 0;
+    QF_CHECK(MulOk(p.rows, p.cols, &elems) && elems <= kModelSizeLimits.tensor_elements,
+             "{}: {} = {} x {} elements is more than {} for one tensor (corrupt config?)", source, p.what, p.rows,
+             p.cols, kModelSizeLimits.tensor_elements);
+    QF_CHECK(MulOk(elems, p.count, &all) && !__builtin_add_overflow(total, all, &total) &&
+                 total <= kModelSizeLimits.parameters,
+             "{}: the sizes give more than {} parameters ({} tensors of {}, num_hidden_layers {}, {} {}); corrupt "
+             "config?",
+             source, kModelSizeLimits.parameters, p.count, p.what, c.num_layers, experts_key, c.num_experts);
+  }
 }
 
 // Identity keys (ConfigIdentityProblems; an unsupported architecture is reported by the caller with the list of
@@ -217,6 +313,7 @@ ModelConfig ParseModelConfig(const json& j, const std::string& source) {
     }
     if (c.arch->shared_expert) c.shared_expert_intermediate_size = r.Int("shared_expert_intermediate_size");
   }
+  CheckModelSizeLimits(c, source);
   return c;
 }
 
@@ -341,12 +438,8 @@ void CheckIdentityAndEps(const json& j, const std::string& source) {
 ModelConfig LoadModelConfig(const std::filesystem::path& dir) {
   const auto path = dir / "config.json";
   QF_CHECK(std::filesystem::exists(path), "model directory '{}' has no config.json", dir.string());
-  json j;
-  try {
-    j = json::parse(ReadFileToString(path));
-  } catch (const json::exception& e) {
-    QF_FAIL("'{}' is not valid JSON: {}", path.string(), e.what());
-  }
+  const json j = ParseJsonBounded<json>(ReadFileLimited(path, kMaxConfigJsonBytes, "a config.json"),
+                                        fmt::format("'{}'", path.string()));
   return ParseModelConfig(j, path.string());
 }
 

@@ -68,6 +68,27 @@ struct ModelConfig {
   bool IsMoeLayer(int64_t layer) const;
 };
 
+// Upper bounds on config.json sizes (and on products of them), checked by ParseModelConfig before anything is
+// allocated from them. Each is far above any released model (largest today: hidden 16384-25600, vocab ~1M,
+// 512 experts, 10M positions) and keeps every product qforge forms (vocab x hidden, experts x intermediate x
+// hidden x layers, ...) inside int64. A value above a limit is an error naming the file and key.
+struct ModelSizeLimits {
+  int64_t hidden_size = int64_t{1} << 20;
+  int64_t intermediate_size = int64_t{1} << 22;  // also moe_ and shared_expert_intermediate_size
+  int64_t num_layers = int64_t{1} << 14;         // num_hidden_layers (and decoder_sparse_step)
+  int64_t num_heads = int64_t{1} << 14;          // num_attention_heads, num_key_value_heads
+  int64_t head_dim = int64_t{1} << 14;
+  int64_t attention_width = int64_t{1} << 22;    // num_attention_heads x head_dim
+  int64_t vocab_size = int64_t{1} << 24;
+  int64_t max_position_embeddings = int64_t{1} << 30;  // also sliding_window, original_max_position_embeddings
+  int64_t num_experts = int64_t{1} << 16;
+  int64_t tensor_elements = int64_t{1} << 40;  // elements of one weight matrix
+  int64_t parameters = int64_t{1} << 46;       // all weight matrices together (~70 T parameters)
+};
+inline constexpr ModelSizeLimits kModelSizeLimits{};
+// Largest config.json qforge reads (bytes): real ones are a few KB.
+inline constexpr uint64_t kMaxConfigJsonBytes = uint64_t{16} << 20;
+
 // One problem with the identity keys of a config.json: `architectures`, `model_type`, `dtype` / `torch_dtype`.
 struct ConfigIdentityProblem {
   std::string key;      // the config key at fault ("model_type", "architectures", "dtype", "torch_dtype")
