@@ -10,9 +10,12 @@
 
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
+#include "qforge/base/read_limited.h"
 #include "qforge/base/strings.h"
+#include "qforge/base/utf8.h"
 #include "qforge/export/quant_config.h"
 #include "qforge/export/value_scan.h"
+#include "qforge/io/json_limits.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/model/model_config.h"
 
@@ -128,7 +131,8 @@ class Checker {
       Error("files.config_json", "config.json", "config.json is missing from {}", dir_.string());
     } else {
       try {
-        config_json_ = nlohmann::ordered_json::parse(ReadFileToString(dir_ / "config.json"));
+        config_json_ = ParseJsonBounded<nlohmann::ordered_json>(
+            ReadFileLimited(dir_ / "config.json", kMaxConfigJsonBytes, "a config.json"), "config.json");
       } catch (const std::exception& e) {
         Error("config.parse", "config.json", "cannot parse config.json: {}", e.what());
       }
@@ -187,7 +191,11 @@ class Checker {
              "shape");
       }
     } else if (inl) {
-      const std::string method = configs_.inline_json.value("quant_method", std::string());
+      // A quant_method of the wrong type is reported as the value it is (value() would throw type_error).
+      const auto qm = configs_.inline_json.find("quant_method");
+      const std::string method = qm == configs_.inline_json.end() ? std::string()
+                                 : qm->is_string()                 ? qm->get<std::string>()
+                                                                   : qm->dump();
       if (!StartsWith(ToLower(method), "modelopt")) {
         Error("config.quant_method", "config.json:quantization_config.quant_method",
               "quant_method is '{}'; runtimes pick the ModelOpt loader only if it starts with 'modelopt'", method);
@@ -920,7 +928,9 @@ class Checker {
   }
 
   void CheckTied() {
-    if (!config_json_.is_object() || !config_json_.value("tie_word_embeddings", false)) return;
+    if (!config_json_.is_object()) return;
+    const auto tied = config_json_.find("tie_word_embeddings");
+    if (tied == config_json_.end() || !tied->is_boolean() || !tied->get<bool>()) return;
     if (modules_.count("lm_head") && modules_["lm_head"].Has("weight")) {
       for (const auto& [name, m] : modules_) {
         if (LastComponent(name) == "embed_tokens" && m.Has("weight") && !modules_["lm_head"].quantized_on_disk) {
@@ -967,14 +977,16 @@ std::string CheckReport::ToText() const {
 }
 
 nlohmann::ordered_json CheckReport::ToJson() const {
+  // Subjects and messages quote bytes of the checked files (tensor names, parser errors with the offending
+  // token, quant_algo values), which need not be UTF-8: dump() would throw type_error 316 on them.
   nlohmann::ordered_json j;
-  j["dir"] = dir.string();
+  j["dir"] = ToValidUtf8(dir.string());
   j["ok"] = ok();
   j["errors"] = errors();
   j["warnings"] = warnings();
-  j["quant_algo"] = quant_algo.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(quant_algo);
-  j["kv_cache_quant_algo"] =
-      kv_cache_quant_algo.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(kv_cache_quant_algo);
+  j["quant_algo"] = quant_algo.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(ToValidUtf8(quant_algo));
+  j["kv_cache_quant_algo"] = kv_cache_quant_algo.empty() ? nlohmann::ordered_json()
+                                                         : nlohmann::ordered_json(ToValidUtf8(kv_cache_quant_algo));
   j["tensors"] = tensors;
   j["quantized_modules"] = quantized_modules;
   j["unquantized_linears"] = unquantized_linears;
@@ -982,8 +994,8 @@ nlohmann::ordered_json CheckReport::ToJson() const {
   for (const auto& f : findings) {
     j["findings"].push_back({{"severity", f.severity == Severity::kError ? "error" : "warning"},
                              {"rule", f.rule},
-                             {"subject", f.subject},
-                             {"message", f.message}});
+                             {"subject", ToValidUtf8(f.subject)},
+                             {"message", ToValidUtf8(f.message)}});
   }
   return j;
 }
@@ -991,15 +1003,26 @@ nlohmann::ordered_json CheckReport::ToJson() const {
 CheckReport CheckCheckpoint(const std::filesystem::path& dir, const CheckOptions& options) {
   CheckReport report;
   report.dir = dir;
-  if (!std::filesystem::is_directory(dir)) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
     report.findings.push_back({Severity::kError, "files.dir", dir.string(), "not a directory"});
     return report;
   }
+  // `check` runs on untrusted checkpoints: no input may escape as an exception. A qforge::Error is a damaged
+  // file discovered mid-way (e.g. a shard listed in the index but unreadable); anything else is a gap in
+  // qforge's own validation, reported as rule "internal" (the check fuzzer treats it as a bug) rather than
+  // a crash, so the findings so far are still printed.
   try {
     Checker(dir, options, &report).Run();
   } catch (const qforge::Error& e) {
-    // A damaged file discovered mid-way (e.g. a shard listed in the index but unreadable).
     report.findings.push_back({Severity::kError, "files.read", dir.string(), e.what()});
+  } catch (const std::bad_alloc&) {
+    report.findings.push_back({Severity::kError, "internal", dir.string(),
+                               "out of memory while checking (a size in the checkpoint is larger than this machine "
+                               "can hold)"});
+  } catch (const std::exception& e) {
+    report.findings.push_back(
+        {Severity::kError, "internal", dir.string(), fmt::format("unexpected error while checking: {}", e.what())});
   }
   return report;
 }

@@ -8,7 +8,10 @@
 
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
+#include "qforge/base/read_limited.h"
 #include "qforge/config/fnmatch.h"
+#include "qforge/io/json_limits.h"
+#include "qforge/model/model_config.h"
 
 #ifndef QF_VERSION_STRING
 #define QF_VERSION_STRING "0.0.0"
@@ -457,7 +460,8 @@ Json ToInlineQuantizationConfig(const HfQuantConfig& c) {
     // One group per distinct layer config, in first-seen order; targets sorted.
     std::vector<std::pair<LayerQuantConfig, std::vector<std::string>>> groups;
     for (const auto& [name, lc] : c.quantized_layers) {
-      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == lc; });
+      // (clang 14 cannot capture a structured binding in a lambda)
+      auto it = std::find_if(groups.begin(), groups.end(), [&lc = lc](const auto& g) { return g.first == lc; });
       if (it == groups.end()) {
         groups.push_back({lc, {name}});
       } else {
@@ -564,24 +568,16 @@ CheckpointQuantConfigs ReadCheckpointQuantConfigs(const std::filesystem::path& d
   const auto hf_path = dir / "hf_quant_config.json";
   if (std::filesystem::exists(hf_path)) {
     const std::string where = hf_path.string();
-    try {
-      out.hf_quant_config_json = Json::parse(ReadFileToString(hf_path));
-    } catch (const Json::parse_error& e) {
-      QF_FAIL("{}: invalid JSON: {}", where, e.what());
-    }
+    out.hf_quant_config_json =
+        ParseJsonBounded<Json>(ReadFileLimited(hf_path, kMaxConfigJsonBytes, "an hf_quant_config.json"), where);
     out.hf_quant_config = ParseHfQuantConfigJson(out.hf_quant_config_json, where);
   }
   const auto cfg_path = dir / "config.json";
   if (std::filesystem::exists(cfg_path)) {
     const std::string where = cfg_path.string();
-    Json cfg;
-    try {
-      cfg = Json::parse(ReadFileToString(cfg_path));
-    } catch (const Json::parse_error& e) {
-      QF_FAIL("{}: invalid JSON: {}", where, e.what());
-    }
-    if (cfg.is_object() && cfg.contains("quantization_config") && !cfg["quantization_config"].is_null()) {
-      out.inline_json = cfg["quantization_config"];
+    const Json cfg = ParseJsonBounded<Json>(ReadFileLimited(cfg_path, kMaxConfigJsonBytes, "a config.json"), where);
+    if (cfg.is_object() && cfg.contains("quantization_config") && !cfg.at("quantization_config").is_null()) {
+      out.inline_json = cfg.at("quantization_config");
       out.inline_config = ParseInlineQuantizationConfig(out.inline_json, where + " quantization_config");
     }
   }
