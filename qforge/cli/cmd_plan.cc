@@ -40,11 +40,13 @@ CommandRegistrar reg(
         if (!a->recipe.empty()) {
           auto rec = config::LoadRecipe(a->recipe);
           // PTQ recipes, and AutoQuantize's fixed baseline; distillation / speculative decoding are no quantization.
-          const bool quantizes = rec.is_ptq() || rec.recipe_type == "auto_quantize";
-          QF_CHECK(quantizes && rec.quantize.has_value(),
+          const bool auto_quantize = rec.recipe_type == "auto_quantize";
+          QF_CHECK(rec.is_ptq() || auto_quantize,
                    "recipe '{}' has recipe_type '{}', which is not a quantization recipe: plan and quantize run "
-                   "'ptq' recipes (plan also shows an 'auto_quantize' recipe's quantize section)",
-                   a->recipe, rec.recipe_type);
+                   "'ptq' recipes", a->recipe, rec.recipe_type);
+          QF_CHECK(rec.quantize.has_value(),
+                   "recipe '{}' (recipe_type '{}') has no quantize section to plan{}", a->recipe, rec.recipe_type,
+                   auto_quantize ? " (AutoQuantize's per-layer search is not run by qforge)" : "");
           cfg = *rec.quantize;
           what = fmt::format("recipe '{}'", a->recipe);
         } else {
