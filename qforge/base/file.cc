@@ -332,6 +332,7 @@ ReplaceMode CheckOutputDirectory(const fs::path& out, std::string_view flag, boo
 void CheckOutputFile(const fs::path& out, std::string_view flag, bool overwrite, const std::vector<fs::path>& inputs) {
   QF_CHECK(!out.empty(), "{} needs a path", flag);
   CheckNotInputOrAncestor(out, flag, inputs);
+  RecoverStaleTemporaries(out);  // `<out>.tmp.<pid>` of a killed run
   std::error_code ec;
   const auto st = fs::status(out, ec);
   if (!fs::exists(st)) return;

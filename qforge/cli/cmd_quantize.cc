@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "qforge/base/error.h"
+#include "qforge/base/file.h"
 #include "qforge/base/log.h"
 #include "qforge/base/progress.h"
 #include "qforge/calib/calibrate.h"
@@ -34,6 +35,7 @@ struct QuantizeArgs {
   int64_t calib_seq_len = 512;
   int64_t batch_size = 4;
   std::string export_dir;
+  bool overwrite = false;
   double max_shard_gb = 5.0;
   bool no_progress = false;
   // Layerwise calibration (issue 6); unset values leave the config's `layerwise` block in charge.
@@ -76,6 +78,16 @@ void ValidateQuantizeFlags(const QuantizeArgs& a) {
 int RunQuantize(const QuantizeArgs& a) {
   Timer total;
   ValidateQuantizeFlags(a);
+  // Data safety first, before any work: the export never replaces an input or a directory the user did not
+  // ask to replace, and the checkpoint directory never holds (or is) one of the inputs or lies in the export.
+  std::vector<std::filesystem::path> inputs = {a.model};
+  inputs.insert(inputs.end(), a.calib.begin(), a.calib.end());
+  if (!a.checkpoint_dir.empty()) {
+    CheckNotInputOrAncestor(a.checkpoint_dir, "--checkpoint-dir", inputs);
+    CheckNotInputOrAncestor(a.checkpoint_dir, "--checkpoint-dir", {a.export_dir});
+    inputs.push_back(a.checkpoint_dir);
+  }
+  const ReplaceMode replace = CheckOutputDirectory(a.export_dir, "--export", a.overwrite, inputs);
   QF_CHECK(a.recipe.empty() || a.qformat.empty(), "give either --recipe or --qformat, not both");
   config::QuantizeConfig qcfg;
   std::string what;
@@ -132,6 +144,7 @@ int RunQuantize(const QuantizeArgs& a) {
   HfExportOptions eo;
   eo.max_shard_bytes = static_cast<uint64_t>(a.max_shard_gb * (1ull << 30));
   eo.show_progress = !a.no_progress;
+  eo.replace = replace;
   const HfExportReport er = ExportHfCheckpoint(*model, state, a.export_dir, eo);
 
   std::printf("\n== qforge quantize summary ==\n");
@@ -184,7 +197,12 @@ CommandRegistrar reg(
       sub.add_option("--calib-size", a->calib_size, "number of calibration samples")->capture_default_str();
       sub.add_option("--calib-seq-len", a->calib_seq_len, "tokens per calibration sample")->capture_default_str();
       sub.add_option("--batch-size", a->batch_size, "samples per calibration forward pass")->capture_default_str();
-      sub.add_option("--export", a->export_dir, "output checkpoint directory (replaced atomically)")->required();
+      sub.add_option("--export", a->export_dir,
+                     "output checkpoint directory (must not exist or be empty, unless --overwrite)")
+          ->required();
+      sub.add_flag("--overwrite", a->overwrite,
+                   "replace an existing export at --export (only a directory holding config.json or "
+                   "hf_quant_config.json, never the model or a parent of it; swapped in atomically)");
       sub.add_option("--max-shard-size", a->max_shard_gb, "shard size limit in GiB (1/1024 to 1024)")->capture_default_str();
       sub.add_flag("--no-progress", a->no_progress, "do not print progress lines");
       sub.add_flag("--layerwise", a->layerwise, "calibrate one decoder layer at a time (layerwise.enable)");
