@@ -109,6 +109,16 @@ TEST_F(CheckRobust, UnparsableAndHostileFilesAreFindings) {
   ExpectFinding("config.json -> /dev/zero", "holds more than");
 }
 
+// std::filesystem::exists throws on a symlink loop (ELOOP); check used to report that as "internal".
+TEST_F(CheckRobust, SymlinkLoopsAreFindingsNamingTheFile) {
+  for (const char* f : {"config.json", "model.safetensors.index.json", "hf_quant_config.json"}) {
+    SetUp();  // fresh copy of the golden
+    fs::remove(dir_ / f);
+    fs::create_symlink(f, dir_ / f);  // points at itself
+    ExpectFinding(std::string("looping ") + f, f);
+  }
+}
+
 // Fuzzer reproducer (check_fuzzer): a config.json cut inside a string with a stray 0xB1 byte. nlohmann's
 // parse error quotes the bytes it read, the finding's message carried them, and `check --json` died in dump()
 // with type_error 316.

@@ -566,14 +566,15 @@ const HfQuantConfig* CheckpointQuantConfigs::Effective() const {
 CheckpointQuantConfigs ReadCheckpointQuantConfigs(const std::filesystem::path& dir) {
   CheckpointQuantConfigs out;
   const auto hf_path = dir / "hf_quant_config.json";
-  if (std::filesystem::exists(hf_path)) {
+  std::error_code ec;  // a symlink loop counts as present: reading it then names the file
+  if (std::filesystem::exists(std::filesystem::symlink_status(hf_path, ec))) {
     const std::string where = hf_path.string();
     out.hf_quant_config_json =
         ParseJsonBounded<Json>(ReadFileLimited(hf_path, kMaxConfigJsonBytes, "an hf_quant_config.json"), where);
     out.hf_quant_config = ParseHfQuantConfigJson(out.hf_quant_config_json, where);
   }
   const auto cfg_path = dir / "config.json";
-  if (std::filesystem::exists(cfg_path)) {
+  if (std::filesystem::exists(std::filesystem::symlink_status(cfg_path, ec))) {
     const std::string where = cfg_path.string();
     const Json cfg = ParseJsonBounded<Json>(ReadFileLimited(cfg_path, kMaxConfigJsonBytes, "a config.json"), where);
     if (cfg.is_object() && cfg.contains("quantization_config") && !cfg.at("quantization_config").is_null()) {

@@ -22,6 +22,13 @@ constexpr int64_t kMaxDim = std::numeric_limits<int64_t>::max();
 // Largest shard index read (bytes): a million tensor names fit in about 100 MB.
 constexpr uint64_t kMaxIndexBytes = uint64_t{256} << 20;
 
+// Whether `p` names something (a symlink loop or an unreadable entry counts: opening it then gives an Error
+// naming it, where fs::exists would throw filesystem_error).
+bool Present(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(fs::symlink_status(p, ec));
+}
+
 uint64_t ReadU64Le(const std::byte* p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
@@ -183,8 +190,9 @@ void WriteSafetensors(const fs::path& path, const std::vector<std::pair<std::str
 CheckpointTensors CheckpointTensors::Open(const fs::path& dir) {
   CheckpointTensors c;
   c.dir_ = dir;
-  QF_CHECK(fs::exists(dir), "checkpoint '{}' does not exist", dir.string());
-  if (fs::is_regular_file(dir)) {
+  QF_CHECK(Present(dir), "checkpoint '{}' does not exist", dir.string());
+  std::error_code ec;
+  if (fs::is_regular_file(dir, ec)) {
     c.dir_ = dir.parent_path();
     auto f = SafetensorsFile::Open(dir);
     const std::string file = dir.filename().string();
@@ -196,7 +204,7 @@ CheckpointTensors CheckpointTensors::Open(const fs::path& dir) {
     return c;
   }
   const fs::path index = dir / "model.safetensors.index.json";
-  if (fs::exists(index)) {
+  if (Present(index)) {
     const json j = ParseJsonBounded<json>(ReadFileLimited(index, kMaxIndexBytes, "a model.safetensors.index.json"),
                                           fmt::format("'{}'", index.string()));
     QF_CHECK(j.is_object() && j.contains("weight_map") && j.at("weight_map").is_object(),
@@ -215,7 +223,7 @@ CheckpointTensors CheckpointTensors::Open(const fs::path& dir) {
       files.insert(file);
     }
     for (const auto& file : files) {
-      QF_CHECK(fs::exists(dir / file), "shard '{}' listed in '{}' is missing", (dir / file).string(),
+      QF_CHECK(Present(dir / file), "shard '{}' listed in '{}' is missing", (dir / file).string(),
                index.string());
     }
     // Validate every shard up front and check the index agrees with the shards' headers.
@@ -235,7 +243,7 @@ CheckpointTensors CheckpointTensors::Open(const fs::path& dir) {
     return c;
   }
   const fs::path single = dir / "model.safetensors";
-  QF_CHECK(fs::exists(single), "'{}' has neither model.safetensors nor model.safetensors.index.json",
+  QF_CHECK(Present(single), "'{}' has neither model.safetensors nor model.safetensors.index.json",
            dir.string());
   auto f = c.Shard("model.safetensors");
   for (const auto& n : f->names()) {
