@@ -2,6 +2,8 @@
 #include "qforge/config/yaml_loader.h"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -115,6 +117,8 @@ namespace {
 // levels). Values count after alias expansion; depth counts nested lists and mappings.
 constexpr int64_t kMaxYamlNodes = 1'000'000;
 constexpr int kMaxYamlDepth = 64;
+// Most documents in one YAML text (ModelOpt files have one or two: a header and the content).
+constexpr int kMaxYamlDocuments = 64;
 // Longest plain scalar that is tried as a number (longer ones are strings).
 constexpr size_t kMaxNumericScalarChars = 512;
 // Largest YAML file read (bytes); recipes are a few KB.
@@ -217,6 +221,35 @@ class NodeConverter {
   int64_t nodes_ = 0;  // values produced so far, over every document of the text
 };
 
+// Counts documents without building them (yaml-cpp events are ignored).
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// yaml-cpp 0.7 never consumes a ',' outside a flow collection at the start of a document (",", "- a\n,"):
+// every HandleNextDocument call returns one more empty document, so YAML::LoadAll loops forever (found by
+// the recipe fuzzer). A first pass with a bounded document count refuses such text before LoadAll sees it.
+void CheckDocumentCount(const std::string& text, const std::string& source) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter;
+  for (int docs = 0; parser.HandleNextDocument(counter);) {
+    QF_CHECK(++docs <= kMaxYamlDocuments,
+             "{}: more than {} YAML documents; a ',' outside [...] or {{...}} is the usual cause (yaml-cpp reads it "
+             "as an endless run of empty documents)",
+             source, kMaxYamlDocuments);
+  }
+}
+
 std::vector<Json> ParseYamlDocuments(const std::string& text, const std::string& source) {
   // yaml-cpp passes ill-formed UTF-8 through into strings, which Json cannot serialise later (type_error 316).
   const size_t bad = FindInvalidUtf8(text);
@@ -224,6 +257,7 @@ std::vector<Json> ParseYamlDocuments(const std::string& text, const std::string&
            static_cast<unsigned>(static_cast<unsigned char>(text[bad])), bad);
   std::vector<YAML::Node> docs;
   try {
+    CheckDocumentCount(text, source);
     docs = YAML::LoadAll(text);
   } catch (const YAML::DeepRecursion& e) {
     // yaml-cpp 0.7 guards its recursive parser at 2000 levels (safe even under ASan at 100k levels of '[' or

@@ -261,6 +261,21 @@ TEST(YamlLimits, NestingDepthIsBounded) {
   EXPECT_NO_THROW(ParseYaml(std::string(60, '[') + std::string(60, ']')));
 }
 
+// Fuzzer reproducer (recipe_fuzzer timeout): yaml-cpp 0.7's LoadAll never returned on a document starting with
+// ',' (it yields empty documents forever without consuming the token).
+TEST(YamlLimits, StrayCommaIsAnErrorNotAnEndlessLoop) {
+  for (const char* y : {",", " ,", "- a\n,", "a: 1\n---\n,", "# modelopt-schema: x\n, so recipes\n"}) {
+    try {
+      ParseYaml(y, "comma.yaml");
+      ADD_FAILURE() << "no error for " << y;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("comma.yaml"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("','"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(ParseYaml("a: [1, 2]\nb: {c: 3, d: 4}\n")["b"]["d"], 4);  // commas inside flow collections are fine
+}
+
 TEST(YamlLimits, HugeAndOutOfRangeScalarsDoNotThrowStdExceptions) {
   Json j = ParseYaml("big: 0x1ffffffffffffffffffff\nint: 123456789012345678901234567890\nf: 1e999\ntiny: 1e-999\n");
   EXPECT_EQ(j["big"], "0x1ffffffffffffffffffff");  // beyond int64: kept as text
