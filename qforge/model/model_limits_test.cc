@@ -36,7 +36,9 @@ void ExpectParseError(const json& j, const std::string& key, const std::string& 
   const std::string e = ParseError(j);
   EXPECT_NE(e.find("dir/config.json"), std::string::npos) << e;
   EXPECT_NE(e.find(key), std::string::npos) << "expected key '" << key << "' in: " << e;
-  if (!also.empty()) EXPECT_NE(e.find(also), std::string::npos) << e;
+  if (!also.empty()) {
+    EXPECT_NE(e.find(also), std::string::npos) << e;
+  }
 }
 
 TEST(ModelSizeLimits, RealConfigsAreWithinTheLimits) {
