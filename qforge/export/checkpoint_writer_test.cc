@@ -24,7 +24,11 @@ TEST(CheckpointWriter, ShardsWithIndexAndCopiesAuxFiles) {
   WriteFileAtomic(root / "src" / "model.safetensors", "not copied");
   {
     CheckpointWriter w(root / "out", /*max_shard_bytes=*/64);
-    for (int i = 0; i < 5; ++i) w.Add("t" + std::to_string(i), Tensor::Zeros(DType::kF32, {10}));  // 40 B each
+    for (int i = 0; i < 5; ++i) {
+      std::string tensor = "t";
+      tensor += std::to_string(i);
+      w.Add(tensor, Tensor::Zeros(DType::kF32, {10}));  // 40 B each
+    }
     w.Commit({{"model_type", "llama"}}, nlohmann::ordered_json{{"quantization", {{"quant_algo", "FP8"}}}},
              root / "src");
     EXPECT_EQ(w.num_shards(), 3);
