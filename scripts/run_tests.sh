@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Sets up (dependencies + build) and runs the whole test suite with CTest, in two stages:
-#   1. the Release build in build/ (-Werror), every test;
+#   1. the Release build in build/ with -Werror (QF_WERROR=OFF turns that off locally), every test;
 #   2. the ASan + UBSan build in build-sanitize/ (preset `sanitize`; options in cmake/sanitizers.sh), every
-#      test again.
+#      test again. Built without -Werror: GCC 12 gives instrumented <regex> code false -Wmaybe-uninitialized
+#      warnings (docs/sanitizers.md).
 # CI runs this (.ci/run) and always runs both stages. QF_SANITIZE=0 skips stage 2 for a quick local run.
-# env: QF_BUILD_DIR=build, QF_SANITIZE_BUILD_DIR=build-sanitize, QF_JOBS=nproc, QF_WERROR=OFF,
+# env: QF_BUILD_DIR=build, QF_SANITIZE_BUILD_DIR=build-sanitize, QF_JOBS=nproc, QF_WERROR=ON,
 #      QF_TEST_TIMEOUT=600 (seconds per test; the sanitizer stage allows 3x)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${QF_JOBS:-$(nproc)}
 TIMEOUT=${QF_TEST_TIMEOUT:-600}
-WERROR=${QF_WERROR:-OFF}
+WERROR=${QF_WERROR:-ON}
 BUILD_DIR=${QF_BUILD_DIR:-build}
 SAN_DIR=${QF_SANITIZE_BUILD_DIR:-build-sanitize}
 
@@ -34,7 +35,7 @@ stage "ASan + UBSan build ($SAN_DIR)"
 # The same settings as the `sanitize` preset of CMakePresets.json.
 QF_BUILD_DIR=$SAN_DIR QF_BUILD_TYPE=RelWithDebInfo \
   QF_CMAKE_ARGS="-DQF_SANITIZE_ADDRESS=ON -DQF_SANITIZE_UNDEFINED=ON -DQF_BUILD_TESTS=ON -DQF_BUILD_BENCH=OFF \
-                 -DQF_WERROR=$WERROR ${QF_CMAKE_ARGS:-}" \
+                 -DQF_WERROR=OFF ${QF_CMAKE_ARGS:-}" \
   bash scripts/setup.sh
 stage "ASan + UBSan tests"
 # shellcheck source=../cmake/sanitizers.sh
