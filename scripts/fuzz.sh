@@ -59,6 +59,10 @@ for h in "${HARNESSES[@]}"; do
   fi
 done
 wait
+# libFuzzer leaves through _Exit, so the harnesses' scratch dirs (fuzz_util.h) stay: remove those of dead pids.
+for d in /dev/shm/qforge-fuzz.* "${TMPDIR:-/tmp}"/qforge-fuzz.*; do
+  [ -d "$d" ] && ! kill -0 "${d##*.}" 2>/dev/null && rm -rf "$d"
+done
 
 status=0
 printf '%-22s %12s %9s %8s %8s %8s\n' harness executions exec/s cov ft crashes
