@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "qforge/numerics/encode.h"
-#include "qforge/numerics/kernel_hooks.h"
 #include "qforge/numerics/qdq.h"
 #include "qforge/runtime/cpu/quant_kernels.h"
 
@@ -82,7 +81,6 @@ void QdqBench(benchmark::State& state, qforge::PackFormat f) {
 
 void PackBench(benchmark::State& state, qforge::PackFormat f) {
   SetThreads(state);
-  qforge::cpu::RegisterQuantKernels();
   const auto& x = Input();
   const auto shape = Shape();
   qforge::PackInputs in;
@@ -91,9 +89,11 @@ void PackBench(benchmark::State& state, qforge::PackFormat f) {
   } else {
     in.amax = qforge::ComputeAmax(Spec(f), x, shape);
   }
-  // PackWeight validates finiteness first (one pass); the kernels do the rest.
+  // The whole export path of one weight (PackWeight: shape checks, output allocation, the kernel, which
+  // checks finiteness in the same pass), with the CPU kernels passed as the CLI passes them.
+  const qforge::HostQuantKernels* kernels = &qforge::cpu::HostKernels();
   for (auto _ : state) {
-    auto p = qforge::PackWeight(f, x, shape, in);
+    auto p = qforge::PackWeight(f, x, shape, in, "weight", kernels);
     benchmark::DoNotOptimize(p.weight.data());
   }
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(x.size()) * 4);

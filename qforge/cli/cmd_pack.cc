@@ -24,8 +24,7 @@ int RunPack(const PackArgs& a) {
   CheckOutputFile(a.out, "OUT", a.overwrite, {a.in});
   const auto format = PackFormatFromName(a.format);
   QF_CHECK(format.has_value(), "--format '{}' is not a pack format (one of: {})", a.format, AllPackFormatNames());
-  cpu::RegisterQuantKernels();
-  const PackFileSummary s = PackSafetensorsFile(*format, a.in, a.out);
+  const PackFileSummary s = PackSafetensorsFile(*format, a.in, a.out, &cpu::HostKernels());
   std::printf("pack: %d tensors packed as %s into %s\n", s.packed, a.format.c_str(), a.out.c_str());
   return 0;
 }

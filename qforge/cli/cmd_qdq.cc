@@ -12,6 +12,7 @@
 #include "qforge/config/quantizer_attribute_config.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/numerics/qdq.h"
+#include "qforge/runtime/cpu/quant_kernels.h"
 
 namespace qforge::cli {
 namespace {
@@ -50,7 +51,8 @@ int RunQdq(const QdqArgs& a) {
     const RoundTo round_to = t.dtype() == DType::kBF16 ? RoundTo::kBF16
                              : t.dtype() == DType::kF16 ? RoundTo::kF16
                                                         : RoundTo::kF32;
-    FakeQuantWithOwnAmax(spec, x.span<float>(), t.shape(), y.mutable_span<float>(), round_to, name);
+    FakeQuantWithOwnAmax(spec, x.span<float>(), t.shape(), y.mutable_span<float>(), round_to, name,
+                         &cpu::HostKernels());
     out.emplace_back(name, std::move(y));
   }
   WriteSafetensors(a.out, out);

@@ -6,7 +6,6 @@
 #include "qforge/base/error.h"
 #include "qforge/base/interrupt.h"
 #include "qforge/cli/command.h"
-#include "qforge/runtime/cpu/quant_kernels.h"
 
 namespace qforge::cli {
 std::vector<CommandSpec>& CommandRegistry() {
@@ -21,7 +20,6 @@ int main(int argc, char** argv) {
   // cores the busy ones need (measured 2.4x slower forwards on 2 loaded cores). Must precede the first
   // parallel region; a user's explicit setting wins.
   setenv("OMP_WAIT_POLICY", "passive", /*overwrite=*/0);
-  qforge::cpu::RegisterQuantKernels();  // SIMD fast paths for numerics/ (bit-exact with the reference)
   // Ctrl-C / SIGTERM remove every temporary file and directory before exiting with 128 + signal.
   qforge::InstallInterruptCleanup();
   CLI::App app{"qforge: post-training quantization for LLMs, writing ModelOpt-format checkpoints"};

@@ -402,7 +402,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     in.nvfp4_static = ws.IsNvfp4Static();
     in.four_over_six = ws.block && ws.block->four_over_six;
     const PackFormat pf = *PackFormatForExport(p.format);
-    PackedWeight packed = PackWeight(pf, w.span<float>(), w.shape(), in, info.name + ".weight");
+    PackedWeight packed = PackWeight(pf, w.span<float>(), w.shape(), in, info.name + ".weight", options.kernels);
     Timer wt;
     PackedTensors pt = ToTensors(packed);
     writer.Add(info.name + ".weight", std::move(pt.weight));

@@ -15,6 +15,7 @@
 
 #include "qforge/export/quant_config.h"
 #include "qforge/model/model.h"
+#include "qforge/numerics/quant_kernels.h"
 #include "qforge/quant/quant_state.h"
 
 namespace qforge {
@@ -25,6 +26,9 @@ struct HfExportOptions {
   // What may be at `out_dir` already: by default only nothing or an empty directory. The CLI's
   // CheckOutputDirectory (base/file.h) gives kExportOnly for --overwrite of an earlier export.
   ReplaceMode replace = ReplaceMode::kNever;
+  // Fast host kernels for weight packing (numerics/quant_kernels.h; the CLI passes &cpu::HostKernels()).
+  // nullptr: numerics' scalar reference. The checkpoint's bytes are the same either way. Not owned.
+  const HostQuantKernels* kernels = nullptr;
 };
 
 // HfExportOptions::max_shard_bytes for a limit of `gib` GiB, which must be finite and in [1/1024, 1024] (a

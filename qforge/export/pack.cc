@@ -118,13 +118,15 @@ std::string WeightNameFor(std::string_view tensor_name) {
 }
 
 std::vector<std::pair<std::string, Tensor>> PackWeightTensor(PackFormat format, std::string_view tensor_name,
-                                                             const Tensor& w, const PackInputs& inputs) {
+                                                             const Tensor& w, const PackInputs& inputs,
+                                                             const HostQuantKernels* kernels) {
   QF_CHECK(IsFloat(w.dtype()) && w.dtype() != DType::kF8E4M3 && w.dtype() != DType::kF8E5M2,
            "tensor '{}' has dtype {}: pack needs a floating tensor (F32, F16, BF16 or F64)", tensor_name,
            DTypeName(w.dtype()));
   const Tensor x = w.ToF32();
   const std::string name = WeightNameFor(tensor_name);
-  const PackedWeight packed = PackWeight(format, x.span<float>(), x.shape(), inputs, fmt::format("tensor '{}'", tensor_name));
+  const PackedWeight packed =
+      PackWeight(format, x.span<float>(), x.shape(), inputs, fmt::format("tensor '{}'", tensor_name), kernels);
   PackedTensors t = ToTensors(packed);
   std::vector<std::pair<std::string, Tensor>> out;
   out.emplace_back(name, std::move(t.weight));
@@ -134,13 +136,13 @@ std::vector<std::pair<std::string, Tensor>> PackWeightTensor(PackFormat format, 
 }
 
 PackFileSummary PackSafetensorsFile(PackFormat format, const std::filesystem::path& in,
-                                    const std::filesystem::path& out) {
+                                    const std::filesystem::path& out, const HostQuantKernels* kernels) {
   auto file = SafetensorsFile::Open(in);
   std::vector<std::pair<std::string, Tensor>> tensors;
   std::set<std::string> written;
   PackFileSummary summary;
   for (const std::string& name : file->names()) {
-    for (auto& [n, t] : PackWeightTensor(format, name, file->Get(name))) {
+    for (auto& [n, t] : PackWeightTensor(format, name, file->Get(name), {}, kernels)) {
       QF_CHECK(written.insert(n).second, "'{}': packing tensor '{}' would write '{}' twice (two inputs map to it)",
                in.string(), name, n);
       tensors.emplace_back(n, std::move(t));

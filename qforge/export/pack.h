@@ -1,8 +1,9 @@
 // Tensor- and file-level weight packing: the tensors ModelOpt's HF export writes for one `P.weight`
 // (spec §5.4-§5.6, §10.2), built on numerics' span encoders (numerics/encode.h), and their inverse.
 //
-// Uses whatever fast paths are registered with numerics (kernel_hooks.h); export/ itself never depends
-// on runtime/ (a caller that links runtime/cpu calls qforge::cpu::RegisterQuantKernels() first).
+// The encoders run numerics' scalar reference unless the caller passes fast host kernels
+// (numerics/quant_kernels.h, e.g. `&cpu::HostKernels()` from the CLI); export/ itself never depends on
+// runtime/. The bytes written are the same either way.
 #pragma once
 
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "qforge/numerics/encode.h"
+#include "qforge/numerics/quant_kernels.h"
 #include "qforge/tensor/tensor.h"
 
 namespace qforge {
@@ -44,17 +46,20 @@ std::string WeightNameFor(std::string_view tensor_name);
 // ("P.weight", ...), ("P.weight_scale", ...) and ("P.weight_scale_2", ...) where the format has one.
 // Weight amax comes from the tensor itself (max calibration) unless `inputs` provide it. Throws naming
 // the tensor for non-floating dtypes, non-finite values and shapes the format cannot hold.
+// `kernels`: as for PackWeight (nullptr = scalar reference).
 std::vector<std::pair<std::string, Tensor>> PackWeightTensor(PackFormat format, std::string_view tensor_name,
-                                                             const Tensor& w, const PackInputs& inputs = {});
+                                                             const Tensor& w, const PackInputs& inputs = {},
+                                                             const HostQuantKernels* kernels = nullptr);
 
 struct PackFileSummary {
   int packed = 0;        // weights packed (pack) or decoded (unpack)
   int passed_through = 0;  // unpack: other tensors copied (floating ones converted to f32)
 };
 
-// `qforge pack`: packs every tensor of `in` in `format` and writes `out` atomically.
+// `qforge pack`: packs every tensor of `in` in `format` and writes `out` atomically. `kernels`: as for
+// PackWeight (nullptr = scalar reference).
 PackFileSummary PackSafetensorsFile(PackFormat format, const std::filesystem::path& in,
-                                    const std::filesystem::path& out);
+                                    const std::filesystem::path& out, const HostQuantKernels* kernels = nullptr);
 
 // `qforge unpack`: decodes every `P.weight` that has a `P.weight_scale` to float32 `P.weight` (dropping
 // its scale tensors); other tensors are copied, floating ones converted to float32.

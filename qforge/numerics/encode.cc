@@ -10,7 +10,6 @@
 #include <string>
 
 #include "qforge/base/error.h"
-#include "qforge/numerics/kernel_hooks.h"
 #include "qforge/numerics/qdq.h"
 
 namespace qforge {
@@ -43,14 +42,20 @@ Dims CheckShape(const PackFormatTraits& t, std::span<const float> w, std::span<c
   return d;
 }
 
-// Throws naming the first non-finite weight. One vectorized pass when a fast abs-max is installed
-// (max|w| is finite iff every value is).
-void CheckFinite(std::span<const float> w, std::string_view what) {
-  const QuantFastPaths* fast = GetQuantFastPaths();
-  float m = 0.0f;
-  if (fast && fast->abs_max && fast->abs_max(w, true, &m) && std::isfinite(m)) return;
+// Throws naming the first non-finite weight of `w`, which must hold one (a reference kernel said so).
+[[noreturn]] void ThrowNonFinite(std::span<const float> w, std::string_view what) {
   for (size_t i = 0; i < w.size(); ++i)
     QF_CHECK(std::isfinite(w[i]), "{}: cannot export a non-finite weight ({} at flat index {})", what, w[i], i);
+  QF_ASSERT(false, "{}: a packing kernel reported a non-finite weight, but every value is finite", what);
+}
+
+// Throws naming the first non-finite weight. One fast pass when `kernels` has an abs max (max|w| is
+// finite iff every value is).
+void CheckFinite(std::span<const float> w, std::string_view what, const HostQuantKernels* kernels) {
+  float m = 0.0f;
+  if (kernels && kernels->AbsMax(w, true, &m) && std::isfinite(m)) return;
+  for (float v : w)
+    if (!std::isfinite(v)) ThrowNonFinite(w, what);
 }
 
 std::vector<int64_t> WithLast(std::span<const int64_t> shape, int64_t last) {
@@ -59,28 +64,40 @@ std::vector<int64_t> WithLast(std::span<const int64_t> shape, int64_t last) {
   return s;
 }
 
-float AbsMax(std::span<const float> x) {
-  const QuantFastPaths* fast = GetQuantFastPaths();
+float AbsMax(std::span<const float> x, const HostQuantKernels* kernels) {
   float m = 0.0f;
-  if (fast && fast->abs_max && fast->abs_max(x, false, &m)) return m;
+  if (kernels && kernels->AbsMax(x, false, &m)) return m;
   for (float v : x) m = std::max(m, std::fabs(v));
   return m;
 }
 
-// FP8 export cast of groups of `group` consecutive elements, each with its own scale. The fast kernel
-// also verifies that every weight is finite (declining otherwise), so callers skip CheckFinite.
+// FP8 export cast of groups of `group` consecutive elements, each with its own scale. Both kernels
+// verify that every weight is finite, so callers skip CheckFinite.
 void EncodeFp8Groups(std::span<const float> w, std::span<const float> scales, int64_t group, std::span<uint8_t> codes,
-                     std::string_view what) {
-  const QuantFastPaths* fast = GetQuantFastPaths();
-  if (fast && fast->encode_fp8 && fast->encode_fp8(w, scales, group, codes)) return;
-  CheckFinite(w, what);
-  for (size_t i = 0; i < w.size(); ++i) codes[i] = EncodeE4M3(w[i] / scales[i / group], Overflow::kNonSat);
+                     std::string_view what, const HostQuantKernels* kernels) {
+  if (kernels && kernels->EncodeFp8(w, scales, group, codes)) return;
+  if (!EncodeFp8Reference(w, scales, group, codes)) ThrowNonFinite(w, what);
+}
+
+// packed[b*8 + k/2] = the E2M1 codes of elements k, k+1 of block b (k even, low nibble first) for
+// w / (e4m3(scales[b]) * ws2): the element half of NVFP4 export, shared by the static and dynamic paths.
+void PackNvfp4Elements(std::span<const float> w, std::span<const uint8_t> scales, float ws2,
+                       std::span<uint8_t> packed) {
+  for (size_t b = 0; b < scales.size(); ++b) {
+    const float denom = DecodeE4M3(scales[b]) * ws2;
+    for (int k = 0; k < 16; k += 2) {
+      const uint8_t lo = Nvfp4ExportCode(w[b * 16 + k] / denom);
+      const uint8_t hi = Nvfp4ExportCode(w[b * 16 + k + 1] / denom);
+      packed[(b * 16 + k) / 2] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+  }
 }
 
 std::vector<float> AmaxOrCalibrate(PackFormat f, const PackInputs& in, std::span<const float> w,
-                                   std::span<const int64_t> shape, std::string_view what) {
+                                   std::span<const int64_t> shape, std::string_view what,
+                                   const HostQuantKernels* kernels) {
   if (!in.amax.empty()) return in.amax;
-  return ComputeAmax(WeightSpecFor(f), w, shape, what);
+  return ComputeAmax(WeightSpecFor(f), w, shape, what, kernels);
 }
 
 void CheckCount(std::string_view what, std::string_view field, size_t got, int64_t want) {
@@ -88,22 +105,22 @@ void CheckCount(std::string_view what, std::string_view field, size_t got, int64
 }
 
 PackedWeight PackFp8Family(PackFormat f, std::span<const float> w, std::span<const int64_t> shape, const Dims& d,
-                           const PackInputs& in, std::string_view what) {
+                           const PackInputs& in, std::string_view what, const HostQuantKernels* kernels) {
   PackedWeight p;
-  const std::vector<float> amax = AmaxOrCalibrate(f, in, w, shape, what);
+  const std::vector<float> amax = AmaxOrCalibrate(f, in, w, shape, what, kernels);
   p.weight_shape.assign(shape.begin(), shape.end());
   p.weight.resize(d.numel);
   if (f == PackFormat::kFp8) {
     CheckCount(what, "amax", amax.size(), 1);
     p.scale_f32 = {ExportAmax(amax[0], 448.0f) / 448.0f};
-    EncodeFp8Groups(w, p.scale_f32, d.numel, p.weight, what);
+    EncodeFp8Groups(w, p.scale_f32, d.numel, p.weight, what, kernels);
   } else if (f == PackFormat::kFp8PerChannel) {
     const int64_t n0 = shape[0];
     CheckCount(what, "amax", amax.size(), n0);
     p.scale_f32.resize(n0);
     for (int64_t r = 0; r < n0; ++r) p.scale_f32[r] = ExportAmax(amax[r], 448.0f) / 448.0f;
     p.scale_shape = {n0};
-    EncodeFp8Groups(w, p.scale_f32, d.numel / n0, p.weight, what);
+    EncodeFp8Groups(w, p.scale_f32, d.numel / n0, p.weight, what, kernels);
   } else {  // kFp8Block: 128 x 128 blocks over the last two dims
     const int64_t ob = (d.out + 127) / 128, ib = (d.in + 127) / 128;
     CheckCount(what, "amax", amax.size(), d.lead * ob * ib);
@@ -125,7 +142,7 @@ PackedWeight PackFp8Family(PackFormat f, std::span<const float> w, std::span<con
 }
 
 PackedWeight PackNvfp4(std::span<const float> w, std::span<const int64_t> shape, const Dims& d, const PackInputs& in,
-                       std::string_view what) {
+                       std::string_view what, const HostQuantKernels* kernels) {
   QF_CHECK(d.in % 16 == 0, "{}: nvfp4 needs the last dimension to be a multiple of 16, got shape [{}]", what,
            fmt::join(shape, ", "));
   PackedWeight p;
@@ -134,7 +151,6 @@ PackedWeight PackNvfp4(std::span<const float> w, std::span<const int64_t> shape,
   p.scale_shape = WithLast(shape, d.in / 16);
   p.weight.resize(d.numel / 2);
   p.scale_bytes.resize(nblocks);
-  float ws2;
   if (in.nvfp4_static) {
     CheckCount(what, "per-block amax", in.amax.size(), nblocks);
     const float fp8_norm = in.four_over_six ? 256.0f : 448.0f;
@@ -145,7 +161,7 @@ PackedWeight PackNvfp4(std::span<const float> w, std::span<const int64_t> shape,
       for (float a : in.amax) g = std::max(g, a);
     }
     g = ExportAmax(g, 6.0f);  // ModelOpt would divide by a zero global amax here (NaN scales)
-    ws2 = g / (6.0f * fp8_norm);
+    const float ws2 = g / (6.0f * fp8_norm);
     const float per_block_scale_max = g / 6.0f;
     for (int64_t b = 0; b < nblocks; ++b) {
       float s = in.amax[b] / 6.0f;
@@ -154,32 +170,17 @@ PackedWeight PackNvfp4(std::span<const float> w, std::span<const int64_t> shape,
       t = t < 0x1p-9f ? 0x1p-9f : (t > 448.0f ? 448.0f : t);
       p.scale_bytes[b] = EncodeE4M3(t, Overflow::kNonSat);
     }
-  } else {
-    float g = in.global_amax ? *in.global_amax : AbsMax(w);
-    g = ExportAmax(g, 6.0f);  // ModelOpt would divide by a zero global amax here (NaN scales)
-    ws2 = g / 2688.0f;
-    // The fast kernel checks finiteness itself (declining on NaN/inf), saving a pass over the weight.
-    const QuantFastPaths* fast = GetQuantFastPaths();
-    if (fast && fast->pack_nvfp4 && fast->pack_nvfp4(w, d.rows, d.in, ws2, p.weight, p.scale_bytes)) {
-      p.weight_scale_2 = ws2;
-      return p;
-    }
-    CheckFinite(w, what);
-    for (int64_t b = 0; b < nblocks; ++b) {
-      float m = 0.0f;
-      for (int k = 0; k < 16; ++k) m = std::max(m, std::fabs(w[b * 16 + k]));
-      p.scale_bytes[b] = Nvfp4ExportBlockScale(m, ws2);
-    }
+    p.weight_scale_2 = ws2;
+    PackNvfp4Elements(w, p.scale_bytes, ws2, p.weight);
+    return p;
   }
+  float g = in.global_amax ? *in.global_amax : AbsMax(w, kernels);
+  g = ExportAmax(g, 6.0f);  // ModelOpt would divide by a zero global amax here (NaN scales)
+  const float ws2 = g / 2688.0f;
   p.weight_scale_2 = ws2;
-  for (int64_t b = 0; b < nblocks; ++b) {
-    const float denom = DecodeE4M3(p.scale_bytes[b]) * ws2;
-    for (int k = 0; k < 16; k += 2) {
-      const uint8_t lo = Nvfp4ExportCode(w[b * 16 + k] / denom);
-      const uint8_t hi = Nvfp4ExportCode(w[b * 16 + k + 1] / denom);
-      p.weight[(b * 16 + k) / 2] = static_cast<uint8_t>(lo | (hi << 4));
-    }
-  }
+  // Both kernels check finiteness themselves (in the same pass), so PackWeight runs no CheckFinite here.
+  if (kernels && kernels->PackNvfp4(w, d.rows, d.in, ws2, p.weight, p.scale_bytes)) return p;
+  if (!PackNvfp4Reference(w, d.rows, d.in, ws2, p.weight, p.scale_bytes)) ThrowNonFinite(w, what);
   return p;
 }
 
@@ -233,9 +234,9 @@ PackedWeight PackMx(PackFormat f, std::span<const float> w, std::span<const int6
 }
 
 PackedWeight PackInt(PackFormat f, std::span<const float> w, std::span<const int64_t> shape, const Dims& d,
-                     const PackInputs& in, std::string_view what) {
+                     const PackInputs& in, std::string_view what, const HostQuantKernels* kernels) {
   PackedWeight p;
-  const std::vector<float> amax = AmaxOrCalibrate(f, in, w, shape, what);
+  const std::vector<float> amax = AmaxOrCalibrate(f, in, w, shape, what, kernels);
   if (f == PackFormat::kInt8) {
     const int64_t n0 = shape[0];
     CheckCount(what, "amax", amax.size(), n0);
@@ -281,6 +282,38 @@ PackedWeight PackInt(PackFormat f, std::span<const float> w, std::span<const int
 int CeilOfFloatLog2(float x) {
   const float l = static_cast<float>(std::log2(static_cast<double>(x)));
   return static_cast<int>(std::ceil(l));
+}
+
+bool PackNvfp4Reference(std::span<const float> w, int64_t rows, int64_t cols, float weight_scale_2,
+                        std::span<uint8_t> packed, std::span<uint8_t> scales) {
+  QF_ASSERT(cols % 16 == 0 && static_cast<int64_t>(w.size()) == rows * cols && packed.size() * 2 == w.size() &&
+                scales.size() * 16 == w.size(),
+            "PackNvfp4Reference: {} values, {} packed / {} scale bytes for [{}, {}]", w.size(), packed.size(),
+            scales.size(), rows, cols);
+  for (size_t b = 0; b < scales.size(); ++b) {
+    float m = 0.0f;
+    for (int k = 0; k < 16; ++k) {
+      const float v = w[b * 16 + k];
+      if (!std::isfinite(v)) return false;
+      m = std::max(m, std::fabs(v));
+    }
+    scales[b] = Nvfp4ExportBlockScale(m, weight_scale_2);
+  }
+  PackNvfp4Elements(w, scales, weight_scale_2, packed);
+  return true;
+}
+
+bool EncodeFp8Reference(std::span<const float> w, std::span<const float> scales, int64_t group,
+                        std::span<uint8_t> codes) {
+  QF_ASSERT(group > 0 && codes.size() == w.size() &&
+                static_cast<int64_t>(scales.size()) >= (static_cast<int64_t>(w.size()) + group - 1) / group,
+            "EncodeFp8Reference: {} values, {} scales, group {}, {} codes", w.size(), scales.size(), group,
+            codes.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (!std::isfinite(w[i])) return false;
+    codes[i] = EncodeE4M3(w[i] / scales[i / static_cast<size_t>(group)], Overflow::kNonSat);
+  }
+  return true;
 }
 
 std::optional<PackFormat> PackFormatFromName(std::string_view name) {
@@ -340,22 +373,22 @@ QuantSpec WeightSpecFor(PackFormat format) {
 }
 
 PackedWeight PackWeight(PackFormat format, std::span<const float> w, std::span<const int64_t> shape,
-                        const PackInputs& inputs, std::string_view what) {
+                        const PackInputs& inputs, std::string_view what, const HostQuantKernels* kernels) {
   const PackFormatTraits& t = GetTraits(format);
   const Dims d = CheckShape(t, w, shape, what);
   // nvfp4 (dynamic), fp8 and fp8_pc check finiteness inside their (fast) encoders.
   const bool checked_inside = (format == PackFormat::kNvfp4 && !inputs.nvfp4_static) || format == PackFormat::kFp8 ||
                               format == PackFormat::kFp8PerChannel;
-  if (!checked_inside) CheckFinite(w, what);
+  if (!checked_inside) CheckFinite(w, what, kernels);
   PackedWeight p;
   switch (format) {
     case PackFormat::kFp8:
     case PackFormat::kFp8PerChannel:
     case PackFormat::kFp8Block:
-      p = PackFp8Family(format, w, shape, d, inputs, what);
+      p = PackFp8Family(format, w, shape, d, inputs, what, kernels);
       break;
     case PackFormat::kNvfp4:
-      p = PackNvfp4(w, shape, d, inputs, what);
+      p = PackNvfp4(w, shape, d, inputs, what, kernels);
       break;
     case PackFormat::kMxfp8:
     case PackFormat::kMxfp4:
@@ -363,7 +396,7 @@ PackedWeight PackWeight(PackFormat format, std::span<const float> w, std::span<c
       break;
     case PackFormat::kInt8:
     case PackFormat::kInt4Awq:
-      p = PackInt(format, w, shape, d, inputs, what);
+      p = PackInt(format, w, shape, d, inputs, what, kernels);
       break;
   }
   p.format = format;

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "qforge/numerics/format.h"
+#include "qforge/numerics/quant_kernels.h"
 #include "qforge/numerics/quant_spec.h"
 
 namespace qforge {
@@ -112,9 +113,12 @@ struct PackInputs {
 
 // Encodes one weight. Throws qforge::Error naming `what` for non-finite values, shapes a format cannot
 // hold (e.g. nvfp4 needs in % 16 == 0, mx* in % 32, int4_awq in % 128 and even out) and amax of the
-// wrong size. Uses the registered fast paths (kernel_hooks.h) where available; thread-compatible.
+// wrong size. `kernels` (quant_kernels.h; nullptr = scalar reference only) may take the abs-max /
+// finiteness pass, the NVFP4 dynamic-path packing and the FP8 / FP8-per-channel casts; the bytes are the
+// same either way. Thread-compatible.
 PackedWeight PackWeight(PackFormat format, std::span<const float> w, std::span<const int64_t> shape,
-                        const PackInputs& inputs = {}, std::string_view what = "weight");
+                        const PackInputs& inputs = {}, std::string_view what = "weight",
+                        const HostQuantKernels* kernels = nullptr);
 
 // Decodes a packed weight to float32 (shape `packed.shape`). Throws on inconsistent sizes.
 std::vector<float> UnpackWeight(const PackedWeight& packed, std::string_view what = "weight");
@@ -137,5 +141,19 @@ inline uint8_t Nvfp4ExportBlockScale(float block_max, float weight_scale_2) {
 }
 // float(log2(x)) correctly rounded to fp32, then ceil: torch.log2 + torch.ceil of ModelOpt's MX export.
 int CeilOfFloatLog2(float x);
+
+// The scalar reference kernels behind PackWeight, with the signatures of HostQuantKernels (what a fast
+// kernel must equal bit for bit, and the fallback when it declines). Both return false, with the outputs
+// incomplete, as soon as they meet a non-finite weight (PackWeight then names it).
+//
+// NVFP4 dynamic-path export (§5.5) of w [rows, cols] (cols % 16 == 0) with weight_scale_2 `ws2`:
+// scales[b] = Nvfp4ExportBlockScale(max|w of block b|, ws2) ([rows, cols/16] E4M3 bytes) and
+// packed [rows, cols/2] with element 2k in the low nibble of byte k: Nvfp4ExportCode(w / (e4m3(scale)*ws2)).
+bool PackNvfp4Reference(std::span<const float> w, int64_t rows, int64_t cols, float weight_scale_2,
+                        std::span<uint8_t> packed, std::span<uint8_t> scales);
+// FP8 export cast (§5.6): codes[i] = e4m3_nonsat(w[i] / scales[i / group]) (group > 0), PyTorch's
+// non-saturating cast (|w/scale| > 464 -> the NaN code, sign kept).
+bool EncodeFp8Reference(std::span<const float> w, std::span<const float> scales, int64_t group,
+                        std::span<uint8_t> codes);
 
 }  // namespace qforge

@@ -136,6 +136,55 @@ TEST(Encode, ShapesAndScalesOfEveryFormat) {
   }
 }
 
+// Declines every kernel, counting the offers: PackWeight must fall back to the same bytes.
+class DecliningKernels final : public HostQuantKernels {
+ public:
+  mutable int pack_nvfp4 = 0, encode_fp8 = 0, abs_max = 0;
+  bool AbsMax(std::span<const float>, bool, float*) const override {
+    ++abs_max;
+    return false;
+  }
+  bool PackNvfp4(std::span<const float>, int64_t, int64_t, float, std::span<uint8_t>,
+                 std::span<uint8_t>) const override {
+    ++pack_nvfp4;
+    return false;
+  }
+  bool EncodeFp8(std::span<const float>, std::span<const float>, int64_t, std::span<uint8_t>) const override {
+    ++encode_fp8;
+    return false;
+  }
+};
+
+TEST(Encode, DeclinedKernelsFallBackToTheReference) {
+  const std::vector<int64_t> shape = {8, 64};
+  const auto w = Adversarial(8, 64, 21, true);
+  const DecliningKernels k;
+  for (PackFormat f : {PackFormat::kNvfp4, PackFormat::kFp8, PackFormat::kFp8PerChannel, PackFormat::kMxfp8}) {
+    const PackedWeight ref = PackWeight(f, w, shape);
+    const PackedWeight got = PackWeight(f, w, shape, {}, "w", &k);
+    EXPECT_EQ(got.weight, ref.weight) << GetTraits(f).name;
+    EXPECT_EQ(got.scale_bytes, ref.scale_bytes) << GetTraits(f).name;
+    EXPECT_EQ(got.scale_f32, ref.scale_f32) << GetTraits(f).name;
+  }
+  EXPECT_EQ(k.pack_nvfp4, 1);
+  EXPECT_EQ(k.encode_fp8, 2);
+  EXPECT_GE(k.abs_max, 3);  // nvfp4 global amax, fp8/fp8_pc calibration, mxfp8 finiteness
+}
+
+TEST(Encode, ReferenceKernelsStopAtNonFiniteWeights) {
+  std::vector<float> w(32, 1.0f);
+  std::vector<uint8_t> packed(16), scales(2), codes(32);
+  EXPECT_TRUE(PackNvfp4Reference(w, 1, 32, 1.0f, packed, scales));
+  EXPECT_TRUE(EncodeFp8Reference(w, std::vector<float>{1.0f, 2.0f}, 16, codes));
+  EXPECT_EQ(codes[0], EncodeE4M3(1.0f));
+  EXPECT_EQ(codes[16], EncodeE4M3(0.5f));
+  for (float bad : {std::nanf(""), kInf, -kInf}) {
+    w[20] = bad;
+    EXPECT_FALSE(PackNvfp4Reference(w, 1, 32, 1.0f, packed, scales));
+    EXPECT_FALSE(EncodeFp8Reference(w, std::vector<float>{1.0f, 2.0f}, 16, codes));
+  }
+}
+
 TEST(Encode, ErrorsNameTheTensor) {
   auto expect_error = [](PackFormat f, std::vector<float> w, std::vector<int64_t> shape, const char* needle) {
     try {
@@ -189,7 +238,7 @@ TEST(Encode, Nvfp4ThreeDimensionalExpertsAndCalibratedGlobalAmax) {
   in.global_amax = 10.0f;  // a calibrated `_amax` larger than the weight max
   const auto dec = UnpackWeight(PackWeight(PackFormat::kNvfp4, w, shape, in));
   std::vector<float> qdq(w.size());
-  FakeQuantReference(WeightSpecFor(PackFormat::kNvfp4), w, shape, std::vector<float>{10.0f}, qdq);
+  FakeQuant(WeightSpecFor(PackFormat::kNvfp4), w, shape, std::vector<float>{10.0f}, qdq);
   for (size_t i = 0; i < w.size(); ++i) ASSERT_TRUE(SameBits(dec[i], qdq[i])) << i;
 }
 
@@ -293,7 +342,7 @@ TEST(ExportDiffers, Fp8ExportDoesNotSaturate) {
   EXPECT_EQ(p.weight[1], 0x7F);
   EXPECT_EQ(p.weight[2], 0xFF);
   std::vector<float> qdq(4);
-  FakeQuantReference(WeightSpecFor(PackFormat::kFp8), w, std::vector<int64_t>{2, 2}, in.amax, qdq);
+  FakeQuant(WeightSpecFor(PackFormat::kFp8), w, std::vector<int64_t>{2, 2}, in.amax, qdq);
   EXPECT_EQ(qdq[1], 1.0f);
   EXPECT_EQ(qdq[2], -1.0f);
   EXPECT_TRUE(std::isnan(UnpackWeight(p)[1]));
@@ -384,7 +433,7 @@ TEST(ExportDiffers, Nvfp4StaticScaleFormulasRoundDifferently) {
     in.nvfp4_static = true;
     const auto dec = UnpackWeight(PackWeight(PackFormat::kNvfp4, w, shape, in));
     std::vector<float> qdq(w.size());
-    FakeQuantReference(spec, w, shape, in.amax, qdq);
+    FakeQuant(spec, w, shape, in.amax, qdq);
     for (size_t i = 0; i < w.size(); ++i) {
       if (SameBits(dec[i], qdq[i])) continue;
       ++diffs;

@@ -9,8 +9,6 @@
 #include <cmath>
 #include <limits>
 
-#include "qforge/numerics/kernel_hooks.h"
-
 namespace qforge {
 namespace {
 
@@ -328,7 +326,7 @@ std::optional<std::vector<int64_t>> AmaxShape(const QuantSpec& spec, std::span<c
 }
 
 std::vector<float> ComputeAmax(const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
-                               std::string_view what) {
+                               std::string_view what, const HostQuantKernels* kernels) {
   const QdqPlan p = MakeQdqPlan(spec, shape, what);
   QF_CHECK(static_cast<int64_t>(x.size()) == p.numel, "{}: {} values for shape [{}]", what, x.size(),
            fmt::join(p.shape, ", "));
@@ -336,9 +334,10 @@ std::vector<float> ComputeAmax(const QuantSpec& spec, std::span<const float> x, 
   if (p.spec.use_constant_amax) return {448.0f};
   if (p.spec.constant_amax) return {static_cast<float>(*p.spec.constant_amax)};
   CheckUnsigned(p, x, what);
-  const QuantFastPaths* fast = GetQuantFastPaths();
+  // One fast pass answers both "all finite?" (max|x| is finite iff every value is) and, for one group,
+  // the amax itself; the scalar loops below run only without it or to name a non-finite value.
   float probe = 0.0f;
-  const bool all_finite = fast && fast->abs_max && fast->abs_max(x, true, &probe) && std::isfinite(probe);
+  const bool all_finite = kernels && kernels->AbsMax(x, true, &probe) && std::isfinite(probe);
   for (size_t i = 0; !all_finite && i < x.size(); ++i)
     QF_CHECK(std::isfinite(x[i]), "{}: max calibration found a non-finite value ({} at flat index {})", what, x[i], i);
   if (all_finite && (p.kind == QdqKind::kNvfp4Dynamic || p.num_groups == 1)) return {probe};
@@ -355,7 +354,7 @@ namespace {
 // The resolved amax of a plan: one value per group (or global for NVFP4 dynamic), per the rules of
 // FakeQuant's contract.
 std::vector<float> ResolveAmax(const QdqPlan& p, std::span<const float> x, std::span<const float> amax,
-                               std::string_view what) {
+                               std::string_view what, const HostQuantKernels* kernels) {
   if (p.kind == QdqKind::kMx) return {};
   if (p.spec.use_constant_amax) return std::vector<float>(p.num_groups, 448.0f);
   if (p.spec.constant_amax) return std::vector<float>(p.num_groups, static_cast<float>(*p.spec.constant_amax));
@@ -365,8 +364,7 @@ std::vector<float> ResolveAmax(const QdqPlan& p, std::span<const float> x, std::
       return {amax[0]};
     }
     float m = 0.0f;
-    const QuantFastPaths* fast = GetQuantFastPaths();
-    if (!(fast && fast->abs_max && fast->abs_max(x, true, &m))) {
+    if (!(kernels && kernels->AbsMax(x, true, &m))) {
       for (float v : x) {
         const float a = std::fabs(v);
         if (std::isnan(a)) {
@@ -467,41 +465,27 @@ std::optional<float> ResolveGlobal(const QdqPlan& p, std::span<const float> reso
   return g;
 }
 
-void FakeQuantImpl(bool allow_fast, const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
-                   std::span<const float> amax, std::span<float> out, std::optional<float> global_amax,
-                   std::string_view what) {
+}  // namespace
+
+void FakeQuant(const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
+               std::span<const float> amax, std::span<float> out, std::optional<float> global_amax,
+               std::string_view what, const HostQuantKernels* kernels) {
   const QdqPlan p = MakeQdqPlan(spec, shape, what);
   QF_CHECK(static_cast<int64_t>(x.size()) == p.numel && out.size() == x.size(),
            "{}: {} input / {} output values for shape [{}]", what, x.size(), out.size(), fmt::join(p.shape, ", "));
   if (p.numel == 0) return;  // ModelOpt returns empty inputs unchanged (spec §5.0)
   CheckUnsigned(p, x, what);
-  const std::vector<float> resolved = ResolveAmax(p, x, amax, what);
+  const std::vector<float> resolved = ResolveAmax(p, x, amax, what, kernels);
   const std::optional<float> global = ResolveGlobal(p, resolved, global_amax);
-  if (allow_fast) {
-    const QuantFastPaths* fast = GetQuantFastPaths();
-    if (fast && fast->fake_quant && fast->fake_quant(p, x, resolved, global, out)) return;
-  }
+  if (kernels && kernels->FakeQuant(p, x, resolved, global, out)) return;
   FakeQuantResolved(p, x, resolved, global, out);
 }
 
-}  // namespace
-
-void FakeQuant(const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
-               std::span<const float> amax, std::span<float> out, std::optional<float> global_amax,
-               std::string_view what) {
-  FakeQuantImpl(true, spec, x, shape, amax, out, global_amax, what);
-}
-
-void FakeQuantReference(const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
-                        std::span<const float> amax, std::span<float> out, std::optional<float> global_amax,
-                        std::string_view what) {
-  FakeQuantImpl(false, spec, x, shape, amax, out, global_amax, what);
-}
-
 void FakeQuantWithOwnAmax(const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
-                          std::span<float> out, RoundTo round_to, std::string_view what) {
-  const std::vector<float> amax = spec.dynamic ? std::vector<float>{} : ComputeAmax(spec, x, shape, what);
-  FakeQuant(spec, x, shape, amax, out, std::nullopt, what);
+                          std::span<float> out, RoundTo round_to, std::string_view what,
+                          const HostQuantKernels* kernels) {
+  const std::vector<float> amax = spec.dynamic ? std::vector<float>{} : ComputeAmax(spec, x, shape, what, kernels);
+  FakeQuant(spec, x, shape, amax, out, std::nullopt, what, kernels);
   if (round_to != RoundTo::kF32)
     for (float& v : out) v = RoundOutput(v, round_to);
 }

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "qforge/numerics/format.h"
+#include "qforge/numerics/quant_kernels.h"
 #include "qforge/numerics/quant_spec.h"
 
 namespace qforge {
@@ -80,8 +81,9 @@ std::optional<std::vector<int64_t>> AmaxShape(const QuantSpec& spec, std::span<c
 // Max calibration over one tensor: max|x| per group, in AmaxShape order (empty for MX). With
 // `use_constant_amax` returns {448}; with `constant_amax` returns {constant}. Throws (naming `what` and
 // the index) on NaN/inf like MaxCalibrator. Unsigned specs throw on negative values.
+// `kernels` (quant_kernels.h; nullptr = scalar reference only) may supply the whole-tensor abs max.
 std::vector<float> ComputeAmax(const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
-                               std::string_view what = "tensor");
+                               std::string_view what = "tensor", const HostQuantKernels* kernels = nullptr);
 
 // Fake quantization (quantize + dequantize) of x into out (same size; may alias x).
 // `amax`: the quantizer's `_amax` in AmaxShape order, or a single value broadcast to every group.
@@ -89,15 +91,11 @@ std::vector<float> ComputeAmax(const QuantSpec& spec, std::span<const float> x, 
 //   (empty -> max|x| of this tensor); ignored for MX and for top-level `type: dynamic` (amax is then
 //   recomputed from x) and replaced by 448 / constant_amax for constant-amax specs.
 // `global_amax`: static NVFP4 only; nullopt -> max of the per-block amax (spec §6.2 promotion).
-// Thread-compatible; no shared state. Consults the registered fast paths (kernel_hooks.h) first.
+// `kernels` (quant_kernels.h): offered the resolved plan first; nullptr (the default) runs the scalar
+// reference only, which is what every fast path is tested against. Thread-compatible; no shared state.
 void FakeQuant(const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
                std::span<const float> amax, std::span<float> out, std::optional<float> global_amax = std::nullopt,
-               std::string_view what = "tensor");
-
-// The scalar reference only, never a fast path (what fast paths are tested against).
-void FakeQuantReference(const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
-                        std::span<const float> amax, std::span<float> out,
-                        std::optional<float> global_amax = std::nullopt, std::string_view what = "tensor");
+               std::string_view what = "tensor", const HostQuantKernels* kernels = nullptr);
 
 // Output precision of a QDQ'd tensor: ModelOpt casts the fp32 result back to the input dtype (RNE).
 enum class RoundTo : uint8_t { kF32, kBF16, kF16 };
@@ -105,8 +103,10 @@ enum class RoundTo : uint8_t { kF32, kBF16, kF16 };
 // `qforge qdq`: QDQ a whole tensor with amax from max calibration over that same tensor (ComputeAmax;
 // static NVFP4 global amax = max of its block amaxes), then round every output to `round_to` (the values
 // stay float32 but are exactly representable in bf16/f16). x holds the input already widened to fp32.
+// `kernels` as for FakeQuant (used for both the calibration and the fake quant).
 void FakeQuantWithOwnAmax(const QuantSpec& spec, std::span<const float> x, std::span<const int64_t> shape,
-                          std::span<float> out, RoundTo round_to = RoundTo::kF32, std::string_view what = "tensor");
+                          std::span<float> out, RoundTo round_to = RoundTo::kF32, std::string_view what = "tensor",
+                          const HostQuantKernels* kernels = nullptr);
 
 // ModelOpt's `export_amax`: zero and NaN amax -> maxbound, then clamp to [FLT_MIN, FLT_MAX].
 float ExportAmax(float amax, float maxbound);

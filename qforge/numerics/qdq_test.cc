@@ -53,7 +53,7 @@ QuantSpec MxSpec(NumBits elem) {
 std::vector<float> Qdq(const QuantSpec& s, const std::vector<float>& x, const std::vector<int64_t>& shape,
                        const std::vector<float>& amax, std::optional<float> global = std::nullopt) {
   std::vector<float> out(x.size());
-  FakeQuantReference(s, x, shape, amax, out, global);
+  FakeQuant(s, x, shape, amax, out, global);
   return out;
 }
 
@@ -145,7 +145,7 @@ TEST(Qdq, UnsignedRejectsNegativeInput) {
   EXPECT_EQ(y[2], 2.0f);  // max_bound 255
   EXPECT_EQ(y[1], 128.0f / 127.5f);  // 127.5 -> 128 (tie to even)
   std::vector<float> out(2);
-  EXPECT_THROW(FakeQuantReference(u, std::vector<float>{1.0f, -0.5f}, std::vector<int64_t>{2}, std::vector<float>{1.0f}, out), Error);
+  EXPECT_THROW(FakeQuant(u, std::vector<float>{1.0f, -0.5f}, std::vector<int64_t>{2}, std::vector<float>{1.0f}, out), Error);
 }
 
 TEST(Qdq, Fp8FakeQuantHandComputed) {
@@ -428,7 +428,7 @@ TEST(Qdq, ErrorsNameTheKey) {
   std::vector<float> out(4);
   QuantSpec pc = Fp8Spec();
   pc.axis = std::vector<int>{0};
-  EXPECT_THROW(FakeQuantReference(pc, std::vector<float>(4, 1.0f), std::vector<int64_t>{2, 2},
+  EXPECT_THROW(FakeQuant(pc, std::vector<float>(4, 1.0f), std::vector<int64_t>{2, 2},
                                   std::vector<float>{1, 2, 3}, out),
                Error);
 }
@@ -447,8 +447,52 @@ TEST(Qdq, WithOwnAmaxRoundsToInputDtype) {
 
 TEST(Qdq, EmptyTensorsPassThrough) {
   std::vector<float> none;
-  EXPECT_NO_THROW(FakeQuantReference(IntSpec(8), none, std::vector<int64_t>{0, 16}, {}, std::span<float>()));
+  EXPECT_NO_THROW(FakeQuant(IntSpec(8), none, std::vector<int64_t>{0, 16}, {}, std::span<float>()));
   EXPECT_TRUE(ComputeAmax(IntSpec(8), none, std::vector<int64_t>{0, 16}).empty());
+}
+
+// Records what numerics offers to its kernels; declines everything unless `accept_fake_quant`, then
+// writes 42 everywhere (a value no reference QDQ of these inputs produces) to show the result is used.
+class SpyKernels final : public HostQuantKernels {
+ public:
+  bool accept_fake_quant = false;
+  mutable int fake_quant_calls = 0;
+  mutable int abs_max_calls = 0;
+  mutable std::vector<float> offered_amax;
+  bool FakeQuant(const QdqPlan& plan, std::span<const float> x, std::span<const float> amax,
+                 std::optional<float> global_amax, std::span<float> out) const override {
+    ++fake_quant_calls;
+    offered_amax.assign(amax.begin(), amax.end());
+    if (!accept_fake_quant) return false;
+    EXPECT_EQ(plan.numel, static_cast<int64_t>(x.size()));
+    EXPECT_FALSE(global_amax.has_value());
+    for (float& v : out) v = 42.0f;
+    return true;
+  }
+  bool AbsMax(std::span<const float> /*x*/, bool /*propagate_nan*/, float* /*result*/) const override {
+    ++abs_max_calls;
+    return false;
+  }
+};
+
+TEST(Qdq, KernelsAreOfferedTheResolvedPlanAndMayDecline) {
+  const std::vector<int64_t> shape = {4, 8};
+  const auto x = RandomTensor(32, 11);
+  QuantSpec pc = IntSpec(8);
+  pc.axis = std::vector<int>{0};
+  const std::vector<float> ref = Qdq(pc, x, shape, {2.0f});  // no kernels: the reference
+  SpyKernels spy;
+  std::vector<float> out(32);
+  FakeQuant(pc, x, shape, std::vector<float>{2.0f}, out, std::nullopt, "t", &spy);
+  EXPECT_EQ(spy.fake_quant_calls, 1);
+  EXPECT_EQ(spy.offered_amax, std::vector<float>(4, 2.0f));  // one amax per group, broadcast resolved
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(Bits(out[i]), Bits(ref[i])) << i;  // declined: the reference ran
+  spy.accept_fake_quant = true;
+  FakeQuant(pc, x, shape, std::vector<float>{2.0f}, out, std::nullopt, "t", &spy);
+  EXPECT_EQ(out, std::vector<float>(32, 42.0f));
+  // Max calibration asks for the abs max (finiteness probe) and falls back when declined.
+  EXPECT_EQ(ComputeAmax(Fp8Spec(), x, shape, "t", &spy), ComputeAmax(Fp8Spec(), x, shape));
+  EXPECT_EQ(spy.abs_max_calls, 1);
 }
 
 TEST(Qdq, ExportAmax) {

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "qforge/numerics/encode.h"
-#include "qforge/numerics/kernel_hooks.h"
 #include "qforge/numerics/qdq.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -417,14 +416,25 @@ bool SegmentedQdq(const QdqPlan& p, const float* x, float* y, std::span<const fl
   return true;
 }
 
-const QuantFastPaths kPaths = [] {
-  QuantFastPaths t;
-  t.fake_quant = &FakeQuantFast;
-  t.abs_max = &AbsMaxFast;
-  t.pack_nvfp4 = &PackNvfp4Fast;
-  t.encode_fp8 = &EncodeFp8Fast;
-  return t;
-}();
+// The kernels of this file behind numerics' HostQuantKernels interface.
+class CpuHostKernels final : public HostQuantKernels {
+ public:
+  bool FakeQuant(const QdqPlan& plan, std::span<const float> x, std::span<const float> amax,
+                 std::optional<float> global_amax, std::span<float> out) const override {
+    return FakeQuantFast(plan, x, amax, global_amax, out);
+  }
+  bool AbsMax(std::span<const float> x, bool propagate_nan, float* result) const override {
+    return AbsMaxFast(x, propagate_nan, result);
+  }
+  bool PackNvfp4(std::span<const float> w, int64_t rows, int64_t cols, float weight_scale_2,
+                 std::span<uint8_t> packed, std::span<uint8_t> scales) const override {
+    return PackNvfp4Fast(w, rows, cols, weight_scale_2, packed, scales);
+  }
+  bool EncodeFp8(std::span<const float> w, std::span<const float> scales, int64_t group,
+                 std::span<uint8_t> codes) const override {
+    return EncodeFp8Fast(w, scales, group, codes);
+  }
+};
 
 }  // namespace
 
@@ -531,7 +541,10 @@ bool EncodeFp8Fast(std::span<const float> w, std::span<const float> scales, int6
   return ok;
 }
 
-void RegisterQuantKernels() { RegisterQuantFastPaths(&kPaths); }
+const HostQuantKernels& HostKernels() {
+  static const CpuHostKernels kernels;
+  return kernels;
+}
 
 }  // namespace qforge::cpu
 #endif  // HWY_ONCE

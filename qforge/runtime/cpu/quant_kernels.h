@@ -2,15 +2,14 @@
 //
 // Every function here equals the scalar reference of numerics/ (qdq.h, encode.h) bit for bit (NaN
 // payloads excepted: a NaN output is some NaN). Each returns false ("not mine") for a case it does not
-// handle, and the caller then runs the reference. RegisterQuantKernels() installs them as the process-wide
-// numerics fast paths (numerics/kernel_hooks.h), so FakeQuant / PackWeight in numerics/ and export/ pick
-// them up without depending on runtime/.
+// handle, and the caller then runs the reference. HostKernels() bundles them as numerics'
+// HostQuantKernels (numerics/quant_kernels.h), which host callers pass explicitly to FakeQuant,
+// ComputeAmax, PackWeight and export (numerics/ and export/ never depend on runtime/).
 //
 // Covered: FP8 E4M3 and integer QDQ (per tensor, per axis, static blocks: any group layout whose groups
 // are runs along the last dim), NVFP4 dynamic and static QDQ (block 16 along the last dim, last dim % 16
-// == 0),
-// MX QDQ (block 32 along the last dim, last dim % 32 == 0; E4M3, E5M2, E3M2, E2M3, E2M1, INT8 elements),
-// NVFP4 packing (dynamic export path), FP8 export casts, and abs-max reductions.
+// == 0), MX QDQ (block 32 along the last dim, last dim % 32 == 0; E4M3, E5M2, E3M2, E2M3, E2M1, INT8
+// elements), NVFP4 packing (dynamic export path), FP8 export casts, and abs-max reductions.
 // Threads: OpenMP over independent chunks (OMP_NUM_THREADS / omp_set_num_threads); results do not depend
 // on the thread count. All functions are thread-safe (no shared mutable state).
 #pragma once
@@ -19,16 +18,15 @@
 #include <optional>
 #include <span>
 
-namespace qforge {
-struct QdqPlan;
-}  // namespace qforge
+#include "qforge/numerics/quant_kernels.h"
 
 namespace qforge::cpu {
 
-// Installs the kernels below into numerics' fast-path table (idempotent, thread-safe).
-void RegisterQuantKernels();
+// The functions below as a HostQuantKernels (a static instance: lives for the whole process; const and
+// thread-safe). Pass `&cpu::HostKernels()` where numerics/export take `const HostQuantKernels*`.
+const HostQuantKernels& HostKernels();
 
-// Fake quant of a resolved plan (see QuantFastPaths::fake_quant in numerics/kernel_hooks.h).
+// Fake quant of a resolved plan (HostQuantKernels::FakeQuant in numerics/quant_kernels.h).
 bool FakeQuantFast(const QdqPlan& plan, std::span<const float> x, std::span<const float> amax,
                    std::optional<float> global_amax, std::span<float> out);
 

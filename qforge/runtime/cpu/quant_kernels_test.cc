@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "qforge/numerics/encode.h"
-#include "qforge/numerics/kernel_hooks.h"
 #include "qforge/numerics/qdq.h"
 
 namespace qforge::cpu {
@@ -97,8 +96,12 @@ void CheckFakeQuant(const QuantSpec& spec, const std::vector<float>& x, const st
     g = m;
   }
   ASSERT_TRUE(FakeQuantFast(plan, x, resolved, g, fast)) << what;
-  FakeQuantReference(spec, x, shape, amax, ref, global);
+  FakeQuant(spec, x, shape, amax, ref, global);  // no kernels: the scalar reference
   ExpectSame(fast, ref, x, what);
+  // The public entry point with the kernels passed gives the same result.
+  std::vector<float> via(x.size());
+  FakeQuant(spec, x, shape, amax, via, global, "tensor", &HostKernels());
+  ExpectSame(via, ref, x, what);
 }
 
 TEST(QuantKernels, Fp8PerTensorEveryRoundingDecision) {
@@ -230,10 +233,9 @@ TEST(QuantKernels, DeclinesWhatItDoesNotCover) {
   EXPECT_FALSE(FakeQuantFast(MakeQdqPlan(st, std::vector<int64_t>{4, 16}), y, std::vector<float>{1.0f, 1.0f}, 1.0f,
                              out2));
   // The public entry point still gives the reference result for declined cases.
-  RegisterQuantKernels();
   std::vector<float> ref(40);
-  FakeQuant(nv, x, std::vector<int64_t>{2, 20}, {}, out);
-  FakeQuantReference(nv, x, std::vector<int64_t>{2, 20}, {}, ref);
+  FakeQuant(nv, x, std::vector<int64_t>{2, 20}, {}, out, std::nullopt, "tensor", &HostKernels());
+  FakeQuant(nv, x, std::vector<int64_t>{2, 20}, {}, ref);
   ExpectSame(out, ref, x, "declined nvfp4");
 }
 
@@ -262,17 +264,14 @@ TEST(QuantKernels, PackingMatchesReferenceEncoders) {
   w[100] = 0.75f * w[3] / 448.0f * 6.0f / 6.0f;  // lands near an E2M1 tie
   w[101] = -0.0f;
   for (PackFormat f : {PackFormat::kNvfp4, PackFormat::kFp8, PackFormat::kFp8PerChannel}) {
-    RegisterQuantFastPaths(nullptr);
     const PackedWeight ref = PackWeight(f, w, shape);
-    RegisterQuantKernels();
-    const PackedWeight fast = PackWeight(f, w, shape);
+    const PackedWeight fast = PackWeight(f, w, shape, {}, "weight", &HostKernels());
     EXPECT_EQ(fast.weight, ref.weight) << GetTraits(f).name;
     EXPECT_EQ(fast.scale_bytes, ref.scale_bytes) << GetTraits(f).name;
     EXPECT_EQ(fast.scale_f32, ref.scale_f32) << GetTraits(f).name;
     EXPECT_EQ(fast.weight_scale_2, ref.weight_scale_2) << GetTraits(f).name;
   }
   // Non-finite weights are still reported (the NVFP4 kernel declines, the reference path names the index).
-  RegisterQuantKernels();
   for (PackFormat f : {PackFormat::kNvfp4, PackFormat::kFp8, PackFormat::kFp8PerChannel}) {
     for (float bad : {kNaN, kInf, -kInf}) {
       auto wb = w;
@@ -280,7 +279,7 @@ TEST(QuantKernels, PackingMatchesReferenceEncoders) {
       PackInputs in;
       if (f != PackFormat::kNvfp4) in.amax = std::vector<float>(f == PackFormat::kFp8 ? 1 : 96, 1.0f);
       try {
-        PackWeight(f, wb, shape, in, "w");
+        PackWeight(f, wb, shape, in, "w", &HostKernels());
         ADD_FAILURE() << "no error for " << bad;
       } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("index 12345"), std::string::npos) << e.what();
