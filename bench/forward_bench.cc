@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -18,7 +19,7 @@
 #include <vector>
 
 #include "qforge/base/progress.h"
-#include "qforge/model/model.h"
+#include "qforge/forward/forward_model.h"
 #include "qforge/runtime/cpu/cpu_backend.h"
 
 namespace qforge {
@@ -27,10 +28,14 @@ namespace {
 // Forwards every op to the CPU backend and accumulates wall time per op (and GEMM shapes).
 class TimingBackend final : public Backend {
  public:
-  explicit TimingBackend(Backend& inner) : inner_(inner) {}
+  explicit TimingBackend(Backend& inner) : Backend(ComputeDType::kF32), inner_(inner) {}
   std::string_view name() const override { return "timing(cpu)"; }
+  Device device() const override { return Device::kCpu; }
+  void Copy(void* dst, const void* src, int64_t bytes) override { inner_.Copy(dst, src, bytes); }
+  void Zero(void* dst, int64_t bytes) override { inner_.Zero(dst, bytes); }
+  std::pair<int64_t, int64_t> MemoryInfo() const override { return inner_.MemoryInfo(); }
 
-  void Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+  void Gemm(const float* x, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
             bool accumulate, int64_t ldy) override {
     Timer t;
     inner_.Gemm(x, w, bias, y, m, n, k, accumulate, ldy);
@@ -89,6 +94,31 @@ class TimingBackend final : public Backend {
   void CrossEntropy(const float* l, const int32_t* t, double* nll, int64_t r, int64_t v) override {
     Time("cross_entropy", [&] { inner_.CrossEntropy(l, t, nll, r, v); });
   }
+  void EmbedRows(const void* table, DType dt, const int32_t* ids, float* out, int64_t rows, int64_t dim) override {
+    Time("embed", [&] { inner_.EmbedRows(table, dt, ids, out, rows, dim); });
+  }
+  std::vector<int64_t> GroupRowsByExpert(const int32_t* ids, const float* w, int64_t t, int k, int64_t e,
+                                         int32_t* rows, float* weights) override {
+    std::vector<int64_t> r;
+    Time("routing", [&] { r = inner_.GroupRowsByExpert(ids, w, t, k, e, rows, weights); });
+    return r;
+  }
+  std::vector<float> QuantAmax(const QuantSpec& spec, const float* x, std::span<const int64_t> shape,
+                               std::string_view what) override {
+    std::vector<float> r;
+    Time("quant_amax", [&] { r = inner_.QuantAmax(spec, x, shape, what); });
+    return r;
+  }
+  void FakeQuant(const QuantSpec& spec, const float* x, std::span<const int64_t> shape, std::span<const float> amax,
+                 float* out, std::optional<float> g, std::string_view what) override {
+    Time("fake_quant", [&] { inner_.FakeQuant(spec, x, shape, amax, out, g, what); });
+  }
+  bool PackNvfp4(const float* w, int64_t r, int64_t c, float ws2, uint8_t* p, uint8_t* s) override {
+    return inner_.PackNvfp4(w, r, c, ws2, p, s);
+  }
+  bool EncodeFp8(const float* w, const float* s, int64_t n, int64_t g, uint8_t* c) override {
+    return inner_.EncodeFp8(w, s, n, g, c);
+  }
 
   void Reset() {
     seconds_.clear();
@@ -100,6 +130,12 @@ class TimingBackend final : public Backend {
   double gemm_flops() const { return gemm_flops_; }
 
  private:
+  // Host memory, like the CPU backend it wraps (the bench runs on the CPU only).
+  void* AllocBytes(int64_t bytes) override { return std::aligned_alloc(64, (static_cast<size_t>(bytes) + 63) & ~size_t{63}); }
+  void FreeBytes(void* p, int64_t) override { std::free(p); }
+  void CopyToDevice(void* dst, const void* host, int64_t bytes) override { std::memcpy(dst, host, bytes); }
+  void CopyToHost(void* host, const void* src, int64_t bytes) override { std::memcpy(host, src, bytes); }
+
   template <typename F>
   void Time(const char* op, F&& f) {
     Timer t;
@@ -141,9 +177,7 @@ int Main(int argc, char** argv) {
   }
   TimingBackend timing(DefaultCpuBackend());
   omp_set_dynamic(0);  // the forward and the sgemm baseline both use every thread
-  ModelLoadOptions opts;
-  opts.backend = &timing;
-  auto model = Model::Load(model_dir, opts);
+  auto model = ForwardModel::Load(model_dir, {}, &timing);
   const int64_t V = model->config().vocab_size;
   std::vector<int32_t> ids(batch * seq), targets(batch * seq);
   for (int64_t i = 0; i < batch * seq; ++i) {

@@ -17,8 +17,13 @@
 
 namespace qforge {
 
-ActivationStore::ActivationStore(int64_t memory_budget, std::filesystem::path spill_path)
-    : budget_(memory_budget), spill_path_(std::move(spill_path)) {}
+ActivationStore::ActivationStore(Backend& be, int64_t memory_budget, std::filesystem::path spill_path,
+                                 int64_t device_budget)
+    : be_(&be),
+      // On the CPU backend memory is host memory: one tier with the host budget.
+      budget_(be.host_accessible() ? 0 : memory_budget),
+      device_budget_(be.host_accessible() ? memory_budget : device_budget),
+      spill_path_(std::move(spill_path)) {}
 
 ActivationStore::~ActivationStore() { Clear(); }
 
@@ -27,7 +32,9 @@ ActivationStore::ActivationStore(ActivationStore&& o) noexcept { *this = std::mo
 ActivationStore& ActivationStore::operator=(ActivationStore&& o) noexcept {
   if (this == &o) return *this;
   Clear();
+  be_ = o.be_;
   budget_ = o.budget_;
+  device_budget_ = o.device_budget_;
   spill_path_ = std::move(o.spill_path_);
   spill_fd_ = o.spill_fd_;
   spill_registration_ = std::move(o.spill_registration_);
@@ -35,10 +42,11 @@ ActivationStore& ActivationStore::operator=(ActivationStore&& o) noexcept {
   entries_ = std::move(o.entries_);
   bytes_ = o.bytes_;
   memory_bytes_ = o.memory_bytes_;
+  device_bytes_ = o.device_bytes_;
   spilled_bytes_ = o.spilled_bytes_;
   o.spill_fd_ = -1;
   o.entries_.clear();
-  o.bytes_ = o.memory_bytes_ = o.spilled_bytes_ = o.spill_size_ = 0;
+  o.bytes_ = o.memory_bytes_ = o.device_bytes_ = o.spilled_bytes_ = o.spill_size_ = 0;
   return *this;
 }
 
@@ -51,45 +59,63 @@ void ActivationStore::Clear() {
     std::filesystem::remove(spill_path_, ec);
     spill_registration_.Release();
   }
-  bytes_ = memory_bytes_ = spilled_bytes_ = spill_size_ = 0;
+  bytes_ = memory_bytes_ = device_bytes_ = spilled_bytes_ = spill_size_ = 0;
 }
 
-void ActivationStore::Append(const HiddenStates& h) {
+void ActivationStore::Spill(const void* data, int64_t n, Entry& e) {
+  if (spill_fd_ < 0) {
+    if (spill_path_.empty()) {
+      static std::atomic<int> counter{0};
+      spill_path_ = std::filesystem::temp_directory_path() /
+                    fmt::format("qforge-activations-{}-{}.bin", ::getpid(), counter++);
+    }
+    std::filesystem::create_directories(spill_path_.parent_path());
+    spill_registration_ = ScopedTemporary(spill_path_);  // removed on SIGINT / SIGTERM too
+    spill_fd_ = ::open(spill_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    QF_CHECK(spill_fd_ >= 0, "cannot create activation spill file '{}': {}", spill_path_.string(),
+             std::strerror(errno));
+  }
+  const char* p = static_cast<const char*>(data);
+  int64_t done = 0;
+  while (done < n) {
+    const ssize_t w = ::pwrite(spill_fd_, p + done, static_cast<size_t>(n - done), spill_size_ + done);
+    QF_CHECK(w > 0, "writing activation spill file '{}': {}", spill_path_.string(), std::strerror(errno));
+    done += w;
+  }
+  e.file_offset = spill_size_;
+  spill_size_ += n;
+  spilled_bytes_ += n;
+}
+
+void ActivationStore::Append(HiddenStates&& h) {
+  QF_ASSERT(h.hidden.backend() == be_, "ActivationStore::Append: hidden states of another backend");
   Entry e;
   e.batch = h.batch;
   e.seq = h.seq;
-  e.rows = h.hidden.dim(0);
-  e.cols = h.hidden.dim(1);
-  const int64_t n = static_cast<int64_t>(h.hidden.nbytes());
-  if (memory_bytes_ + n <= budget_) {
-    e.in_memory = h.hidden.Clone();
-    memory_bytes_ += n;
+  e.rows = h.rows();
+  e.cols = h.dim;
+  const int64_t n = h.bytes();
+  if (device_bytes_ + n <= device_budget_) {
+    e.on_backend = std::move(h.hidden);
+    device_bytes_ += n;
+  } else if (be_->host_accessible()) {
+    Spill(h.data(), n, e);
   } else {
-    if (spill_fd_ < 0) {
-      if (spill_path_.empty()) {
-        static std::atomic<int> counter{0};
-        spill_path_ = std::filesystem::temp_directory_path() /
-                      fmt::format("qforge-activations-{}-{}.bin", ::getpid(), counter++);
-      }
-      std::filesystem::create_directories(spill_path_.parent_path());
-      spill_registration_ = ScopedTemporary(spill_path_);  // removed on SIGINT / SIGTERM too
-      spill_fd_ = ::open(spill_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      QF_CHECK(spill_fd_ >= 0, "cannot create activation spill file '{}': {}", spill_path_.string(),
-               std::strerror(errno));
+    Tensor host = DownloadHidden(*be_, h);
+    if (memory_bytes_ + n <= budget_) {
+      e.in_memory = std::move(host);
+      memory_bytes_ += n;
+    } else {
+      Spill(host.raw(), n, e);
     }
-    const char* p = static_cast<const char*>(h.hidden.raw());
-    int64_t done = 0;
-    while (done < n) {
-      const ssize_t w = ::pwrite(spill_fd_, p + done, static_cast<size_t>(n - done), spill_size_ + done);
-      QF_CHECK(w > 0, "writing activation spill file '{}': {}", spill_path_.string(), std::strerror(errno));
-      done += w;
-    }
-    e.file_offset = spill_size_;
-    spill_size_ += n;
-    spilled_bytes_ += n;
   }
   bytes_ += n;
   entries_.push_back(std::move(e));
+}
+
+std::pair<int64_t, int64_t> ActivationStore::shape(int64_t i) const {
+  const Entry& e = entries_.at(static_cast<size_t>(i));
+  return {e.rows, e.cols};
 }
 
 HiddenStates ActivationStore::Get(int64_t i) const {
@@ -98,19 +124,27 @@ HiddenStates ActivationStore::Get(int64_t i) const {
   HiddenStates h;
   h.batch = e.batch;
   h.seq = e.seq;
-  if (e.file_offset < 0) {
-    h.hidden = e.in_memory.Clone();
+  h.dim = e.cols;
+  const int64_t n = e.rows * e.cols * static_cast<int64_t>(sizeof(float));
+  h.hidden = be_->Alloc(n);
+  if (!e.on_backend.empty()) {
+    be_->Copy(h.hidden.data(), e.on_backend.data(), n);
     return h;
   }
-  h.hidden = Tensor::Zeros(DType::kF32, {e.rows, e.cols});
-  char* p = static_cast<char*>(h.hidden.mutable_raw());
-  const int64_t n = static_cast<int64_t>(h.hidden.nbytes());
+  if (e.file_offset < 0) {
+    be_->Upload(h.hidden.data(), e.in_memory.raw(), n);
+    return h;
+  }
+  // A spilled batch: read into host memory (directly into the buffer on the CPU), then upload.
+  std::vector<char> staging(be_->host_accessible() ? 0 : static_cast<size_t>(n));
+  char* p = be_->host_accessible() ? h.hidden.as<char>() : staging.data();
   int64_t done = 0;
   while (done < n) {
     const ssize_t r = ::pread(spill_fd_, p + done, static_cast<size_t>(n - done), e.file_offset + done);
     QF_CHECK(r > 0, "reading activation spill file (truncated?) '{}': {}", spill_path_.string(), std::strerror(errno));
     done += r;
   }
+  if (!be_->host_accessible()) be_->Upload(h.hidden.data(), staging.data(), n);
   return h;
 }
 
@@ -138,33 +172,33 @@ void ActivationStore::Save(const std::filesystem::path& path, const std::functio
   w.Write(le, 8);
   w.Write(h);
   for (int64_t i = 0; i < size(); ++i) {
-    const HiddenStates b = Get(i);
-    w.Write(b.hidden.raw(), b.hidden.nbytes());
+    const Tensor b = DownloadHidden(*be_, Get(i));
+    w.Write(b.raw(), b.nbytes());
     if (between_batches) between_batches();
   }
   w.Commit();
 }
 
-ActivationStore ActivationStore::Load(const std::filesystem::path& path, int64_t memory_budget,
-                                      std::filesystem::path spill_path) {
+ActivationStore ActivationStore::Load(const std::filesystem::path& path, Backend& be, int64_t memory_budget,
+                                      std::filesystem::path spill_path, int64_t device_budget) {
   auto f = SafetensorsFile::Open(path);
   const auto& meta = f->metadata();
   auto it = meta.find("batches");
   QF_CHECK(it != meta.end(), "'{}': not a qforge activation file (no 'batches' metadata)", path.string());
   const int64_t n = std::stoll(it->second);
-  ActivationStore s(memory_budget, std::move(spill_path));
+  ActivationStore s(be, memory_budget, std::move(spill_path), device_budget);
   for (int64_t i = 0; i < n; ++i) {
     const std::string name = fmt::format("batch_{:05d}", i);
     auto m = meta.find(name);
     QF_CHECK(m != meta.end() && f->Contains(name), "'{}': batch tensor '{}' missing", path.string(), name);
-    HiddenStates h;
-    QF_CHECK(std::sscanf(m->second.c_str(), "%ld,%ld", &h.batch, &h.seq) == 2, "'{}': bad metadata '{}' for {}",
-             path.string(), m->second, name);
-    h.hidden = f->Get(name);
-    QF_CHECK(h.hidden.dtype() == DType::kF32 && h.hidden.rank() == 2 && h.hidden.dim(0) == h.batch * h.seq,
+    int64_t batch = 0, seq = 0;
+    QF_CHECK(std::sscanf(m->second.c_str(), "%ld,%ld", &batch, &seq) == 2 && batch > 0 && seq > 0,
+             "'{}': bad metadata '{}' for {}", path.string(), m->second, name);
+    const Tensor t = f->Get(name);
+    QF_CHECK(t.dtype() == DType::kF32 && t.rank() == 2 && t.dim(0) == batch * seq,
              "'{}': tensor '{}' has shape {} (expected [{}*{}, hidden] f32)", path.string(), name,
-             ShapeToString(h.hidden.shape()), h.batch, h.seq);
-    s.Append(h);
+             ShapeToString(t.shape()), batch, seq);
+    s.Append(UploadHidden(be, t, batch, seq));
     f->Release(name);
   }
   return s;

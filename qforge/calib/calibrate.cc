@@ -52,8 +52,9 @@ std::string LayerwiseConfigHash(const config::QuantizeConfig& config) {
   return HashHex(j.dump());
 }
 
-CalibrateReport Calibrate(Model& model, QuantState& state, const config::QuantizeConfig& config,
+CalibrateReport Calibrate(ForwardModel& fm, QuantState& state, const config::QuantizeConfig& config,
                           const std::function<CalibData()>& data, const CalibrateOptions& options) {
+  Model& model = fm.model();
   CalibrateReport report;
   const auto& algos = config.algorithm.configs;
   if (algos.empty()) {  // algorithm: null -> no calibration; weights still get their amax for export
@@ -87,7 +88,7 @@ CalibrateReport Calibrate(Model& model, QuantState& state, const config::Quantiz
     lo.show_progress = options.show_progress;
     report.layerwise = true;
     report.checkpoint_dir = dir;
-    report.layerwise_report = LayerwiseMaxCalibrate(model, state, data, mo, lo);
+    report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
     report.max = report.layerwise_report.max;
     report.used_data = report.layerwise_report.used_data;
     report.methods.push_back(method);
@@ -98,7 +99,7 @@ CalibrateReport Calibrate(Model& model, QuantState& state, const config::Quantiz
     calib = data();
     report.used_data = true;
   }
-  report.max = MaxCalibrate(model, state, calib, mo);
+  report.max = MaxCalibrate(fm, state, calib, mo);
   report.methods.push_back(method);
   return report;
 }
@@ -116,8 +117,8 @@ config::QuantizeConfig LoadLayerwiseCheckpointConfig(const std::filesystem::path
   return config::QuantizeConfig::FromJson(j, path.string());
 }
 
-CalibrateReport RestoreFromLayerwiseCheckpoint(Model& model, QuantState& state, const config::QuantizeConfig& config,
-                                               const std::filesystem::path& dir) {
+CalibrateReport RestoreFromLayerwiseCheckpoint(ForwardModel& fm, QuantState& state,
+                                               const config::QuantizeConfig& config, const std::filesystem::path& dir) {
   CalibrateReport report;
   const auto& algos = config.algorithm.configs;
   QF_CHECK(algos.size() == 1, "checkpoint '{}': its config has {} algorithms (layerwise checkpoints have one)",
@@ -127,7 +128,7 @@ CalibrateReport RestoreFromLayerwiseCheckpoint(Model& model, QuantState& state, 
   MaxCalibOptions mo;
   mo.shared_patterns = config::ResolveSharedPatterns(max->shared_states);
   mo.sync_expert_weight_amax = max->sync_expert_weight_amax;
-  report.max = RestoreLayerwiseCheckpoint(model, state, dir, mo);
+  report.max = RestoreLayerwiseCheckpoint(fm, state, dir, mo);
   report.methods.push_back(algos[0].method());
   report.layerwise = true;
   report.checkpoint_dir = dir.string();

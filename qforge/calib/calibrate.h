@@ -59,7 +59,7 @@ bool NeedsCalibrationData(const QuantState& state);
 // tokenized only when used). Weight amax is always computed from the weights (also for `algorithm: null`,
 // as ModelOpt's export does). Throws naming the method for algorithms qforge does not implement yet.
 // `layerwise.enable` (config or options.layerwise) runs LayerwiseMaxCalibrate.
-CalibrateReport Calibrate(Model& model, QuantState& state, const config::QuantizeConfig& config,
+CalibrateReport Calibrate(ForwardModel& fm, QuantState& state, const config::QuantizeConfig& config,
                           const std::function<CalibData()>& data, const CalibrateOptions& options = {});
 
 // The resolved config a layerwise checkpoint directory was written with (`<dir>/config.json`).
@@ -67,7 +67,7 @@ config::QuantizeConfig LoadLayerwiseCheckpointConfig(const std::filesystem::path
 
 // Fills `state` (with `config.quant_cfg` applied) from a finished layerwise checkpoint directory written with
 // `config`, without calibrating (RestoreLayerwiseCheckpoint with the algorithm's shared-state patterns).
-CalibrateReport RestoreFromLayerwiseCheckpoint(Model& model, QuantState& state, const config::QuantizeConfig& config,
-                                               const std::filesystem::path& dir);
+CalibrateReport RestoreFromLayerwiseCheckpoint(ForwardModel& fm, QuantState& state,
+                                               const config::QuantizeConfig& config, const std::filesystem::path& dir);
 
 }  // namespace qforge

@@ -158,11 +158,12 @@ void RemoveStaleTemporaries(const fs::path& dir) {
 }
 
 // Head calibration, promotion and the final checks, shared by the driver and RestoreLayerwiseCheckpoint.
-void FinishCalibration(Model& model, QuantState& state, const ActivationStore& final_states,
+void FinishCalibration(ForwardModel& fm, QuantState& state, const ActivationStore& final_states,
                        const MaxCalibOptions& mo, MaxCalibReport* report) {
+  Model& model = fm.model();
   if (report->ran_forward && HeadNeedsCalibration(model, state)) {
     MaxCalibHooks hooks(state);
-    for (int64_t b = 0; b < final_states.size(); ++b) (void)model.Logits(final_states.Get(b), &hooks);
+    for (int64_t b = 0; b < final_states.size(); ++b) (void)fm.Logits(final_states.Get(b), &hooks);
   }
   for (const auto& q : state.quantizers()) {
     if (!Traits(q.role).is_activation || !q.NeedsCalibration() || q.has_amax || !report->ran_forward) continue;
@@ -175,8 +176,10 @@ void FinishCalibration(Model& model, QuantState& state, const ActivationStore& f
 
 }  // namespace
 
-LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std::function<CalibData()>& data,
+LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
                                       const MaxCalibOptions& mo, const LayerwiseOptions& lo) {
+  Model& model = fm.model();
+  Backend& be = fm.backend();
   QF_CHECK(lo.save_every >= 1, "layerwise.save_every must be >= 1, got {}", lo.save_every);
   QF_CHECK(lo.activation_memory >= 0, "--activation-memory must be >= 0, got {}", lo.activation_memory);
   LayerwiseReport report;
@@ -240,8 +243,14 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
   };
 
   Timer t;
-  model.ResetRowsSeen();
-  ActivationStore inputs(lo.activation_memory, spill("a"));
+  fm.ResetRowsSeen();
+  // Device memory for activations: what is free now (the weights of the layers outside the decoder are
+  // resident) split over the two activation sets, leaving room for the layer being calibrated.
+  const int64_t device_budget =
+      be.host_accessible() ? 0
+      : lo.device_activation_memory >= 0 ? lo.device_activation_memory
+                                         : be.MemoryInfo().first / 3;
+  ActivationStore inputs(be, lo.activation_memory, spill("a"), device_budget);
   if (start > 0) {
     LogInfo("layerwise: resuming {} at layer {} of {}", dir.string(), start, L);
     for (int l = 0; l < start; ++l) {
@@ -255,7 +264,7 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
       const fs::path ni = LayerDir(dir, start - 1) / (start == L ? "final_hidden.safetensors" : "next_inputs.safetensors");
       QF_CHECK(fs::exists(ni), "cannot resume from '{}': the manifest names layer {} as completed but '{}' is missing",
                dir.string(), start - 1, ni.string());
-      inputs = ActivationStore::Load(ni, lo.activation_memory, spill("a"));
+      inputs = ActivationStore::Load(ni, be, lo.activation_memory, spill("a"), device_budget);
       mr.ran_forward = true;
     }
   } else if (needs_forward) {
@@ -268,7 +277,7 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
         const auto& s = calib.samples[static_cast<size_t>(b0 + i)];
         ids.insert(ids.end(), s.begin(), s.end());
       }
-      inputs.Append(model.Embed(ids, b, calib.seq_len));
+      inputs.Append(fm.Embed(ids, b, calib.seq_len));
       ++mr.batches;
       mr.tokens += b * calib.seq_len;
     }
@@ -281,30 +290,32 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
     const auto modes = LayerModesForStep(L, l, !needs_forward || !inputs.empty());
     for (int j = 0; j < L; ++j) {
       const LayerMode m = modes[static_cast<size_t>(j)];
-      if ((m == LayerMode::kSkip || m == LayerMode::kOriginal) && model.IsLayerLoaded(j)) model.ReleaseLayer(j);
+      if ((m == LayerMode::kSkip || m == LayerMode::kOriginal) && (fm.IsLayerLoaded(j) || model.IsLayerLoaded(j))) {
+        fm.ReleaseLayer(j);
+      }
     }
-    model.LoadLayer(l);
+    fm.LoadLayer(l);
     Timer tw;
     CalibrateWeightAmax(model, state, l);
     mr.weight_amax_seconds += tw.Seconds();
 
     Timer tf;
-    ActivationStore next(lo.activation_memory, spill(l % 2 == 0 ? "b" : "c"));
+    ActivationStore next(be, lo.activation_memory, spill(l % 2 == 0 ? "b" : "c"), device_budget);
     const bool last = l == L - 1;
     const bool want_next = needs_forward;  // also for the last layer: head calibration + its checkpoint
     if (needs_forward) {
       MaxCalibHooks hooks(state);
       for (int64_t b = 0; b < inputs.size(); ++b) {
         HiddenStates h = inputs.Get(b);
-        model.RunLayer(l, h, &hooks);  // max hooks do not modify: these are the unquantized outputs
-        if (!lo.qdq_from_prev) next.Append(h);
+        fm.RunLayer(l, h, &hooks);  // max hooks do not modify: these are the unquantized outputs
+        if (!lo.qdq_from_prev) next.Append(std::move(h));
       }
     }
     mr.forward_seconds += tf.Seconds();
 
     Timer tr;
     MaxCalibReport layer_report;
-    SyncMoeExperts(model, state, mo.sync_expert_weight_amax, &layer_report, l);
+    SyncMoeExperts(model, fm.rows_seen(), state, mo.sync_expert_weight_amax, &layer_report, l);
     if (needs_forward) CheckLayerActivationAmax(model, state, l);
     FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, nullptr);
     mr.reduce_seconds += tr.Seconds();
@@ -316,13 +327,15 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
       FakeQuantHooks fq = FakeQuantHooks::FromState(model, state);
       for (int64_t b = 0; b < inputs.size(); ++b) {
         HiddenStates h = inputs.Get(b);
-        model.RunLayer(l, h, &fq);
-        next.Append(h);
+        fm.RunLayer(l, h, &fq);
+        next.Append(std::move(h));
       }
       RestoreLayerWeights(model, std::move(previous), static_cast<bool>(lo.weight_update));
       mr.forward_seconds += tq.Seconds();
     }
     report.peak_activation_bytes = std::max(report.peak_activation_bytes, inputs.bytes() + next.bytes());
+    report.peak_device_activation_bytes =
+        std::max(report.peak_device_activation_bytes, inputs.device_bytes() + next.device_bytes());
     report.spilled_bytes = std::max({report.spilled_bytes, inputs.spilled_bytes(), next.spilled_bytes()});
     KillPoint("layer_calibrated", l);
 
@@ -334,7 +347,7 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
       Json meta = Json::object();
       meta["layer"] = l;
       Json shapes = Json::array();
-      for (int64_t b = 0; b < next.size(); ++b) shapes.push_back({next.Get(b).hidden.dim(0), next.Get(b).hidden.dim(1)});
+      for (int64_t b = 0; b < next.size(); ++b) shapes.push_back({next.shape(b).first, next.shape(b).second});
       meta["output_shapes"] = shapes;
       meta["dtype"] = "F32";
       meta["expert_tokens"] = ExpertTokensJson(layer_report.expert_tokens);
@@ -361,7 +374,7 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
     for (auto& c : layer_report.expert_tokens) mr.expert_tokens.push_back(std::move(c));
     for (auto& n : layer_report.notes) mr.notes.push_back(std::move(n));
     inputs = std::move(next);
-    model.ReleaseLayer(l);
+    fm.ReleaseLayer(l);
     ++report.layers_calibrated;
     if (lo.show_progress) progress.Add(1, fmt::format("layer {}/{}", l + 1, L));
   }
@@ -369,14 +382,15 @@ LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std
   (void)head_calib;
 
   Timer tr;
-  FinishCalibration(model, state, inputs, mo, &mr);
+  FinishCalibration(fm, state, inputs, mo, &mr);
   mr.reduce_seconds += tr.Seconds();
   (void)t;
   return report;
 }
 
-MaxCalibReport RestoreLayerwiseCheckpoint(Model& model, QuantState& state, const fs::path& dir,
+MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, const fs::path& dir,
                                           const MaxCalibOptions& mo) {
+  Model& model = fm.model();
   auto m = ReadManifest(dir);
   QF_CHECK(m.has_value(), "'{}' is not a layerwise checkpoint directory (no manifest.json)", dir.string());
   const int L = model.num_layers();
@@ -398,7 +412,7 @@ MaxCalibReport RestoreLayerwiseCheckpoint(Model& model, QuantState& state, const
            m->model_fingerprint, fp, model.dir().string());
   MaxCalibReport report;
   CalibrateWeightAmax(model, state, -1);
-  model.ResetRowsSeen();
+  fm.ResetRowsSeen();
   for (int l = 0; l < L; ++l) {
     const fs::path ld = LayerDir(dir, l);
     VerifyLayerChecksums(ld);
@@ -406,14 +420,14 @@ MaxCalibReport RestoreLayerwiseCheckpoint(Model& model, QuantState& state, const
     if (fs::exists(ld / "weights.safetensors")) LoadLayerWeights(ld, model, l);
     ReadOutputMeta(ld, &report);
   }
-  ActivationStore final_states(int64_t{2} << 30, {});
+  ActivationStore final_states(fm.backend(), int64_t{2} << 30, {});
   const fs::path ni = LayerDir(dir, L - 1) / "final_hidden.safetensors";
   if (m->calib_hash != "none") {
     QF_CHECK(fs::exists(ni), "checkpoint '{}': '{}' is missing", dir.string(), ni.string());
-    final_states = ActivationStore::Load(ni, int64_t{2} << 30, {});
+    final_states = ActivationStore::Load(ni, fm.backend(), int64_t{2} << 30, {});
     report.ran_forward = true;
   }
-  FinishCalibration(model, state, final_states, mo, &report);
+  FinishCalibration(fm, state, final_states, mo, &report);
   return report;
 }
 

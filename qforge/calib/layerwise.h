@@ -18,7 +18,7 @@
 #include "qforge/calib/calib_data.h"
 #include "qforge/calib/max_calib.h"
 #include "qforge/model/model.h"
-#include "qforge/quant/fake_quant.h"
+#include "qforge/forward/fake_quant_hooks.h"
 #include "qforge/quant/quant_state.h"
 
 namespace qforge {
@@ -38,7 +38,10 @@ struct LayerwiseOptions {
   std::filesystem::path checkpoint_dir;  // empty: no checkpoint
   int64_t save_every = 1;                // >= 1
   bool save_quantizers_only = false;     // == !calib_mutates_weights: never write weights
-  int64_t activation_memory = int64_t{2} << 30;  // bytes per activation set kept in RAM
+  int64_t activation_memory = int64_t{2} << 30;  // bytes per activation set kept in host RAM
+  // Bytes per activation set kept in device memory on a GPU backend (-1: a third of the memory free when
+  // calibration starts); ignored on the CPU.
+  int64_t device_activation_memory = -1;
   bool restart = false;                  // discard an existing checkpoint
   std::string config_json;               // resolved QuantizeConfig, stored as <checkpoint>/config.json
   std::string config_hash;               // hash of the config without its layerwise block (manifest)
@@ -57,18 +60,19 @@ struct LayerwiseReport {
   bool resumed = false;
   int layers_calibrated = 0;
   int64_t peak_activation_bytes = 0;  // inputs + outputs held at once
+  int64_t peak_device_activation_bytes = 0;  // of which in device memory (GPU backends)
   int64_t spilled_bytes = 0;          // largest spill
 };
 
 // Layerwise `max` calibration of every quantizer of `state` (whose quant_cfg is applied). `data` is called
 // once, only if activations need calibration.
-LayerwiseReport LayerwiseMaxCalibrate(Model& model, QuantState& state, const std::function<CalibData()>& data,
+LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
                                       const MaxCalibOptions& max_options, const LayerwiseOptions& options);
 
 // Restores a finished checkpoint directory into `state` (quant_cfg applied from `<dir>/config.json` by the
 // caller) without calibrating: every layer's quantizers, the head's activation amax from the last layer's
 // outputs, shared state and promotion. Throws if the directory is unfinished or the model differs.
-MaxCalibReport RestoreLayerwiseCheckpoint(Model& model, QuantState& state, const std::filesystem::path& dir,
+MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir,
                                           const MaxCalibOptions& max_options);
 
 // Replaces the weights of decoder layer `layer`'s Linears with their fake-quantized values (enabled weight

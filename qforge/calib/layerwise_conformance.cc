@@ -136,7 +136,8 @@ class CheckpointRunner {
       for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 37 + 11) % 512);
       return CutCalibSamples(ids, 4, 16);
     };
-    LayerwiseReport rep = LayerwiseMaxCalibrate(*model, state, data, mo, lo);
+    ForwardModel fm(*model, DefaultCpuBackend());
+    LayerwiseReport rep = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
     RunResult r;
     r.start_layer = rep.start_layer;
     for (const auto& q : state.quantizers()) {

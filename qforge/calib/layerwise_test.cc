@@ -75,17 +75,18 @@ TEST_P(LayerwiseModels, NoQdqFromPrevEqualsWholeModelMaxBitForBit) {
   ModelLoadOptions lo;
   lo.load_all_layers = false;
   auto model = Model::Load(ModelDir(GetParam()), lo);
+  ForwardModel fm(*model, DefaultCpuBackend());
   QuantState whole = QuantState::ForModel(*model);
   whole.Apply(c.quant_cfg);
   const CalibData data = Samples();
-  MaxCalibrate(*model, whole, data, MaxOptions(c));
+  MaxCalibrate(fm, whole, data, MaxOptions(c));
 
   QuantState lw = QuantState::ForModel(*model);
   lw.Apply(c.quant_cfg);
   LayerwiseOptions o;
   o.show_progress = false;
   o.activation_memory = 50000;  // forces spilling part of every activation set
-  LayerwiseReport r = LayerwiseMaxCalibrate(*model, lw, [&] { return data; }, MaxOptions(c), o);
+  LayerwiseReport r = LayerwiseMaxCalibrate(fm, lw, [&] { return data; }, MaxOptions(c), o);
   EXPECT_GT(r.spilled_bytes, 0);
   ExpectSameState(whole, lw, "layerwise vs whole-model");
 
@@ -93,7 +94,7 @@ TEST_P(LayerwiseModels, NoQdqFromPrevEqualsWholeModelMaxBitForBit) {
   QuantState q = QuantState::ForModel(*model);
   q.Apply(c.quant_cfg);
   o.qdq_from_prev = true;
-  LayerwiseMaxCalibrate(*model, q, [&] { return data; }, MaxOptions(c), o);
+  LayerwiseMaxCalibrate(fm, q, [&] { return data; }, MaxOptions(c), o);
   bool any_differs = false;
   for (size_t i = 0; i < q.quantizers().size(); ++i) any_differs |= q.quantizers()[i].amax != whole.quantizers()[i].amax;
   EXPECT_TRUE(any_differs);
@@ -106,6 +107,7 @@ TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
   ModelLoadOptions lo;
   lo.load_all_layers = false;
   auto model = Model::Load(ModelDir(GetParam()), lo);
+  ForwardModel fm(*model, DefaultCpuBackend());
   TempDir tmp;
   QuantState full = QuantState::ForModel(*model);
   full.Apply(c.quant_cfg);
@@ -114,7 +116,7 @@ TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
   o.checkpoint_dir = tmp.path;
   o.save_every = 3;
   const CalibData data = Samples();
-  LayerwiseMaxCalibrate(*model, full, [&] { return data; }, MaxOptions(c), o);
+  LayerwiseMaxCalibrate(fm, full, [&] { return data; }, MaxOptions(c), o);
   QuantState restored = QuantState::ForModel(*model);
   restored.Apply(c.quant_cfg);
   for (int l = -1; l < model->num_layers(); ++l) {
@@ -143,7 +145,7 @@ TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
     WriteManifest(tmp.path, rewound);
     QuantState resumed = QuantState::ForModel(*model);
     resumed.Apply(c.quant_cfg);
-    LayerwiseReport r = LayerwiseMaxCalibrate(*model, resumed, [&] { return data; }, MaxOptions(c), o);
+    LayerwiseReport r = LayerwiseMaxCalibrate(fm, resumed, [&] { return data; }, MaxOptions(c), o);
     EXPECT_EQ(r.start_layer, k + 1);
     ExpectSameState(full, resumed, "resumed at " + std::to_string(k + 1));
   }
@@ -154,7 +156,7 @@ TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
   QuantState s = QuantState::ForModel(*model);
   s.Apply(c.quant_cfg);
   try {
-    LayerwiseMaxCalibrate(*model, s, [&] { return data; }, MaxOptions(c), o);
+    LayerwiseMaxCalibrate(fm, s, [&] { return data; }, MaxOptions(c), o);
     ADD_FAILURE() << "resume without next_inputs succeeded";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("next_inputs.safetensors' is missing"), std::string::npos) << e.what();
@@ -165,30 +167,28 @@ INSTANTIATE_TEST_SUITE_P(Models, LayerwiseModels, ::testing::Values("llama-dense
 
 TEST(ActivationStore, SpillsBeyondBudgetAndRoundTripsThroughAFile) {
   TempDir tmp;
-  ActivationStore s(100, tmp.path / "spill.bin");
-  std::vector<HiddenStates> in;
+  Backend& be = DefaultCpuBackend();
+  ActivationStore s(be, 100, tmp.path / "spill.bin");
+  std::vector<Tensor> in;
   for (int b = 0; b < 3; ++b) {
-    HiddenStates h;
-    h.batch = 1;
-    h.seq = 3;
     std::vector<float> v(12);
     for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(b * 100 + i) * 0.5f;
-    h.hidden = Tensor::FromF32({3, 4}, v);
-    s.Append(h);
-    in.push_back(std::move(h));
+    Tensor t = Tensor::FromF32({3, 4}, v);
+    s.Append(UploadHidden(be, t, 1, 3));
+    in.push_back(std::move(t));
   }
   EXPECT_EQ(s.bytes(), 3 * 48);
   EXPECT_EQ(s.spilled_bytes(), 48);  // the third batch exceeds 100 bytes
   s.Save(tmp.path / "a.safetensors");
-  ActivationStore t = ActivationStore::Load(tmp.path / "a.safetensors", 0, tmp.path / "spill2.bin");
+  ActivationStore t = ActivationStore::Load(tmp.path / "a.safetensors", be, 0, tmp.path / "spill2.bin");
   EXPECT_EQ(t.spilled_bytes(), 3 * 48);
   for (int b = 0; b < 3; ++b) {
     for (const ActivationStore* st : {&s, &t}) {
       HiddenStates h = st->Get(b);
       EXPECT_EQ(h.batch, 1);
       EXPECT_EQ(h.seq, 3);
-      EXPECT_TRUE(std::equal(h.hidden.span<float>().begin(), h.hidden.span<float>().end(),
-                             in[b].hidden.span<float>().begin()));
+      const Tensor got = DownloadHidden(be, h);
+      EXPECT_TRUE(std::equal(got.span<float>().begin(), got.span<float>().end(), in[b].span<float>().begin()));
     }
   }
 }

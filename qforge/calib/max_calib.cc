@@ -37,30 +37,29 @@ void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> lay
   }
 }
 
-void MaxCalibHooks::Collect(int module, QuantizerRole role, const float* x, std::vector<int64_t> shape) {
+void MaxCalibHooks::Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape) {
   Quantizer* q = state_.Get(module, role);
   if (q == nullptr || !q->NeedsCalibration()) return;
   QF_CHECK(!q->sequential(), "quantizer '{}': sequential activation quantizers are not supported", q->slot.name);
   const QuantSpec spec = q->spec();
-  const int64_t n = NumElements(shape);
-  std::vector<float> amax = ComputeAmax(spec, std::span<const float>(x, static_cast<size_t>(n)), shape, q->slot.name);
+  std::vector<float> amax = be.QuantAmax(spec, x, shape, q->slot.name);
   q->MergeAmax(amax, AmaxShape(spec, shape).value_or(std::vector<int64_t>{}));
 }
 
-void MaxCalibHooks::OnLinearInput(int module, float* x, int64_t rows, int64_t cols) {
-  Collect(module, QuantizerRole::kInput, x, {rows, cols});
+void MaxCalibHooks::OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) {
+  Collect(be, module, QuantizerRole::kInput, x, {rows, cols});
 }
 
-void MaxCalibHooks::OnLinearOutput(int module, float* y, int64_t rows, int64_t cols) {
-  Collect(module, QuantizerRole::kOutput, y, {rows, cols});
+void MaxCalibHooks::OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) {
+  Collect(be, module, QuantizerRole::kOutput, y, {rows, cols});
 }
 
-void MaxCalibHooks::OnAttentionBmm(int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
-                                   int64_t head_dim) {
+void MaxCalibHooks::OnAttentionBmm(Backend& be, int module, BmmInput which, float* x, int64_t batch, int64_t heads,
+                                   int64_t seq, int64_t head_dim) {
   const QuantizerRole role = which == BmmInput::kQ   ? QuantizerRole::kQBmm
                              : which == BmmInput::kK ? QuantizerRole::kKBmm
                                                      : QuantizerRole::kVBmm;
-  Collect(module, role, x, {batch, heads, seq, head_dim});
+  Collect(be, module, role, x, {batch, heads, seq, head_dim});
 }
 
 std::set<std::string> ModuleListNames(const Model& model) {
@@ -75,10 +74,9 @@ std::set<std::string> ModuleListNames(const Model& model) {
   return out;
 }
 
-void SyncMoeExperts(const Model& model, QuantState& state, bool sync_weights, MaxCalibReport* report,
-                    std::optional<int> layer) {
+void SyncMoeExperts(const Model& model, const std::vector<int64_t>& rows, QuantState& state, bool sync_weights,
+                    MaxCalibReport* report, std::optional<int> layer) {
   const auto& modules = model.modules();
-  const auto& rows = model.rows_seen();
   // Group routed-expert Linears by (layer, role): gate/up/down (or w1/w3/w2) of every expert.
   std::map<std::pair<int, int>, std::vector<int>> groups;
   std::map<int, ExpertTokenCounts> counts;
@@ -173,7 +171,8 @@ void FinalizeSharedStateAndPromote(const Model& model, QuantState& state, const 
   if (report != nullptr) report->shared_groups = std::move(groups);
 }
 
-MaxCalibReport MaxCalibrate(Model& model, QuantState& state, const CalibData& data, const MaxCalibOptions& options) {
+MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData& data, const MaxCalibOptions& options) {
+  Model& model = fm.model();
   MaxCalibReport report;
   Timer t;
   CalibrateWeightAmax(model, state);
@@ -186,7 +185,7 @@ MaxCalibReport MaxCalibrate(Model& model, QuantState& state, const CalibData& da
   // ModelOpt runs the forward loop whenever calibration was requested; without a calibrating activation
   // quantizer it changes nothing, so it is skipped (skip_forward_without_activation_calib makes that explicit).
   t.Reset();
-  model.ResetRowsSeen();
+  fm.ResetRowsSeen();
   if (needs_forward) {
     QF_CHECK(!data.samples.empty(), "calibration needs data: no calibration samples");
     report.ran_forward = true;
@@ -203,8 +202,8 @@ MaxCalibReport MaxCalibrate(Model& model, QuantState& state, const CalibData& da
         const auto& s = data.samples[static_cast<size_t>(b0 + i)];
         ids.insert(ids.end(), s.begin(), s.end());
       }
-      HiddenStates h = model.Embed(ids, b, seq);
-      for (int l = 0; l < model.num_layers(); ++l) model.RunLayer(l, h, &hooks);
+      HiddenStates h = fm.Embed(ids, b, seq);
+      for (int l = 0; l < model.num_layers(); ++l) fm.RunLayer(l, h, &hooks);
       // The head (lm_head) is run only if one of its quantizers calibrates.
       const int head = model.FindModule("lm_head");
       bool head_calib = false;
@@ -212,7 +211,7 @@ MaxCalibReport MaxCalibrate(Model& model, QuantState& state, const CalibData& da
         const Quantizer* q = state.Get(head, r);
         head_calib = head_calib || (q != nullptr && q->NeedsCalibration());
       }
-      if (head_calib) (void)model.Logits(h, &hooks);
+      if (head_calib) (void)fm.Logits(h, &hooks);
       ++report.batches;
       report.tokens += b * seq;
       if (options.show_progress) progress.Add(b * seq, fmt::format("batch {}/{}", report.batches, (n + bs - 1) / bs));
@@ -222,7 +221,7 @@ MaxCalibReport MaxCalibrate(Model& model, QuantState& state, const CalibData& da
   report.forward_seconds = t.Seconds();
 
   t.Reset();
-  SyncMoeExperts(model, state, options.sync_expert_weight_amax, &report);
+  SyncMoeExperts(model, fm.rows_seen(), state, options.sync_expert_weight_amax, &report);
   // Any enabled activation quantizer still without amax (a module no token reached) is an error by
   // default: its export would have no scale.
   for (const auto& q : state.quantizers()) {

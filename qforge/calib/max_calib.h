@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "qforge/calib/calib_data.h"
+#include "qforge/forward/forward_model.h"
 #include "qforge/model/model.h"
 #include "qforge/quant/quant_state.h"
 #include "qforge/quant/shared_state.h"
@@ -47,27 +48,28 @@ struct MaxCalibReport {
 void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer = std::nullopt);
 
 // Forward hooks that fold max|x| into the amax of every calibrating activation quantizer (inputs, outputs,
-// q/k/v bmm). Activations are not modified (ModelOpt calibrates on unquantized activations).
+// q/k/v bmm). Activations are not modified (ModelOpt calibrates on unquantized activations). The amax is
+// the backend's QuantAmax op on backend memory: only the few amax values reach the host.
 class MaxCalibHooks : public ForwardHooks {
  public:
   explicit MaxCalibHooks(QuantState& state) : state_(state) {}
   bool ModifiesActivations() const override { return false; }
-  void OnLinearInput(int module, float* x, int64_t rows, int64_t cols) override;
-  void OnLinearOutput(int module, float* y, int64_t rows, int64_t cols) override;
-  void OnAttentionBmm(int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
+  void OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) override;
+  void OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) override;
+  void OnAttentionBmm(Backend& be, int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
                       int64_t head_dim) override;
 
  private:
-  void Collect(int module, QuantizerRole role, const float* x, std::vector<int64_t> shape);
+  void Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape);
   QuantState& state_;
 };
 
 // MoE step 3 of spec §6.2: every expert input quantizer's amax becomes the element-wise max across the
 // layer's experts for that projection (covering experts that saw no token); with `sync_weights` the
-// expert weight amax too. Records per-expert token counts from model.rows_seen(). With `layer`, only that
-// decoder layer's experts.
-void SyncMoeExperts(const Model& model, QuantState& state, bool sync_weights, MaxCalibReport* report,
-                    std::optional<int> layer = std::nullopt);
+// expert weight amax too. Records per-expert token counts from `rows_seen` (ForwardModel::rows_seen()). With
+// `layer`, only that decoder layer's experts.
+void SyncMoeExperts(const Model& model, const std::vector<int64_t>& rows_seen, QuantState& state, bool sync_weights,
+                    MaxCalibReport* report, std::optional<int> layer = std::nullopt);
 
 // Spec §6.2 step 5 / §8.4: shared weight global amax per group, then promotion of static NVFP4 weights
 // (global_amax = group value, or the max of the quantizer's own per-block amax).
@@ -75,7 +77,7 @@ void FinalizeSharedStateAndPromote(const Model& model, QuantState& state, const 
                                    MaxCalibReport* report);
 
 // The whole `max` algorithm over `data`.
-MaxCalibReport MaxCalibrate(Model& model, QuantState& state, const CalibData& data, const MaxCalibOptions& options);
+MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData& data, const MaxCalibOptions& options);
 
 // Names of ModuleList containers of the model (for shared-state parents): "model.layers" and every
 // "...experts".

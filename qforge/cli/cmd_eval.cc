@@ -1,5 +1,5 @@
 // `qforge eval`: perplexity of a model on a text file (tokenized with the model's tokenizer) or an ids file,
-// by non-overlapping windows (model/perplexity.h). Ends with `ppl=<value> nll=<value> tokens=<n>`.
+// by non-overlapping windows (forward/perplexity.h). Ends with `ppl=<value> nll=<value> tokens=<n>`.
 #include <cstdio>
 #include <optional>
 
@@ -7,9 +7,11 @@
 #include "qforge/base/file.h"
 #include "qforge/base/log.h"
 #include "qforge/cli/command.h"
+#include "qforge/cli/device.h"
 #include "qforge/export/quantized_reader.h"
+#include "qforge/forward/fake_quant_hooks.h"
+#include "qforge/forward/perplexity.h"
 #include "qforge/model/model.h"
-#include "qforge/model/perplexity.h"
 #include "qforge/model/tokenizer.h"
 
 namespace qforge::cli {
@@ -23,6 +25,7 @@ struct EvalArgs {
   int64_t max_tokens = 0;
   int64_t batch_size = 1;
   bool bos = false;
+  DeviceArgs device;
 };
 
 CommandRegistrar reg(
@@ -38,12 +41,14 @@ CommandRegistrar reg(
                      "predicted tokens to evaluate; 0 (the default) means no limit: every token of the file");
       sub.add_option("--batch-size", a->batch_size, "windows per forward")->capture_default_str();
       sub.add_flag("--bos", a->bos, "prepend the tokenizer's BOS token to --text");
+      a->device.Add(sub);
       return [a] {
         QF_CHECK(!a->text.empty() || !a->ids.empty(), "eval needs --text FILE or --ids FILE");
         QF_CHECK(!(a->bos && !a->ids.empty()), "--bos applies to --text only (--ids are used as they are)");
         QF_CHECK(a->seq_len >= 1, "--seq-len must be >= 1, got {}", a->seq_len);
         QF_CHECK(a->batch_size >= 1, "--batch-size must be >= 1, got {}", a->batch_size);
         QF_CHECK(a->max_tokens >= 0, "--max-tokens must be >= 0 (0: no limit), got {}", a->max_tokens);
+        std::unique_ptr<Backend> backend = a->device.Create();
         std::vector<int32_t> tokens;
         std::optional<Tokenizer> tok;
         if (!a->ids.empty()) {
@@ -66,7 +71,10 @@ CommandRegistrar reg(
         opts.seq_len = a->seq_len;
         opts.max_tokens = a->max_tokens;
         opts.batch_size = a->batch_size;
-        const PerplexityResult r = EvaluatePerplexity(*qm.model, tokens, opts, qm.hooks.get());
+        ForwardModel fm(*qm.model, *backend);
+        std::optional<FakeQuantHooks> hooks;
+        if (qm.activations) hooks.emplace(std::move(*qm.activations));
+        const PerplexityResult r = EvaluatePerplexity(fm, tokens, opts, hooks ? &*hooks : nullptr);
         std::printf("ppl=%.4f nll=%.6f tokens=%lld\n", r.ppl, r.mean_nll, static_cast<long long>(r.tokens));
         return 0;
       };

@@ -8,8 +8,10 @@
 #include "qforge/calib/calibrate.h"
 #include "qforge/cli/command.h"
 #include "qforge/export/hf_export.h"
+#include "qforge/forward/forward_model.h"
 #include "qforge/model/model.h"
 #include "qforge/quant/quant_state.h"
+#include "qforge/runtime/cpu/quant_kernels.h"
 
 namespace qforge::cli {
 namespace {
@@ -32,12 +34,14 @@ int RunExport(const ExportArgs& a) {
   auto model = Model::Load(a.model, lo);
   QuantState state = QuantState::ForModel(*model);
   state.Apply(qcfg.quant_cfg);
-  const CalibrateReport cr = RestoreFromLayerwiseCheckpoint(*model, state, qcfg, a.from);
+  ForwardModel fm(*model, DefaultCpuBackend());  // the head's amax needs a forward over the saved hidden states
+  const CalibrateReport cr = RestoreFromLayerwiseCheckpoint(fm, state, qcfg, a.from);
   LogInfo("restored {} layers from {}", model->num_layers(), a.from);
   HfExportOptions eo;
   eo.max_shard_bytes = static_cast<uint64_t>(a.max_shard_gb * (1ull << 30));
   eo.show_progress = !a.no_progress;
   eo.replace = replace;
+  eo.kernels = &cpu::HostKernels();
   const HfExportReport er = ExportHfCheckpoint(*model, state, a.export_dir, eo);
   std::printf("\n== qforge export summary ==\n");
   std::printf("checkpoint: %s (model %s) -> %s\n", a.from.c_str(), a.model.c_str(), a.export_dir.c_str());

@@ -13,6 +13,8 @@
 #include "qforge/base/progress.h"
 #include "qforge/calib/calibrate.h"
 #include "qforge/cli/command.h"
+#include "qforge/cli/device.h"
+#include "qforge/forward/forward_model.h"
 #include "qforge/config/presets.h"
 #include "qforge/config/yaml_loader.h"
 #include "qforge/export/hf_export.h"
@@ -47,6 +49,7 @@ struct QuantizeArgs {
   bool no_qdq_from_prev = false;
   int64_t activation_memory = int64_t{2} << 30;
   bool restart = false;
+  DeviceArgs device;
 };
 
 // Peak resident set size of this process in MiB (VmHWM), or -1 if unknown.
@@ -103,12 +106,28 @@ int RunQuantize(const QuantizeArgs& a) {
     what = fmt::format("--qformat {} --kv-cache-qformat {}", q, a.kv_qformat);
   }
   LogInfo("quantize {} with {}", a.model, what);
+  // The device first: a missing GPU or driver is reported before any work.
+  std::unique_ptr<Backend> backend = a.device.Create();
 
   Timer t;
-  // Layerwise calibration loads one decoder layer at a time: no layer is converted at load.
+  const bool layerwise =
+      a.layerwise || (qcfg.algorithm.configs.size() == 1 && qcfg.algorithm.configs[0].layerwise().enable);
+  // Layerwise calibration loads one decoder layer at a time: no layer is converted at load. A device backend
+  // uploads each layer on first use and keeps no host copy, so nothing is converted at load either.
   ModelLoadOptions mlo;
-  mlo.load_all_layers = !(a.layerwise || (qcfg.algorithm.configs.size() == 1 && qcfg.algorithm.configs[0].layerwise().enable));
+  mlo.load_all_layers = !layerwise && backend->host_accessible();
   auto model = Model::Load(a.model, mlo);
+  if (!backend->host_accessible() && !layerwise) {
+    // The whole model stays resident on the device: refuse early (before calibration) when it cannot.
+    const int64_t need = model->num_parameters() * static_cast<int64_t>(DTypeSize(backend->weight_dtype()));
+    const int64_t free_bytes = backend->MemoryInfo().first;
+    QF_CHECK(need < free_bytes * 9 / 10,
+             "model '{}' needs {:.1f} GiB of {} weights on {} but only {:.1f} GiB are free; use --layerwise (one "
+             "decoder layer on the device at a time) or --compute-dtype bf16",
+             a.model, need / double(1 << 30), DTypeName(backend->weight_dtype()), backend->name(),
+             free_bytes / double(1 << 30));
+  }
+  ForwardModel fm(*model, *backend);
   const double load_s = t.Seconds();
   QuantState state = QuantState::ForModel(*model);
   state.Apply(qcfg.quant_cfg);
@@ -138,7 +157,8 @@ int RunQuantize(const QuantizeArgs& a) {
     LogInfo("calibration: {} samples of {} tokens from {} file(s)", d.samples.size(), d.seq_len, files.size());
     return d;
   };
-  const CalibrateReport cr = Calibrate(*model, state, qcfg, data, co);
+  const CalibrateReport cr = Calibrate(fm, state, qcfg, data, co);
+  backend->Synchronize();
   const double calib_peak_rss = PeakRssMiB();
 
   HfExportOptions eo;
@@ -178,6 +198,15 @@ int RunQuantize(const QuantizeArgs& a) {
               load_s, tokenize_s, cr.max.weight_amax_seconds, cr.max.forward_seconds, cr.max.reduce_seconds,
               er.pack_seconds, er.write_seconds, total.Seconds());
   std::printf("peak RSS: %.1f MiB (%.1f MiB by the end of calibration)\n", PeakRssMiB(), calib_peak_rss);
+  if (!backend->host_accessible()) {
+    const MemoryStats& ms = backend->stats();
+    std::printf("device %s (%s, compute %s): peak memory %.1f MiB; host->device %lld copies %.1f MiB, "
+                "device->host %lld copies %.1f MiB\n",
+                std::string(backend->name()).c_str(), backend->Describe().c_str(),
+                std::string(ComputeDTypeName(backend->compute_dtype())).c_str(),
+                ms.peak_allocated_bytes / double(1 << 20), static_cast<long long>(ms.h2d_copies),
+                ms.h2d_bytes / double(1 << 20), static_cast<long long>(ms.d2h_copies), ms.d2h_bytes / double(1 << 20));
+  }
   return 0;
 }
 
@@ -221,6 +250,7 @@ CommandRegistrar reg(
                      "bytes of captured activations per set kept in RAM before spilling to the checkpoint dir")
           ->capture_default_str();
       sub.add_flag("--restart", a->restart, "discard an existing layerwise checkpoint and start over");
+      a->device.Add(sub);
       return [a, qformat] {
         a->qformat_given = qformat->count() > 0;
         return RunQuantize(*a);

@@ -126,7 +126,7 @@ QuantizedModel LoadQuantizedModel(const fs::path& dir, const ModelLoadOptions& b
 
   // Activation quantization as the runtime would apply it.
   const auto& modules = out.model->modules();
-  auto hooks = std::make_unique<FakeQuantHooks>(modules.size());
+  auto hooks = std::make_unique<ActivationQuantTable>(modules.size());
   std::map<std::string, int> act_kinds;
   for (size_t m = 0; m < modules.size(); ++m) {
     const ModuleInfo& info = modules[m];
@@ -192,7 +192,7 @@ QuantizedModel LoadQuantizedModel(const fs::path& dir, const ModelLoadOptions& b
   for (const auto& [k, v] : per_format) parts.push_back(fmt::format("{} weights ({} Linears)", k, v));
   for (const auto& [k, v] : act_kinds) parts.push_back(fmt::format("{} activations", k));
   out.description = Join(parts, ", ");
-  if (out.activation_points > 0) out.hooks = std::move(hooks);
+  if (out.activation_points > 0) out.activations = std::move(hooks);
   return out;
 }
 

@@ -11,7 +11,7 @@
 #include "qforge/export/quant_config.h"
 #include "qforge/model/model.h"
 #include "qforge/numerics/encode.h"
-#include "qforge/quant/fake_quant.h"
+#include "qforge/quant/activation_quant.h"
 
 namespace qforge {
 
@@ -24,7 +24,7 @@ float InputScaleDivisor(const QuantSpec& input_spec);
 
 struct QuantizedModel {
   std::unique_ptr<Model> model;
-  std::unique_ptr<FakeQuantHooks> hooks;  // null if nothing is quantized at run time
+  std::unique_ptr<ActivationQuantTable> activations;  // null if nothing is quantized at run time
   std::optional<exporter::HfQuantConfig> config;
   int dequantized_weights = 0;
   int activation_points = 0;
@@ -34,7 +34,7 @@ struct QuantizedModel {
 // True if `dir` holds a quantized checkpoint (either quantization config present).
 bool IsQuantizedCheckpoint(const std::filesystem::path& dir);
 
-// Loads `dir`; a checkpoint without quantization config loads as a plain model (hooks null). Throws naming
+// Loads `dir`; a checkpoint without quantization config loads as a plain model (activations null). Throws naming
 // the tensor for a scale or weight that does not match its format.
 QuantizedModel LoadQuantizedModel(const std::filesystem::path& dir, const ModelLoadOptions& options = {});
 

@@ -1,5 +1,5 @@
-// The generic decoder: module list from the architecture table, checkpoint validation, weight residency
-// and the fp32 forward pass over runtime ops.
+// The generic decoder's structure: module list from the architecture table, checkpoint validation and
+// host weight residency (the forward pass is forward/forward_model.cc).
 #include "qforge/model/model.h"
 
 #include <algorithm>
@@ -45,39 +45,12 @@ void CheckRouterFinite(const ModuleInfo& mi, const Tensor& w, const std::string&
            first % mi.in_features);
 }
 
-float* Grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
-  return v.data();
-}
-
-// Rows of the head computed at once by TokenNll (bounds the logits buffer to kHeadChunk x vocab).
-constexpr int64_t kHeadChunk = 256;
-
 }  // namespace
 
 const ModuleKindTraits& Traits(ModuleKind kind) { return kModuleKinds[static_cast<size_t>(kind)]; }
 
-struct Model::Layer {
-  int attention = -1;
-  int q = -1, k = -1, v = -1, o = -1;
-  bool moe = false;
-  int mlp[3] = {-1, -1, -1};  // dense MLP: gate, up, down (role order)
-  int moe_block = -1;
-  int router = -1;
-  std::vector<std::array<int, 3>> experts;  // per expert: gate, up, down
-  int shared[3] = {-1, -1, -1};
-  int shared_gate = -1;
-  std::vector<int> linears;  // every Linear module of the layer
-  std::string input_norm_name, post_norm_name, q_norm_name, k_norm_name;
-  Tensor input_norm, post_norm, q_norm, k_norm;  // f32
-  bool loaded = false;
-};
-
-struct Model::Workspace {
-  std::vector<float> xn, q, k, v, qh, kh, vh, attn, probs, gate, up, hook_in, hook_out, router, moe_out, xe, eo, so, gl,
-      final_xn, logits;
-  std::vector<int32_t> topk_ids, expert_rows;
-  std::vector<float> topk_w, expert_w;
+struct Model::Layer : Model::LayerModules {
+  bool loaded = false;  // f32 weights of the layer's Linears resident in weights_ / biases_
 };
 
 Model::~Model() = default;
@@ -87,9 +60,7 @@ std::unique_ptr<Model> Model::Load(const std::filesystem::path& dir, const Model
   m->dir_ = dir;
   m->config_ = LoadModelConfig(dir);
   m->ckpt_ = CheckpointTensors::Open(dir);
-  m->backend_ = options.backend != nullptr ? options.backend : &DefaultCpuBackend();
   m->options_ = options;
-  m->ws_ = std::make_unique<Workspace>();
   m->BuildModules();
   m->num_parameters_ = m->ValidateCheckpoint();
   {
@@ -103,11 +74,10 @@ std::unique_ptr<Model> Model::Load(const std::filesystem::path& dir, const Model
   m->embed_raw_ = options.provides && options.provides("model.embed_tokens.weight")
                       ? m->ReadF32("model.embed_tokens.weight")
                       : m->ckpt_.Get("model.embed_tokens.weight");
-  m->final_norm_ = m->ReadF32("model.norm.weight");
   m->rope_ = ComputeRopeFrequencies(m->config_.rope, m->config_.head_dim, m->config_.max_position_embeddings);
   if (options.load_all_layers) {
     for (int i = 0; i < m->num_layers(); ++i) m->LoadLayer(i);
-    m->EnsureHead();
+    m->weights_[m->lm_head_module_] = m->ReadF32(m->modules_[m->lm_head_module_].weight_tensor);
   }
   return m;
 }
@@ -213,7 +183,7 @@ void Model::BuildModules() {
   weights_.resize(modules_.size());
   biases_.resize(modules_.size());
   overrides_.resize(modules_.size());
-  rows_seen_.assign(modules_.size(), 0);
+  weight_versions_.assign(modules_.size(), 0);
 }
 
 void Model::CheckModuleCountFitsCheckpoint() const {
@@ -348,12 +318,6 @@ void Model::LoadLayer(int layer) {
     CheckRouterFinite(modules_[m], weights_[m], FileOfTensor(modules_[m].weight_tensor));
     if (!modules_[m].bias_tensor.empty()) biases_[m] = ReadF32(modules_[m].bias_tensor);
   }
-  L.input_norm = ReadF32(L.input_norm_name);
-  L.post_norm = ReadF32(L.post_norm_name);
-  if (!L.q_norm_name.empty()) {
-    L.q_norm = ReadF32(L.q_norm_name);
-    L.k_norm = ReadF32(L.k_norm_name);
-  }
   L.loaded = true;
 }
 
@@ -367,7 +331,6 @@ void Model::ReleaseLayer(int layer) {
     ckpt_.Release(modules_[m].weight_tensor);
     if (!modules_[m].bias_tensor.empty()) ckpt_.Release(modules_[m].bias_tensor);
   }
-  L.input_norm = L.post_norm = L.q_norm = L.k_norm = Tensor();
   L.loaded = false;
 }
 
@@ -396,250 +359,25 @@ void Model::SetLinearWeight(int module, Tensor weight) {
            "SetLinearWeight({}): weight has shape {}, expected [{}, {}]", mi.name, ShapeToString(weight.shape()),
            mi.out_features, mi.in_features);
   overrides_[module] = std::move(weight);
+  ++weight_versions_[module];
 }
 
 void Model::RestoreLinearWeight(int module) {
   QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()), "module {} out of range", module);
+  if (Present(overrides_[module])) ++weight_versions_[module];
   overrides_[module] = Tensor();
 }
 
-const float* Model::Weight(int module) const {
-  if (Present(overrides_[module])) return overrides_[module].data<float>();
-  QF_ASSERT(Present(weights_[module]), "weight of {} not loaded", modules_[module].name);
-  return weights_[module].data<float>();
-}
-
-const float* Model::Bias(int module) const {
-  return Present(biases_[module]) ? biases_[module].data<float>() : nullptr;
-}
-
-void Model::ResetRowsSeen() { std::fill(rows_seen_.begin(), rows_seen_.end(), 0); }
-
-void Model::EnsureRope(int64_t seq) {
-  if (seq <= rope_len_) return;
-  RopeTables(rope_, seq, &rope_cos_, &rope_sin_);
-  rope_len_ = seq;
-}
-
-void Model::EnsureHead() {
-  if (!Present(weights_[lm_head_module_])) weights_[lm_head_module_] = ReadF32(modules_[lm_head_module_].weight_tensor);
-}
-
-HiddenStates Model::Embed(std::span<const int32_t> ids, int64_t batch, int64_t seq) const {
-  QF_CHECK(batch > 0 && seq > 0 && static_cast<int64_t>(ids.size()) == batch * seq,
-           "Embed: {} ids for batch {} x seq {}", ids.size(), batch, seq);
-  const int64_t H = config_.hidden_size;
-  HiddenStates h{Tensor::Zeros(DType::kF32, {batch * seq, H}), batch, seq};
-  float* out = h.hidden.mutable_data<float>();
-  const auto* base = static_cast<const std::byte*>(embed_raw_.raw());
-  const size_t row_bytes = H * DTypeSize(embed_raw_.dtype());
-  for (int64_t t = 0; t < batch * seq; ++t) {
-    const int32_t id = ids[t];
-    QF_CHECK(id >= 0 && id < config_.vocab_size, "token id {} at position {} is outside the vocabulary [0, {})", id, t,
-             config_.vocab_size);
-    ConvertToF32(embed_raw_.dtype(), base + id * row_bytes, out + t * H, H);
-  }
-  return h;
-}
-
-void Model::Linear(int module, const float* x, int64_t rows, float* y, bool accumulate, ForwardHooks* hooks) {
-  const ModuleInfo& mi = modules_[module];
-  rows_seen_[module] += rows;
-  const float* w = Weight(module);
-  const float* b = Bias(module);
-  if (hooks == nullptr) {
-    backend_->Gemm(x, w, b, y, rows, mi.out_features, mi.in_features, accumulate);
-    return;
-  }
-  const float* in = x;
-  if (hooks->ModifiesActivations()) {
-    float* copy = Grow(ws_->hook_in, rows * mi.in_features);
-    std::memcpy(copy, x, rows * mi.in_features * sizeof(float));
-    hooks->OnLinearInput(module, copy, rows, mi.in_features);
-    in = copy;
-  } else {
-    hooks->OnLinearInput(module, const_cast<float*>(x), rows, mi.in_features);
-  }
-  if (accumulate) {
-    float* tmp = Grow(ws_->hook_out, rows * mi.out_features);
-    backend_->Gemm(in, w, b, tmp, rows, mi.out_features, mi.in_features, false);
-    hooks->OnLinearOutput(module, tmp, rows, mi.out_features);
-    backend_->Add(y, tmp, rows * mi.out_features);
-  } else {
-    backend_->Gemm(in, w, b, y, rows, mi.out_features, mi.in_features, false);
-    hooks->OnLinearOutput(module, y, rows, mi.out_features);
-  }
-}
-
-void Model::GatedMlp(const int ids[3], const float* x, int64_t rows, float* out, bool accumulate, ForwardHooks* hooks) {
-  const int64_t inter = modules_[ids[0]].out_features;
-  float* g = Grow(ws_->gate, rows * inter);
-  float* u = Grow(ws_->up, rows * inter);
-  Linear(ids[0], x, rows, g, false, hooks);
-  Linear(ids[1], x, rows, u, false, hooks);
-  backend_->SiluMul(g, u, g, rows * inter);
-  Linear(ids[2], g, rows, out, accumulate, hooks);
-}
-
-void Model::Attention(int layer, HiddenStates& h, ForwardHooks* hooks) {
-  const ModelConfig& c = config_;
-  Layer& L = *layers_[layer];
-  const int64_t B = h.batch, S = h.seq, T = B * S, H = c.hidden_size, D = c.head_dim;
-  const int64_t Hq = c.num_heads, Hkv = c.num_kv_heads;
-  float* hid = h.hidden.mutable_data<float>();
-  float* xn = Grow(ws_->xn, T * H);
-  backend_->RmsNorm(hid, L.input_norm.data<float>(), xn, T, H, static_cast<float>(c.rms_norm_eps));
-  float* q = Grow(ws_->q, T * Hq * D);
-  float* k = Grow(ws_->k, T * Hkv * D);
-  float* v = Grow(ws_->v, T * Hkv * D);
-  Linear(L.q, xn, T, q, false, hooks);
-  Linear(L.k, xn, T, k, false, hooks);
-  Linear(L.v, xn, T, v, false, hooks);
-  if (Present(L.q_norm)) {
-    backend_->RmsNorm(q, L.q_norm.data<float>(), q, T * Hq, D, static_cast<float>(c.rms_norm_eps));
-    backend_->RmsNorm(k, L.k_norm.data<float>(), k, T * Hkv, D, static_cast<float>(c.rms_norm_eps));
-  }
-  float* qh = Grow(ws_->qh, T * Hq * D);
-  float* kh = Grow(ws_->kh, T * Hkv * D);
-  float* vh = Grow(ws_->vh, T * Hkv * D);
-  backend_->SwapMiddleAxes(q, qh, B, S, Hq, D);
-  backend_->SwapMiddleAxes(k, kh, B, S, Hkv, D);
-  backend_->SwapMiddleAxes(v, vh, B, S, Hkv, D);
-  EnsureRope(S);
-  backend_->Rope(qh, B, Hq, S, D, rope_cos_.data(), rope_sin_.data());
-  backend_->Rope(kh, B, Hkv, S, D, rope_cos_.data(), rope_sin_.data());
-  if (hooks != nullptr) {
-    hooks->OnAttentionBmm(L.attention, BmmInput::kQ, qh, B, Hq, S, D);
-    hooks->OnAttentionBmm(L.attention, BmmInput::kK, kh, B, Hkv, S, D);
-    hooks->OnAttentionBmm(L.attention, BmmInput::kV, vh, B, Hkv, S, D);
-  }
-  float* attn = Grow(ws_->attn, T * Hq * D);
-  const float scale = 1.f / std::sqrt(static_cast<float>(D));
-  if (hooks != nullptr && hooks->WantsAttentionProbs(L.attention)) {
-    float* probs = Grow(ws_->probs, B * Hq * S * S);
-    backend_->CausalAttentionProbs(qh, kh, probs, B, Hq, Hkv, S, D, scale);
-    hooks->OnAttentionProbs(L.attention, probs, B, Hq, S);
-    backend_->AttentionApply(probs, vh, attn, B, Hq, Hkv, S, D);
-  } else {
-    backend_->CausalAttention(qh, kh, vh, attn, B, Hq, Hkv, S, D, scale);
-  }
-  Linear(L.o, attn, T, hid, /*accumulate=*/true, hooks);
-}
-
-void Model::MoeBlock(int layer, const float* x, int64_t rows, float* h, ForwardHooks* hooks) {
-  const ModelConfig& c = config_;
-  Layer& L = *layers_[layer];
-  const int64_t E = c.num_experts, K = c.top_k, H = c.hidden_size;
-  float* logits = Grow(ws_->router, rows * E);
-  Linear(L.router, x, rows, logits, false, hooks);
-  ws_->topk_ids.resize(rows * K);
-  ws_->topk_w.resize(rows * K);
-  backend_->TopKRouting(logits, rows, E, static_cast<int>(K), c.norm_topk_prob, ws_->topk_ids.data(),
-                        ws_->topk_w.data());
-  // Group the (token, weight) pairs by expert, tokens in increasing order within an expert.
-  std::vector<int64_t> start(E + 1, 0);
-  for (int32_t e : ws_->topk_ids) ++start[e + 1];
-  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
-  ws_->expert_rows.resize(rows * K);
-  ws_->expert_w.resize(rows * K);
-  {
-    std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (int64_t t = 0; t < rows; ++t) {
-      for (int64_t s = 0; s < K; ++s) {
-        const int32_t e = ws_->topk_ids[t * K + s];
-        ws_->expert_rows[fill[e]] = static_cast<int32_t>(t);
-        ws_->expert_w[fill[e]] = ws_->topk_w[t * K + s];
-        ++fill[e];
-      }
-    }
-  }
-  float* acc = Grow(ws_->moe_out, rows * H);
-  std::fill(acc, acc + rows * H, 0.f);
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = start[e + 1] - start[e];
-    if (n == 0) continue;
-    const int32_t* idx = ws_->expert_rows.data() + start[e];
-    float* xe = Grow(ws_->xe, n * H);
-    float* eo = Grow(ws_->eo, n * H);
-    backend_->GatherRows(x, idx, xe, n, H);
-    GatedMlp(L.experts[e].data(), xe, n, eo, false, hooks);
-    backend_->ScatterAddRows(eo, idx, ws_->expert_w.data() + start[e], acc, n, H);
-  }
-  if (L.shared_gate >= 0) {
-    float* so = Grow(ws_->so, rows * H);
-    float* gl = Grow(ws_->gl, rows);
-    GatedMlp(L.shared, x, rows, so, false, hooks);
-    Linear(L.shared_gate, x, rows, gl, false, hooks);
-    backend_->SigmoidScaleRows(so, gl, rows, H);
-    backend_->Add(acc, so, rows * H);
-  }
-  backend_->Add(h, acc, rows * H);
-}
-
-void Model::RunLayer(int layer, HiddenStates& h, ForwardHooks* hooks) {
+const Model::LayerModules& Model::layer_modules(int layer) const {
   QF_CHECK(layer >= 0 && layer < num_layers(), "layer {} out of range [0, {})", layer, num_layers());
-  QF_CHECK(h.hidden.dtype() == DType::kF32 && h.hidden.shape() == Shape({h.batch * h.seq, config_.hidden_size}),
-           "RunLayer: hidden states have shape {}, expected [{} x {}, {}]", ShapeToString(h.hidden.shape()), h.batch,
-           h.seq, config_.hidden_size);
-  QF_CHECK(!config_.sliding_window || h.seq <= *config_.sliding_window,
-           "sequence length {} exceeds the model's sliding_window {} (sliding-window attention is not implemented)",
-           h.seq, *config_.sliding_window);
-  LoadLayer(layer);
-  Layer& L = *layers_[layer];
-  const int64_t T = h.batch * h.seq, H = config_.hidden_size;
-  Attention(layer, h, hooks);
-  float* hid = h.hidden.mutable_data<float>();
-  float* xn = Grow(ws_->xn, T * H);
-  backend_->RmsNorm(hid, L.post_norm.data<float>(), xn, T, H, static_cast<float>(config_.rms_norm_eps));
-  if (L.moe) {
-    MoeBlock(layer, xn, T, hid, hooks);
-  } else {
-    GatedMlp(L.mlp, xn, T, hid, /*accumulate=*/true, hooks);
-  }
+  return *layers_[layer];
 }
 
-const float* Model::FinalNormed(const HiddenStates& h) {
-  const int64_t T = h.batch * h.seq, H = config_.hidden_size;
-  QF_CHECK(h.hidden.shape() == Shape({T, H}), "hidden states have shape {}, expected [{}, {}]",
-           ShapeToString(h.hidden.shape()), T, H);
-  float* xn = Grow(ws_->final_xn, T * H);
-  backend_->RmsNorm(h.hidden.data<float>(), final_norm_.data<float>(), xn, T, H,
-                    static_cast<float>(config_.rms_norm_eps));
-  return xn;
-}
-
-Tensor Model::Logits(const HiddenStates& h, ForwardHooks* hooks) {
-  EnsureHead();
-  const float* xn = FinalNormed(h);
-  const int64_t T = h.batch * h.seq;
-  Tensor logits = Tensor::Zeros(DType::kF32, {T, config_.vocab_size});
-  Linear(lm_head_module_, xn, T, logits.mutable_data<float>(), false, hooks);
-  return logits;
-}
-
-void Model::TokenNll(const HiddenStates& h, std::span<const int32_t> targets, std::span<double> nll,
-                     ForwardHooks* hooks) {
-  const int64_t T = h.batch * h.seq, V = config_.vocab_size, H = config_.hidden_size;
-  QF_CHECK(static_cast<int64_t>(targets.size()) == T && static_cast<int64_t>(nll.size()) == T,
-           "TokenNll: {} targets and {} outputs for {} rows", targets.size(), nll.size(), T);
-  for (int64_t t = 0; t < T; ++t) {
-    QF_CHECK(targets[t] >= 0 && targets[t] < V, "target id {} at row {} is outside the vocabulary [0, {})", targets[t],
-             t, V);
-  }
-  EnsureHead();
-  const float* xn = FinalNormed(h);
-  for (int64_t r0 = 0; r0 < T; r0 += kHeadChunk) {
-    const int64_t n = std::min(kHeadChunk, T - r0);
-    float* logits = Grow(ws_->logits, n * V);
-    Linear(lm_head_module_, xn + r0 * H, n, logits, false, hooks);
-    backend_->CrossEntropy(logits, targets.data() + r0, nll.data() + r0, n, V);
-  }
-}
-
-Tensor Model::Forward(std::span<const int32_t> ids, int64_t batch, int64_t seq, ForwardHooks* hooks) {
-  HiddenStates h = Embed(ids, batch, seq);
-  for (int l = 0; l < num_layers(); ++l) RunLayer(l, h, hooks);
-  return Logits(h, hooks);
+Tensor Model::LinearBias(int module) const {
+  const ModuleInfo& mi = modules_.at(module);
+  if (mi.bias_tensor.empty()) return Tensor();
+  if (Present(biases_[module])) return biases_[module];
+  return ReadF32(mi.bias_tensor);
 }
 
 }  // namespace qforge

@@ -1,18 +1,16 @@
-// A HuggingFace decoder checkpoint loaded for the CPU forward pass: its modules under their hub names
-// (the contract with quant/), per-layer weight residency, hooks at every quantization point, and a forward
-// that can run one decoder layer at a time.
+// A HuggingFace decoder checkpoint: its config, its modules under their hub names (the contract with quant/
+// and export/), checkpoint validation, and host-side weight access (per-layer f32 residency, weight
+// overrides). This is the naming/structure half of a model; it needs no compute backend. The forward pass
+// lives in forward/ (ForwardModel runs a Model on a runtime/ Backend).
 //
-// Numerics: weights (bf16 / f16 / f32 on disk) are converted to f32 when a layer is loaded; everything is
-// computed in fp32 on a Backend (runtime/backend.h), as transformers does with an fp32 model.
+// Weights (bf16 / f16 / f32 on disk) are converted to f32 host tensors when a layer is loaded.
 //
-// Batches: `batch` sequences of equal length `seq`, positions 0..seq-1 in every sequence (no padding, no
-// KV cache). Hidden states are the residual stream [batch*seq, hidden_size], token-major.
-//
-// Thread-safety: a Model is used from one thread at a time (ops parallelize internally).
+// Thread-safety: a Model is used from one thread at a time.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -25,7 +23,6 @@
 #include "qforge/model/architectures.h"
 #include "qforge/model/model_config.h"
 #include "qforge/model/tokenizer.h"
-#include "qforge/runtime/backend.h"
 #include "qforge/tensor/tensor.h"
 
 namespace qforge {
@@ -63,47 +60,9 @@ struct ModuleInfo {
   std::string bias_tensor;
 };
 
-// Callbacks at the quantization points of the forward pass. quant/ and calib/ implement them; model/
-// knows nothing about quantizers. All arrays are f32, row-major; `module` indexes Model::modules().
-// With hooks == nullptr the forward makes no call and no copy.
-class ForwardHooks {
- public:
-  virtual ~ForwardHooks() = default;
-  // False if the hooks only read activations (amax collection): the forward then passes its buffers
-  // without copying, and hooks must not write to them.
-  virtual bool ModifiesActivations() const { return true; }
-  // The activation entering Linear `module`: x [rows, cols = in_features]. May be changed in place (fake
-  // quant); each Linear gets its own copy when ModifiesActivations(), so q/k/v (and gate/up) never see
-  // each other's changes. For a routed expert only the rows routed to it are passed; an expert that got no
-  // token is not called.
-  virtual void OnLinearInput(int module, float* x, int64_t rows, int64_t cols) {}
-  // The output of Linear `module` (bias included): y [rows, cols = out_features], changeable in place.
-  virtual void OnLinearOutput(int module, float* y, int64_t rows, int64_t cols) {}
-  // q, k or v of attention `module` after RoPE (and q_norm / k_norm), heads-major
-  // [batch, heads, seq, head_dim] (heads = num_kv_heads for k and v), changeable in place.
-  virtual void OnAttentionBmm(int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
-                              int64_t head_dim) {}
-  // Whether attention `module` should expose its softmax probabilities (p_bmm_quantizer). When true the
-  // forward computes attention in two steps (probabilities materialized, [batch, heads, seq, seq] f32)
-  // and calls OnAttentionProbs in between; otherwise the fused kernel runs.
-  virtual bool WantsAttentionProbs(int module) const { return false; }
-  // probs [batch, heads, seq, seq]: row i holds the softmax over keys j ≤ i (zeros for j > i); changeable
-  // in place before they multiply v.
-  virtual void OnAttentionProbs(int module, float* probs, int64_t batch, int64_t heads, int64_t seq) {}
-};
-
-// The residual stream of a batch: hidden [batch*seq, hidden_size] f32 (owned).
-struct HiddenStates {
-  Tensor hidden;
-  int64_t batch = 0;
-  int64_t seq = 0;
-};
-
 struct ModelLoadOptions {
   // Load (convert to f32) every layer at Load(); otherwise layers load on first use or LoadLayer().
   bool load_all_layers = true;
-  // Compute backend; nullptr = DefaultCpuBackend(). Not owned; must outlive the model.
-  Backend* backend = nullptr;
   // Tensors supplied instead of the checkpoint's: `provides(name)` says which, `provide(name)` returns it as
   // f32 in its logical shape (e.g. a quantized checkpoint's weights, dequantized by export/). The stored
   // tensor's dtype and shape are then not validated (the provided shape is).
@@ -123,7 +82,6 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ArchSpec& arch() const { return *config_.arch; }
   const std::filesystem::path& dir() const { return dir_; }
-  Backend& backend() const { return *backend_; }
   int num_layers() const { return static_cast<int>(config_.num_layers); }
 
   // Every quantizable module in transformers' named_modules() order (stable): embed_tokens, then per layer
@@ -156,23 +114,33 @@ class Model {
   void SetLinearWeight(int module, Tensor weight);
   void RestoreLinearWeight(int module);
 
-  // --- forward ---
-  // Token embeddings of ids [batch, seq] (row-major). Ids outside [0, vocab) throw naming the position.
-  HiddenStates Embed(std::span<const int32_t> ids, int64_t batch, int64_t seq) const;
-  // Runs decoder layer `layer` on `h` in place (loading the layer first if needed).
-  void RunLayer(int layer, HiddenStates& h, ForwardHooks* hooks = nullptr);
-  // Final norm + lm_head: logits [batch*seq, vocab] f32.
-  Tensor Logits(const HiddenStates& h, ForwardHooks* hooks = nullptr);
-  // Final norm + lm_head + cross entropy without materializing all logits: nll[r] = −log p(targets[r] | row r)
-  // for the batch*seq rows of h; targets [batch*seq]. nll has batch*seq entries.
-  void TokenNll(const HiddenStates& h, std::span<const int32_t> targets, std::span<double> nll,
-                ForwardHooks* hooks = nullptr);
-  // Embed + every layer + Logits.
-  Tensor Forward(std::span<const int32_t> ids, int64_t batch, int64_t seq, ForwardHooks* hooks = nullptr);
-
-  // Rows each Linear module has processed since the last reset (per-expert token counts for MoE).
-  const std::vector<int64_t>& rows_seen() const { return rows_seen_; }
-  void ResetRowsSeen();
+  // --- what a forward pass needs (forward/) ---
+  // The modules of decoder layer `layer`, by role.
+  struct LayerModules {
+    int attention = -1;
+    int q = -1, k = -1, v = -1, o = -1;
+    bool moe = false;
+    int mlp[3] = {-1, -1, -1};  // dense MLP: gate, up, down (role order)
+    int moe_block = -1;
+    int router = -1;
+    std::vector<std::array<int, 3>> experts;  // per expert: gate, up, down
+    int shared[3] = {-1, -1, -1};              // Qwen2-MoE shared expert: gate, up, down
+    int shared_gate = -1;
+    std::vector<int> linears;  // every Linear module of the layer
+    std::string input_norm_name, post_norm_name, q_norm_name, k_norm_name;  // "" when absent
+  };
+  const LayerModules& layer_modules(int layer) const;
+  int embed_module() const { return embed_module_; }
+  int lm_head_module() const { return lm_head_module_; }
+  // The embedding as stored ([vocab, hidden], F32 / F16 / BF16; an mmap view, or f32 when provided).
+  const Tensor& embed_table() const { return embed_raw_; }
+  const RopeFrequencies& rope() const { return rope_; }
+  // A checkpoint tensor (or a provided one) as f32 in its logical shape; norms and biases.
+  Tensor ReadF32(const std::string& tensor) const;
+  // The bias of Linear `module` as f32 [out_features], or an undefined Tensor when it has none.
+  Tensor LinearBias(int module) const;
+  // Counts SetLinearWeight / RestoreLinearWeight calls on `module`, so a device copy knows it is stale.
+  int64_t weight_version(int module) const { return weight_versions_[static_cast<size_t>(module)]; }
 
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -181,28 +149,16 @@ class Model {
  private:
   Model() = default;
   struct Layer;
-  struct Workspace;
   void BuildModules();
   void CheckModuleCountFitsCheckpoint() const;  // the config's module count against the checkpoint's tensors
   int64_t ValidateCheckpoint() const;  // returns the parameter count
-  Tensor ReadF32(const std::string& tensor) const;
   std::string FileOfTensor(const std::string& tensor) const;  // its shard file, or the model dir if provided
-  const float* Weight(int module) const;
-  const float* Bias(int module) const;
-  void Linear(int module, const float* x, int64_t rows, float* y, bool accumulate, ForwardHooks* hooks);
-  void GatedMlp(const int ids[3], const float* x, int64_t rows, float* out, bool accumulate, ForwardHooks* hooks);
-  void Attention(int layer, HiddenStates& h, ForwardHooks* hooks);
-  void MoeBlock(int layer, const float* x, int64_t rows, float* h, ForwardHooks* hooks);
-  void EnsureRope(int64_t seq);
-  const float* FinalNormed(const HiddenStates& h);
-  void EnsureHead();
 
   std::filesystem::path dir_;
   ModelConfig config_;
   ModelLoadOptions options_;
   mutable std::map<std::string, Shape> provided_shapes_;  // logical shapes of provided tensors
   CheckpointTensors ckpt_;
-  Backend* backend_ = nullptr;
   std::vector<ModuleInfo> modules_;
   std::vector<int> linear_modules_;
   std::vector<int> attention_modules_;
@@ -214,13 +170,9 @@ class Model {
   std::vector<Tensor> weights_;
   std::vector<Tensor> biases_;
   std::vector<Tensor> overrides_;
-  std::vector<int64_t> rows_seen_;
+  std::vector<int64_t> weight_versions_;
   Tensor embed_raw_;   // the embedding as stored (mmap view), rows converted on demand
-  Tensor final_norm_;  // [hidden] f32
   RopeFrequencies rope_;
-  std::vector<float> rope_cos_, rope_sin_;  // [rope_len_, head_dim/2]
-  int64_t rope_len_ = 0;
-  std::unique_ptr<Workspace> ws_;
 };
 
 // Throws qforge::Error, naming both files and both sizes, when `tokenizer` (read from `tokenizer_dir`) has

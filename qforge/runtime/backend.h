@@ -1,10 +1,23 @@
-// The compute interface the forward pass and calibration run on: only the ops a decoder LLM needs.
+// The compute interface the forward pass, calibration and export packing run on: the memory a backend
+// owns, the ops a decoder LLM needs, and the quantization ops (amax, fake quant, packing).
 //
-// Every op works on dense, row-major fp32 arrays that the backend can address (host memory for the CPU
-// backend; device memory for a future CUDA backend). Shapes are given explicitly in elements; no op
-// allocates or keeps a pointer after it returns. Ops are synchronous. Unless stated, outputs must not
-// alias inputs. A backend object is stateless between calls and may be used from one thread at a time
-// (ops parallelize internally).
+// Memory. Every array an op reads or writes lives in the backend's memory: host memory for the CPU
+// backend, device memory for CUDA. The backend allocates it (Alloc -> Buffer), and data crosses between
+// host and backend only through Upload / Download, which are counted (stats()). Pointers passed to ops are
+// backend pointers; host pointers appear only where a parameter says "host".
+//
+// Numerics. Arrays are dense, row-major fp32 (`float`), whatever the compute dtype:
+//   ComputeDType::kF32   every op computes and stores in fp32 (the CPU reference; --compute-dtype f32).
+//   ComputeDType::kBF16  what torch does with a bf16 model: Linear weights are stored in bf16, a GEMM
+//                        multiplies bf16 inputs with fp32 accumulation, and every op's floating output is
+//                        rounded to bf16 (RNE) as its last step, so arrays hold bf16 values in fp32 slots.
+//                        Norms, softmax, RoPE, routing and amax compute in fp32, as transformers does.
+// Quantization ops (QuantAmax, FakeQuant, PackNvfp4, EncodeFp8) are bit-identical to the scalar references
+// of numerics/ on every backend and in every compute dtype.
+//
+// Ops are stream-ordered: they may run asynchronously on the device, in call order; Download and
+// Synchronize wait for every op before them. Shapes are given explicitly in elements. Unless stated,
+// outputs must not alias inputs. A backend is used from one thread at a time (ops parallelize internally).
 //
 // Layout names used below:
 //   tokens-major  [batch, seq, heads, head_dim] == [batch*seq, heads*head_dim]: what a Linear produces.
@@ -13,21 +26,121 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
+#include <string>
 #include <string_view>
+#include <vector>
+
+#include "qforge/numerics/quant_spec.h"
+#include "qforge/tensor/dtype.h"
 
 namespace qforge {
+
+class Backend;
+
+enum class Device : uint8_t { kCpu, kCuda };
+enum class ComputeDType : uint8_t { kF32, kBF16 };
+
+// "f32" / "bf16", and back (nullopt for anything else).
+std::string_view ComputeDTypeName(ComputeDType d);
+std::optional<ComputeDType> ParseComputeDType(std::string_view name);
+
+// What crossed between host and backend, and how much backend memory is in use (bytes). The CPU backend
+// never copies (its memory is the host's), so its transfer counts stay 0.
+struct MemoryStats {
+  int64_t h2d_bytes = 0, h2d_copies = 0;  // Upload
+  int64_t d2h_bytes = 0, d2h_copies = 0;  // Download
+  int64_t allocated_bytes = 0;            // live Buffers from Alloc
+  int64_t peak_allocated_bytes = 0;       // high-water mark of allocated_bytes since ResetPeak
+};
+
+// Move-only ownership of `bytes()` bytes of one backend's memory, freed through that backend. Also a
+// read-only view of host memory that a host-accessible backend adopted without copying (Backend::Adopt).
+class Buffer {
+ public:
+  Buffer() = default;
+  ~Buffer() { Reset(); }
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return ptr_; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  int64_t bytes() const { return bytes_; }
+  bool empty() const { return ptr_ == nullptr; }
+  Backend* backend() const { return owner_; }
+  void Reset();  // frees (or drops the adopted view)
+
+ private:
+  friend class Backend;
+  Backend* owner_ = nullptr;
+  void* ptr_ = nullptr;
+  int64_t bytes_ = 0;
+  std::shared_ptr<const void> adopted_;  // set for Adopt views: the host storage kept alive, not freed
+};
+
+// A Linear weight as the backend stores it: [n, k] row-major in `dtype` (weight_dtype()).
+struct WeightRef {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  WeightRef() = default;
+  WeightRef(const float* p) : data(p), dtype(DType::kF32) {}  // NOLINT: implicit (f32 weights, tests)
+  WeightRef(const void* p, DType d) : data(p), dtype(d) {}
+};
 
 class Backend {
  public:
   virtual ~Backend() = default;
 
-  // Short name for logs and benchmarks ("cpu").
+  // "cpu", "cuda:0".
   virtual std::string_view name() const = 0;
+  virtual Device device() const = 0;
+  ComputeDType compute_dtype() const { return compute_dtype_; }
+  // True if host code may read and write backend memory directly (CPU): then Adopt works and Upload /
+  // Download are plain copies.
+  bool host_accessible() const { return device() == Device::kCpu; }
+  // One line for logs: "cuda:0 (NVIDIA H200, 139.8 GiB, sm_90)".
+  virtual std::string Describe() const { return std::string(name()); }
 
+  // --- memory ---------------------------------------------------------------------------------------
+  // `bytes` of backend memory, contents undefined. Throws qforge::Error naming the size and what is free
+  // when the device is out of memory.
+  Buffer Alloc(int64_t bytes);
+  // Alloc + Upload of `bytes` host bytes.
+  Buffer AllocCopy(const void* host, int64_t bytes);
+  // Host-accessible backends only: a Buffer viewing `host` (kept alive by `owner`) without copying.
+  Buffer Adopt(const void* host, int64_t bytes, std::shared_ptr<const void> owner);
+  // Host -> backend, backend -> host, backend -> backend copies of `bytes` bytes. Download waits for the
+  // ops before it.
+  void Upload(void* dst, const void* host, int64_t bytes);
+  void Download(void* host, const void* src, int64_t bytes);
+  virtual void Copy(void* dst, const void* src, int64_t bytes) = 0;
+  // dst[0, bytes) = 0.
+  virtual void Zero(void* dst, int64_t bytes) = 0;
+  // Waits until every op issued so far has finished.
+  virtual void Synchronize() {}
+  // Backend memory free now and in total, bytes (CPU: the machine's available / total RAM).
+  virtual std::pair<int64_t, int64_t> MemoryInfo() const = 0;
+  const MemoryStats& stats() const { return stats_; }
+  void ResetPeak() { stats_.peak_allocated_bytes = stats_.allocated_bytes; }
+
+  // The dtype Linear weights are stored in (UploadWeight): kF32, or kBF16 with ComputeDType::kBF16.
+  DType weight_dtype() const { return compute_dtype_ == ComputeDType::kBF16 ? DType::kBF16 : DType::kF32; }
+  // A weight of `numel` f32 host values (`owner` keeps them alive) in weight_dtype(); the CPU backend in
+  // f32 adopts the host array without copying.
+  virtual Buffer UploadWeight(const float* host, int64_t numel, std::shared_ptr<const void> owner);
+
+  // --- forward ops ----------------------------------------------------------------------------------
   // y[m, n] = x[m, k] · w[n, k]^T (+ bias[n] if bias != nullptr), plus the old y when `accumulate`.
   // `w` is a Linear's weight as stored by HF ([out_features, in_features]). `ldy` is the row stride of y
-  // in elements (0 = n), so a GEMM may write into a column slice of a wider matrix.
-  virtual void Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+  // in elements (0 = n), so a GEMM may write into a column slice of a wider matrix. In bf16, x is rounded
+  // to bf16 and the sum (bias and the old y included) rounded once at the end.
+  virtual void Gemm(const float* x, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
                     bool accumulate, int64_t ldy = 0) = 0;
 
   // y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight[:] for r < rows; x, y: [rows, dim],
@@ -45,7 +158,8 @@ class Backend {
   // Causal grouped-query attention. q: heads-major [batch, heads, seq, head_dim]; k, v: heads-major
   // [batch, kv_heads, seq, head_dim], heads % kv_heads == 0, query head h reads kv head
   // h / (heads / kv_heads). out: tokens-major [batch, seq, heads, head_dim], ready for o_proj.
-  // out[b, i, h] = Σ_{j ≤ i} softmax_j(scale · q[b,h,i]·k[b,g,j]) · v[b,g,j], softmax in fp32.
+  // out[b, i, h] = Σ_{j ≤ i} softmax_j(scale · q[b,h,i]·k[b,g,j]) · v[b,g,j], softmax in fp32. Never
+  // materializes [seq, seq] scores per head in backend memory.
   virtual void CausalAttention(const float* q, const float* k, const float* v, float* out, int64_t batch, int64_t heads,
                                int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) = 0;
 
@@ -72,11 +186,23 @@ class Backend {
   // Transposes the two middle axes: x [a, b, c, d] -> y [a, c, b, d] (tokens-major <-> heads-major).
   virtual void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) = 0;
 
+  // out[r, :] = table[ids[r], :] converted to f32, r < rows; table: [*, dim] stored as `table_dtype`
+  // (F32 / F16 / BF16), ids: [rows] in backend memory, already checked to be in range.
+  virtual void EmbedRows(const void* table, DType table_dtype, const int32_t* ids, float* out, int64_t rows,
+                         int64_t dim) = 0;
+
   // MoE routing, one row per token. logits: [tokens, experts] router outputs. Softmax over the experts,
   // then the top_k largest probabilities (ties to the lower expert index, like torch.topk), renormalized
   // to sum to 1 when `renormalize`. expert_ids, weights: [tokens, top_k], in decreasing probability.
   virtual void TopKRouting(const float* logits, int64_t tokens, int64_t experts, int top_k, bool renormalize,
                            int32_t* expert_ids, float* weights) = 0;
+
+  // MoE dispatch: the tokens*top_k (token, slot) pairs of expert_ids / topk_w [tokens, top_k] grouped by
+  // expert, tokens increasing within an expert: rows[i] = the token of grouped pair i, weights[i] its
+  // routing weight (both [tokens*top_k], backend memory). Returns, on the host, offsets [experts + 1]:
+  // expert e owns grouped pairs offsets[e] .. offsets[e+1] (the only values that cross to the host).
+  virtual std::vector<int64_t> GroupRowsByExpert(const int32_t* expert_ids, const float* topk_w, int64_t tokens,
+                                                 int top_k, int64_t experts, int32_t* rows, float* weights) = 0;
 
   // x[r, :] *= sigmoid(gate_logits[r]) for r < rows; x: [rows, cols], gate_logits: [rows] (Qwen2-MoE
   // shared_expert_gate).
@@ -90,13 +216,54 @@ class Backend {
   virtual void ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y, int64_t rows,
                               int64_t dim) = 0;
 
-  // max |x[i]| over i < n (0 for n == 0; NaN if any element is NaN).
+  // max |x[i]| over i < n (0 for n == 0; NaN if any element is NaN), returned on the host.
   virtual float Amax(const float* x, int64_t n) = 0;
 
   // Per-row cross entropy: nll[r] = logsumexp(logits[r, :]) − logits[r, targets[r]], r < rows;
-  // logits: [rows, vocab], targets in [0, vocab). Accumulated in double.
+  // logits: [rows, vocab], targets in [0, vocab) (backend memory), nll: host [rows]. Accumulated in double.
   virtual void CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows, int64_t vocab) = 0;
+
+  // --- quantization ops (bit-identical to numerics/qdq.h and encode.h) -------------------------------
+  // Max calibration of x (backend memory, `shape`): numerics ComputeAmax's values, order and errors; the
+  // few amax values come back on the host.
+  virtual std::vector<float> QuantAmax(const QuantSpec& spec, const float* x, std::span<const int64_t> shape,
+                                       std::string_view what) = 0;
+  // numerics FakeQuant of x into out (backend memory, may alias); amax on the host (a few values).
+  virtual void FakeQuant(const QuantSpec& spec, const float* x, std::span<const int64_t> shape,
+                         std::span<const float> amax, float* out, std::optional<float> global_amax,
+                         std::string_view what) = 0;
+  // NVFP4 export packing of w [rows, cols] (cols % 16 == 0) with `weight_scale_2` (encode.h PackWeight's
+  // dynamic path): packed [rows, cols/2] bytes, scales [rows, cols/16] E4M3 bytes, all backend memory.
+  // Returns false, writing nothing useful, if some weight is not finite (the caller reports it).
+  virtual bool PackNvfp4(const float* w, int64_t rows, int64_t cols, float weight_scale_2, uint8_t* packed,
+                         uint8_t* scales) = 0;
+  // FP8 export cast codes[i] = e4m3_nonsat(w[i] / scales[i / group]), i < n (encode.h); all backend memory.
+  // Returns false if some w[i] is not finite.
+  virtual bool EncodeFp8(const float* w, const float* scales, int64_t n, int64_t group, uint8_t* codes) = 0;
+
+ protected:
+  explicit Backend(ComputeDType compute_dtype) : compute_dtype_(compute_dtype) {}
+  // Raw memory primitives behind Alloc / Upload / Download (counted by the callers above).
+  virtual void* AllocBytes(int64_t bytes) = 0;
+  virtual void FreeBytes(void* p, int64_t bytes) = 0;
+  virtual void CopyToDevice(void* dst, const void* host, int64_t bytes) = 0;
+  virtual void CopyToHost(void* host, const void* src, int64_t bytes) = 0;
+
+ private:
+  friend class Buffer;
+  void Release(Buffer& b);
+  ComputeDType compute_dtype_;
+  MemoryStats stats_;
 };
+
+// A backend by name: "cpu", "cuda" (= "cuda:0") or "cuda:N". Throws qforge::Error naming the choices for
+// an unknown name, saying how to build with CUDA when it is not compiled in, and naming the problem when
+// no GPU or driver is found. The CPU backend computes in f32 only.
+std::unique_ptr<Backend> CreateBackend(std::string_view name, ComputeDType compute_dtype = ComputeDType::kF32);
+// The default compute dtype of a backend name: bf16 on CUDA, f32 on the CPU.
+ComputeDType DefaultComputeDType(std::string_view name);
+// Names of the backends this binary can create now ("cpu", and "cuda:0".. when a GPU is usable).
+std::vector<std::string> AvailableBackends();
 
 // The process-wide CPU backend (runtime/cpu/cpu_backend.h: OpenBLAS sgemm, OpenMP loops); thread count
 // follows OMP_NUM_THREADS / OPENBLAS_NUM_THREADS.

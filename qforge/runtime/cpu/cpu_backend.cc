@@ -3,15 +3,18 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "qforge/base/error.h"
+#include "qforge/tensor/tensor.h"
 
 namespace qforge {
 namespace {
@@ -107,10 +110,12 @@ QF_SIMD_CLONES double LogSumExp(const float* row, int64_t n) {
 
 }  // namespace
 
-CpuBackend::CpuBackend() { UseOpenMpOnly(); }
+CpuBackend::CpuBackend() : Backend(ComputeDType::kF32) { UseOpenMpOnly(); }
 
-void CpuBackend::Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+void CpuBackend::Gemm(const float* x, WeightRef wref, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
                       bool accumulate, int64_t ldy) {
+  QF_ASSERT(wref.dtype == DType::kF32, "CPU Gemm: weights must be F32, got {}", DTypeName(wref.dtype));
+  const float* w = static_cast<const float*>(wref.data);
   if (ldy == 0) ldy = n;
   QF_ASSERT(ldy >= n, "Gemm: ldy {} < n {}", ldy, n);
   if (m == 0 || n == 0) return;
@@ -312,6 +317,36 @@ void CpuBackend::SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, 
   }
 }
 
+void CpuBackend::EmbedRows(const void* table, DType table_dtype, const int32_t* ids, float* out, int64_t rows,
+                           int64_t dim) {
+  const auto* base = static_cast<const std::byte*>(table);
+  const size_t row_bytes = static_cast<size_t>(dim) * DTypeSize(table_dtype);
+#pragma omp parallel for if (rows * dim > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) ConvertToF32(table_dtype, base + ids[r] * row_bytes, out + r * dim, dim);
+}
+
+std::vector<int64_t> CpuBackend::GroupRowsByExpert(const int32_t* expert_ids, const float* topk_w, int64_t tokens,
+                                                   int top_k, int64_t experts, int32_t* rows, float* weights) {
+  // Counting sort by expert; the pairs are visited in token order, so tokens increase within an expert.
+  const int64_t n = tokens * top_k;
+  std::vector<int64_t> start(static_cast<size_t>(experts) + 1, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    QF_ASSERT(expert_ids[i] >= 0 && expert_ids[i] < experts, "expert id {} of {}", expert_ids[i], experts);
+    ++start[static_cast<size_t>(expert_ids[i]) + 1];
+  }
+  for (int64_t e = 0; e < experts; ++e) start[e + 1] += start[e];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t s = 0; s < top_k; ++s) {
+      const int32_t e = expert_ids[t * top_k + s];
+      rows[fill[e]] = static_cast<int32_t>(t);
+      weights[fill[e]] = topk_w[t * top_k + s];
+      ++fill[e];
+    }
+  }
+  return start;
+}
+
 void CpuBackend::TopKRouting(const float* logits, int64_t tokens, int64_t experts, int top_k, bool renormalize,
                              int32_t* expert_ids, float* weights) {
   QF_ASSERT(top_k >= 1 && top_k <= experts, "TopKRouting: top_k {} of {} experts", top_k, experts);
@@ -394,9 +429,32 @@ void BlasSgemmOwnThreads(const float* x, const float* w, float* y, int64_t m, in
   openblas_set_num_threads(1);
 }
 
+void* CpuBackend::AllocBytes(int64_t bytes) {
+  // 64-byte alignment for the SIMD kernels; sizes rounded up as aligned_alloc requires.
+  const size_t n = (static_cast<size_t>(bytes) + 63) & ~size_t{63};
+  void* p = std::aligned_alloc(64, n);
+  QF_CHECK(p != nullptr, "out of host memory allocating {} bytes", bytes);
+  return p;
+}
+
+void CpuBackend::FreeBytes(void* p, int64_t) { std::free(p); }
+void CpuBackend::CopyToDevice(void* dst, const void* host, int64_t bytes) { std::memcpy(dst, host, bytes); }
+void CpuBackend::CopyToHost(void* host, const void* src, int64_t bytes) { std::memcpy(host, src, bytes); }
+void CpuBackend::Copy(void* dst, const void* src, int64_t bytes) {
+  if (dst != src) std::memcpy(dst, src, bytes);
+}
+void CpuBackend::Zero(void* dst, int64_t bytes) { std::memset(dst, 0, bytes); }
+
+std::pair<int64_t, int64_t> CpuBackend::MemoryInfo() const {
+  const long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+  return {static_cast<int64_t>(avail) * size, static_cast<int64_t>(pages) * size};
+}
+
 Backend& DefaultCpuBackend() {
   static CpuBackend backend;
   return backend;
 }
+
+std::unique_ptr<Backend> CreateCpuBackend(ComputeDType) { return std::make_unique<CpuBackend>(); }
 
 }  // namespace qforge

@@ -2,7 +2,10 @@
 // and the two products inside attention), OpenMP-parallel, vectorizable loops for everything else.
 // OpenMP is the only thread pool: OpenBLAS is set to one thread and GEMMs are tiled across OpenMP threads.
 //
-// It is the reference backend: other backends are checked against it. Kernels assume host memory.
+// It is the reference backend: other backends are checked against it. Its memory is host memory
+// (64-byte aligned), so it adopts host weights without copying and its transfer counts stay 0.
+// Quantization ops (cpu_backend_quant.cc) run the SIMD kernels of quant_kernels.h, falling back to the
+// scalar references of numerics/.
 #pragma once
 
 #include "qforge/runtime/backend.h"
@@ -15,7 +18,11 @@ class CpuBackend final : public Backend {
   // OpenMP threads by rows or columns.
   CpuBackend();
   std::string_view name() const override { return "cpu"; }
-  void Gemm(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+  Device device() const override { return Device::kCpu; }
+  void Copy(void* dst, const void* src, int64_t bytes) override;
+  void Zero(void* dst, int64_t bytes) override;
+  std::pair<int64_t, int64_t> MemoryInfo() const override;
+  void Gemm(const float* x, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
             bool accumulate, int64_t ldy = 0) override;
   void RmsNorm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps) override;
   void Rope(float* x, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, const float* cos,
@@ -30,6 +37,10 @@ class CpuBackend final : public Backend {
   void SiluMul(const float* gate, const float* up, float* out, int64_t n) override;
   void Add(float* y, const float* x, int64_t n) override;
   void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) override;
+  void EmbedRows(const void* table, DType table_dtype, const int32_t* ids, float* out, int64_t rows,
+                 int64_t dim) override;
+  std::vector<int64_t> GroupRowsByExpert(const int32_t* expert_ids, const float* topk_w, int64_t tokens, int top_k,
+                                         int64_t experts, int32_t* rows, float* weights) override;
   void TopKRouting(const float* logits, int64_t tokens, int64_t experts, int top_k, bool renormalize,
                    int32_t* expert_ids, float* weights) override;
   void SigmoidScaleRows(float* x, const float* gate_logits, int64_t rows, int64_t cols) override;
@@ -38,6 +49,20 @@ class CpuBackend final : public Backend {
                       int64_t dim) override;
   float Amax(const float* x, int64_t n) override;
   void CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows, int64_t vocab) override;
+
+  std::vector<float> QuantAmax(const QuantSpec& spec, const float* x, std::span<const int64_t> shape,
+                               std::string_view what) override;
+  void FakeQuant(const QuantSpec& spec, const float* x, std::span<const int64_t> shape, std::span<const float> amax,
+                 float* out, std::optional<float> global_amax, std::string_view what) override;
+  bool PackNvfp4(const float* w, int64_t rows, int64_t cols, float weight_scale_2, uint8_t* packed,
+                 uint8_t* scales) override;
+  bool EncodeFp8(const float* w, const float* scales, int64_t n, int64_t group, uint8_t* codes) override;
+
+ protected:
+  void* AllocBytes(int64_t bytes) override;
+  void FreeBytes(void* p, int64_t bytes) override;
+  void CopyToDevice(void* dst, const void* host, int64_t bytes) override;
+  void CopyToHost(void* host, const void* src, int64_t bytes) override;
 };
 
 // y[m, n] = x[m, k] · w[n, k]^T by OpenBLAS sgemm with OpenBLAS's own `threads` threads (restored to one

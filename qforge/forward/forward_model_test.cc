@@ -1,6 +1,6 @@
 // Forward-pass tests: tiny/ checkpoints against transformers' logits, the real models' reference logits,
 // the MoE-upcycled model against its dense original, hooks, layer streaming and weight replacement.
-#include "qforge/model/model.h"
+#include "qforge/forward/forward_model.h"
 
 #include <gtest/gtest.h>
 
@@ -28,7 +28,7 @@ class TinyModels : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TinyModels, LogitsMatchTransformers) {
   const fs::path dir = kModels / "tiny" / GetParam();
-  auto model = Model::Load(dir);
+  auto model = ForwardModel::Load(dir);
   auto ref = SafetensorsFile::Open(dir / "reference.safetensors");
   Tensor ids_t = ref->Get("input_ids");
   Tensor want = ref->Get("logits").ToF32();

@@ -10,6 +10,7 @@
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
 #include "qforge/io/safetensors.h"
+#include "qforge/forward/forward_model.h"
 #include "qforge/model/model.h"
 
 namespace qforge {
@@ -171,35 +172,36 @@ class RecordingHooks : public ForwardHooks {
   std::vector<std::tuple<int, BmmInput, int64_t, int64_t, int64_t, int64_t>> bmm;
 
   bool ModifiesActivations() const override { return modifies; }
-  void OnLinearInput(int module, float* x, int64_t rows, int64_t cols) override {
+  void OnLinearInput(Backend&, int module, float* x, int64_t rows, int64_t cols) override {
     input_rows[module] += rows;
     if (module == scale_module) {
       for (int64_t i = 0; i < rows * cols; ++i) x[i] *= scale;
     }
   }
-  void OnLinearOutput(int module, float* y, int64_t rows, int64_t cols) override { output_rows[module] += rows; }
-  void OnAttentionBmm(int module, BmmInput which, float* x, int64_t b, int64_t h, int64_t s, int64_t d) override {
+  void OnLinearOutput(Backend&, int module, float* y, int64_t rows, int64_t cols) override { output_rows[module] += rows; }
+  void OnAttentionBmm(Backend&, int module, BmmInput which, float* x, int64_t b, int64_t h, int64_t s, int64_t d) override {
     bmm.emplace_back(module, which, b, h, s, d);
   }
 };
 
 TEST(Hooks, ObserveEveryLinearAndPerExpertRows) {
-  auto m = Model::Load(kModels / "tiny" / "qwen3_moe");
+  auto fm = ForwardModel::Load(kModels / "tiny" / "qwen3_moe");
+  Model* m = &fm->model();
   const auto ids = SomeIds(2 * 16, m->config().vocab_size);
-  Tensor plain = m->Forward(ids, 2, 16);
+  Tensor plain = fm->Forward(ids, 2, 16);
   RecordingHooks hooks;
-  m->ResetRowsSeen();
-  Tensor hooked = m->Forward(ids, 2, 16, &hooks);
+  fm->ResetRowsSeen();
+  Tensor hooked = fm->Forward(ids, 2, 16, &hooks);
   EXPECT_EQ(MaxDiff(plain, hooked), 0.f);  // observing hooks change nothing
   int64_t expert_rows = 0;
   for (int id : m->linear_modules()) {
     const ModuleInfo& mi = m->modules()[id];
-    EXPECT_EQ(hooks.input_rows[id], m->rows_seen()[id]) << mi.name;
-    EXPECT_EQ(hooks.output_rows[id], m->rows_seen()[id]) << mi.name;
+    EXPECT_EQ(hooks.input_rows[id], fm->rows_seen()[id]) << mi.name;
+    EXPECT_EQ(hooks.output_rows[id], fm->rows_seen()[id]) << mi.name;
     if (mi.expert < 0) {
-      EXPECT_EQ(m->rows_seen()[id], 32) << mi.name;
+      EXPECT_EQ(fm->rows_seen()[id], 32) << mi.name;
     } else if (mi.layer == 0 && mi.role == LinearRole::kGate) {
-      expert_rows += m->rows_seen()[id];
+      expert_rows += fm->rows_seen()[id];
     }
   }
   EXPECT_EQ(expert_rows, 32 * m->config().top_k);
@@ -213,7 +215,8 @@ TEST(Hooks, ObserveEveryLinearAndPerExpertRows) {
 }
 
 TEST(Hooks, ModifyingAnInputEqualsScalingTheWeight) {
-  auto m = Model::Load(kModels / "tiny" / "qwen2");
+  auto fm = ForwardModel::Load(kModels / "tiny" / "qwen2");
+  Model* m = &fm->model();
   const auto ids = SomeIds(2 * 8, m->config().vocab_size);
   // k_proj has a bias, so scale the input of o_proj (no bias): o(2x) == (2W) x.
   const int o = m->FindModule("model.layers.1.self_attn.o_proj");
@@ -221,25 +224,25 @@ TEST(Hooks, ModifyingAnInputEqualsScalingTheWeight) {
   hooks.modifies = true;
   hooks.scale_module = o;
   hooks.scale = 2.f;
-  Tensor a = m->Forward(ids, 2, 8, &hooks);
+  Tensor a = fm->Forward(ids, 2, 8, &hooks);
   Tensor w = m->LinearWeight(o).Clone();
   for (float& v : w.mutable_span<float>()) v *= 2.f;
   m->SetLinearWeight(o, w);
-  Tensor b = m->Forward(ids, 2, 8);
+  Tensor b = fm->Forward(ids, 2, 8);
   EXPECT_LT(MaxDiff(a, b), 1e-5f);
   m->RestoreLinearWeight(o);
-  Tensor c = m->Forward(ids, 2, 8);
+  Tensor c = fm->Forward(ids, 2, 8);
   EXPECT_GT(MaxDiff(b, c), 1e-3f);
   // The q/k/v copies are separate: scaling q_proj's input does not touch k_proj's.
   RecordingHooks only_q;
   only_q.modifies = true;
   only_q.scale_module = m->FindModule("model.layers.0.self_attn.q_proj");
   only_q.scale = 0.f;
-  Tensor d = m->Forward(ids, 2, 8, &only_q);
+  Tensor d = fm->Forward(ids, 2, 8, &only_q);
   Tensor wq = m->LinearWeight(only_q.scale_module).Clone();
   for (float& v : wq.mutable_span<float>()) v = 0.f;
   m->SetLinearWeight(only_q.scale_module, wq);
-  Tensor e = m->Forward(ids, 2, 8);
+  Tensor e = fm->Forward(ids, 2, 8);
   EXPECT_LT(MaxDiff(d, e), 1e-5f);
   EXPECT_THROW(m->SetLinearWeight(o, Tensor::Zeros(DType::kF32, {3, 3})), Error);
 }
@@ -251,7 +254,7 @@ class ProbsHooks : public ForwardHooks {
   bool diagonal_only = false;
   int calls = 0;
   bool WantsAttentionProbs(int m) const override { return m == module; }
-  void OnAttentionProbs(int m, float* p, int64_t b, int64_t h, int64_t s) override {
+  void OnAttentionProbs(Backend&, int m, float* p, int64_t b, int64_t h, int64_t s) override {
     ++calls;
     EXPECT_EQ(m, module);
     for (int64_t r = 0; r < b * h * s; ++r) {
@@ -267,29 +270,31 @@ class ProbsHooks : public ForwardHooks {
 };
 
 TEST(Hooks, AttentionProbabilities) {
-  auto m = Model::Load(kModels / "tiny" / "llama_rope_yarn");
+  auto fm = ForwardModel::Load(kModels / "tiny" / "llama_rope_yarn");
+  Model* m = &fm->model();
   const auto ids = SomeIds(2 * 12, m->config().vocab_size);
-  Tensor plain = m->Forward(ids, 2, 12);
+  Tensor plain = fm->Forward(ids, 2, 12);
   ProbsHooks hooks;
   hooks.module = m->attention_module(1);
-  Tensor two_step = m->Forward(ids, 2, 12, &hooks);
+  Tensor two_step = fm->Forward(ids, 2, 12, &hooks);
   EXPECT_EQ(hooks.calls, 1);
   EXPECT_LT(MaxDiff(plain, two_step), 1e-5f);
   hooks.diagonal_only = true;  // every token attends to itself only: the output changes
-  Tensor changed = m->Forward(ids, 2, 12, &hooks);
+  Tensor changed = fm->Forward(ids, 2, 12, &hooks);
   EXPECT_GT(MaxDiff(plain, changed), 1e-3f);
 }
 
 TEST(LayerStreaming, OneLayerAtATimeEqualsWholeModel) {
   const fs::path dir = kModels / "tiny" / "mixtral";
-  auto whole = Model::Load(dir);
-  auto streamed = Model::Load(dir, Lazy());
+  auto whole = ForwardModel::Load(dir);
+  auto streamed = ForwardModel::Load(dir, Lazy());
   EXPECT_FALSE(streamed->IsLayerLoaded(0));
+  EXPECT_FALSE(streamed->model().IsLayerLoaded(0));
   const auto ids = SomeIds(3 * 10, whole->config().vocab_size);
   Tensor want = whole->Forward(ids, 3, 10);
-  const int q = streamed->FindModule("model.layers.1.self_attn.q_proj");
-  Tensor wq = streamed->LinearWeight(q).Clone();  // read from the checkpoint while not resident
-  streamed->SetLinearWeight(q, wq);               // an override survives release / reload
+  const int q = streamed->model().FindModule("model.layers.1.self_attn.q_proj");
+  Tensor wq = streamed->model().LinearWeight(q).Clone();  // read from the checkpoint while not resident
+  streamed->model().SetLinearWeight(q, wq);               // an override survives release / reload
   HiddenStates h = streamed->Embed(ids, 3, 10);
   for (int l = 0; l < streamed->num_layers(); ++l) {
     streamed->LoadLayer(l);
@@ -417,17 +422,17 @@ TEST_F(BrokenCheckpoint, HalfPrecisionWeightsConvertExactly) {
     }
     WriteSafetensors(dir_ / "model.safetensors", half);
     EditConfig([&](json& j) { j["dtype"] = std::string(Traits(dt).torch_name); });  // config.json's dtype names the weights'
-    Tensor a = Model::Load(dir_)->Forward(ids, 2, 9);
+    Tensor a = ForwardModel::Load(dir_)->Forward(ids, 2, 9);
     WriteSafetensors(dir_ / "model.safetensors", rounded);
     EditConfig([](json& j) { j["dtype"] = "float32"; });
-    Tensor b = Model::Load(dir_)->Forward(ids, 2, 9);
+    Tensor b = ForwardModel::Load(dir_)->Forward(ids, 2, 9);
     EXPECT_EQ(MaxDiff(a, b), 0.f) << DTypeName(dt);
   }
 }
 
 TEST_F(BrokenCheckpoint, TokenIdOutOfRange) {
   Write();
-  auto m = Model::Load(dir_);
+  auto m = ForwardModel::Load(dir_);
   const std::vector<int32_t> ids = {1, 2, 256};
   try {
     m->Forward(ids, 1, 3);

@@ -1,5 +1,5 @@
 // Perplexity and reference-logit checks on the shared models (../shared/data/models).
-#include "qforge/model/perplexity.h"
+#include "qforge/forward/perplexity.h"
 
 #include <gtest/gtest.h>
 
@@ -30,7 +30,7 @@ PerplexityOptions Quiet(int64_t seq_len = 512, int64_t max_tokens = 0, int64_t b
 }
 
 TEST(Perplexity, Stories260KPridePrejudiceIds) {
-  auto model = Model::Load(kModels / "stories260K" / "hf");
+  auto model = ForwardModel::Load(kModels / "stories260K" / "hf");
   const auto ids = ReadIdsFile(kModels / "stories260K" / "reference" / "prideprejudice_first2049.ids");
   ASSERT_EQ(ids.size(), 2049u);
   const auto r = EvaluatePerplexity(*model, ids, Quiet(512, 0, 2));
@@ -44,7 +44,7 @@ TEST(Perplexity, Stories260KPridePrejudiceIds) {
 
 // Logits of the first 16 tokens (greedy continuation from BOS) against the reference forward.
 void CheckLogits16(const fs::path& model_dir, const fs::path& json_path) {
-  auto model = Model::Load(model_dir);
+  auto model = ForwardModel::Load(model_dir);
   const json ref = json::parse(ReadFileToString(json_path));
   const auto ids = ref.at("input_ids").get<std::vector<int32_t>>();
   Tensor logits = model->Forward(ids, 1, static_cast<int64_t>(ids.size()));
@@ -63,8 +63,8 @@ TEST(Perplexity, Stories260KLogitsFirst16) {
 }
 
 TEST(Perplexity, Stories260KBf16IsClose) {
-  auto f32 = Model::Load(kModels / "stories260K" / "hf");
-  auto bf16 = Model::Load(kModels / "stories260K" / "hf-bf16");
+  auto f32 = ForwardModel::Load(kModels / "stories260K" / "hf");
+  auto bf16 = ForwardModel::Load(kModels / "stories260K" / "hf-bf16");
   const auto ids = ReadIdsFile(kModels / "stories260K" / "reference" / "prideprejudice_first2049.ids");
   const auto a = EvaluatePerplexity(*f32, ids, Quiet());
   const auto b = EvaluatePerplexity(*bf16, ids, Quiet());
@@ -73,8 +73,8 @@ TEST(Perplexity, Stories260KBf16IsClose) {
 }
 
 TEST(Perplexity, MoeUpcycledEqualsDense) {
-  auto dense = Model::Load(kModels / "stories260K" / "hf");
-  auto moe = Model::Load(kModels / "stories260K-moe-upcycled" / "hf");
+  auto dense = ForwardModel::Load(kModels / "stories260K" / "hf");
+  auto moe = ForwardModel::Load(kModels / "stories260K-moe-upcycled" / "hf");
   EXPECT_EQ(moe->config().num_experts, 4);
   const auto ids = ReadIdsFile(kModels / "stories260K" / "reference" / "prideprejudice_first2049.ids");
   const auto a = EvaluatePerplexity(*dense, ids, Quiet());
@@ -97,7 +97,7 @@ TEST_P(TrainedModels, Persuasion32LogitsMatchReference) {
   auto ids = tok.Encode(ReadFileToString(kText / "janeausten" / "persuasion.txt").substr(0, 2000), false);
   ids.resize(32);
   ASSERT_EQ(ids, want_ids);
-  auto model = Model::Load(dir);
+  auto model = ForwardModel::Load(dir);
   Tensor logits = model->Forward(ids, 1, 32);
   const int64_t V = model->config().vocab_size;
   for (int t = 0; t < 32; ++t) {
@@ -116,7 +116,7 @@ TEST_P(TrainedModels, Persuasion32LogitsMatchReference) {
 INSTANTIATE_TEST_SUITE_P(Shared, TrainedModels, ::testing::Values("llama-dense-26M", "qwen2moe-25M"));
 
 TEST(Perplexity, WindowsAndMaxTokens) {
-  auto model = Model::Load(kModels / "stories260K" / "hf");
+  auto model = ForwardModel::Load(kModels / "stories260K" / "hf");
   const auto ids = ReadIdsFile(kModels / "stories260K" / "reference" / "prideprejudice_first2049.ids");
   // 1000 predicted tokens with L = 300: windows of 300, 300, 300, 100.
   const auto r = EvaluatePerplexity(*model, ids, Quiet(300, 1000, 3));
@@ -172,7 +172,7 @@ TEST_P(FullReference, DISABLED_Matches) {
   const fs::path dir = kModels / model_name;
   const Tokenizer tok = Tokenizer::FromFile(dir);
   const auto ids = tok.Encode(ReadFileToString(kText / text), false);
-  auto model = Model::Load(dir);
+  auto model = ForwardModel::Load(dir);
   const auto r = EvaluatePerplexity(*model, ids, Quiet(512, 20519, 4));
   EXPECT_NEAR(r.ppl, want, want * 1e-3) << model_name << " " << text << " ppl " << r.ppl;
   RecordProperty("ppl", std::to_string(r.ppl));

@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-#include "qforge/model/model.h"
+#include "qforge/forward/forward_model.h"
 
 namespace qforge {
 
@@ -28,7 +28,7 @@ struct PerplexityResult {
 };
 
 // Evaluates `model` on `ids` (at least 2). Throws qforge::Error for bad options or ids outside the vocab.
-PerplexityResult EvaluatePerplexity(Model& model, std::span<const int32_t> ids, const PerplexityOptions& options,
+PerplexityResult EvaluatePerplexity(ForwardModel& model, std::span<const int32_t> ids, const PerplexityOptions& options,
                                     ForwardHooks* hooks = nullptr);
 
 // Reads token ids separated by whitespace and/or commas. Throws naming the file and the offending token.

@@ -1,5 +1,5 @@
 // Windowed perplexity and the ids-file reader.
-#include "qforge/model/perplexity.h"
+#include "qforge/forward/perplexity.h"
 
 #include <cmath>
 
@@ -10,7 +10,7 @@
 
 namespace qforge {
 
-PerplexityResult EvaluatePerplexity(Model& model, std::span<const int32_t> ids, const PerplexityOptions& options,
+PerplexityResult EvaluatePerplexity(ForwardModel& model, std::span<const int32_t> ids, const PerplexityOptions& options,
                                     ForwardHooks* hooks) {
   const int64_t L = options.seq_len;
   QF_CHECK(L >= 1, "seq_len must be >= 1, got {}", L);

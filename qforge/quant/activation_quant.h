@@ -1,5 +1,7 @@
-// Fake quantization (QDQ) of a model's forward: activation hooks and weight replacement, from a calibrated
-// QuantState or from an exported checkpoint's scales.
+// The activation quantization points of a model (what fake quant applies during a forward): per module the
+// input / output quantizer, the attention q/k/v bmm quantizers and the softmax-probability quantizer, with
+// their calibrated amax, from a QuantState or from an exported checkpoint's scales. Plain data: the hooks
+// that apply them on a backend are forward/fake_quant_hooks.h.
 #pragma once
 
 #include <array>
@@ -23,13 +25,13 @@ struct ActivationQuant {
   bool missing_amax = false;         // needs a calibrated amax it does not have yet: an error when used
 };
 
-// Applies QDQ to Linear inputs/outputs and attention q/k/v (KV cache) in place during a forward.
-class FakeQuantHooks : public ForwardHooks {
+// Per module (indexed like Model::modules()), the enabled activation quantizers.
+class ActivationQuantTable {
  public:
-  explicit FakeQuantHooks(size_t num_modules);
+  explicit ActivationQuantTable(size_t num_modules);
   // Every enabled activation quantizer of `state` (inputs, outputs, q/k/v/p bmm) with its calibrated amax
   // (copied now). A quantizer still lacking an amax it needs is an error only if the forward reaches it.
-  static FakeQuantHooks FromState(const Model& model, const QuantState& state);
+  static ActivationQuantTable FromState(const Model& model, const QuantState& state);
 
   void SetInput(int module, ActivationQuant q) { inputs_[static_cast<size_t>(module)] = std::move(q); }
   void SetOutput(int module, ActivationQuant q) { outputs_[static_cast<size_t>(module)] = std::move(q); }
@@ -39,16 +41,18 @@ class FakeQuantHooks : public ForwardHooks {
   // Softmax probabilities of attention `module` (p_bmm_quantizer).
   void SetProbs(int module, ActivationQuant q) { probs_[static_cast<size_t>(module)] = std::move(q); }
   int num_points() const;
+  size_t size() const { return inputs_.size(); }
 
-  bool ModifiesActivations() const override { return true; }
-  void OnLinearInput(int module, float* x, int64_t rows, int64_t cols) override;
-  void OnLinearOutput(int module, float* y, int64_t rows, int64_t cols) override;
-  void OnAttentionBmm(int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
-                      int64_t head_dim) override;
-  bool WantsAttentionProbs(int module) const override { return probs_[static_cast<size_t>(module)].has_value(); }
-  void OnAttentionProbs(int module, float* probs, int64_t batch, int64_t heads, int64_t seq) override;
+  // The quantizer of a point, or nullptr when it is not quantized.
+  const ActivationQuant* input(int module) const { return Opt(inputs_[static_cast<size_t>(module)]); }
+  const ActivationQuant* output(int module) const { return Opt(outputs_[static_cast<size_t>(module)]); }
+  const ActivationQuant* bmm(int module, BmmInput which) const {
+    return Opt(bmm_[static_cast<size_t>(module)][static_cast<size_t>(which)]);
+  }
+  const ActivationQuant* probs(int module) const { return Opt(probs_[static_cast<size_t>(module)]); }
 
  private:
+  static const ActivationQuant* Opt(const std::optional<ActivationQuant>& q) { return q ? &*q : nullptr; }
   std::vector<std::optional<ActivationQuant>> inputs_, outputs_, probs_;
   std::vector<std::array<std::optional<ActivationQuant>, 3>> bmm_;
 };

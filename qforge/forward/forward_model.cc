@@ -1,0 +1,403 @@
+// The decoder forward pass over runtime ops, with every buffer in backend memory.
+#include "qforge/forward/forward_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "qforge/base/error.h"
+
+namespace qforge {
+namespace {
+
+// Rows of the head computed at once by TokenNll (bounds the logits buffer to kHeadChunk x vocab).
+constexpr int64_t kHeadChunk = 256;
+
+template <typename T>
+T* Grow(Backend& be, Buffer& b, int64_t n) {
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
+  if (b.bytes() < bytes) b = be.Alloc(bytes);
+  return b.as<T>();
+}
+
+}  // namespace
+
+struct ForwardModel::DeviceLayer {
+  bool loaded = false;
+  bool host_loaded_here = false;  // this object loaded the Model's host weights (and releases them)
+  Buffer input_norm, post_norm, q_norm, k_norm;  // f32 [hidden] / [head_dim]
+};
+
+// Scratch buffers of the forward, grown on demand (a forward allocates nothing once they are large enough).
+struct ForwardModel::Workspace {
+  Buffer xn, q, k, v, qh, kh, vh, attn, probs, gate, up, hook_in, hook_out, router, moe_out, xe, eo, so, gl, final_xn,
+      logits, ids, targets, topk_ids, topk_w, expert_rows, expert_w;
+};
+
+Tensor DownloadHidden(Backend& be, const HiddenStates& h) {
+  Tensor t = Tensor::Zeros(DType::kF32, {h.rows(), h.dim});
+  be.Download(t.mutable_raw(), h.hidden.data(), h.bytes());
+  return t;
+}
+
+HiddenStates UploadHidden(Backend& be, const Tensor& hidden, int64_t batch, int64_t seq) {
+  QF_CHECK(hidden.dtype() == DType::kF32 && hidden.rank() == 2 && hidden.dim(0) == batch * seq,
+           "hidden states of shape {} are not [{} x {}, hidden] f32", ShapeToString(hidden.shape()), batch, seq);
+  HiddenStates h;
+  h.batch = batch;
+  h.seq = seq;
+  h.dim = hidden.dim(1);
+  h.hidden = be.AllocCopy(hidden.raw(), static_cast<int64_t>(hidden.nbytes()));
+  return h;
+}
+
+HiddenStates CloneHidden(Backend& be, const HiddenStates& h) {
+  HiddenStates c;
+  c.batch = h.batch;
+  c.seq = h.seq;
+  c.dim = h.dim;
+  c.hidden = be.Alloc(h.bytes());
+  be.Copy(c.hidden.data(), h.hidden.data(), h.bytes());
+  return c;
+}
+
+ForwardModel::ForwardModel(Model& model, Backend& backend) : model_(model), be_(backend) {
+  const size_t n = model_.modules().size();
+  weights_.resize(n);
+  biases_.resize(n);
+  weight_versions_.assign(n, -1);
+  rows_seen_.assign(n, 0);
+  for (int l = 0; l < model_.num_layers(); ++l) layers_.push_back(std::make_unique<DeviceLayer>());
+  ws_ = std::make_unique<Workspace>();
+  // The embedding stays as stored; rows are converted by the EmbedRows op.
+  const Tensor& table = model_.embed_table();
+  embed_dtype_ = table.dtype();
+  if (be_.host_accessible()) {
+    embed_table_ = be_.Adopt(table.raw(), static_cast<int64_t>(table.nbytes()), std::make_shared<Tensor>(table));
+  } else {
+    embed_table_ = be_.AllocCopy(table.raw(), static_cast<int64_t>(table.nbytes()));
+  }
+  final_norm_ = UploadF32(model_.ReadF32("model.norm.weight"));
+  // Layers the Model already holds on the host become resident now (the CPU adopts them without copying).
+  for (int l = 0; l < model_.num_layers(); ++l) {
+    if (model_.IsLayerLoaded(l)) LoadLayer(l);
+  }
+}
+
+ForwardModel::~ForwardModel() = default;
+
+std::unique_ptr<ForwardModel> ForwardModel::Load(const std::filesystem::path& dir, const ModelLoadOptions& options,
+                                                 Backend* backend) {
+  std::unique_ptr<Model> m = Model::Load(dir, options);
+  Model& ref = *m;
+  auto fm = std::make_unique<ForwardModel>(ref, backend != nullptr ? *backend : DefaultCpuBackend());
+  fm->owned_ = std::move(m);
+  return fm;
+}
+
+Buffer ForwardModel::UploadF32(const Tensor& host) {
+  QF_ASSERT(host.dtype() == DType::kF32, "UploadF32 of a {} tensor", DTypeName(host.dtype()));
+  const int64_t bytes = static_cast<int64_t>(host.nbytes());
+  if (be_.host_accessible()) return be_.Adopt(host.raw(), bytes, std::make_shared<Tensor>(host));
+  return be_.AllocCopy(host.raw(), bytes);
+}
+
+void ForwardModel::UploadLinear(int module) {
+  Tensor w = model_.LinearWeight(module);
+  const int64_t version = model_.weight_version(module);
+  resident_bytes_ -= weights_[module].bytes();
+  weights_[module] = Buffer();  // free the stale copy before allocating the new one
+  auto owner = std::make_shared<Tensor>(std::move(w));
+  weights_[module] = be_.UploadWeight(owner->data<float>(), owner->numel(), owner);
+  resident_bytes_ += weights_[module].bytes();
+  weight_versions_[module] = version;
+}
+
+WeightRef ForwardModel::Weight(int module) {
+  if (weights_[module].empty() || weight_versions_[module] != model_.weight_version(module)) UploadLinear(module);
+  return WeightRef(weights_[module].data(), be_.weight_dtype());
+}
+
+const float* ForwardModel::Bias(int module) const {
+  return biases_[module].empty() ? nullptr : biases_[module].as<const float>();
+}
+
+void ForwardModel::LoadLayer(int layer) {
+  QF_CHECK(layer >= 0 && layer < num_layers(), "layer {} out of range [0, {})", layer, num_layers());
+  DeviceLayer& D = *layers_[layer];
+  if (D.loaded) return;
+  const Model::LayerModules& L = model_.layer_modules(layer);
+  if (!model_.IsLayerLoaded(layer)) {
+    model_.LoadLayer(layer);
+    D.host_loaded_here = true;
+  }
+  for (int m : L.linears) {
+    UploadLinear(m);
+    Tensor b = model_.LinearBias(m);
+    if (b.defined() && b.numel() > 0) biases_[m] = UploadF32(b);
+  }
+  D.input_norm = UploadF32(model_.ReadF32(L.input_norm_name));
+  D.post_norm = UploadF32(model_.ReadF32(L.post_norm_name));
+  if (!L.q_norm_name.empty()) {
+    D.q_norm = UploadF32(model_.ReadF32(L.q_norm_name));
+    D.k_norm = UploadF32(model_.ReadF32(L.k_norm_name));
+  }
+  // A device backend holds its own copy: the host f32 weights it loaded are dropped again (host memory
+  // stays at one layer; LinearWeight re-reads the checkpoint when export or calibration needs them).
+  if (!be_.host_accessible() && D.host_loaded_here) {
+    model_.ReleaseLayer(layer);
+    D.host_loaded_here = false;
+  }
+  D.loaded = true;
+}
+
+void ForwardModel::ReleaseLayer(int layer) {
+  QF_CHECK(layer >= 0 && layer < num_layers(), "layer {} out of range [0, {})", layer, num_layers());
+  DeviceLayer& D = *layers_[layer];
+  for (int m : model_.layer_modules(layer).linears) {
+    resident_bytes_ -= weights_[m].bytes();
+    weights_[m] = Buffer();
+    biases_[m] = Buffer();
+    weight_versions_[m] = -1;
+  }
+  D.input_norm = Buffer();
+  D.post_norm = Buffer();
+  D.q_norm = Buffer();
+  D.k_norm = Buffer();
+  D.loaded = false;
+  D.host_loaded_here = false;
+  model_.ReleaseLayer(layer);
+}
+
+bool ForwardModel::IsLayerLoaded(int layer) const { return layers_.at(layer)->loaded; }
+
+void ForwardModel::ResetRowsSeen() { std::fill(rows_seen_.begin(), rows_seen_.end(), 0); }
+
+void ForwardModel::EnsureRope(int64_t seq) {
+  if (seq <= rope_len_) return;
+  std::vector<float> cos, sin;
+  RopeTables(model_.rope(), seq, &cos, &sin);
+  rope_cos_ = be_.AllocCopy(cos.data(), static_cast<int64_t>(cos.size() * sizeof(float)));
+  rope_sin_ = be_.AllocCopy(sin.data(), static_cast<int64_t>(sin.size() * sizeof(float)));
+  rope_len_ = seq;
+}
+
+void ForwardModel::EnsureHead() { (void)Weight(model_.lm_head_module()); }
+
+HiddenStates ForwardModel::Embed(std::span<const int32_t> ids, int64_t batch, int64_t seq) {
+  QF_CHECK(batch > 0 && seq > 0 && static_cast<int64_t>(ids.size()) == batch * seq,
+           "Embed: {} ids for batch {} x seq {}", ids.size(), batch, seq);
+  const ModelConfig& c = config();
+  for (int64_t t = 0; t < batch * seq; ++t) {
+    QF_CHECK(ids[t] >= 0 && ids[t] < c.vocab_size, "token id {} at position {} is outside the vocabulary [0, {})",
+             ids[t], t, c.vocab_size);
+  }
+  const int64_t T = batch * seq, H = c.hidden_size;
+  HiddenStates h;
+  h.batch = batch;
+  h.seq = seq;
+  h.dim = H;
+  h.hidden = be_.Alloc(T * H * static_cast<int64_t>(sizeof(float)));
+  int32_t* dids = Grow<int32_t>(be_, ws_->ids, T);
+  be_.Upload(dids, ids.data(), T * static_cast<int64_t>(sizeof(int32_t)));
+  be_.EmbedRows(embed_table_.data(), embed_dtype_, dids, h.data(), T, H);
+  return h;
+}
+
+void ForwardModel::Linear(int module, const float* x, int64_t rows, float* y, bool accumulate, ForwardHooks* hooks) {
+  const ModuleInfo& mi = model_.modules()[module];
+  rows_seen_[module] += rows;
+  const WeightRef w = Weight(module);
+  const float* b = Bias(module);
+  if (hooks == nullptr) {
+    be_.Gemm(x, w, b, y, rows, mi.out_features, mi.in_features, accumulate);
+    return;
+  }
+  const float* in = x;
+  if (hooks->ModifiesActivations()) {
+    float* copy = Grow<float>(be_, ws_->hook_in, rows * mi.in_features);
+    be_.Copy(copy, x, rows * mi.in_features * static_cast<int64_t>(sizeof(float)));
+    hooks->OnLinearInput(be_, module, copy, rows, mi.in_features);
+    in = copy;
+  } else {
+    // Read-only hooks (ModifiesActivations() == false) never write through this pointer.
+    hooks->OnLinearInput(be_, module, const_cast<float*>(x), rows, mi.in_features);
+  }
+  if (accumulate) {
+    float* tmp = Grow<float>(be_, ws_->hook_out, rows * mi.out_features);
+    be_.Gemm(in, w, b, tmp, rows, mi.out_features, mi.in_features, false);
+    hooks->OnLinearOutput(be_, module, tmp, rows, mi.out_features);
+    be_.Add(y, tmp, rows * mi.out_features);
+  } else {
+    be_.Gemm(in, w, b, y, rows, mi.out_features, mi.in_features, false);
+    hooks->OnLinearOutput(be_, module, y, rows, mi.out_features);
+  }
+}
+
+void ForwardModel::GatedMlp(const int ids[3], const float* x, int64_t rows, float* out, bool accumulate,
+                            ForwardHooks* hooks) {
+  const int64_t inter = model_.modules()[ids[0]].out_features;
+  float* g = Grow<float>(be_, ws_->gate, rows * inter);
+  float* u = Grow<float>(be_, ws_->up, rows * inter);
+  Linear(ids[0], x, rows, g, false, hooks);
+  Linear(ids[1], x, rows, u, false, hooks);
+  be_.SiluMul(g, u, g, rows * inter);
+  Linear(ids[2], g, rows, out, accumulate, hooks);
+}
+
+void ForwardModel::Attention(int layer, HiddenStates& h, ForwardHooks* hooks) {
+  const ModelConfig& c = config();
+  const Model::LayerModules& L = model_.layer_modules(layer);
+  const DeviceLayer& D = *layers_[layer];
+  const int64_t B = h.batch, S = h.seq, T = B * S, H = c.hidden_size, Dh = c.head_dim;
+  const int64_t Hq = c.num_heads, Hkv = c.num_kv_heads;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  float* hid = h.data();
+  float* xn = Grow<float>(be_, ws_->xn, T * H);
+  be_.RmsNorm(hid, D.input_norm.as<const float>(), xn, T, H, eps);
+  float* q = Grow<float>(be_, ws_->q, T * Hq * Dh);
+  float* k = Grow<float>(be_, ws_->k, T * Hkv * Dh);
+  float* v = Grow<float>(be_, ws_->v, T * Hkv * Dh);
+  Linear(L.q, xn, T, q, false, hooks);
+  Linear(L.k, xn, T, k, false, hooks);
+  Linear(L.v, xn, T, v, false, hooks);
+  if (!D.q_norm.empty()) {
+    be_.RmsNorm(q, D.q_norm.as<const float>(), q, T * Hq, Dh, eps);
+    be_.RmsNorm(k, D.k_norm.as<const float>(), k, T * Hkv, Dh, eps);
+  }
+  float* qh = Grow<float>(be_, ws_->qh, T * Hq * Dh);
+  float* kh = Grow<float>(be_, ws_->kh, T * Hkv * Dh);
+  float* vh = Grow<float>(be_, ws_->vh, T * Hkv * Dh);
+  be_.SwapMiddleAxes(q, qh, B, S, Hq, Dh);
+  be_.SwapMiddleAxes(k, kh, B, S, Hkv, Dh);
+  be_.SwapMiddleAxes(v, vh, B, S, Hkv, Dh);
+  EnsureRope(S);
+  be_.Rope(qh, B, Hq, S, Dh, rope_cos_.as<const float>(), rope_sin_.as<const float>());
+  be_.Rope(kh, B, Hkv, S, Dh, rope_cos_.as<const float>(), rope_sin_.as<const float>());
+  if (hooks != nullptr) {
+    hooks->OnAttentionBmm(be_, L.attention, BmmInput::kQ, qh, B, Hq, S, Dh);
+    hooks->OnAttentionBmm(be_, L.attention, BmmInput::kK, kh, B, Hkv, S, Dh);
+    hooks->OnAttentionBmm(be_, L.attention, BmmInput::kV, vh, B, Hkv, S, Dh);
+  }
+  float* attn = Grow<float>(be_, ws_->attn, T * Hq * Dh);
+  const float scale = 1.f / std::sqrt(static_cast<float>(Dh));
+  if (hooks != nullptr && hooks->WantsAttentionProbs(L.attention)) {
+    float* probs = Grow<float>(be_, ws_->probs, B * Hq * S * S);
+    be_.CausalAttentionProbs(qh, kh, probs, B, Hq, Hkv, S, Dh, scale);
+    hooks->OnAttentionProbs(be_, L.attention, probs, B, Hq, S);
+    be_.AttentionApply(probs, vh, attn, B, Hq, Hkv, S, Dh);
+  } else {
+    be_.CausalAttention(qh, kh, vh, attn, B, Hq, Hkv, S, Dh, scale);
+  }
+  Linear(L.o, attn, T, hid, /*accumulate=*/true, hooks);
+}
+
+void ForwardModel::MoeBlock(int layer, const float* x, int64_t rows, float* h, ForwardHooks* hooks) {
+  const ModelConfig& c = config();
+  const Model::LayerModules& L = model_.layer_modules(layer);
+  const int64_t E = c.num_experts, K = c.top_k, H = c.hidden_size;
+  float* logits = Grow<float>(be_, ws_->router, rows * E);
+  Linear(L.router, x, rows, logits, false, hooks);
+  int32_t* topk_ids = Grow<int32_t>(be_, ws_->topk_ids, rows * K);
+  float* topk_w = Grow<float>(be_, ws_->topk_w, rows * K);
+  be_.TopKRouting(logits, rows, E, static_cast<int>(K), c.norm_topk_prob, topk_ids, topk_w);
+  int32_t* expert_rows = Grow<int32_t>(be_, ws_->expert_rows, rows * K);
+  float* expert_w = Grow<float>(be_, ws_->expert_w, rows * K);
+  // Per-expert row counts are the only values that reach the host (they size the expert GEMMs).
+  const std::vector<int64_t> start =
+      be_.GroupRowsByExpert(topk_ids, topk_w, rows, static_cast<int>(K), E, expert_rows, expert_w);
+  float* acc = Grow<float>(be_, ws_->moe_out, rows * H);
+  be_.Zero(acc, rows * H * static_cast<int64_t>(sizeof(float)));
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = start[e + 1] - start[e];
+    if (n == 0) continue;
+    const int32_t* idx = expert_rows + start[e];
+    float* xe = Grow<float>(be_, ws_->xe, n * H);
+    float* eo = Grow<float>(be_, ws_->eo, n * H);
+    be_.GatherRows(x, idx, xe, n, H);
+    GatedMlp(L.experts[e].data(), xe, n, eo, false, hooks);
+    be_.ScatterAddRows(eo, idx, expert_w + start[e], acc, n, H);
+  }
+  if (L.shared_gate >= 0) {
+    float* so = Grow<float>(be_, ws_->so, rows * H);
+    float* gl = Grow<float>(be_, ws_->gl, rows);
+    GatedMlp(L.shared, x, rows, so, false, hooks);
+    Linear(L.shared_gate, x, rows, gl, false, hooks);
+    be_.SigmoidScaleRows(so, gl, rows, H);
+    be_.Add(acc, so, rows * H);
+  }
+  be_.Add(h, acc, rows * H);
+}
+
+void ForwardModel::RunLayer(int layer, HiddenStates& h, ForwardHooks* hooks) {
+  const ModelConfig& c = config();
+  QF_CHECK(layer >= 0 && layer < num_layers(), "layer {} out of range [0, {})", layer, num_layers());
+  QF_CHECK(!h.hidden.empty() && h.dim == c.hidden_size && h.hidden.bytes() >= h.bytes(),
+           "RunLayer: hidden states are [{} x {}, {}], expected [{} x {}, {}]", h.batch, h.seq, h.dim, h.batch, h.seq,
+           c.hidden_size);
+  QF_CHECK(h.hidden.backend() == &be_, "RunLayer: hidden states live on another backend than the model's ({})",
+           be_.name());
+  QF_CHECK(!c.sliding_window || h.seq <= *c.sliding_window,
+           "sequence length {} exceeds the model's sliding_window {} (sliding-window attention is not implemented)",
+           h.seq, *c.sliding_window);
+  LoadLayer(layer);
+  const Model::LayerModules& L = model_.layer_modules(layer);
+  const int64_t T = h.rows(), H = c.hidden_size;
+  Attention(layer, h, hooks);
+  float* hid = h.data();
+  float* xn = Grow<float>(be_, ws_->xn, T * H);
+  be_.RmsNorm(hid, layers_[layer]->post_norm.as<const float>(), xn, T, H, static_cast<float>(c.rms_norm_eps));
+  if (L.moe) {
+    MoeBlock(layer, xn, T, hid, hooks);
+  } else {
+    GatedMlp(L.mlp, xn, T, hid, /*accumulate=*/true, hooks);
+  }
+}
+
+const float* ForwardModel::FinalNormed(const HiddenStates& h) {
+  const int64_t T = h.rows(), H = config().hidden_size;
+  QF_CHECK(h.dim == H && h.hidden.bytes() >= h.bytes(), "hidden states are [{}, {}], expected [{}, {}]", T, h.dim, T,
+           H);
+  float* xn = Grow<float>(be_, ws_->final_xn, T * H);
+  be_.RmsNorm(h.data(), final_norm_.as<const float>(), xn, T, H, static_cast<float>(config().rms_norm_eps));
+  return xn;
+}
+
+Tensor ForwardModel::Logits(const HiddenStates& h, ForwardHooks* hooks) {
+  EnsureHead();
+  const float* xn = FinalNormed(h);
+  const int64_t T = h.rows(), V = config().vocab_size;
+  float* dl = Grow<float>(be_, ws_->logits, T * V);
+  Linear(model_.lm_head_module(), xn, T, dl, false, hooks);
+  Tensor logits = Tensor::Zeros(DType::kF32, {T, V});
+  be_.Download(logits.mutable_raw(), dl, T * V * static_cast<int64_t>(sizeof(float)));
+  return logits;
+}
+
+void ForwardModel::TokenNll(const HiddenStates& h, std::span<const int32_t> targets, std::span<double> nll,
+                            ForwardHooks* hooks) {
+  const int64_t T = h.rows(), V = config().vocab_size, H = config().hidden_size;
+  QF_CHECK(static_cast<int64_t>(targets.size()) == T && static_cast<int64_t>(nll.size()) == T,
+           "TokenNll: {} targets and {} outputs for {} rows", targets.size(), nll.size(), T);
+  for (int64_t t = 0; t < T; ++t) {
+    QF_CHECK(targets[t] >= 0 && targets[t] < V, "target id {} at row {} is outside the vocabulary [0, {})", targets[t],
+             t, V);
+  }
+  EnsureHead();
+  const float* xn = FinalNormed(h);
+  int32_t* dt = Grow<int32_t>(be_, ws_->targets, T);
+  be_.Upload(dt, targets.data(), T * static_cast<int64_t>(sizeof(int32_t)));
+  for (int64_t r0 = 0; r0 < T; r0 += kHeadChunk) {
+    const int64_t n = std::min(kHeadChunk, T - r0);
+    float* logits = Grow<float>(be_, ws_->logits, n * V);
+    Linear(model_.lm_head_module(), xn + r0 * H, n, logits, false, hooks);
+    be_.CrossEntropy(logits, dt + r0, nll.data() + r0, n, V);
+  }
+}
+
+Tensor ForwardModel::Forward(std::span<const int32_t> ids, int64_t batch, int64_t seq, ForwardHooks* hooks) {
+  HiddenStates h = Embed(ids, batch, seq);
+  for (int l = 0; l < num_layers(); ++l) RunLayer(l, h, hooks);
+  return Logits(h, hooks);
+}
+
+}  // namespace qforge

@@ -1,0 +1,150 @@
+// The forward pass of a Model (model/) on a compute Backend (runtime/): weights resident in backend memory
+// per decoder layer, a workspace of backend buffers, hooks at every quantization point, and a forward that
+// can run one decoder layer at a time (layerwise calibration).
+//
+// Numerics: as the backend's compute dtype says (runtime/backend.h): fp32 everywhere on the CPU (what
+// transformers does with an fp32 model); bf16 weights and activations with fp32 accumulation on CUDA by
+// default (what transformers does with a bf16 model).
+//
+// Batches: `batch` sequences of equal length `seq`, positions 0..seq-1 in every sequence (no padding, no
+// KV cache). Hidden states are the residual stream [batch*seq, hidden_size], token-major, in backend memory.
+//
+// Thread-safety: a ForwardModel is used from one thread at a time (ops parallelize internally).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "qforge/model/model.h"
+#include "qforge/runtime/backend.h"
+#include "qforge/tensor/tensor.h"
+
+namespace qforge {
+
+// Callbacks at the quantization points of the forward pass. quant/ and calib/ implement them; the forward
+// knows nothing about quantizers. Every array is f32, row-major, in the memory of `be` (the forward's
+// backend): hooks compute on it with backend ops (QuantAmax, FakeQuant), so no activation leaves the
+// device. `module` indexes Model::modules(). With hooks == nullptr the forward makes no call and no copy.
+class ForwardHooks {
+ public:
+  virtual ~ForwardHooks() = default;
+  // False if the hooks only read activations (amax collection): the forward then passes its buffers
+  // without copying, and hooks must not write to them.
+  virtual bool ModifiesActivations() const { return true; }
+  // The activation entering Linear `module`: x [rows, cols = in_features]. May be changed in place (fake
+  // quant); each Linear gets its own copy when ModifiesActivations(), so q/k/v (and gate/up) never see
+  // each other's changes. For a routed expert only the rows routed to it are passed; an expert that got no
+  // token is not called.
+  virtual void OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) {}
+  // The output of Linear `module` (bias included): y [rows, cols = out_features], changeable in place.
+  virtual void OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) {}
+  // q, k or v of attention `module` after RoPE (and q_norm / k_norm), heads-major
+  // [batch, heads, seq, head_dim] (heads = num_kv_heads for k and v), changeable in place.
+  virtual void OnAttentionBmm(Backend& be, int module, BmmInput which, float* x, int64_t batch, int64_t heads,
+                              int64_t seq, int64_t head_dim) {}
+  // Whether attention `module` should expose its softmax probabilities (p_bmm_quantizer). When true the
+  // forward computes attention in two steps (probabilities materialized, [batch, heads, seq, seq] f32)
+  // and calls OnAttentionProbs in between; otherwise the fused kernel runs.
+  virtual bool WantsAttentionProbs(int module) const { return false; }
+  // probs [batch, heads, seq, seq]: row i holds the softmax over keys j ≤ i (zeros for j > i); changeable
+  // in place before they multiply v.
+  virtual void OnAttentionProbs(Backend& be, int module, float* probs, int64_t batch, int64_t heads, int64_t seq) {}
+};
+
+// The residual stream of a batch: hidden [batch*seq, dim] f32 in backend memory (owned).
+struct HiddenStates {
+  Buffer hidden;
+  int64_t batch = 0;
+  int64_t seq = 0;
+  int64_t dim = 0;
+  int64_t rows() const { return batch * seq; }
+  float* data() const { return hidden.as<float>(); }
+  int64_t bytes() const { return rows() * dim * static_cast<int64_t>(sizeof(float)); }
+};
+
+// Host copy of hidden states / upload of a host [batch*seq, dim] f32 tensor (checkpoint files, tests).
+Tensor DownloadHidden(Backend& be, const HiddenStates& h);
+HiddenStates UploadHidden(Backend& be, const Tensor& hidden, int64_t batch, int64_t seq);
+// A backend copy of `h` (same backend).
+HiddenStates CloneHidden(Backend& be, const HiddenStates& h);
+
+class ForwardModel {
+ public:
+  // Runs `model` on `backend` (both not owned; they must outlive this object). Uploads the embedding table
+  // and the final norm now; decoder layers upload on first use or LoadLayer().
+  ForwardModel(Model& model, Backend& backend);
+  // Model::Load(dir, options) run on `backend` (nullptr: DefaultCpuBackend()); the result owns the Model.
+  static std::unique_ptr<ForwardModel> Load(const std::filesystem::path& dir, const ModelLoadOptions& options = {},
+                                            Backend* backend = nullptr);
+  ~ForwardModel();
+  ForwardModel(const ForwardModel&) = delete;
+  ForwardModel& operator=(const ForwardModel&) = delete;
+
+  Model& model() const { return model_; }
+  Backend& backend() const { return be_; }
+  const ModelConfig& config() const { return model_.config(); }
+  const std::vector<ModuleInfo>& modules() const { return model_.modules(); }
+  int num_layers() const { return model_.num_layers(); }
+
+  // --- weight residency in backend memory ---
+  // Makes layer `layer`'s weights resident on the backend (loading the host weights first if needed).
+  void LoadLayer(int layer);
+  // Frees the layer's backend weights, and its host weights (Model::ReleaseLayer).
+  void ReleaseLayer(int layer);
+  bool IsLayerLoaded(int layer) const;
+  // Bytes of weights resident on the backend now.
+  int64_t resident_weight_bytes() const { return resident_bytes_; }
+
+  // --- forward ---
+  // Token embeddings of ids [batch, seq] (row-major, host). Ids outside [0, vocab) throw naming the position.
+  HiddenStates Embed(std::span<const int32_t> ids, int64_t batch, int64_t seq);
+  // Runs decoder layer `layer` on `h` in place (loading the layer first if needed).
+  void RunLayer(int layer, HiddenStates& h, ForwardHooks* hooks = nullptr);
+  // Final norm + lm_head: logits [batch*seq, vocab] f32, on the host.
+  Tensor Logits(const HiddenStates& h, ForwardHooks* hooks = nullptr);
+  // Final norm + lm_head + cross entropy without materializing all logits: nll[r] = −log p(targets[r] | row r)
+  // for the batch*seq rows of h; targets [batch*seq] (host). nll (host) has batch*seq entries.
+  void TokenNll(const HiddenStates& h, std::span<const int32_t> targets, std::span<double> nll,
+                ForwardHooks* hooks = nullptr);
+  // Embed + every layer + Logits.
+  Tensor Forward(std::span<const int32_t> ids, int64_t batch, int64_t seq, ForwardHooks* hooks = nullptr);
+
+  // Rows each Linear module has processed since the last reset (per-expert token counts for MoE).
+  const std::vector<int64_t>& rows_seen() const { return rows_seen_; }
+  void ResetRowsSeen();
+
+ private:
+  struct DeviceLayer;
+  struct Workspace;
+  WeightRef Weight(int module);
+  const float* Bias(int module) const;
+  void UploadLinear(int module);
+  void Linear(int module, const float* x, int64_t rows, float* y, bool accumulate, ForwardHooks* hooks);
+  void GatedMlp(const int ids[3], const float* x, int64_t rows, float* out, bool accumulate, ForwardHooks* hooks);
+  void Attention(int layer, HiddenStates& h, ForwardHooks* hooks);
+  void MoeBlock(int layer, const float* x, int64_t rows, float* h, ForwardHooks* hooks);
+  void EnsureRope(int64_t seq);
+  const float* FinalNormed(const HiddenStates& h);
+  void EnsureHead();
+  Buffer UploadF32(const Tensor& host);  // a small f32 tensor (norms, biases), adopted on the CPU
+
+  std::unique_ptr<Model> owned_;  // set by Load(); declared first so it is destroyed last
+  Model& model_;
+  Backend& be_;
+  std::vector<std::unique_ptr<DeviceLayer>> layers_;
+  // Per module (indexed like Model::modules()): backend weight / bias and the weight version uploaded.
+  std::vector<Buffer> weights_, biases_;
+  std::vector<int64_t> weight_versions_;
+  int64_t resident_bytes_ = 0;
+  std::vector<int64_t> rows_seen_;
+  Buffer embed_table_;  // [vocab, hidden] as stored (F32 / F16 / BF16)
+  DType embed_dtype_ = DType::kF32;
+  Buffer final_norm_;   // [hidden] f32
+  Buffer rope_cos_, rope_sin_;  // [rope_len_, head_dim/2]
+  int64_t rope_len_ = 0;
+  std::unique_ptr<Workspace> ws_;
+};
+
+}  // namespace qforge

@@ -1,0 +1,52 @@
+// The CPU backend's quantization ops: numerics' entry points and reference kernels with the SIMD kernels
+// of quant_kernels.h passed in (bit-identical either way; host memory is backend memory here).
+#include <span>
+
+#include "qforge/numerics/encode.h"
+#include "qforge/numerics/qdq.h"
+#include "qforge/runtime/cpu/cpu_backend.h"
+#include "qforge/runtime/cpu/quant_kernels.h"
+
+namespace qforge {
+namespace {
+
+int64_t Numel(std::span<const int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
+std::vector<float> CpuBackend::QuantAmax(const QuantSpec& spec, const float* x, std::span<const int64_t> shape,
+                                         std::string_view what) {
+  const std::span<const float> xs(x, static_cast<size_t>(Numel(shape)));
+  return ComputeAmax(spec, xs, shape, what, &cpu::HostKernels());
+}
+
+void CpuBackend::FakeQuant(const QuantSpec& spec, const float* x, std::span<const int64_t> shape,
+                           std::span<const float> amax, float* out, std::optional<float> global_amax,
+                           std::string_view what) {
+  const size_t n = static_cast<size_t>(Numel(shape));
+  qforge::FakeQuant(spec, std::span<const float>(x, n), shape, amax, std::span<float>(out, n), global_amax, what,
+                    &cpu::HostKernels());
+}
+
+bool CpuBackend::PackNvfp4(const float* w, int64_t rows, int64_t cols, float weight_scale_2, uint8_t* packed,
+                           uint8_t* scales) {
+  const size_t n = static_cast<size_t>(rows * cols);
+  const std::span<const float> ws(w, n);
+  const std::span<uint8_t> ps(packed, n / 2), ss(scales, n / 16);
+  return cpu::PackNvfp4Fast(ws, rows, cols, weight_scale_2, ps, ss) ||
+         PackNvfp4Reference(ws, rows, cols, weight_scale_2, ps, ss);
+}
+
+bool CpuBackend::EncodeFp8(const float* w, const float* scales, int64_t n, int64_t group, uint8_t* codes) {
+  const size_t un = static_cast<size_t>(n);
+  const size_t ngroups = group > 0 ? static_cast<size_t>((n + group - 1) / group) : 0;
+  const std::span<const float> ws(w, un), ss(scales, ngroups);
+  const std::span<uint8_t> cs(codes, un);
+  return cpu::EncodeFp8Fast(ws, ss, group, cs) || EncodeFp8Reference(ws, ss, group, cs);
+}
+
+}  // namespace qforge
