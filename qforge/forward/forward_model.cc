@@ -102,12 +102,19 @@ Buffer ForwardModel::UploadF32(const Tensor& host) {
 }
 
 void ForwardModel::UploadLinear(int module) {
-  Tensor w = model_.LinearWeight(module);
   const int64_t version = model_.weight_version(module);
   resident_bytes_ -= weights_[module].bytes();
   weights_[module] = Buffer();  // free the stale copy before allocating the new one
-  auto owner = std::make_shared<Tensor>(std::move(w));
-  weights_[module] = be_.UploadWeight(owner->data<float>(), owner->numel(), owner);
+  if (be_.host_accessible()) {
+    // The CPU computes on the Model's f32 weights themselves (adopted, no copy).
+    auto owner = std::make_shared<Tensor>(model_.LinearWeight(module));
+    weights_[module] = be_.UploadWeight(owner->data<float>(), owner->numel(), owner);
+  } else {
+    // A device gets the stored bytes (bf16 on disk: half an f32 upload) and converts them itself.
+    auto owner = std::make_shared<Tensor>(model_.StoredLinearWeight(module));
+    weights_[module] = be_.UploadWeightStored(owner->raw(), owner->dtype(), owner->numel(), owner);
+    model_.ReleaseStoredPages(module);
+  }
   resident_bytes_ += weights_[module].bytes();
   weight_versions_[module] = version;
 }

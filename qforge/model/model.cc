@@ -349,6 +349,24 @@ Tensor Model::LinearWeight(int module) const {
   return w;
 }
 
+Tensor Model::StoredLinearWeight(int module) const {
+  QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()) && modules_[module].kind == ModuleKind::kLinear,
+           "module {} is not a Linear", module);
+  const ModuleInfo& mi = modules_[module];
+  if (Present(overrides_[module])) return overrides_[module];
+  if (Present(weights_[module])) return weights_[module];
+  if (mi.role == LinearRole::kRouter || mi.role == LinearRole::kSharedExpertGate ||
+      (options_.provides && options_.provides(mi.weight_tensor))) {
+    return LinearWeight(module);
+  }
+  return ckpt_.Get(mi.weight_tensor);  // validated F32 / F16 / BF16 at Load
+}
+
+void Model::ReleaseStoredPages(int module) const {
+  const ModuleInfo& mi = modules_.at(module);
+  if (ckpt_.Contains(mi.weight_tensor)) ckpt_.Release(mi.weight_tensor);
+}
+
 void Model::SetLinearWeight(int module, Tensor weight) {
   QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()) && modules_[module].kind == ModuleKind::kLinear,
            "module {} is not a Linear", module);

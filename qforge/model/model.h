@@ -109,6 +109,11 @@ class Model {
   // The weight Linear `module` computes with: the override if set, else the checkpoint's, as f32
   // [out_features, in_features] (read from the checkpoint if the layer is not loaded).
   Tensor LinearWeight(int module) const;
+  // The weight as stored, for uploads that convert on the device: the override or a provided tensor (f32),
+  // the resident f32 copy, else the checkpoint tensor as on disk (an mmap view, F32 / F16 / BF16). Routers
+  // come converted and checked like LinearWeight. ReleaseStoredPages drops the mmap pages afterwards.
+  Tensor StoredLinearWeight(int module) const;
+  void ReleaseStoredPages(int module) const;
   // Replaces the weight of Linear `module` by `weight` (f32 [out_features, in_features]; shape checked).
   // Survives ReleaseLayer / LoadLayer until RestoreLinearWeight.
   void SetLinearWeight(int module, Tensor weight);

@@ -5,6 +5,7 @@
 
 #include "qforge/base/error.h"
 #include "qforge/base/strings.h"
+#include "qforge/tensor/tensor.h"
 
 #ifdef QF_HAVE_CUDA
 #include "qforge/runtime/cuda/cuda_backend.h"
@@ -99,6 +100,13 @@ Buffer Backend::UploadWeight(const float* host, int64_t numel, std::shared_ptr<c
             ComputeDTypeName(compute_dtype_));
   if (host_accessible()) return Adopt(host, numel * 4, std::move(owner));
   return AllocCopy(host, numel * 4);
+}
+
+Buffer Backend::UploadWeightStored(const void* host, DType dtype, int64_t numel, std::shared_ptr<const void> owner) {
+  if (dtype == DType::kF32) return UploadWeight(static_cast<const float*>(host), numel, std::move(owner));
+  auto f32 = std::make_shared<std::vector<float>>(static_cast<size_t>(numel));
+  ConvertToF32(dtype, host, f32->data(), numel);
+  return UploadWeight(f32->data(), numel, f32);
 }
 
 ComputeDType DefaultComputeDType(std::string_view name) {

@@ -134,6 +134,10 @@ class Backend {
   // A weight of `numel` f32 host values (`owner` keeps them alive) in weight_dtype(); the CPU backend in
   // f32 adopts the host array without copying.
   virtual Buffer UploadWeight(const float* host, int64_t numel, std::shared_ptr<const void> owner);
+  // The same from `numel` host values stored as `dtype` (F32 / F16 / BF16, e.g. an mmap view of the
+  // checkpoint): a device backend copies the stored bytes and converts on the device (half the bytes of
+  // an f32 upload for a bf16 checkpoint, no host conversion); the default converts on the host.
+  virtual Buffer UploadWeightStored(const void* host, DType dtype, int64_t numel, std::shared_ptr<const void> owner);
 
   // --- forward ops ----------------------------------------------------------------------------------
   // y[m, n] = x[m, k] · w[n, k]^T (+ bias[n] if bias != nullptr), plus the old y when `accumulate`.
