@@ -1,0 +1,290 @@
+// Elementwise and row kernels of the CUDA backend: bf16 rounding, the GEMM epilogue, RmsNorm, RoPE,
+// SiluMul, Add, SwapMiddleAxes, Softmax, SigmoidScaleRows, GatherRows, ScatterAddRows, EmbedRows.
+//
+// Where the CPU reference (cpu_backend.cc, built for baseline x86-64: no FMA) evaluates an expression of
+// separately rounded products and sums, the kernels spell it with __fmul_rn / __fadd_rn so that nvcc
+// does not contract it into an FMA: RoPE, Add, ScatterAddRows and the GEMM epilogue are then bit-identical
+// to the CPU. Reductions (RmsNorm, Softmax) differ from it only by summation order; exp-based ops by the
+// exp implementation (CUDA expf, <= 2 ulp, against the CPU's polynomial).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "qforge/numerics/half.h"
+#include "qforge/runtime/cuda/cuda_kernels.h"
+#include "qforge/runtime/cuda/kernel_common.cuh"
+
+namespace qforge::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void RoundBf16Kernel(float* x, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    x[i] = RoundOut(x[i], true);
+  }
+}
+
+__global__ void F32ToBf16Kernel(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    y[i] = F32ToBf16Rne(x[i]);
+  }
+}
+
+// Rows r < m stride gridDim.y, columns j < n stride the x grid: the shape of every [rows, cols] kernel here.
+#define QF_FOR_ROWS_COLS(m, n)                                                 \
+  for (int64_t r = blockIdx.y; r < (m); r += gridDim.y)                        \
+    for (int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; j < (n); \
+         j += int64_t{gridDim.x} * blockDim.x)
+
+dim3 RowsColsGrid(int64_t rows, int64_t cols) {
+  int64_t gx = (cols + kThreads - 1) / kThreads;
+  if (gx > 4096) gx = 4096;
+  if (gx < 1) gx = 1;
+  return dim3(static_cast<unsigned>(gx), GridRows(rows));
+}
+
+__global__ void BiasRoundKernel(float* y, const float* bias, int64_t m, int64_t n, int64_t ldy, bool round_bf16) {
+  QF_FOR_ROWS_COLS(m, n) {
+    float v = y[r * ldy + j];
+    if (bias != nullptr) v = __fadd_rn(v, bias[j]);
+    y[r * ldy + j] = RoundOut(v, round_bf16);
+  }
+}
+
+// One block per row: y = weight * (x * (1 / sqrt(mean(x^2) + eps))), the CPU's order of operations.
+__global__ void RmsNormKernel(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps,
+                              bool round_bf16) {
+  __shared__ float scratch[33];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * dim;
+    float* yr = y + r * dim;
+    float ss = 0.f;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) ss = fmaf(xr[j], xr[j], ss);
+    ss = BlockReduce(ss, SumOp{}, 0.f, scratch);
+    const float inv = 1.f / sqrtf(ss / static_cast<float>(dim) + eps);
+    // In place (y == x) is safe: each thread rewrites only the elements it read.
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+      yr[j] = RoundOut(__fmul_rn(weight[j], __fmul_rn(xr[j], inv)), round_bf16);
+    }
+  }
+}
+
+// One thread per rotated pair (row of [rows*seq], i < half).
+__global__ void RopeKernel(float* x, int64_t pairs, int64_t seq, int64_t half, const float* cos, const float* sin,
+                           bool round_bf16) {
+  for (int64_t p = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; p < pairs; p += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t rs = p / half, i = p - rs * half;
+    const int64_t pos = rs % seq;
+    float* v = x + rs * 2 * half;
+    const float a = v[i], b = v[i + half];
+    const float c = cos[pos * half + i], s = sin[pos * half + i];
+    v[i] = RoundOut(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)), round_bf16);
+    v[i + half] = RoundOut(__fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)), round_bf16);
+  }
+}
+
+__global__ void SiluMulKernel(const float* gate, const float* up, float* out, int64_t n, bool round_bf16) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const float g = gate[i];
+    out[i] = RoundOut(__fmul_rn(g / __fadd_rn(1.f, expf(-g)), up[i]), round_bf16);
+  }
+}
+
+__global__ void AddKernel(float* y, const float* x, int64_t n, bool round_bf16) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    y[i] = RoundOut(__fadd_rn(y[i], x[i]), round_bf16);
+  }
+}
+
+// x [a, b, c, d] -> y [a, c, b, d], one thread per output element of T (float, or float4 when d % 4 == 0).
+template <typename T>
+__global__ void SwapMiddleAxesKernel(const T* x, T* y, int64_t a, int64_t b, int64_t c, int64_t d, bool round_bf16) {
+  const int64_t n = a * b * c * d;
+  for (int64_t o = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; o < n; o += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t e = o % d;
+    int64_t rest = o / d;
+    const int64_t j = rest % b;
+    rest /= b;
+    const int64_t l = rest % c;
+    const int64_t i = rest / c;
+    T v = x[((i * b + j) * c + l) * d + e];
+    if constexpr (sizeof(T) == sizeof(float4)) {
+      v.x = RoundOut(v.x, round_bf16);
+      v.y = RoundOut(v.y, round_bf16);
+      v.z = RoundOut(v.z, round_bf16);
+      v.w = RoundOut(v.w, round_bf16);
+    } else {
+      v = RoundOut(v, round_bf16);
+    }
+    y[o] = v;
+  }
+}
+
+// One block per row: max, then exp(x - max) summed, then times 1 / sum (the CPU's SoftmaxRow).
+__global__ void SoftmaxKernel(float* x, int64_t rows, int64_t cols, bool round_bf16) {
+  __shared__ float scratch[33];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    float* xr = x + r * cols;
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) mx = fmaxf(mx, xr[j]);
+    mx = BlockReduce(mx, MaxOp{}, -INFINITY, scratch);
+    float sum = 0.f;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      const float e = expf(xr[j] - mx);
+      xr[j] = e;
+      sum += e;
+    }
+    sum = BlockReduce(sum, SumOp{}, 0.f, scratch);
+    const float inv = 1.f / sum;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) xr[j] = RoundOut(__fmul_rn(xr[j], inv), round_bf16);
+  }
+}
+
+__global__ void SigmoidScaleRowsKernel(float* x, const float* gate_logits, int64_t rows, int64_t cols,
+                                       bool round_bf16) {
+  QF_FOR_ROWS_COLS(rows, cols) {
+    const float g = 1.f / __fadd_rn(1.f, expf(-gate_logits[r]));
+    x[r * cols + j] = RoundOut(__fmul_rn(x[r * cols + j], g), round_bf16);
+  }
+}
+
+__global__ void GatherRowsKernel(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim,
+                                 bool round_bf16) {
+  QF_FOR_ROWS_COLS(rows, dim) {
+    out[r * dim + j] = RoundOut(x[static_cast<int64_t>(rows_idx[r]) * dim + j], round_bf16);
+  }
+}
+
+// Rows of rows_idx are distinct within a call (the contract), so no two threads touch one element.
+__global__ void ScatterAddRowsKernel(const float* x, const int32_t* rows_idx, const float* row_weights, float* y,
+                                     int64_t rows, int64_t dim, bool round_bf16) {
+  QF_FOR_ROWS_COLS(rows, dim) {
+    float* yv = y + static_cast<int64_t>(rows_idx[r]) * dim + j;
+    *yv = RoundOut(__fadd_rn(*yv, __fmul_rn(row_weights[r], x[r * dim + j])), round_bf16);
+  }
+}
+
+__global__ void EmbedRowsKernel(const void* table, int kind, const int32_t* ids, float* out, int64_t rows,
+                                int64_t dim, bool round_bf16) {
+  QF_FOR_ROWS_COLS(rows, dim) {
+    const int64_t src = static_cast<int64_t>(ids[r]) * dim + j;
+    float v;
+    if (kind == kEmbedF32) {
+      v = static_cast<const float*>(table)[src];
+    } else if (kind == kEmbedF16) {
+      v = F16ToF32(static_cast<const uint16_t*>(table)[src]);
+    } else {
+      v = Bf16ToF32(static_cast<const uint16_t*>(table)[src]);
+    }
+    out[r * dim + j] = RoundOut(v, round_bf16);
+  }
+}
+
+#undef QF_FOR_ROWS_COLS
+
+}  // namespace
+
+cudaError_t ProbeKernelImage() {
+  cudaFuncAttributes attr;
+  return cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&RoundBf16Kernel));
+}
+
+cudaError_t LaunchRoundBf16(float* x, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  RoundBf16Kernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(x, n);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchF32ToBf16(const float* x, uint16_t* y, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  F32ToBf16Kernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(x, y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchBiasRound(float* y, const float* bias, int64_t m, int64_t n, int64_t ldy, bool round_bf16,
+                            cudaStream_t stream) {
+  if (m <= 0 || n <= 0 || (bias == nullptr && !round_bf16)) return cudaSuccess;
+  BiasRoundKernel<<<RowsColsGrid(m, n), kThreads, 0, stream>>>(y, bias, m, n, ldy, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchRmsNorm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps,
+                          bool round_bf16, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0) return cudaSuccess;
+  RmsNormKernel<<<RowBlocks(rows), RowThreads(dim), 0, stream>>>(x, weight, y, rows, dim, eps, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchRope(float* x, int64_t rows, int64_t seq, int64_t head_dim, const float* cos, const float* sin,
+                       bool round_bf16, cudaStream_t stream) {
+  const int64_t half = head_dim / 2, pairs = rows * seq * half;
+  if (pairs <= 0) return cudaSuccess;
+  RopeKernel<<<GridFor(pairs, kThreads), kThreads, 0, stream>>>(x, pairs, seq, half, cos, sin, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSiluMul(const float* gate, const float* up, float* out, int64_t n, bool round_bf16,
+                          cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  SiluMulKernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(gate, up, out, n, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAdd(float* y, const float* x, int64_t n, bool round_bf16, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  AddKernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(y, x, n, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d,
+                                 bool round_bf16, cudaStream_t stream) {
+  const int64_t n = a * b * c * d;
+  if (n <= 0) return cudaSuccess;
+  const bool vec = d % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  if (vec) {
+    SwapMiddleAxesKernel<float4><<<GridFor(n / 4, kThreads), kThreads, 0, stream>>>(
+        reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y), a, b, c, d / 4, round_bf16);
+  } else {
+    SwapMiddleAxesKernel<float><<<GridFor(n, kThreads), kThreads, 0, stream>>>(x, y, a, b, c, d, round_bf16);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSoftmax(float* x, int64_t rows, int64_t cols, bool round_bf16, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return cudaSuccess;
+  SoftmaxKernel<<<RowBlocks(rows), RowThreads(cols), 0, stream>>>(x, rows, cols, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSigmoidScaleRows(float* x, const float* gate_logits, int64_t rows, int64_t cols, bool round_bf16,
+                                   cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return cudaSuccess;
+  SigmoidScaleRowsKernel<<<RowsColsGrid(rows, cols), kThreads, 0, stream>>>(x, gate_logits, rows, cols, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchGatherRows(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim,
+                             bool round_bf16, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0) return cudaSuccess;
+  GatherRowsKernel<<<RowsColsGrid(rows, dim), kThreads, 0, stream>>>(x, rows_idx, out, rows, dim, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y,
+                                 int64_t rows, int64_t dim, bool round_bf16, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0) return cudaSuccess;
+  ScatterAddRowsKernel<<<RowsColsGrid(rows, dim), kThreads, 0, stream>>>(x, rows_idx, row_weights, y, rows, dim,
+                                                                         round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchEmbedRows(const void* table, int table_kind, const int32_t* ids, float* out, int64_t rows,
+                            int64_t dim, bool round_bf16, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0) return cudaSuccess;
+  EmbedRowsKernel<<<RowsColsGrid(rows, dim), kThreads, 0, stream>>>(table, table_kind, ids, out, rows, dim,
+                                                                    round_bf16);
+  return cudaGetLastError();
+}
+
+}  // namespace qforge::cuda
