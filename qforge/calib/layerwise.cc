@@ -44,7 +44,8 @@ std::vector<LayerMode> LayerModesForStep(int num_layers, int step, bool have_col
 // ---------------------------------------------------------------------------------------------------------
 // Fake quantization hooks (get_qdq_activations_from_prev_layer = true).
 
-std::vector<std::pair<int, Tensor>> SetFakeQuantLayerWeights(Model& model, const QuantState& state, int layer) {
+std::vector<std::pair<int, Tensor>> SetFakeQuantLayerWeights(Model& model, const QuantState& state, int layer,
+                                                             const HostQuantKernels* kernels) {
   std::vector<std::pair<int, Tensor>> previous;
   for (int m : model.linear_modules()) {
     if (model.modules()[static_cast<size_t>(m)].layer != layer) continue;
@@ -53,7 +54,8 @@ std::vector<std::pair<int, Tensor>> SetFakeQuantLayerWeights(Model& model, const
     QF_CHECK(!q->sequential(), "quantizer '{}': sequential weight quantizers are not supported", q->slot.name);
     Tensor w = model.LinearWeight(m);
     Tensor out = Tensor::Zeros(DType::kF32, w.shape());
-    FakeQuant(q->spec(), w.span<float>(), w.shape(), q->amax, out.mutable_span<float>(), q->global_amax, q->slot.name);
+    FakeQuant(q->spec(), w.span<float>(), w.shape(), q->amax, out.mutable_span<float>(), q->global_amax, q->slot.name,
+              kernels);
     previous.emplace_back(m, std::move(w));
     model.SetLinearWeight(m, std::move(out));
   }
@@ -210,7 +212,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
 
   // Weights of the modules outside the decoder layers (lm_head) first: errors about unsupported weight
   // quantizers come before any work, as in MaxCalibrate.
-  CalibrateWeightAmax(model, state, -1);
+  CalibrateWeightAmax(model, state, -1, be.host_kernels());
 
   int start = 0;
   std::optional<DirectoryLock> lock;  // one run per checkpoint directory, held to the end
@@ -296,7 +298,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     }
     fm.LoadLayer(l);
     Timer tw;
-    CalibrateWeightAmax(model, state, l);
+    CalibrateWeightAmax(model, state, l, be.host_kernels());
     mr.weight_amax_seconds += tw.Seconds();
 
     Timer tf;
@@ -323,7 +325,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
 
     if (want_next && lo.qdq_from_prev) {
       Timer tq;
-      auto previous = SetFakeQuantLayerWeights(model, state, l);
+      auto previous = SetFakeQuantLayerWeights(model, state, l, be.host_kernels());
       FakeQuantHooks fq = FakeQuantHooks::FromState(model, state);
       for (int64_t b = 0; b < inputs.size(); ++b) {
         HiddenStates h = inputs.Get(b);
@@ -411,7 +413,7 @@ MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, c
            "checkpoint '{}' was written for another model (fingerprint {} there, {} for '{}')", dir.string(),
            m->model_fingerprint, fp, model.dir().string());
   MaxCalibReport report;
-  CalibrateWeightAmax(model, state, -1);
+  CalibrateWeightAmax(model, state, -1, fm.backend().host_kernels());
   fm.ResetRowsSeen();
   for (int l = 0; l < L; ++l) {
     const fs::path ld = LayerDir(dir, l);

@@ -78,7 +78,8 @@ MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, c
 // Replaces the weights of decoder layer `layer`'s Linears with their fake-quantized values (enabled weight
 // quantizers, calibrated amax / global amax). Returns the weights it replaced (module, f32 weight), for
 // RestoreLayerWeights, which puts them back as overrides (`as_overrides`) or restores the checkpoint's.
-std::vector<std::pair<int, Tensor>> SetFakeQuantLayerWeights(Model& model, const QuantState& state, int layer);
+std::vector<std::pair<int, Tensor>> SetFakeQuantLayerWeights(Model& model, const QuantState& state, int layer,
+                                                             const HostQuantKernels* kernels = nullptr);
 void RestoreLayerWeights(Model& model, std::vector<std::pair<int, Tensor>> previous, bool as_overrides);
 
 }  // namespace qforge

@@ -14,7 +14,8 @@
 
 namespace qforge {
 
-void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer) {
+void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer,
+                         const HostQuantKernels* kernels) {
   const auto& modules = model.modules();
   for (auto& q : state.quantizers()) {
     if (q.role != QuantizerRole::kWeight || !q.enabled()) continue;
@@ -29,7 +30,7 @@ void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> lay
     if (!q.NeedsCalibration() && !q.attrs().IsConstantAmax()) continue;  // MX / dynamic: no amax
     const QuantSpec spec = q.spec();
     const Tensor w = model.LinearWeight(q.module);
-    std::vector<float> amax = ComputeAmax(spec, w.span<float>(), w.shape(), q.slot.name);
+    std::vector<float> amax = ComputeAmax(spec, w.span<float>(), w.shape(), q.slot.name, kernels);
     auto shape = AmaxShape(spec, w.shape());
     q.amax.clear();
     q.has_amax = false;
@@ -175,7 +176,7 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
   Model& model = fm.model();
   MaxCalibReport report;
   Timer t;
-  CalibrateWeightAmax(model, state);
+  CalibrateWeightAmax(model, state, std::nullopt, fm.backend().host_kernels());
   report.weight_amax_seconds = t.Seconds();
 
   bool needs_forward = false;

@@ -45,7 +45,9 @@ struct MaxCalibReport {
 // Weight amax of every enabled weight quantizer that needs calibration (weight_only_quantize), from the
 // model's current weights. Layer weights are loaded as needed. With `layer`, only the quantizers of that
 // decoder layer (-1: the modules outside the decoder layers) — layerwise calibration.
-void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer = std::nullopt);
+// `kernels`: the host SIMD kernels (Backend::host_kernels(); nullptr: scalar reference, same values).
+void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer = std::nullopt,
+                         const HostQuantKernels* kernels = nullptr);
 
 // Forward hooks that fold max|x| into the amax of every calibrating activation quantizer (inputs, outputs,
 // q/k/v bmm). Activations are not modified (ModelOpt calibrates on unquantized activations). The amax is

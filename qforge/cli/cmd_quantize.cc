@@ -165,6 +165,7 @@ int RunQuantize(const QuantizeArgs& a) {
   eo.max_shard_bytes = static_cast<uint64_t>(a.max_shard_gb * (1ull << 30));
   eo.show_progress = !a.no_progress;
   eo.replace = replace;
+  eo.kernels = DefaultCpuBackend().host_kernels();  // packing runs on the host
   const HfExportReport er = ExportHfCheckpoint(*model, state, a.export_dir, eo);
 
   std::printf("\n== qforge quantize summary ==\n");

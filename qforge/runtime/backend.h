@@ -38,6 +38,7 @@
 namespace qforge {
 
 class Backend;
+class HostQuantKernels;  // numerics/quant_kernels.h
 
 enum class Device : uint8_t { kCpu, kCuda };
 enum class ComputeDType : uint8_t { kF32, kBF16 };
@@ -138,6 +139,10 @@ class Backend {
   // checkpoint): a device backend copies the stored bytes and converts on the device (half the bytes of
   // an f32 upload for a bf16 checkpoint, no host conversion); the default converts on the host.
   virtual Buffer UploadWeightStored(const void* host, DType dtype, int64_t numel, std::shared_ptr<const void> owner);
+
+  // The SIMD host kernels for quantization work on host arrays (weight amax and weight fake quant on the
+  // host, export packing), or nullptr (the scalar references). Every backend runs its host side on the CPU.
+  virtual const HostQuantKernels* host_kernels() const { return nullptr; }
 
   // --- forward ops ----------------------------------------------------------------------------------
   // y[m, n] = x[m, k] · w[n, k]^T (+ bias[n] if bias != nullptr), plus the old y when `accumulate`.

@@ -1,5 +1,6 @@
 // CPU backend: OpenBLAS sgemm for matrix products, OpenMP loops for the rest.
 #include "qforge/runtime/cpu/cpu_backend.h"
+#include "qforge/runtime/cpu/quant_kernels.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -449,6 +450,8 @@ std::pair<int64_t, int64_t> CpuBackend::MemoryInfo() const {
   const long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
   return {static_cast<int64_t>(avail) * size, static_cast<int64_t>(pages) * size};
 }
+
+const HostQuantKernels* CpuBackend::host_kernels() const { return &cpu::HostKernels(); }
 
 Backend& DefaultCpuBackend() {
   static CpuBackend backend;

@@ -22,6 +22,7 @@ class CpuBackend final : public Backend {
   void Copy(void* dst, const void* src, int64_t bytes) override;
   void Zero(void* dst, int64_t bytes) override;
   std::pair<int64_t, int64_t> MemoryInfo() const override;
+  const HostQuantKernels* host_kernels() const override;
   void Gemm(const float* x, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
             bool accumulate, int64_t ldy = 0) override;
   void RmsNorm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps) override;
