@@ -26,6 +26,10 @@ std::vector<BackendParam> DeviceBackendParams() {
   return out;
 }
 
+void PrintTo(const BackendParam& p, std::ostream* os) {
+  *os << (p.name.empty() ? std::string("none") : p.name) << " " << ComputeDTypeName(p.dtype);
+}
+
 std::string ParamName(const ::testing::TestParamInfo<BackendParam>& info) {
   if (info.param.name.empty()) return "none";
   std::string s;

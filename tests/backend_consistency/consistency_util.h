@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <ostream>
 #include <span>
 #include <string>
 #include <string_view>
@@ -28,6 +29,9 @@ struct BackendParam {
   std::string name;     // "cuda:0"; empty: no device backend (the tests skip)
   ComputeDType dtype = ComputeDType::kF32;
 };
+
+// gtest's name for a parameter in messages: "cuda:0 bf16".
+void PrintTo(const BackendParam& p, std::ostream* os);
 
 // Every device backend of AvailableBackends() (all but "cpu") in f32 and bf16, or the single skipping
 // parameter when there is none.

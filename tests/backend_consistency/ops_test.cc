@@ -130,6 +130,15 @@ TEST_P(DeviceBackendTest, SiluMulAddSigmoidScale) {
     Buffer dg2 = ToDevice(be, gate);
     be.Add(du.as<float>(), dg2.as<float>(), n);
     EXPECT_TRUE(BitExact("Add", FromDevice<float>(be, du), sum));
+
+    // Pointers that are not 16-byte aligned take the scalar path: the same results.
+    Buffer og = be.Alloc((n + 1) * 4), ou = be.Alloc((n + 1) * 4), oo = be.Alloc((n + 1) * 4);
+    be.Upload(og.as<float>() + 1, gate.data(), n * 4);
+    be.Upload(ou.as<float>() + 1, up.data(), n * 4);
+    be.SiluMul(og.as<float>() + 1, ou.as<float>() + 1, oo.as<float>() + 1, n);
+    EXPECT_TRUE(BitExact("SiluMul unaligned", FromDevice<float>(be, oo.as<float>() + 1, n), FromDevice<float>(be, dout)));
+    be.Add(ou.as<float>() + 1, og.as<float>() + 1, n);
+    EXPECT_TRUE(BitExact("Add unaligned", FromDevice<float>(be, ou.as<float>() + 1, n), sum));
   }
   for (auto [rows, cols] : {std::pair<int64_t, int64_t>{7, 1}, {7, 300}, {70000, 3}}) {
     SCOPED_TRACE(::testing::Message() << "rows " << rows << " cols " << cols);

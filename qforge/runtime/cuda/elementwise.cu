@@ -19,15 +19,69 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void RoundBf16Kernel(float* x, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    x[i] = RoundOut(x[i], true);
+// The streaming ops (one pass over 1-3 arrays) as functors over one element, run by Map kernels that move
+// float4 where every pointer is 16-byte aligned (a scalar kernel takes the n % 4 tail): a thread per
+// element with scalar accesses reaches only about half of the memory bandwidth.
+struct RoundOp {
+  __device__ float operator()(float x, float) const { return RoundOut(x, true); }
+};
+struct SiluMulOp {
+  bool round_bf16;
+  __device__ float operator()(float g, float u) const {
+    return RoundOut(__fmul_rn(g / __fadd_rn(1.f, expf(-g)), u), round_bf16);
   }
+};
+struct AddOp {
+  bool round_bf16;
+  __device__ float operator()(float y, float x) const { return RoundOut(__fadd_rn(y, x), round_bf16); }
+};
+
+// out[i] = op(a[i], b[i]); b may be null for unary ops (read as 0). out may equal a or b.
+template <typename Op>
+__global__ void MapKernel(const float* a, const float* b, float* out, int64_t n, Op op) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    out[i] = op(a[i], b != nullptr ? b[i] : 0.f);
+  }
+}
+
+template <typename Op>
+__global__ void Map4Kernel(const float4* a, const float4* b, float4* out, int64_t n4, Op op) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n4; i += int64_t{gridDim.x} * blockDim.x) {
+    const float4 x = a[i];
+    const float4 y = b != nullptr ? b[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+    out[i] = make_float4(op(x.x, y.x), op(x.y, y.y), op(x.z, y.z), op(x.w, y.w));
+  }
+}
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename Op>
+cudaError_t LaunchMap(const float* a, const float* b, float* out, int64_t n, Op op, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  int64_t done = 0;
+  if (Aligned16(a) && Aligned16(b) && Aligned16(out) && n >= 4) {
+    const int64_t n4 = n / 4;
+    Map4Kernel<<<GridFor(n4, kThreads), kThreads, 0, stream>>>(
+        reinterpret_cast<const float4*>(a), reinterpret_cast<const float4*>(b), reinterpret_cast<float4*>(out), n4, op);
+    done = n4 * 4;
+  }
+  if (done < n) {
+    MapKernel<<<GridFor(n - done, kThreads), kThreads, 0, stream>>>(a + done, b != nullptr ? b + done : nullptr,
+                                                                   out + done, n - done, op);
+  }
+  return cudaGetLastError();
 }
 
 __global__ void F32ToBf16Kernel(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     y[i] = F32ToBf16Rne(x[i]);
+  }
+}
+
+__global__ void F32ToBf16Kernel4(const float4* x, ushort4* y, int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n4; i += int64_t{gridDim.x} * blockDim.x) {
+    const float4 v = x[i];
+    y[i] = make_ushort4(F32ToBf16Rne(v.x), F32ToBf16Rne(v.y), F32ToBf16Rne(v.z), F32ToBf16Rne(v.w));
   }
 }
 
@@ -49,6 +103,19 @@ __global__ void BiasRoundKernel(float* y, const float* bias, int64_t m, int64_t 
     float v = y[r * ldy + j];
     if (bias != nullptr) v = __fadd_rn(v, bias[j]);
     y[r * ldy + j] = RoundOut(v, round_bf16);
+  }
+}
+
+// BiasRoundKernel on float4 columns (n, ldy multiples of 4; y, bias 16-byte aligned): n4 = n / 4, ldy4.
+__global__ void BiasRound4Kernel(float4* y, const float4* bias, int64_t m, int64_t n4, int64_t ldy4, bool round_bf16) {
+  QF_FOR_ROWS_COLS(m, n4) {
+    float4 v = y[r * ldy4 + j];
+    if (bias != nullptr) {
+      const float4 b = bias[j];
+      v = make_float4(__fadd_rn(v.x, b.x), __fadd_rn(v.y, b.y), __fadd_rn(v.z, b.z), __fadd_rn(v.w, b.w));
+    }
+    y[r * ldy4 + j] = make_float4(RoundOut(v.x, round_bf16), RoundOut(v.y, round_bf16), RoundOut(v.z, round_bf16),
+                                  RoundOut(v.w, round_bf16));
   }
 }
 
@@ -81,19 +148,6 @@ __global__ void RopeKernel(float* x, int64_t pairs, int64_t seq, int64_t half, c
     const float c = cos[pos * half + i], s = sin[pos * half + i];
     v[i] = RoundOut(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)), round_bf16);
     v[i + half] = RoundOut(__fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)), round_bf16);
-  }
-}
-
-__global__ void SiluMulKernel(const float* gate, const float* up, float* out, int64_t n, bool round_bf16) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const float g = gate[i];
-    out[i] = RoundOut(__fmul_rn(g / __fadd_rn(1.f, expf(-g)), up[i]), round_bf16);
-  }
-}
-
-__global__ void AddKernel(float* y, const float* x, int64_t n, bool round_bf16) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    y[i] = RoundOut(__fadd_rn(y[i], x[i]), round_bf16);
   }
 }
 
@@ -187,25 +241,35 @@ __global__ void EmbedRowsKernel(const void* table, int kind, const int32_t* ids,
 
 cudaError_t ProbeKernelImage() {
   cudaFuncAttributes attr;
-  return cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&RoundBf16Kernel));
+  return cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&F32ToBf16Kernel));
 }
 
 cudaError_t LaunchRoundBf16(float* x, int64_t n, cudaStream_t stream) {
-  if (n <= 0) return cudaSuccess;
-  RoundBf16Kernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(x, n);
-  return cudaGetLastError();
+  return LaunchMap(x, nullptr, x, n, RoundOp{}, stream);
 }
 
 cudaError_t LaunchF32ToBf16(const float* x, uint16_t* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  F32ToBf16Kernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(x, y, n);
+  int64_t done = 0;
+  if (Aligned16(x) && reinterpret_cast<uintptr_t>(y) % 8 == 0 && n >= 4) {
+    const int64_t n4 = n / 4;
+    F32ToBf16Kernel4<<<GridFor(n4, kThreads), kThreads, 0, stream>>>(reinterpret_cast<const float4*>(x),
+                                                                      reinterpret_cast<ushort4*>(y), n4);
+    done = n4 * 4;
+  }
+  if (done < n) F32ToBf16Kernel<<<GridFor(n - done, kThreads), kThreads, 0, stream>>>(x + done, y + done, n - done);
   return cudaGetLastError();
 }
 
 cudaError_t LaunchBiasRound(float* y, const float* bias, int64_t m, int64_t n, int64_t ldy, bool round_bf16,
                             cudaStream_t stream) {
   if (m <= 0 || n <= 0 || (bias == nullptr && !round_bf16)) return cudaSuccess;
-  BiasRoundKernel<<<RowsColsGrid(m, n), kThreads, 0, stream>>>(y, bias, m, n, ldy, round_bf16);
+  if (n % 4 == 0 && ldy % 4 == 0 && Aligned16(y) && Aligned16(bias)) {
+    BiasRound4Kernel<<<RowsColsGrid(m, n / 4), kThreads, 0, stream>>>(
+        reinterpret_cast<float4*>(y), reinterpret_cast<const float4*>(bias), m, n / 4, ldy / 4, round_bf16);
+  } else {
+    BiasRoundKernel<<<RowsColsGrid(m, n), kThreads, 0, stream>>>(y, bias, m, n, ldy, round_bf16);
+  }
   return cudaGetLastError();
 }
 
@@ -226,22 +290,18 @@ cudaError_t LaunchRope(float* x, int64_t rows, int64_t seq, int64_t head_dim, co
 
 cudaError_t LaunchSiluMul(const float* gate, const float* up, float* out, int64_t n, bool round_bf16,
                           cudaStream_t stream) {
-  if (n <= 0) return cudaSuccess;
-  SiluMulKernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(gate, up, out, n, round_bf16);
-  return cudaGetLastError();
+  return LaunchMap(gate, up, out, n, SiluMulOp{round_bf16}, stream);
 }
 
 cudaError_t LaunchAdd(float* y, const float* x, int64_t n, bool round_bf16, cudaStream_t stream) {
-  if (n <= 0) return cudaSuccess;
-  AddKernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(y, x, n, round_bf16);
-  return cudaGetLastError();
+  return LaunchMap(y, x, y, n, AddOp{round_bf16}, stream);
 }
 
 cudaError_t LaunchSwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d,
                                  bool round_bf16, cudaStream_t stream) {
   const int64_t n = a * b * c * d;
   if (n <= 0) return cudaSuccess;
-  const bool vec = d % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  const bool vec = d % 4 == 0 && Aligned16(x) && Aligned16(y);
   if (vec) {
     SwapMiddleAxesKernel<float4><<<GridFor(n / 4, kThreads), kThreads, 0, stream>>>(
         reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y), a, b, c, d / 4, round_bf16);
