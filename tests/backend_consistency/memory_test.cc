@@ -3,6 +3,7 @@
 // out-of-memory and factory errors. Each test that checks statistics creates its own backend.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -124,6 +125,40 @@ TEST_P(DeviceBackendTest, UploadWeightStoresTheComputeDtype) {
       EXPECT_TRUE(std::memcmp(got.data(), w.data(), static_cast<size_t>(n) * 4) == 0);
     }
   }
+}
+
+TEST_P(DeviceBackendTest, UploadWeightStoredConvertsOnTheDevice) {
+  auto be = CreateBackend(GetParam().name, GetParam().dtype);
+  // One odd size and one spanning two staging chunks of 2-byte values.
+  for (int64_t n : {int64_t{1000003}, int64_t{20} << 20}) {
+    const auto w = RandomFloats(static_cast<size_t>(n), 41, -3.f, 3.f);
+    std::vector<uint16_t> f16(w.size()), b16(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      f16[i] = F32ToF16Rne(w[i]);
+      b16[i] = F32ToBf16Rne(w[i]);
+    }
+    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+      SCOPED_TRACE(::testing::Message() << n << " weights stored as " << DTypeName(dt));
+      const void* host = dt == DType::kF32 ? static_cast<const void*>(w.data())
+                                           : (dt == DType::kF16 ? static_cast<const void*>(f16.data()) : b16.data());
+      auto value = [&](size_t i) {  // the stored value, exactly, as f32
+        return dt == DType::kF32 ? w[i] : (dt == DType::kF16 ? F16ToF32(f16[i]) : Bf16ToF32(b16[i]));
+      };
+      const MemoryStats s0 = be->stats();
+      Buffer dw = be->UploadWeightStored(host, dt, n, nullptr);
+      EXPECT_EQ(be->stats().h2d_bytes, s0.h2d_bytes + n * static_cast<int64_t>(DTypeSize(dt))) << "the stored bytes cross";
+      if (bf16()) {
+        ASSERT_EQ(dw.bytes(), n * 2);
+        const auto got = FromDevice<uint16_t>(*be, dw);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], F32ToBf16Rne(value(i))) << "weight " << i;
+      } else {
+        ASSERT_EQ(dw.bytes(), n * 4);
+        const auto got = FromDevice<float>(*be, dw);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(value(i))) << "weight " << i;
+      }
+    }
+  }
+  EXPECT_NE(be->host_kernels(), nullptr);
 }
 
 // Runs without a GPU too: the factory's errors name the problem.

@@ -54,6 +54,10 @@ class CudaBackend final : public Backend {
   void Synchronize() override;
   std::pair<int64_t, int64_t> MemoryInfo() const override;
   Buffer UploadWeight(const float* host, int64_t numel, std::shared_ptr<const void> owner) override;
+  Buffer UploadWeightStored(const void* host, DType dtype, int64_t numel, std::shared_ptr<const void> owner) override;
+  // Host-side quantization work (weight amax, weight fake quant on the host, export packing) runs on this
+  // machine's CPU: the CPU backend's SIMD kernels (bit-identical to the scalar references).
+  const HostQuantKernels* host_kernels() const override { return DefaultCpuBackend().host_kernels(); }
 
   void Gemm(const float* x, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
             bool accumulate, int64_t ldy = 0) override;
@@ -342,6 +346,31 @@ Buffer CudaBackend::UploadWeight(const float* host, int64_t numel, std::shared_p
     const int64_t len = std::min(chunk, numel - off);
     Upload(stage, host + off, len * static_cast<int64_t>(sizeof(float)));
     Check(cuda::LaunchF32ToBf16(stage, w.as<uint16_t>() + off, len, stream_), "UploadWeight (bf16 conversion)");
+  }
+  return w;
+}
+
+// F16 / BF16 checkpoints: the stored 2-byte values cross (counted uploads of kStagingBytes chunks into
+// device scratch) and are converted on the device; a BF16 weight in kBF16 mode is its stored bytes. Other
+// stored dtypes (F8, F64) convert on the host (Backend's default).
+Buffer CudaBackend::UploadWeightStored(const void* host, DType dtype, int64_t numel, std::shared_ptr<const void> owner) {
+  if (dtype == DType::kF32) return UploadWeight(static_cast<const float*>(host), numel, std::move(owner));
+  if (dtype != DType::kF16 && dtype != DType::kBF16) {
+    return Backend::UploadWeightStored(host, dtype, numel, std::move(owner));
+  }
+  if (dtype == DType::kBF16 && round_bf16()) return AllocCopy(host, numel * 2);
+  Buffer w = Alloc(numel * (round_bf16() ? 2 : 4));
+  if (numel == 0) return w;
+  const int kind = dtype == DType::kF16 ? cuda::kEmbedF16 : cuda::kEmbedBf16;
+  const int64_t chunk = static_cast<int64_t>(kStagingBytes / sizeof(uint16_t));
+  auto* stage = static_cast<uint16_t*>(Scratch(std::min(numel, chunk) * 2));
+  const auto* src = static_cast<const uint16_t*>(host);
+  for (int64_t off = 0; off < numel; off += chunk) {
+    const int64_t len = std::min(chunk, numel - off);
+    Upload(stage, src + off, len * 2);
+    float* out_f32 = round_bf16() ? nullptr : w.as<float>() + off;
+    uint16_t* out_bf16 = round_bf16() ? w.as<uint16_t>() + off : nullptr;
+    Check(cuda::LaunchConvertHalf(stage, kind, len, out_f32, out_bf16, stream_), "UploadWeightStored (conversion)");
   }
   return w;
 }

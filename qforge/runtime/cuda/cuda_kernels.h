@@ -54,6 +54,12 @@ enum EmbedTableKind : int { kEmbedF32 = 0, kEmbedF16 = 1, kEmbedBf16 = 2 };
 cudaError_t LaunchEmbedRows(const void* table, int table_kind, const int32_t* ids, float* out, int64_t rows,
                             int64_t dim, bool round_bf16, cudaStream_t stream);
 
+// Stored 16-bit weights (UploadWeightStored) to the compute dtype: x[i] holds F16 or BF16 bits (kind
+// kEmbedF16 / kEmbedBf16), converted exactly to f32 into out_f32[i], or, when out_f32 is null, rounded
+// from that f32 to bf16 bits (RNE) into out_bf16[i]; i < n.
+cudaError_t LaunchConvertHalf(const uint16_t* x, int kind, int64_t n, float* out_f32, uint16_t* out_bf16,
+                              cudaStream_t stream);
+
 // Backend::TopKRouting: one warp per token, the expert probabilities in shared memory. experts <=
 // kMaxRoutingExperts.
 inline constexpr int64_t kMaxRoutingExperts = 8192;

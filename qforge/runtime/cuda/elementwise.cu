@@ -1,5 +1,6 @@
 // Elementwise and row kernels of the CUDA backend: bf16 rounding, the GEMM epilogue, RmsNorm, RoPE,
-// SiluMul, Add, SwapMiddleAxes, Softmax, SigmoidScaleRows, GatherRows, ScatterAddRows, EmbedRows.
+// SiluMul, Add, SwapMiddleAxes, Softmax, SigmoidScaleRows, GatherRows, ScatterAddRows, EmbedRows, and the
+// conversion of stored 16-bit weights.
 //
 // Where the CPU reference (cpu_backend.cc, built for baseline x86-64: no FMA) evaluates an expression of
 // separately rounded products and sums, the kernels spell it with __fmul_rn / __fadd_rn so that nvcc
@@ -235,6 +236,17 @@ __global__ void EmbedRowsKernel(const void* table, int kind, const int32_t* ids,
   }
 }
 
+__global__ void ConvertHalfKernel(const uint16_t* x, int kind, int64_t n, float* out_f32, uint16_t* out_bf16) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const float v = kind == kEmbedF16 ? F16ToF32(x[i]) : Bf16ToF32(x[i]);
+    if (out_f32 != nullptr) {
+      out_f32[i] = v;
+    } else {
+      out_bf16[i] = F32ToBf16Rne(v);
+    }
+  }
+}
+
 #undef QF_FOR_ROWS_COLS
 
 }  // namespace
@@ -336,6 +348,13 @@ cudaError_t LaunchScatterAddRows(const float* x, const int32_t* rows_idx, const 
   if (rows <= 0 || dim <= 0) return cudaSuccess;
   ScatterAddRowsKernel<<<RowsColsGrid(rows, dim), kThreads, 0, stream>>>(x, rows_idx, row_weights, y, rows, dim,
                                                                          round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchConvertHalf(const uint16_t* x, int kind, int64_t n, float* out_f32, uint16_t* out_bf16,
+                              cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  ConvertHalfKernel<<<GridFor(n, kThreads), kThreads, 0, stream>>>(x, kind, n, out_f32, out_bf16);
   return cudaGetLastError();
 }
 
