@@ -24,9 +24,10 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-template <typename T>
-std::vector<T> CopyOut(const Tensor& t) {
-  std::vector<T> v(static_cast<size_t>(t.numel()));
+// The tensor's bytes as a V (std::vector<float> or ByteBuffer) of t.numel() elements.
+template <typename V>
+V CopyOut(const Tensor& t) {
+  V v(static_cast<size_t>(t.numel()));
   if (!v.empty()) std::memcpy(v.data(), t.raw(), t.nbytes());
   return v;
 }
@@ -101,13 +102,13 @@ PackedWeight FromTensors(const Tensor& weight, const Tensor& scale, const Tensor
   } else {
     fail();
   }
-  p.weight = CopyOut<uint8_t>(weight);
+  p.weight = CopyOut<ByteBuffer>(weight);
   p.weight_shape = ws;
   p.scale_shape = scale.shape();
   if (sd == DType::kF32) {
-    p.scale_f32 = CopyOut<float>(scale);
+    p.scale_f32 = CopyOut<std::vector<float>>(scale);
   } else {
-    p.scale_bytes = CopyOut<uint8_t>(scale);
+    p.scale_bytes = CopyOut<ByteBuffer>(scale);
   }
   return p;
 }

@@ -263,7 +263,7 @@ PackedWeight PackInt(PackFormat f, std::span<const float> w, std::span<const int
   p.scale_shape = WithLast(shape, nb);
   p.weight_shape.assign(shape.begin(), shape.end());
   p.weight_shape[shape.size() - 2] = d.out / 2;
-  p.weight.resize(d.numel / 2);
+  p.weight.assign(d.numel / 2, 0);  // zeroed: the two rows of a byte are merged into it one nibble at a time
   for (int64_t r = 0; r < d.rows; ++r) {
     const int64_t l = r / d.out, o = r % d.out;
     for (int64_t c = 0; c < d.in; ++c) {

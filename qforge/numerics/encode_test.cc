@@ -349,7 +349,7 @@ TEST(ExportDiffers, Fp8ExportDoesNotSaturate) {
   // 464 itself is a tie that rounds to 448 (not NaN) in PyTorch's cast.
   in.amax = {448.0f};
   EXPECT_EQ(PackWeight(PackFormat::kFp8, std::vector<float>{464.0f, 464.5f}, std::vector<int64_t>{1, 2}, in).weight,
-            (std::vector<uint8_t>{0x7E, 0x7F}));
+            (ByteBuffer{0x7E, 0x7F}));
 }
 
 TEST(ExportDiffers, Fp8Int8Int4ScaleArithmeticDiffersByUlps) {

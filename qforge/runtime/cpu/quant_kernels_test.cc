@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include "hwy/targets.h"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -304,6 +306,89 @@ TEST(QuantKernels, PackingMatchesReferenceEncoders) {
   // ...while a non-finite weight makes the kernel decline.
   probe[40] = kInf;
   EXPECT_FALSE(EncodeFp8Fast(probe, scales, static_cast<int64_t>(probe.size()), codes));
+}
+
+// Runs `body` once per SIMD target compiled into the kernels and supported by this CPU (AVX-512, AVX2,
+// SSE4, SSSE3, scalar, ...), so every target's code is checked, not only the one dispatch picks.
+template <typename F>
+void ForEachTarget(F&& body) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    body(hwy::TargetName(target));
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+// Blocks of 16 whose first element is the block max m * 6 with weight_scale_2 = 1, so that the block
+// scale is m and w / denominator is exactly the probe value: every E2M1 rounding decision (values, ties
+// and their fp32 neighbours), scaled by powers of two, plus zero, tiny, clamped and saturating blocks.
+std::vector<float> Nvfp4Probe() {
+  std::vector<float> e2m1;
+  for (float v : GridProbe(Format::kE2M1))
+    if (std::fabs(v) <= 6.0f) e2m1.push_back(v);  // NaN and the beyond-max probes drop out here
+  std::vector<float> w;
+  for (float m : {1.0f, 0.5f, 4.0f, 0x1p-6f, 448.0f}) {
+    for (size_t i = 0; i < e2m1.size(); i += 15) {
+      w.push_back(6.0f * m);
+      for (size_t k = i; k < i + 15; ++k) w.push_back(k < e2m1.size() ? e2m1[k] * m : 0.0f);
+    }
+  }
+  for (int k = 0; k < 16; ++k) w.push_back(0.0f);                       // zero block: scale 1
+  for (int k = 0; k < 16; ++k) w.push_back(k % 2 ? -0.0f : 1e-30f);     // tiny block: scale clamped to 2^-9
+  for (int k = 0; k < 16; ++k) w.push_back(k % 2 ? 3e4f : -1e3f * k);   // scale clamped to 448: codes saturate
+  return w;
+}
+
+TEST(QuantKernels, PackingKernelsMatchReferenceOnEveryTarget) {
+  auto random = Random(16 * 16 * 300 + 16 * 5, 10);  // several OpenMP chunks and a partial group of blocks
+  random[7] = -0.0f;
+  random[8] = 1e-40f;
+  const std::vector<float> probe = Nvfp4Probe();
+  ForEachTarget([&](const char* target) {
+    // NVFP4: the probe with weight_scale_2 = 1; random weights with a realistic and an extreme ws2 (tiny:
+    // quotients overflow to inf and saturate).
+    for (auto [w, ws2] : {std::pair{probe, 1.0f}, std::pair{random, 0.01f}, std::pair{random, 0x1p-139f},
+                          std::pair{random, 1e30f}}) {
+      const size_t n = w.size();
+      std::vector<uint8_t> fp(n / 2), fs(n / 16), rp(n / 2), rs(n / 16);
+      const int64_t rows = static_cast<int64_t>(n / 16);
+      ASSERT_TRUE(PackNvfp4Fast(w, rows, 16, ws2, fp, fs)) << target;
+      ASSERT_TRUE(PackNvfp4Reference(w, rows, 16, ws2, rp, rs)) << target;
+      for (size_t b = 0; b < n / 16; ++b) ASSERT_EQ(fs[b], rs[b]) << target << " ws2 " << ws2 << " block " << b;
+      for (size_t i = 0; i < n / 2; ++i)
+        ASSERT_EQ(fp[i], rp[i]) << target << " ws2 " << ws2 << " elements " << 2 * i << ": " << w[2 * i] << ", "
+                                << w[2 * i + 1];
+    }
+    for (float bad : {kNaN, kInf, -kInf}) {
+      for (size_t at : {size_t{0}, size_t{16 * 16 * 7 + 5}, random.size() - 1}) {  // first, middle, tail block
+        auto w = random;
+        w[at] = bad;
+        std::vector<uint8_t> p(w.size() / 2), sc(w.size() / 16);
+        EXPECT_FALSE(PackNvfp4Fast(w, static_cast<int64_t>(w.size() / 16), 16, 0.01f, p, sc)) << target << " " << at;
+      }
+    }
+    // FP8: every E4M3 decision at scale 1, random weights with per-group scales from tiny (overflow -> NaN
+    // code) to huge (subnormal codes), and -0.
+    std::vector<float> grid;
+    for (float v : GridProbe(Format::kE4M3))
+      if (std::isfinite(v)) grid.push_back(v);
+    for (float v : {464.0f, 464.5f, -464.5f, 3e38f, -0.0f}) grid.push_back(v);
+    std::vector<uint8_t> fc(grid.size()), rc(grid.size());
+    ASSERT_TRUE(EncodeFp8Fast(grid, std::vector<float>{1.0f}, static_cast<int64_t>(grid.size()), fc)) << target;
+    ASSERT_TRUE(EncodeFp8Reference(grid, std::vector<float>{1.0f}, static_cast<int64_t>(grid.size()), rc));
+    for (size_t i = 0; i < grid.size(); ++i) ASSERT_EQ(fc[i], rc[i]) << target << " " << grid[i];
+    const int64_t group = 16 * 16 * 3 + 7;  // groups straddle vectors and OpenMP chunks
+    std::vector<float> scales;
+    for (int64_t g = 0; g * group < static_cast<int64_t>(random.size()); ++g)
+      scales.push_back(std::ldexp(1.7f, static_cast<int>(g % 60) - 30) * (g % 7 == 0 ? 1e-30f : 1.0f));
+    std::vector<uint8_t> fr(random.size()), rr(random.size());
+    ASSERT_TRUE(EncodeFp8Fast(random, scales, group, fr)) << target;
+    ASSERT_TRUE(EncodeFp8Reference(random, scales, group, rr));
+    for (size_t i = 0; i < random.size(); ++i) ASSERT_EQ(fr[i], rr[i]) << target << " " << random[i];
+    auto bad = random;
+    bad[12345] = kNaN;
+    EXPECT_FALSE(EncodeFp8Fast(bad, scales, group, fr)) << target;
+  });
 }
 
 TEST(QuantKernels, ResultsDoNotDependOnThreadCount) {
