@@ -5,7 +5,11 @@
 // (OpenMP). QDQ ops write N floats back (the same traffic as the memcpy); packing ops write 1/8 to 1/4 of
 // that. The table printed at the end gives GB/s of input bytes (wall clock) and the ratio op / memcpy, and
 // the same per CPU-second of all threads (process CPU time), which stays meaningful on a loaded machine.
-// Usage: quant_kernels_bench [--benchmark_min_time=0.5] [--elements=N]
+// With --benchmark_repetitions=R the table uses the median of the R repetitions of each op (add
+// --benchmark_enable_random_interleaving=true so that a burst of load elsewhere hits ops and the memcpy
+// baseline alike).
+// Usage: quant_kernels_bench [--benchmark_min_time=0.5] [--benchmark_repetitions=5
+//        --benchmark_enable_random_interleaving=true] [--elements=N]
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -113,6 +117,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
       if (r.error_occurred) continue;
+      // Repeated runs: only their median enters the table.
+      if (r.run_type == Run::RT_Aggregate ? r.aggregate_name != "median" : r.repetitions > 1) continue;
       auto it = r.counters.find("bytes_per_second");
       if (it == r.counters.end()) continue;
       const std::string full = r.benchmark_name();

@@ -2,6 +2,8 @@
 // (SSE4, AVX2, AVX-512) and HWY_DYNAMIC_DISPATCH picks the best one at run time.
 #include "qforge/runtime/cpu/quant_kernels.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -348,7 +350,7 @@ HWY_INLINE hn::Vec<DI> Nvfp4Code(DF d, hn::Vec<DF> v) {
   // a < 1: steps of 0.5, the ulp of 2^22, so a + 2^22 rounds (ties to even) and its low bits are 2a.
   const auto small = hn::Sub(hn::BitCast(di, hn::Add(a, hn::Set(d, 0x1p22f))), hn::Set(di, 0x4A800000));
   const auto code = hn::IfThenElse(hn::RebindMask(di, hn::Lt(a, hn::Set(d, 1.0f))), small, big);
-  return hn::Or(code, hn::IfThenElseZero(hn::RebindMask(di, hn::Lt(v, hn::Zero(d))), hn::Set(di, 8)));
+  return hn::IfThenElse(hn::RebindMask(di, hn::Lt(v, hn::Zero(d))), hn::Or(code, hn::Set(di, 8)), code);
 }
 
 // Two vectors of codes (N i32 lanes each, in element order) -> N bytes, element 2k in the low nibble of
@@ -449,6 +451,25 @@ void ParallelChunks(int64_t n, int64_t chunk, F&& f) {
   const int64_t nchunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) if (nchunks > 1)
   for (int64_t c = 0; c < nchunks; ++c) f(c * chunk, std::min(n, (c + 1) * chunk));
+}
+
+// Runs f(begin, end) once per OpenMP thread on one contiguous range of [0, n) each, the boundaries
+// multiples of `align` (so threads never write the same output cache line); one call when n <= chunk.
+// The packing kernels stream their input with software prefetch, which a range split into many chunks
+// would interrupt at every chunk start.
+template <typename F>
+void ParallelRanges(int64_t n, int64_t align, int64_t chunk, F&& f) {
+  if (n <= chunk) {
+    f(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t units = (n + align - 1) / align;
+    const int64_t lo = std::min(n, units * t / nt * align), hi = std::min(n, units * (t + 1) / nt * align);
+    if (lo < hi) f(lo, hi);
+  }
 }
 
 // Group-wise FP8 / INT fake quant: groups are runs of `extent.back()` elements along the last dim.
@@ -582,7 +603,7 @@ bool PackNvfp4Fast(std::span<const float> w, int64_t rows, int64_t cols, float w
   if (cols % 16 != 0 || !(weight_scale_2 >= 0x1p-140f && weight_scale_2 <= FLT_MAX)) return false;
   const int64_t nblk = rows * cols / 16;
   bool ok = true;
-  ParallelChunks(nblk, kChunk / 16, [&](int64_t lo, int64_t hi) {
+  ParallelRanges(nblk, /*align=*/64, kChunk / 16, [&](int64_t lo, int64_t hi) {
     if (!HWY_DYNAMIC_DISPATCH(PackNvfp4Blocks)(w.data() + lo * 16, static_cast<size_t>(hi - lo), weight_scale_2,
                                                packed.data() + lo * 8, scales.data() + lo)) {
 #pragma omp atomic write
@@ -599,7 +620,7 @@ bool EncodeFp8Fast(std::span<const float> w, std::span<const float> scales, int6
   for (float s : scales.first(static_cast<size_t>((static_cast<int64_t>(w.size()) + group - 1) / group)))
     if (!(s > 0.0f && s <= FLT_MAX)) return false;
   bool ok = true;
-  ParallelChunks(static_cast<int64_t>(w.size()), kChunk, [&](int64_t lo, int64_t hi) {
+  ParallelRanges(static_cast<int64_t>(w.size()), /*align=*/64, kChunk, [&](int64_t lo, int64_t hi) {
     int64_t i = lo;
     bool finite = true;
     while (i < hi) {

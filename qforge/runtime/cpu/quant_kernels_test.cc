@@ -404,6 +404,24 @@ TEST(QuantKernels, ResultsDoNotDependOnThreadCount) {
   ASSERT_TRUE(FakeQuantFast(plan, x, std::vector<float>{5.0f}, std::nullopt, many));
   omp_set_num_threads(saved);
   ExpectSame(many, one, x, "threads");
+  // Packing splits the input into one range per thread: any thread count gives the reference bytes
+  // (sizes that are no multiple of the split alignment, and a partial group of blocks at the end).
+  const auto w = Random(16 * 16 * 1000 + 16 * 3 + 16, 11);
+  std::vector<uint8_t> rp(w.size() / 2), rs(w.size() / 16), rc(w.size());
+  const std::vector<float> scales = {0.01f, 0.02f, 0.03f};
+  const int64_t group = static_cast<int64_t>(w.size() + 2) / 3;
+  ASSERT_TRUE(PackNvfp4Reference(w, static_cast<int64_t>(w.size() / 16), 16, 0.01f, rp, rs));
+  ASSERT_TRUE(EncodeFp8Reference(w, scales, group, rc));
+  for (int threads : {1, 2, 3, 7}) {
+    omp_set_num_threads(threads);
+    std::vector<uint8_t> p(w.size() / 2), sc(w.size() / 16), c(w.size());
+    ASSERT_TRUE(PackNvfp4Fast(w, static_cast<int64_t>(w.size() / 16), 16, 0.01f, p, sc));
+    ASSERT_TRUE(EncodeFp8Fast(w, scales, group, c));
+    EXPECT_EQ(p, rp) << threads;
+    EXPECT_EQ(sc, rs) << threads;
+    EXPECT_EQ(c, rc) << threads;
+  }
+  omp_set_num_threads(saved);
 }
 
 }  // namespace
