@@ -444,6 +444,7 @@ HWY_EXPORT(PackNvfp4Blocks);
 namespace {
 
 constexpr int64_t kChunk = 16384;  // elements per OpenMP work item (a multiple of every block size)
+constexpr int64_t kStreamGrain = 65536;  // elements per piece of the packing kernels' streams (256 KiB)
 
 // Runs f(begin, end) over [0, n) in chunks of `chunk`, in parallel when there is more than one chunk.
 template <typename F>
@@ -453,23 +454,15 @@ void ParallelChunks(int64_t n, int64_t chunk, F&& f) {
   for (int64_t c = 0; c < nchunks; ++c) f(c * chunk, std::min(n, (c + 1) * chunk));
 }
 
-// Runs f(begin, end) once per OpenMP thread on one contiguous range of [0, n) each, the boundaries
-// multiples of `align` (so threads never write the same output cache line); one call when n <= chunk.
-// The packing kernels stream their input with software prefetch, which a range split into many chunks
-// would interrupt at every chunk start.
+// Runs f(begin, end) over [0, n) in pieces of `grain` elements handed to the OpenMP threads as they
+// become free (one piece when n <= grain). The packing kernels stream their input with software
+// prefetch: large pieces keep the streams long (the prefetch restarts once per piece), dynamic hand-out
+// keeps both threads busy when another process slows one of them down.
 template <typename F>
-void ParallelRanges(int64_t n, int64_t align, int64_t chunk, F&& f) {
-  if (n <= chunk) {
-    f(int64_t{0}, n);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t units = (n + align - 1) / align;
-    const int64_t lo = std::min(n, units * t / nt * align), hi = std::min(n, units * (t + 1) / nt * align);
-    if (lo < hi) f(lo, hi);
-  }
+void ParallelStreams(int64_t n, int64_t grain, F&& f) {
+  const int64_t pieces = (n + grain - 1) / grain;
+#pragma omp parallel for schedule(dynamic, 1) if (pieces > 1)
+  for (int64_t c = 0; c < pieces; ++c) f(c * grain, std::min(n, (c + 1) * grain));
 }
 
 // Group-wise FP8 / INT fake quant: groups are runs of `extent.back()` elements along the last dim.
@@ -603,7 +596,7 @@ bool PackNvfp4Fast(std::span<const float> w, int64_t rows, int64_t cols, float w
   if (cols % 16 != 0 || !(weight_scale_2 >= 0x1p-140f && weight_scale_2 <= FLT_MAX)) return false;
   const int64_t nblk = rows * cols / 16;
   bool ok = true;
-  ParallelRanges(nblk, /*align=*/64, kChunk / 16, [&](int64_t lo, int64_t hi) {
+  ParallelStreams(nblk, kStreamGrain / 16, [&](int64_t lo, int64_t hi) {
     if (!HWY_DYNAMIC_DISPATCH(PackNvfp4Blocks)(w.data() + lo * 16, static_cast<size_t>(hi - lo), weight_scale_2,
                                                packed.data() + lo * 8, scales.data() + lo)) {
 #pragma omp atomic write
@@ -620,7 +613,7 @@ bool EncodeFp8Fast(std::span<const float> w, std::span<const float> scales, int6
   for (float s : scales.first(static_cast<size_t>((static_cast<int64_t>(w.size()) + group - 1) / group)))
     if (!(s > 0.0f && s <= FLT_MAX)) return false;
   bool ok = true;
-  ParallelRanges(static_cast<int64_t>(w.size()), /*align=*/64, kChunk, [&](int64_t lo, int64_t hi) {
+  ParallelStreams(static_cast<int64_t>(w.size()), kStreamGrain, [&](int64_t lo, int64_t hi) {
     int64_t i = lo;
     bool finite = true;
     while (i < hi) {

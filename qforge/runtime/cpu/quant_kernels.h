@@ -35,15 +35,15 @@ bool AbsMaxFast(std::span<const float> x, bool propagate_nan, float* result);
 
 // NVFP4 packing of [rows, cols] (cols % 16 == 0) with a given weight_scale_2 (encode.h
 // PackNvfp4Reference, PackWeight's dynamic path): packed [rows, cols/2], scales [rows, cols/16] E4M3
-// bytes. One pass over w, one contiguous range per OpenMP thread. Returns false for cols % 16 != 0, for
-// weight_scale_2 outside [2^-140, FLT_MAX] and for non-finite weights (the reference then handles or
-// reports them).
+// bytes. One pass over w, in 256 KiB pieces shared out among the OpenMP threads. Returns false for
+// cols % 16 != 0, for weight_scale_2 outside [2^-140, FLT_MAX] and for non-finite weights (the reference
+// then handles or reports them).
 bool PackNvfp4Fast(std::span<const float> w, int64_t rows, int64_t cols, float weight_scale_2,
                    std::span<uint8_t> packed, std::span<uint8_t> scales);
 
 // codes[i] = e4m3_nonsat(w[i] / scales[i / group]) (PyTorch cast, encode.h EncodeFp8Reference). One
-// pass over w, one contiguous range per OpenMP thread. Returns false for group <= 0, for a scale that is
-// not positive and finite, and when some w[i] is not finite.
+// pass over w, in 256 KiB pieces shared out among the OpenMP threads. Returns false for group <= 0, for a
+// scale that is not positive and finite, and when some w[i] is not finite.
 bool EncodeFp8Fast(std::span<const float> w, std::span<const float> scales, int64_t group,
                    std::span<uint8_t> codes);
 

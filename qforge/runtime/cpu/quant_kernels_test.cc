@@ -404,8 +404,8 @@ TEST(QuantKernels, ResultsDoNotDependOnThreadCount) {
   ASSERT_TRUE(FakeQuantFast(plan, x, std::vector<float>{5.0f}, std::nullopt, many));
   omp_set_num_threads(saved);
   ExpectSame(many, one, x, "threads");
-  // Packing splits the input into one range per thread: any thread count gives the reference bytes
-  // (sizes that are no multiple of the split alignment, and a partial group of blocks at the end).
+  // Packing shares pieces of the input out among the threads: any thread count gives the reference bytes
+  // (a size that is no multiple of the piece size, and a partial group of blocks at the end).
   const auto w = Random(16 * 16 * 1000 + 16 * 3 + 16, 11);
   std::vector<uint8_t> rp(w.size() / 2), rs(w.size() / 16), rc(w.size());
   const std::vector<float> scales = {0.01f, 0.02f, 0.03f};
