@@ -74,7 +74,7 @@ void QdqBench(benchmark::State& state, qforge::PackFormat f) {
   const auto shape = Shape();
   const qforge::QdqPlan plan = qforge::MakeQdqPlan(spec, shape);
   std::vector<float> amax;
-  if (plan.kind != qforge::QdqKind::kMx) amax = qforge::ComputeAmax(spec, x, shape);
+  if (plan.kind != qforge::QdqKind::kMx) amax = qforge::ComputeAmax(spec, x, shape, "x", &qforge::cpu::HostKernels());
   for (auto _ : state) {
     if (!qforge::cpu::FakeQuantFast(plan, x, amax, std::nullopt, y)) state.SkipWithError("fast path declined");
     benchmark::DoNotOptimize(y.data());
@@ -87,15 +87,15 @@ void PackBench(benchmark::State& state, qforge::PackFormat f) {
   SetThreads(state);
   const auto& x = Input();
   const auto shape = Shape();
+  const qforge::HostQuantKernels* kernels = &qforge::cpu::HostKernels();
   qforge::PackInputs in;
   if (f == qforge::PackFormat::kNvfp4) {
-    in.global_amax = qforge::ComputeAmax(Spec(f), x, shape)[0];
+    in.global_amax = qforge::ComputeAmax(Spec(f), x, shape, "weight", kernels)[0];
   } else {
-    in.amax = qforge::ComputeAmax(Spec(f), x, shape);
+    in.amax = qforge::ComputeAmax(Spec(f), x, shape, "weight", kernels);
   }
   // The whole export path of one weight (PackWeight: shape checks, output allocation, the kernel, which
   // checks finiteness in the same pass), with the CPU kernels passed as the CLI passes them.
-  const qforge::HostQuantKernels* kernels = &qforge::cpu::HostKernels();
   for (auto _ : state) {
     auto p = qforge::PackWeight(f, x, shape, in, "weight", kernels);
     benchmark::DoNotOptimize(p.weight.data());
