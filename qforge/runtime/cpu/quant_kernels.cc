@@ -364,9 +364,7 @@ HWY_INLINE void StoreNibblePairs(hn::Vec<DI> c0, hn::Vec<DI> c1, uint8_t* out) {
   const auto y1 = hn::BitCast(du, hn::Or(x1, hn::ShiftRight<28>(x1)));
   hn::StoreU(hn::TruncateTo(d8, hn::ConcatEven(du, y1, y0)), d8, out);
 }
-#endif  // HWY_TARGET != HWY_SCALAR
 
-#if HWY_TARGET != HWY_SCALAR
 // Block maxes, finiteness check and block scales of one group of 16 blocks at wg (Nvfp4ExportBlockScale:
 // t = max / (6 ws2); 0 -> 1; clamp [2^-9, 448]; E4M3 RNE): scale bytes to sc[16], denominators
 // e4m3(scale) * ws2 to den[16]. Returns false if the group holds a non-finite weight.
