@@ -469,7 +469,8 @@ TEST_P(DeviceBackendTest, QuantPackNvfp4) {
     std::fill(w.begin(), w.begin() + 16, 0.0f);  // an all-zero block (scale 0 -> 1)
     float m = 0;
     for (float v : w) m = std::max(m, std::fabs(v));
-    for (float ws2 : {m / 2688.0f, 1e-3f, 1.0f, 1e-30f}) {
+    // Degenerate weight_scale_2 too (0: 0/0 in the zero block; +-NaN; inf): the CPU's NaN signs.
+    for (float ws2 : {m / 2688.0f, 1e-3f, 1.0f, 1e-30f, 0.0f, kNaN, -kNaN, kInf, 1e-44f}) {
       std::vector<uint8_t> want_p(n / 2), want_s(n / 16);
       ASSERT_TRUE(c.cpu.PackNvfp4(w.data(), rows, cols, ws2, want_p.data(), want_s.data()));
       Buffer dw = c.ToGpu(w), dp = c.gpu.Alloc(n / 2), ds = c.gpu.Alloc(n / 16);
@@ -521,6 +522,17 @@ TEST_P(DeviceBackendTest, QuantEncodeFp8) {
       EXPECT_FALSE(c.cpu.EncodeFp8(wb.data(), scales.data(), n, group, want.data()));
       EXPECT_FALSE(c.gpu.EncodeFp8(dwb.as<float>(), dsc.as<float>(), n, group, dc.as<uint8_t>()));
     }
+  }
+  // Degenerate scales: 0 (w/0 = +-inf, 0/0 = NaN) and +-NaN, whose NaN codes keep the sign the CPU gives.
+  {
+    const std::vector<float> w = {0.0f, -0.0f, 1.0f, -2.0f, 0.0f, 3.0f, -0.0f, 5.0f, 1e-40f};
+    const std::vector<float> scales = {0.0f, kNaN, -kNaN};
+    const int64_t n = static_cast<int64_t>(w.size());
+    std::vector<uint8_t> want(n);
+    ASSERT_TRUE(c.cpu.EncodeFp8(w.data(), scales.data(), n, 3, want.data()));
+    Buffer dw = c.ToGpu(w), ds = c.ToGpu(scales), dc = c.gpu.Alloc(n);
+    ASSERT_TRUE(c.gpu.EncodeFp8(dw.as<float>(), ds.as<float>(), n, 3, dc.as<uint8_t>()));
+    EXPECT_EQ(c.FromGpu<uint8_t>(dc.data(), n), want) << "degenerate scales";
   }
   // Every rounding decision of the cast at scale 1.
   const std::vector<float> probe = GridProbe(Format::kE4M3);

@@ -6,7 +6,6 @@
 #include <atomic>
 #include <bit>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -207,22 +206,21 @@ std::vector<float> QuantAmax(Backend& be, cudaStream_t stream, const QuantSpec& 
     g_host_fallbacks.fetch_add(1, std::memory_order_relaxed);
     return ComputeAmax(spec, DownloadAll(be, x, p.numel), shape, what);
   }
-  // [stats | group maxima], zeroed, reduced, downloaded in one copy. All values are finite unless the
-  // stats say otherwise, so each group's max bit pattern is its max|x| (from +0, as GroupMaxPropagate).
+  // [stats | group maxima], zeroed and reduced in one pass; the stats come back first, then (when every
+  // value was finite) the maxima straight into the result: each group's max bit pattern is its max|x|
+  // (from +0, as GroupMaxPropagate).
   constexpr int64_t kStatsBytes = 256;
-  const int64_t bytes = kStatsBytes + p.num_groups * static_cast<int64_t>(sizeof(uint32_t));
-  Buffer buf = be.Alloc(bytes);
+  const int64_t bits_bytes = p.num_groups * static_cast<int64_t>(sizeof(uint32_t));
+  Buffer buf = be.Alloc(kStatsBytes + bits_bytes);
   auto* stats = buf.as<q::ReduceStats>();
   auto* bits = reinterpret_cast<uint32_t*>(buf.as<char>() + kStatsBytes);
-  Zero(buf.data(), bytes, stream);
+  Zero(buf.data(), kStatsBytes + bits_bytes, stream);
   Launched(q::LaunchGroupMax(x, *layout, q::MaxMode::kPropagate, check_negative, bits, stats, stream), "GroupMax");
-  std::vector<char> host(static_cast<size_t>(bytes));
-  be.Download(host.data(), buf.data(), bytes);
   q::ReduceStats r;
-  std::memcpy(&r, host.data(), sizeof r);
+  be.Download(&r, stats, sizeof r);
   if (Bad(r)) ThrowAmaxError(be, spec, x, shape, p.numel, what);
   std::vector<float> out(static_cast<size_t>(p.num_groups));
-  std::memcpy(out.data(), host.data() + kStatsBytes, out.size() * sizeof(float));
+  be.Download(out.data(), bits, bits_bytes);  // fp32 bit patterns: the floats themselves
   return out;
 }
 

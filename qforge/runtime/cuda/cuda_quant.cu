@@ -4,8 +4,11 @@
 // the same fp32 operations in the same order, so results are bit-identical to the references (the
 // building blocks of qdq.h are repeated below as device functions because qdq.h is a C++20 host header;
 // tests/backend_consistency/quant_ops_test.cc holds them to the reference bit for bit). No expression
-// here multiplies into an add, so FMA contraction cannot change a result; divisions are IEEE (no
-// --use_fast_math), and fp32 subnormals are kept (no flush-to-zero).
+// here multiplies into an add, so FMA contraction cannot change a result; divisions are IEEE and fp32
+// subnormals are kept, so this file must be compiled without --use_fast_math / -ftz=true / -prec-div=false.
+// NaN results come out as some NaN (the references' NaN payloads are not reproduced), except where a NaN's
+// sign reaches an exported byte (E4M3 non-saturating codes): there the x86 rules of the CPU reference are
+// followed (X86Div).
 //
 // Performance shape: reductions are grid-stride loops with one result per block and a one-block second
 // stage (LaunchAbsMaxStats), or warp-per-segment reductions with one atomicMax per segment (grouped
@@ -27,6 +30,19 @@ constexpr int64_t kSegChunk = 4096;      // longest run one warp reduces before 
 constexpr int64_t kColumnRows = 32;      // rows per thread in the column-group reduction
 
 __device__ __forceinline__ float CanonicalNaN() { return F32FromBits(0x7FC00000u); }
+
+// ---------------------------------------------------------------------------------------------------
+// NaN signs of the x86 CPU reference (see the file comment).
+
+// a / b with the NaN results of x86 SSE/AVX division, as the CPU reference computes it: a NaN operand
+// comes back quieted (a first), and an invalid quotient (0/0, inf/inf) is the x86 default NaN 0xFFC00000.
+// (CUDA gives its canonical 0x7FFFFFFF instead, whose sign would change a non-saturating E4M3 code.)
+__device__ __forceinline__ float X86Div(float a, float b) {
+  if (IsNanF32(a)) return F32FromBits(F32Bits(a) | 0x00400000u);
+  if (IsNanF32(b)) return F32FromBits(F32Bits(b) | 0x00400000u);
+  const float r = a / b;
+  return IsNanF32(r) ? F32FromBits(0xFFC00000u) : r;
+}
 
 // ---------------------------------------------------------------------------------------------------
 // The scalar building blocks of numerics/qdq.h and encode.h (same operations, same order).
@@ -112,9 +128,11 @@ __device__ __forceinline__ uint32_t Nvfp4ExportCode(float v) {
   return ((v < 0.0f) ? 8u : 0u) | idx;
 }
 
-// encode.h Nvfp4ExportBlockScale.
+// encode.h Nvfp4ExportBlockScale (the NaN of a NaN or zero weight_scale_2 as on x86: 6 * NaN is that NaN).
 __device__ __forceinline__ uint8_t Nvfp4ExportBlockScale(float block_max, float weight_scale_2) {
-  float t = block_max / (6.0f * weight_scale_2);
+  const float six_ws2 = IsNanF32(weight_scale_2) ? F32FromBits(F32Bits(weight_scale_2) | 0x00400000u)
+                                                 : 6.0f * weight_scale_2;
+  float t = X86Div(block_max, six_ws2);
   if (t == 0.0f) t = 1.0f;
   t = t < 0x1p-9f ? 0x1p-9f : (t > 448.0f ? 448.0f : t);
   return EncodeE4M3(t, Overflow::kNonSat);
@@ -565,13 +583,13 @@ __global__ void __launch_bounds__(kThreads)
     for (int k = 0; k < 4; ++k) {
       const float s = scales[same ? g0 : (i0 + k) / group];
       bad |= !IsFiniteF32(wk[k]);
-      word |= static_cast<uint32_t>(EncodeE4M3(wk[k] / s, Overflow::kNonSat)) << (8 * k);
+      word |= static_cast<uint32_t>(EncodeE4M3(X86Div(wk[k], s), Overflow::kNonSat)) << (8 * k);
     }
     reinterpret_cast<uint32_t*>(codes)[v] = word;
   }
   for (I i = nv * 4 + tid; i < n; i += stride) {
     bad |= !IsFiniteF32(w[i]);
-    codes[i] = EncodeE4M3(w[i] / scales[one_group ? I{0} : i / group], Overflow::kNonSat);
+    codes[i] = EncodeE4M3(X86Div(w[i], scales[one_group ? I{0} : i / group]), Overflow::kNonSat);
   }
   if (bad) *nonfinite = 1;
 }
