@@ -420,7 +420,9 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     const std::vector<float> dq = UnpackWeight(packed, info.name + ".weight");
     double num = 0, den = 0;
     const float* x = w.data<float>();
-    for (size_t i = 0; i < dq.size(); ++i) {
+    const int64_t count = static_cast<int64_t>(dq.size());
+#pragma omp parallel for reduction(+ : num, den) if (count > (int64_t{1} << 20))
+    for (int64_t i = 0; i < count; ++i) {
       const double d = static_cast<double>(x[i]) - dq[i];
       num += d * d;
       den += static_cast<double>(x[i]) * x[i];

@@ -404,6 +404,9 @@ PackedWeight PackWeight(PackFormat format, std::span<const float> w, std::span<c
   return p;
 }
 
+// Decodes of more elements than this use OpenMP threads (elementwise: the result does not depend on them).
+constexpr int64_t kParallelDecode = int64_t{1} << 20;
+
 std::vector<float> UnpackWeight(const PackedWeight& p, std::string_view what) {
   const PackFormatTraits& t = GetTraits(p.format);
   QF_CHECK(!p.shape.empty(), "{}: packed {} weight has no shape", what, t.name);
@@ -424,6 +427,7 @@ std::vector<float> UnpackWeight(const PackedWeight& p, std::string_view what) {
       const int64_t n = static_cast<int64_t>(p.scale_f32.size());
       QF_CHECK(n >= 1 && numel % n == 0, "{}: packed {} weight_scale has {} elements", what, t.name, n);
       const int64_t per = numel / n;
+#pragma omp parallel for if (numel > kParallelDecode)
       for (int64_t i = 0; i < numel; ++i) w[i] = DecodeE4M3(p.weight[i]) * p.scale_f32[i / per];
       break;
     }
@@ -440,6 +444,7 @@ std::vector<float> UnpackWeight(const PackedWeight& p, std::string_view what) {
       need(p.weight.size(), numel / 2, "weight");
       need(p.scale_bytes.size(), numel / 16, "weight_scale");
       QF_CHECK(p.weight_scale_2.has_value(), "{}: packed nvfp4 weight has no weight_scale_2", what);
+#pragma omp parallel for if (numel > kParallelDecode)
       for (int64_t i = 0; i < numel; ++i) {
         const uint8_t byte = p.weight[i / 2];
         const uint8_t code = (i % 2 == 0) ? (byte & 0xF) : (byte >> 4);

@@ -113,18 +113,25 @@ Tensor Tensor::Slice0(int64_t begin, int64_t end) const {
   return t;
 }
 
+// Conversions of more elements than this use OpenMP threads.
+constexpr int64_t kParallelConvert = int64_t{1} << 20;
+
 void ConvertToF32(DType dtype, const void* src, float* dst, int64_t n) {
   switch (dtype) {
     case DType::kF32:
       std::memcpy(dst, src, static_cast<size_t>(n) * 4);
       return;
+    // Large weights (a layer of an 8B model is 10^8 values) convert on every core: the loop is exact and
+    // elementwise, so the thread count changes nothing but the time.
     case DType::kBF16: {
       const uint16_t* s = static_cast<const uint16_t*>(src);
+#pragma omp parallel for simd if (n > kParallelConvert)
       for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(s[i]);
       return;
     }
     case DType::kF16: {
       const uint16_t* s = static_cast<const uint16_t*>(src);
+#pragma omp parallel for if (n > kParallelConvert)
       for (int64_t i = 0; i < n; ++i) dst[i] = F16ToF32(s[i]);
       return;
     }
