@@ -58,7 +58,7 @@ CalibrateReport Calibrate(ForwardModel& fm, QuantState& state, const config::Qua
   CalibrateReport report;
   const auto& algos = config.algorithm.configs;
   if (algos.empty()) {  // algorithm: null -> no calibration; weights still get their amax for export
-    CalibrateWeightAmax(model, state, std::nullopt, fm.backend().host_kernels());
+    CalibrateWeightAmax(fm, state);
     FinalizeSharedStateAndPromote(model, state, {}, nullptr);
     return report;
   }

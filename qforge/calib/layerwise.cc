@@ -212,7 +212,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
 
   // Weights of the modules outside the decoder layers (lm_head) first: errors about unsupported weight
   // quantizers come before any work, as in MaxCalibrate.
-  CalibrateWeightAmax(model, state, -1, be.host_kernels());
+  CalibrateWeightAmax(fm, state, -1);
 
   int start = 0;
   std::optional<DirectoryLock> lock;  // one run per checkpoint directory, held to the end
@@ -298,7 +298,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     }
     fm.LoadLayer(l);
     Timer tw;
-    CalibrateWeightAmax(model, state, l, be.host_kernels());
+    CalibrateWeightAmax(fm, state, l);
     mr.weight_amax_seconds += tw.Seconds();
 
     Timer tf;
@@ -413,7 +413,7 @@ MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, c
            "checkpoint '{}' was written for another model (fingerprint {} there, {} for '{}')", dir.string(),
            m->model_fingerprint, fp, model.dir().string());
   MaxCalibReport report;
-  CalibrateWeightAmax(model, state, -1, fm.backend().host_kernels());
+  CalibrateWeightAmax(fm, state, -1);
   fm.ResetRowsSeen();
   for (int l = 0; l < L; ++l) {
     const fs::path ld = LayerDir(dir, l);

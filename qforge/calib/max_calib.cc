@@ -14,8 +14,12 @@
 
 namespace qforge {
 
-void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer,
-                         const HostQuantKernels* kernels) {
+namespace {
+
+// Weight amax of every enabled weight quantizer that needs it; `device` (not null) computes on the forward's
+// device copies where they are exact.
+void WeightAmaxPass(Model& model, QuantState& state, std::optional<int> layer, const HostQuantKernels* kernels,
+                    ForwardModel* device) {
   const auto& modules = model.modules();
   for (auto& q : state.quantizers()) {
     if (q.role != QuantizerRole::kWeight || !q.enabled()) continue;
@@ -29,13 +33,30 @@ void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> lay
              q.slot.name, info.class_key);
     if (!q.NeedsCalibration() && !q.attrs().IsConstantAmax()) continue;  // MX / dynamic: no amax
     const QuantSpec spec = q.spec();
-    const Tensor w = model.LinearWeight(q.module);
-    std::vector<float> amax = ComputeAmax(spec, w.span<float>(), w.shape(), q.slot.name, kernels);
-    auto shape = AmaxShape(spec, w.shape());
+    const std::vector<int64_t> wshape = {info.out_features, info.in_features};
+    std::optional<std::vector<float>> amax;
+    if (device != nullptr) amax = device->WeightAmax(q.module, spec, q.slot.name);
+    if (!amax) {
+      const Tensor w = model.LinearWeight(q.module);
+      amax = ComputeAmax(spec, w.span<float>(), w.shape(), q.slot.name, kernels);
+    }
+    auto shape = AmaxShape(spec, wshape);
     q.amax.clear();
     q.has_amax = false;
-    q.MergeAmax(amax, shape.value_or(std::vector<int64_t>{}));
+    q.MergeAmax(*amax, shape.value_or(std::vector<int64_t>{}));
   }
+}
+
+}  // namespace
+
+void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer,
+                         const HostQuantKernels* kernels) {
+  WeightAmaxPass(model, state, layer, kernels, nullptr);
+}
+
+void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int> layer) {
+  Backend& be = fm.backend();
+  WeightAmaxPass(fm.model(), state, layer, be.host_kernels(), be.host_accessible() ? nullptr : &fm);
 }
 
 void MaxCalibHooks::Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape) {
@@ -176,7 +197,7 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
   Model& model = fm.model();
   MaxCalibReport report;
   Timer t;
-  CalibrateWeightAmax(model, state, std::nullopt, fm.backend().host_kernels());
+  CalibrateWeightAmax(fm, state);
   report.weight_amax_seconds = t.Seconds();
 
   bool needs_forward = false;

@@ -48,6 +48,10 @@ struct MaxCalibReport {
 // `kernels`: the host SIMD kernels (Backend::host_kernels(); nullptr: scalar reference, same values).
 void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer = std::nullopt,
                          const HostQuantKernels* kernels = nullptr);
+// The same with the forward's backend: on a device backend the amax is computed from the weights resident
+// there (uploaded as needed; ForwardModel::WeightAmax), bit-identical to the host path; on the CPU it is
+// the host path with the backend's SIMD kernels.
+void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int> layer = std::nullopt);
 
 // Forward hooks that fold max|x| into the amax of every calibrating activation quantizer (inputs, outputs,
 // q/k/v bmm). Activations are not modified (ModelOpt calibrates on unquantized activations). The amax is

@@ -65,6 +65,7 @@ ForwardModel::ForwardModel(Model& model, Backend& backend) : model_(model), be_(
   weights_.resize(n);
   biases_.resize(n);
   weight_versions_.assign(n, -1);
+  weight_exact_.assign(n, 0);
   rows_seen_.assign(n, 0);
   for (int l = 0; l < model_.num_layers(); ++l) layers_.push_back(std::make_unique<DeviceLayer>());
   ws_ = std::make_unique<Workspace>();
@@ -109,10 +110,13 @@ void ForwardModel::UploadLinear(int module) {
     // The CPU computes on the Model's f32 weights themselves (adopted, no copy).
     auto owner = std::make_shared<Tensor>(model_.LinearWeight(module));
     weights_[module] = be_.UploadWeight(owner->data<float>(), owner->numel(), owner);
+    weight_exact_[module] = 1;
   } else {
     // A device gets the stored bytes (bf16 on disk: half an f32 upload) and converts them itself.
     auto owner = std::make_shared<Tensor>(model_.StoredLinearWeight(module));
     weights_[module] = be_.UploadWeightStored(owner->raw(), owner->dtype(), owner->numel(), owner);
+    // f32 storage holds any stored value; bf16 storage only bf16 ones (a bf16 checkpoint).
+    weight_exact_[module] = be_.weight_dtype() == DType::kF32 || owner->dtype() == DType::kBF16;
     model_.ReleaseStoredPages(module);
   }
   resident_bytes_ += weights_[module].bytes();
@@ -124,6 +128,24 @@ WeightRef ForwardModel::Weight(int module) {
   return WeightRef(weights_[module].data(), be_.weight_dtype());
 }
 
+std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const QuantSpec& spec, std::string_view what) {
+  const ModuleInfo& mi = model_.modules().at(module);
+  const WeightRef w = Weight(module);
+  if (!weight_exact_[module]) return std::nullopt;
+  const std::vector<int64_t> shape = {mi.out_features, mi.in_features};
+  if (w.dtype == DType::kF32) return be_.QuantAmax(spec, static_cast<const float*>(w.data), shape, what);
+  // A bf16 weight becomes f32 rows by the embedding op (every row, in order): exact.
+  if (iota_len_ < mi.out_features) {
+    std::vector<int32_t> rows(static_cast<size_t>(mi.out_features));
+    for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int32_t>(i);
+    iota_ = be_.AllocCopy(rows.data(), static_cast<int64_t>(rows.size() * sizeof(int32_t)));
+    iota_len_ = mi.out_features;
+  }
+  Buffer f32 = be_.Alloc(mi.out_features * mi.in_features * static_cast<int64_t>(sizeof(float)));
+  be_.EmbedRows(w.data, w.dtype, iota_.as<const int32_t>(), f32.as<float>(), mi.out_features, mi.in_features);
+  return be_.QuantAmax(spec, f32.as<const float>(), shape, what);
+}
+
 const float* ForwardModel::Bias(int module) const {
   return biases_[module].empty() ? nullptr : biases_[module].as<const float>();
 }
@@ -133,12 +155,14 @@ void ForwardModel::LoadLayer(int layer) {
   DeviceLayer& D = *layers_[layer];
   if (D.loaded) return;
   const Model::LayerModules& L = model_.layer_modules(layer);
-  if (!model_.IsLayerLoaded(layer)) {
+  // The CPU computes on the Model's own f32 host weights; a device gets the checkpoint's stored bytes
+  // (UploadLinear) and needs no host conversion at all.
+  if (be_.host_accessible() && !model_.IsLayerLoaded(layer)) {
     model_.LoadLayer(layer);
     D.host_loaded_here = true;
   }
   for (int m : L.linears) {
-    UploadLinear(m);
+    if (weights_[m].empty() || weight_versions_[m] != model_.weight_version(m)) UploadLinear(m);  // not yet (weight amax)
     Tensor b = model_.LinearBias(m);
     if (b.defined() && b.numel() > 0) biases_[m] = UploadF32(b);
   }
@@ -147,12 +171,6 @@ void ForwardModel::LoadLayer(int layer) {
   if (!L.q_norm_name.empty()) {
     D.q_norm = UploadF32(model_.ReadF32(L.q_norm_name));
     D.k_norm = UploadF32(model_.ReadF32(L.k_norm_name));
-  }
-  // A device backend holds its own copy: the host f32 weights it loaded are dropped again (host memory
-  // stays at one layer; LinearWeight re-reads the checkpoint when export or calibration needs them).
-  if (!be_.host_accessible() && D.host_loaded_here) {
-    model_.ReleaseLayer(layer);
-    D.host_loaded_here = false;
   }
   D.loaded = true;
 }

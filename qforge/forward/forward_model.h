@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -96,6 +97,11 @@ class ForwardModel {
   bool IsLayerLoaded(int layer) const;
   // Bytes of weights resident on the backend now.
   int64_t resident_weight_bytes() const { return resident_bytes_; }
+  // Max calibration of Linear `module`'s weight by the backend (QuantAmax on its resident copy, uploaded
+  // if needed; numerics ComputeAmax's values), or nullopt when that copy is not exactly the Model's weight
+  // (f32 weights stored in bf16): the caller then calibrates the host weight. Values are bit-identical
+  // either way.
+  std::optional<std::vector<float>> WeightAmax(int module, const QuantSpec& spec, std::string_view what);
 
   // --- forward ---
   // Token embeddings of ids [batch, seq] (row-major, host). Ids outside [0, vocab) throw naming the position.
@@ -137,6 +143,9 @@ class ForwardModel {
   // Per module (indexed like Model::modules()): backend weight / bias and the weight version uploaded.
   std::vector<Buffer> weights_, biases_;
   std::vector<int64_t> weight_versions_;
+  std::vector<char> weight_exact_;  // the backend copy holds exactly the Model's values
+  Buffer iota_;                     // int32 0, 1, 2, ... (row indices for converting a weight with EmbedRows)
+  int64_t iota_len_ = 0;
   int64_t resident_bytes_ = 0;
   std::vector<int64_t> rows_seen_;
   Buffer embed_table_;  // [vocab, hidden] as stored (F32 / F16 / BF16)
