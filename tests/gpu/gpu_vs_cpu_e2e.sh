@@ -10,7 +10,7 @@
 # perplexity of one export moves when nothing but the evaluator's GEMM shapes change: the script prints that
 # noise floor (the CPU export at batch 8 vs batch 1) beside the results.
 # Usage: gpu_vs_cpu_e2e.sh QFORGE MODELS_DIR CALIB_TEXT EVAL_TEXT [MODEL...]
-# Env: CALIB_SIZE (128), CALIB_SEQ (512), PPL_TOKENS (8192), OUT (a temp dir).
+# Env: CALIB_SIZE (128), CALIB_SEQ (512), PPL_TOKENS (0: the whole text), RECIPES (the six), OUT (a temp dir).
 set -uo pipefail
 read -r -a QF <<< "$1"  # the qforge command (may be a wrapper plus the binary)
 MODELS=$2 CALIB=$3 EVAL=$4
@@ -20,8 +20,7 @@ models=("$@")
 CALIB_SIZE=${CALIB_SIZE:-128} CALIB_SEQ=${CALIB_SEQ:-512} PPL_TOKENS=${PPL_TOKENS:-0}
 WORK=${OUT:-$(mktemp -d)}/gpu_e2e
 mkdir -p "$WORK"
-recipes=(fp8_default-kv_fp8 nvfp4_default-kv_fp8 nvfp4_mlp_only-kv_fp8 nvfp4_experts_only-kv_fp8
-         nvfp4_omlp_only-kv_fp8 fp8_qkvo-nvfp4_mlp)
+read -r -a recipes <<< "${RECIPES:-fp8_default-kv_fp8 nvfp4_default-kv_fp8 nvfp4_mlp_only-kv_fp8 nvfp4_experts_only-kv_fp8 nvfp4_omlp_only-kv_fp8 fp8_qkvo-nvfp4_mlp}"
 fail=0
 ppl() {  # ppl DIR [BATCH] -> perplexity (evaluated on CUDA in f32, the same evaluator for every export)
   "${QF[@]}" eval --model "$1" --text "$EVAL" --max-tokens "$PPL_TOKENS" --batch-size "${2:-8}" --device cuda \
