@@ -243,7 +243,9 @@ class Backend {
                          std::string_view what) = 0;
   // NVFP4 export packing of w [rows, cols] (cols % 16 == 0) with `weight_scale_2` (encode.h PackWeight's
   // dynamic path): packed [rows, cols/2] bytes, scales [rows, cols/16] E4M3 bytes, all backend memory.
-  // Returns false, writing nothing useful, if some weight is not finite (the caller reports it).
+  // Returns false, writing nothing useful, if some weight is not finite (the caller reports it); a device
+  // backend may also decline a degenerate weight_scale_2 (0, non-finite, below 2^-100): the caller then
+  // runs the host reference (numerics PackNvfp4Reference).
   virtual bool PackNvfp4(const float* w, int64_t rows, int64_t cols, float weight_scale_2, uint8_t* packed,
                          uint8_t* scales) = 0;
   // FP8 export cast codes[i] = e4m3_nonsat(w[i] / scales[i / group]), i < n (encode.h); all backend memory.

@@ -474,7 +474,11 @@ TEST_P(DeviceBackendTest, QuantPackNvfp4) {
       std::vector<uint8_t> want_p(n / 2), want_s(n / 16);
       ASSERT_TRUE(c.cpu.PackNvfp4(w.data(), rows, cols, ws2, want_p.data(), want_s.data()));
       Buffer dw = c.ToGpu(w), dp = c.gpu.Alloc(n / 2), ds = c.gpu.Alloc(n / 16);
-      ASSERT_TRUE(c.gpu.PackNvfp4(dw.as<float>(), rows, cols, ws2, dp.as<uint8_t>(), ds.as<uint8_t>()));
+      const bool regular = ws2 >= 0x1p-100f && ws2 <= std::numeric_limits<float>::max();
+      // The device declines degenerate weight_scale_2 (its callers then run the host reference).
+      ASSERT_EQ(c.gpu.PackNvfp4(dw.as<float>(), rows, cols, ws2, dp.as<uint8_t>(), ds.as<uint8_t>()), regular)
+          << "ws2 " << ws2;
+      if (!regular) continue;
       EXPECT_EQ(c.FromGpu<uint8_t>(dp.data(), n / 2), want_p) << "packed, ws2 " << ws2;
       EXPECT_EQ(c.FromGpu<uint8_t>(ds.data(), n / 16), want_s) << "scales, ws2 " << ws2;
     }

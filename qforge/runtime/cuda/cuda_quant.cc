@@ -405,6 +405,11 @@ bool PackNvfp4(Backend& be, cudaStream_t stream, const float* w, int64_t rows, i
            "nvfp4 packing needs a [rows, cols] weight with cols a multiple of 16, got [{}, {}]", rows, cols);
   const int64_t nblk = rows * cols / 16;
   if (nblk == 0) return true;
+  // Degenerate weight_scale_2 (0, NaN, inf, or so small that 6 * ws2 is subnormal) makes the export
+  // formula divide 0 by 0 or by a subnormal, where the GPU's NaN signs and subnormal handling differ from
+  // the x86 reference: decline, and the caller runs the host reference. Exports never get there
+  // (weight_scale_2 = export_amax / 2688 with export_amax >= FLT_MIN), except for weights below 2^-100.
+  if (!(weight_scale_2 >= 0x1p-100f && weight_scale_2 <= std::numeric_limits<float>::max())) return false;
   Buffer flag = be.Alloc(sizeof(int));
   Zero(flag.data(), sizeof(int), stream);
   Launched(q::LaunchPackNvfp4(w, nblk, weight_scale_2, packed, scales, flag.as<int>(), stream), "PackNvfp4");
