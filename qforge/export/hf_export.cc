@@ -389,12 +389,25 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
   int64_t total_quantized = 0;
   for (const auto& p : plans) total_quantized += p.format != ExportFormat::kNone ? 1 : 0;
   Progress progress("export", total_quantized, "layers");
+  std::vector<float> weight_buffer, decoded_buffer;  // reused across weights (grow to the largest)
   for (const auto& p : plans) {
     if (p.format == ExportFormat::kNone) continue;
     const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
     QF_CHECK(info.name != "lm_head" || !model.config().tie_word_embeddings,
              "lm_head is tied to the embeddings and cannot be quantized on its own; disable '*lm_head*'");
-    const Tensor w = model.LinearWeight(p.module);
+    // A weight held by the model is used as it is; others are read into one reused buffer (a fresh 10^8-float
+    // allocation per weight costs its page faults on every weight of a large model).
+    Tensor held;
+    std::span<const float> wv;
+    if (model.HasHostWeight(p.module)) {
+      held = model.LinearWeight(p.module);
+      wv = held.span<float>();
+    } else {
+      weight_buffer.resize(static_cast<size_t>(info.out_features * info.in_features));
+      model.LinearWeightInto(p.module, weight_buffer);
+      wv = weight_buffer;
+    }
+    const std::vector<int64_t> wshape = {info.out_features, info.in_features};
     PackInputs in;
     in.amax = p.weight_amax;
     in.global_amax = p.global_amax;
@@ -402,7 +415,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     in.nvfp4_static = ws.IsNvfp4Static();
     in.four_over_six = ws.block && ws.block->four_over_six;
     const PackFormat pf = *PackFormatForExport(p.format);
-    PackedWeight packed = PackWeight(pf, w.span<float>(), w.shape(), in, info.name + ".weight", options.kernels);
+    PackedWeight packed = PackWeight(pf, wv, wshape, in, info.name + ".weight", options.kernels);
     Timer wt;
     PackedTensors pt = ToTensors(packed);
     writer.Add(info.name + ".weight", std::move(pt.weight));
@@ -417,9 +430,11 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     write_seconds += wt.Seconds();
     replaced.insert(info.weight_tensor);
     // Error the exported encoding introduces, measured on the decoded weight.
-    const std::vector<float> dq = UnpackWeight(packed, info.name + ".weight");
+    decoded_buffer.resize(wv.size());
+    UnpackWeightInto(packed, decoded_buffer, info.name + ".weight");
+    const std::vector<float>& dq = decoded_buffer;
     double num = 0, den = 0;
-    const float* x = w.data<float>();
+    const float* x = wv.data();
     const int64_t count = static_cast<int64_t>(dq.size());
 #pragma omp parallel for reduction(+ : num, den) if (count > (int64_t{1} << 20))
     for (int64_t i = 0; i < count; ++i) {
@@ -427,7 +442,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
       num += d * d;
       den += static_cast<double>(x[i]) * x[i];
     }
-    report.layers.push_back({info.name, std::string(exporter::Traits(p.format).name), w.numel(),
+    report.layers.push_back({info.name, std::string(exporter::Traits(p.format).name), static_cast<int64_t>(wv.size()),
                              den > 0 ? num / den : 0.0});
     if (options.show_progress) progress.Add(1, info.name);
   }

@@ -349,6 +349,30 @@ Tensor Model::LinearWeight(int module) const {
   return w;
 }
 
+bool Model::HasHostWeight(int module) const {
+  QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()), "module {} out of range", module);
+  return Present(overrides_[module]) || Present(weights_[module]);
+}
+
+void Model::LinearWeightInto(int module, std::span<float> out) const {
+  QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()) && modules_[module].kind == ModuleKind::kLinear,
+           "module {} is not a Linear", module);
+  const ModuleInfo& mi = modules_[module];
+  QF_CHECK(static_cast<int64_t>(out.size()) == mi.out_features * mi.in_features,
+           "LinearWeightInto({}): {} floats for a [{}, {}] weight", mi.name, out.size(), mi.out_features,
+           mi.in_features);
+  const bool provided = options_.provides && options_.provides(mi.weight_tensor);
+  if (HasHostWeight(module) || provided || mi.role == LinearRole::kRouter ||
+      mi.role == LinearRole::kSharedExpertGate) {
+    const Tensor w = LinearWeight(module);  // held, provided, or checked for finiteness (routers)
+    std::copy(w.span<float>().begin(), w.span<float>().end(), out.begin());
+    return;
+  }
+  const Tensor raw = ckpt_.Get(mi.weight_tensor);  // validated F32 / F16 / BF16 [out, in] at Load
+  ConvertToF32(raw.dtype(), raw.raw(), out.data(), raw.numel());
+  ckpt_.Release(mi.weight_tensor);
+}
+
 Tensor Model::StoredLinearWeight(int module) const {
   QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()) && modules_[module].kind == ModuleKind::kLinear,
            "module {} is not a Linear", module);

@@ -109,6 +109,11 @@ class Model {
   // The weight Linear `module` computes with: the override if set, else the checkpoint's, as f32
   // [out_features, in_features] (read from the checkpoint if the layer is not loaded).
   Tensor LinearWeight(int module) const;
+  // True if LinearWeight returns a held tensor without reading the checkpoint (an override or a loaded layer).
+  bool HasHostWeight(int module) const;
+  // LinearWeight's values converted into `out` (out_features * in_features floats), for callers that stream
+  // over many weights with one buffer (export) instead of a fresh allocation per weight.
+  void LinearWeightInto(int module, std::span<float> out) const;
   // The weight as stored, for uploads that convert on the device: the override or a provided tensor (f32),
   // the resident f32 copy, else the checkpoint tensor as on disk (an mmap view, F32 / F16 / BF16). Routers
   // come converted and checked like LinearWeight. ReleaseStoredPages drops the mmap pages afterwards.

@@ -407,7 +407,7 @@ PackedWeight PackWeight(PackFormat format, std::span<const float> w, std::span<c
 // Decodes of more elements than this use OpenMP threads (elementwise: the result does not depend on them).
 constexpr int64_t kParallelDecode = int64_t{1} << 20;
 
-std::vector<float> UnpackWeight(const PackedWeight& p, std::string_view what) {
+void UnpackWeightInto(const PackedWeight& p, std::span<float> w, std::string_view what) {
   const PackFormatTraits& t = GetTraits(p.format);
   QF_CHECK(!p.shape.empty(), "{}: packed {} weight has no shape", what, t.name);
   int64_t numel = 1;
@@ -415,7 +415,7 @@ std::vector<float> UnpackWeight(const PackedWeight& p, std::string_view what) {
   const int64_t in = p.shape.back();
   const int64_t out = p.shape.size() >= 2 ? p.shape[p.shape.size() - 2] : 1;
   const int64_t rows = numel / in;
-  std::vector<float> w(numel);
+  QF_CHECK(static_cast<int64_t>(w.size()) == numel, "{}: unpacking {} values into {}", what, numel, w.size());
   auto need = [&](size_t got, int64_t want, std::string_view field) {
     QF_CHECK(static_cast<int64_t>(got) == want, "{}: packed {} {} has {} elements, expected {}", what, t.name, field,
              got, want);
@@ -493,6 +493,13 @@ std::vector<float> UnpackWeight(const PackedWeight& p, std::string_view what) {
       break;
     }
   }
+}
+
+std::vector<float> UnpackWeight(const PackedWeight& p, std::string_view what) {
+  int64_t numel = 1;
+  for (int64_t s : p.shape) numel *= s;
+  std::vector<float> w(static_cast<size_t>(std::max<int64_t>(numel, 0)));
+  UnpackWeightInto(p, w, what);
   return w;
 }
 

@@ -152,6 +152,8 @@ PackedWeight PackWeight(PackFormat format, std::span<const float> w, std::span<c
 
 // Decodes a packed weight to float32 (shape `packed.shape`). Throws on inconsistent sizes.
 std::vector<float> UnpackWeight(const PackedWeight& packed, std::string_view what = "weight");
+// The same into `out` (numel of packed.shape values): lets a caller reuse one buffer for many weights.
+void UnpackWeightInto(const PackedWeight& packed, std::span<float> out, std::string_view what = "weight");
 
 // Reference scalar pieces, shared with the fast paths (exact definitions of the export formulas).
 // E2M1 code of v = w/scale as NVFP4 export writes it: sign = (v < 0), magnitude by searchsorted over the
