@@ -137,6 +137,29 @@ std::vector<std::string> With(std::vector<std::string> a, const std::vector<std:
   return a;
 }
 
+// ---- Devices ---------------------------------------------------------------------------------------------------
+
+// Device flags fail before any work, naming the flag; a CPU build says how to get a CUDA one. The export
+// directory is never created.
+TEST_F(Malformed, DeviceFlagsFailCleanlyBeforeWork) {
+  const fs::path out = dir_ / "never";
+  ExpectError(With(QuantizeArgs(kLlama, out), {"--device", "tpu"}), {"--device 'tpu': unknown backend"});
+  ExpectError(With(QuantizeArgs(kLlama, out), {"--device", "cuda:x"}), {"expected cuda or cuda:N"});
+  ExpectError(With(QuantizeArgs(kLlama, out), {"--compute-dtype", "fp16"}), {"--compute-dtype 'fp16': expected f32 or bf16"});
+  ExpectError(With(QuantizeArgs(kLlama, out), {"--compute-dtype", "bf16"}), {"the CPU backend computes in f32 only"});
+  const CliResult r = RunQforge(With(QuantizeArgs(kLlama, out), {"--device", "cuda"}), dir_ / "log.txt");
+  if (r.exit_code != 0) {  // a CPU build, or no usable GPU here
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(r.output.find("built without CUDA") != std::string::npos || r.output.find("GPU") != std::string::npos ||
+                r.output.find("driver") != std::string::npos)
+        << r.output;
+    EXPECT_FALSE(fs::exists(out));
+  }
+  ExpectError({"eval", "--model", kLlama.string(), "--ids", kLlama.string() + "/config.json", "--device", "tpu"},
+              {"unknown backend"});
+  EXPECT_FALSE(fs::exists(out));
+}
+
 // ---- Data safety ---------------------------------------------------------------------------------------------
 
 TEST_F(Malformed, ExportOverExistingDirectoryNeedsOverwrite) {
