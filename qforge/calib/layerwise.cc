@@ -213,6 +213,8 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   // Weights of the modules outside the decoder layers (lm_head) first: errors about unsupported weight
   // quantizers come before any work, as in MaxCalibrate.
   CalibrateWeightAmax(fm, state, -1);
+  // On a device only the current layer stays resident: the head uploads again if FinishCalibration needs it.
+  if (!be.host_accessible()) fm.ReleaseHead();
 
   int start = 0;
   std::optional<DirectoryLock> lock;  // one run per checkpoint directory, held to the end
@@ -284,6 +286,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       mr.tokens += b * calib.seq_len;
     }
     mr.ran_forward = true;
+    if (!be.host_accessible()) fm.ReleaseEmbedding();  // every batch is embedded: the table can go
   }
 
   Progress progress("layerwise", L - start, "layers");

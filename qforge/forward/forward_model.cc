@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "qforge/base/error.h"
+#include "qforge/numerics/qdq.h"
 
 namespace qforge {
 namespace {
@@ -70,13 +71,7 @@ ForwardModel::ForwardModel(Model& model, Backend& backend) : model_(model), be_(
   for (int l = 0; l < model_.num_layers(); ++l) layers_.push_back(std::make_unique<DeviceLayer>());
   ws_ = std::make_unique<Workspace>();
   // The embedding stays as stored; rows are converted by the EmbedRows op.
-  const Tensor& table = model_.embed_table();
-  embed_dtype_ = table.dtype();
-  if (be_.host_accessible()) {
-    embed_table_ = be_.Adopt(table.raw(), static_cast<int64_t>(table.nbytes()), std::make_shared<Tensor>(table));
-  } else {
-    embed_table_ = be_.AllocCopy(table.raw(), static_cast<int64_t>(table.nbytes()));
-  }
+  UploadEmbedding();
   final_norm_ = UploadF32(model_.ReadF32("model.norm.weight"));
   // Layers the Model already holds on the host become resident now (the CPU adopts them without copying).
   for (int l = 0; l < model_.num_layers(); ++l) {
@@ -128,22 +123,74 @@ WeightRef ForwardModel::Weight(int module) {
   return WeightRef(weights_[module].data(), be_.weight_dtype());
 }
 
-std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const QuantSpec& spec, std::string_view what) {
+std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const QuantSpec& spec, std::string_view what,
+                                                           int64_t chunk_rows) {
   const ModuleInfo& mi = model_.modules().at(module);
   const WeightRef w = Weight(module);
   if (!weight_exact_[module]) return std::nullopt;
-  const std::vector<int64_t> shape = {mi.out_features, mi.in_features};
-  if (w.dtype == DType::kF32) return be_.QuantAmax(spec, static_cast<const float*>(w.data), shape, what);
-  // A bf16 weight becomes f32 rows by the embedding op (every row, in order): exact.
-  if (iota_len_ < mi.out_features) {
-    std::vector<int32_t> rows(static_cast<size_t>(mi.out_features));
-    for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int32_t>(i);
-    iota_ = be_.AllocCopy(rows.data(), static_cast<int64_t>(rows.size() * sizeof(int32_t)));
-    iota_len_ = mi.out_features;
+  const int64_t rows = mi.out_features, cols = mi.in_features;
+  const std::vector<int64_t> shape = {rows, cols};
+  // One amax over the whole tensor (per tensor, NVFP4's global amax, constant amax) is the max of the
+  // amax of row chunks: such specs go chunk by chunk, so a bf16 weight needs only a chunk of f32 scratch.
+  const auto amax_shape = AmaxShape(spec, shape);
+  const bool per_tensor = amax_shape.has_value() && amax_shape->empty() && !spec.dynamic;
+  const int64_t step = per_tensor ? std::max<int64_t>(1, std::min(chunk_rows, rows)) : rows;
+  const size_t elem = DTypeSize(w.dtype);
+  Buffer f32;
+  if (w.dtype != DType::kF32) {
+    // bf16 rows become f32 through the embedding op (rows 0, 1, 2, ... of the chunk): exact.
+    if (iota_len_ < step) {
+      std::vector<int32_t> idx(static_cast<size_t>(step));
+      for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>(i);
+      iota_ = be_.AllocCopy(idx.data(), static_cast<int64_t>(idx.size() * sizeof(int32_t)));
+      iota_len_ = step;
+    }
+    f32 = be_.Alloc(step * cols * static_cast<int64_t>(sizeof(float)));
   }
-  Buffer f32 = be_.Alloc(mi.out_features * mi.in_features * static_cast<int64_t>(sizeof(float)));
-  be_.EmbedRows(w.data, w.dtype, iota_.as<const int32_t>(), f32.as<float>(), mi.out_features, mi.in_features);
-  return be_.QuantAmax(spec, f32.as<const float>(), shape, what);
+  std::vector<float> result;
+  for (int64_t r0 = 0; r0 < rows; r0 += step) {
+    const int64_t n = std::min(step, rows - r0);
+    const void* src = static_cast<const char*>(w.data) + static_cast<size_t>(r0 * cols) * elem;
+    const float* x = static_cast<const float*>(src);
+    if (w.dtype != DType::kF32) {
+      be_.EmbedRows(src, w.dtype, iota_.as<const int32_t>(), f32.as<float>(), n, cols);
+      x = f32.as<const float>();
+    }
+    std::vector<float> part;
+    try {
+      part = be_.QuantAmax(spec, x, std::vector<int64_t>{n, cols}, what);
+    } catch (const Error&) {
+      if (step == rows) throw;
+      return std::nullopt;  // the host path names the offending element with its index in the whole weight
+    }
+    if (result.empty()) {
+      result = std::move(part);
+    } else {
+      QF_ASSERT(part.size() == result.size(), "per-tensor amax of {} values", part.size());
+      for (size_t i = 0; i < part.size(); ++i) result[i] = std::max(result[i], part[i]);
+    }
+  }
+  return result;
+}
+
+void ForwardModel::ReleaseEmbedding() { embed_table_ = Buffer(); }
+
+void ForwardModel::ReleaseHead() {
+  const int head = model_.lm_head_module();
+  resident_bytes_ -= weights_[head].bytes();
+  weights_[head] = Buffer();
+  weight_versions_[head] = -1;
+}
+
+void ForwardModel::UploadEmbedding() {
+  if (!embed_table_.empty()) return;
+  const Tensor& table = model_.embed_table();
+  embed_dtype_ = table.dtype();
+  if (be_.host_accessible()) {
+    embed_table_ = be_.Adopt(table.raw(), static_cast<int64_t>(table.nbytes()), std::make_shared<Tensor>(table));
+  } else {
+    embed_table_ = be_.AllocCopy(table.raw(), static_cast<int64_t>(table.nbytes()));
+  }
 }
 
 const float* ForwardModel::Bias(int module) const {
@@ -224,6 +271,7 @@ HiddenStates ForwardModel::Embed(std::span<const int32_t> ids, int64_t batch, in
   h.hidden = be_.Alloc(T * H * static_cast<int64_t>(sizeof(float)));
   int32_t* dids = Grow<int32_t>(be_, ws_->ids, T);
   be_.Upload(dids, ids.data(), T * static_cast<int64_t>(sizeof(int32_t)));
+  UploadEmbedding();
   be_.EmbedRows(embed_table_.data(), embed_dtype_, dids, h.data(), T, H);
   return h;
 }

@@ -101,7 +101,13 @@ class ForwardModel {
   // if needed; numerics ComputeAmax's values), or nullopt when that copy is not exactly the Model's weight
   // (f32 weights stored in bf16): the caller then calibrates the host weight. Values are bit-identical
   // either way.
-  std::optional<std::vector<float>> WeightAmax(int module, const QuantSpec& spec, std::string_view what);
+  // Per-tensor specs go `chunk_rows` rows at a time (a chunk of f32 scratch for a bf16 weight).
+  std::optional<std::vector<float>> WeightAmax(int module, const QuantSpec& spec, std::string_view what,
+                                               int64_t chunk_rows = 4096);
+  // Frees the backend's embedding table / lm_head weight until the next Embed / head use uploads them again
+  // (layerwise calibration between its first and last step).
+  void ReleaseEmbedding();
+  void ReleaseHead();
 
   // --- forward ---
   // Token embeddings of ids [batch, seq] (row-major, host). Ids outside [0, vocab) throw naming the position.
@@ -134,6 +140,7 @@ class ForwardModel {
   void EnsureRope(int64_t seq);
   const float* FinalNormed(const HiddenStates& h);
   void EnsureHead();
+  void UploadEmbedding();
   Buffer UploadF32(const Tensor& host);  // a small f32 tensor (norms, biases), adopted on the CPU
 
   std::unique_ptr<Model> owned_;  // set by Load(); declared first so it is destroyed last

@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "qforge/io/safetensors.h"
+#include "qforge/numerics/qdq.h"
 
 namespace qforge {
 namespace {
@@ -47,6 +50,64 @@ TEST_P(TinyModels, LogitsMatchTransformers) {
 INSTANTIATE_TEST_SUITE_P(All, TinyModels,
                          ::testing::Values("llama_rope_linear_tied", "llama_rope_llama3", "llama_rope_llama3_v4config",
                                            "llama_rope_yarn", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe"));
+
+}  // namespace
+}  // namespace qforge
+
+namespace qforge {
+namespace {
+
+QuantSpec Fp8Spec() {
+  QuantSpec s;
+  s.num_bits = NumBits::Float(4, 3);
+  return s;
+}
+
+// WeightAmax (the device path of weight calibration) against numerics ComputeAmax on the host weight, with
+// small row chunks so the chunked per-tensor path is exercised on the CPU too.
+TEST(ForwardModel, WeightAmaxEqualsComputeAmax) {
+  auto fm = ForwardModel::Load(kModels / "llama-dense-26M");
+  Model& m = fm->model();
+  QuantSpec nvfp4;
+  nvfp4.num_bits = NumBits::Float(2, 1);
+  BlockSpec b;
+  b.sizes = {{-1, 16}};
+  b.dynamic = true;
+  b.scale_bits = NumBits::Float(4, 3);
+  nvfp4.block = b;
+  QuantSpec per_channel = Fp8Spec();
+  per_channel.axis = std::vector<int>{0};
+  const int q = m.FindModule("model.layers.1.self_attn.q_proj");
+  const Tensor w = m.LinearWeight(q);
+  for (const QuantSpec& spec : {Fp8Spec(), nvfp4, per_channel}) {
+    const std::vector<float> want = ComputeAmax(spec, w.span<float>(), w.shape(), "w");
+    for (int64_t chunk : {int64_t{7}, int64_t{4096}}) {
+      auto got = fm->WeightAmax(q, spec, "w", chunk);
+      ASSERT_TRUE(got.has_value());
+      EXPECT_EQ(*got, want) << "chunk " << chunk;
+    }
+  }
+  // A non-finite weight: the chunked path declines (the host path names the element's index in the whole
+  // weight); unchunked it throws as ComputeAmax does.
+  Tensor bad = w.Clone();
+  bad.mutable_data<float>()[w.numel() - 3] = std::numeric_limits<float>::infinity();
+  m.SetLinearWeight(q, bad);
+  EXPECT_FALSE(fm->WeightAmax(q, Fp8Spec(), "w", 7).has_value());
+  EXPECT_THROW(fm->WeightAmax(q, Fp8Spec(), "w", w.dim(0)), Error);
+  m.RestoreLinearWeight(q);
+}
+
+TEST(ForwardModel, ReleasedEmbeddingAndHeadComeBack) {
+  auto fm = ForwardModel::Load(kModels / "llama-dense-26M");
+  std::vector<int32_t> ids(2 * 16);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 131 + 7) % 8000);
+  const Tensor a = fm->Forward(ids, 2, 16);
+  fm->ReleaseEmbedding();
+  fm->ReleaseHead();
+  const Tensor b = fm->Forward(ids, 2, 16);
+  ASSERT_EQ(a.numel(), b.numel());
+  EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0);
+}
 
 }  // namespace
 }  // namespace qforge
