@@ -16,6 +16,7 @@
 #include "qforge/calib/layerwise_checkpoint.h"
 #include "qforge/calib/layerwise_conformance.h"
 #include "qforge/config/yaml_loader.h"
+#include "tests/support/host_device_backend.h"
 
 namespace qforge {
 namespace {
@@ -160,6 +161,50 @@ TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
     ADD_FAILURE() << "resume without next_inputs succeeded";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("next_inputs.safetensors' is missing"), std::string::npos) << e.what();
+  }
+}
+
+// The device-only paths (stored-weight uploads, weight amax on the device copy, the activation store's device
+// tier, the released embedding / lm_head) on a backend that is a device to the code above it but computes
+// with the CPU's kernels: the calibrated state must equal the CPU backend's bit for bit.
+TEST_P(LayerwiseModels, DevicePathsEqualTheCpuBitForBit) {
+  const config::QuantizeConfig c = Recipe();
+  ModelLoadOptions lo;
+  lo.load_all_layers = false;
+  auto model = Model::Load(ModelDir(GetParam()), lo);
+  const CalibData data = Samples();
+  QuantState ref = QuantState::ForModel(*model);
+  ref.Apply(c.quant_cfg);
+  {
+    ForwardModel cpu(*model, DefaultCpuBackend());
+    MaxCalibrate(cpu, ref, data, MaxOptions(c));
+  }
+  testing_support::HostDeviceBackend dev;
+  {
+    ForwardModel fm(*model, dev);
+    QuantState s = QuantState::ForModel(*model);
+    s.Apply(c.quant_cfg);
+    MaxCalibrate(fm, s, data, MaxOptions(c));
+    ExpectSameState(ref, s, "device, whole model");
+    EXPECT_GT(dev.stats().h2d_bytes, 0);  // weights and ids went up as uploads
+  }
+  // Device tier large enough, then one that holds a single batch of 2 x 32 tokens (the rest goes to host
+  // RAM, 50000 bytes, then spills).
+  for (int64_t device_budget : {int64_t{-1}, int64_t{2 * 32 * 4} * model->config().hidden_size}) {
+    ForwardModel fm(*model, dev);
+    QuantState s = QuantState::ForModel(*model);
+    s.Apply(c.quant_cfg);
+    LayerwiseOptions o;
+    o.show_progress = false;
+    o.activation_memory = 50000;
+    o.device_activation_memory = device_budget;
+    const LayerwiseReport r = LayerwiseMaxCalibrate(fm, s, [&] { return data; }, MaxOptions(c), o);
+    ExpectSameState(ref, s, "device, layerwise, device budget " + std::to_string(device_budget));
+    EXPECT_GT(r.peak_device_activation_bytes, 0);
+    if (device_budget > 0) {
+      EXPECT_LE(r.peak_device_activation_bytes, 2 * device_budget);
+      EXPECT_GT(r.spilled_bytes, 0);
+    }
   }
 }
 
