@@ -90,11 +90,15 @@ std::unique_ptr<ForwardModel> ForwardModel::Load(const std::filesystem::path& di
   return fm;
 }
 
-Buffer ForwardModel::UploadF32(const Tensor& host) {
-  QF_ASSERT(host.dtype() == DType::kF32, "UploadF32 of a {} tensor", DTypeName(host.dtype()));
+Buffer ForwardModel::UploadHost(const Tensor& host) {
   const int64_t bytes = static_cast<int64_t>(host.nbytes());
   if (be_.host_accessible()) return be_.Adopt(host.raw(), bytes, std::make_shared<Tensor>(host));
   return be_.AllocCopy(host.raw(), bytes);
+}
+
+Buffer ForwardModel::UploadF32(const Tensor& host) {
+  QF_ASSERT(host.dtype() == DType::kF32, "UploadF32 of a {} tensor", DTypeName(host.dtype()));
+  return UploadHost(host);
 }
 
 void ForwardModel::UploadLinear(int module) {
@@ -186,11 +190,7 @@ void ForwardModel::UploadEmbedding() {
   if (!embed_table_.empty()) return;
   const Tensor& table = model_.embed_table();
   embed_dtype_ = table.dtype();
-  if (be_.host_accessible()) {
-    embed_table_ = be_.Adopt(table.raw(), static_cast<int64_t>(table.nbytes()), std::make_shared<Tensor>(table));
-  } else {
-    embed_table_ = be_.AllocCopy(table.raw(), static_cast<int64_t>(table.nbytes()));
-  }
+  embed_table_ = UploadHost(table);
 }
 
 const float* ForwardModel::Bias(int module) const {
@@ -209,7 +209,7 @@ void ForwardModel::LoadLayer(int layer) {
     D.host_loaded_here = true;
   }
   for (int m : L.linears) {
-    if (weights_[m].empty() || weight_versions_[m] != model_.weight_version(m)) UploadLinear(m);  // not yet (weight amax)
+    (void)Weight(m);  // uploads unless weight amax already did
     Tensor b = model_.LinearBias(m);
     if (b.defined() && b.numel() > 0) biases_[m] = UploadF32(b);
   }

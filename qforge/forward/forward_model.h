@@ -141,7 +141,8 @@ class ForwardModel {
   const float* FinalNormed(const HiddenStates& h);
   void EnsureHead();
   void UploadEmbedding();
-  Buffer UploadF32(const Tensor& host);  // a small f32 tensor (norms, biases), adopted on the CPU
+  Buffer UploadHost(const Tensor& host);  // a host tensor as it is: adopted on the CPU, copied to a device
+  Buffer UploadF32(const Tensor& host);   // a small f32 tensor (norms, biases)
 
   std::unique_ptr<Model> owned_;  // set by Load(); declared first so it is destroyed last
   Model& model_;

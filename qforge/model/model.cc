@@ -29,11 +29,16 @@ const ModuleKindTraits kModuleKinds[] = {
 
 bool Present(const Tensor& t) { return t.raw() != nullptr; }
 
+// A router or Qwen-MoE's shared_expert_gate: its weight is checked for finiteness whenever it is read.
+bool IsRoutingWeight(const ModuleInfo& mi) {
+  return mi.role == LinearRole::kRouter || mi.role == LinearRole::kSharedExpertGate;
+}
+
 // Routers (and Qwen-MoE's shared_expert_gate) are never quantized, so no weight amax looks at their values: a
 // NaN or Inf there makes every routing weight NaN, and the first error would name a later expert quantizer.
 // `w` is the f32 weight of `mi`, read from `file`.
 void CheckRouterFinite(const ModuleInfo& mi, const Tensor& w, const std::string& file) {
-  if (mi.role != LinearRole::kRouter && mi.role != LinearRole::kSharedExpertGate) return;
+  if (!IsRoutingWeight(mi)) return;
   int64_t bad = 0, first = -1;
   const float* x = w.data<float>();
   for (int64_t i = 0; i < w.numel(); ++i) {
@@ -336,16 +341,26 @@ void Model::ReleaseLayer(int layer) {
 
 bool Model::IsLayerLoaded(int layer) const { return layers_.at(layer)->loaded; }
 
-Tensor Model::LinearWeight(int module) const {
+const ModuleInfo& Model::LinearInfo(int module) const {
   QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()) && modules_[module].kind == ModuleKind::kLinear,
            "module {} is not a Linear", module);
+  return modules_[module];
+}
+
+bool Model::ReadsThroughLinearWeight(int module) const {
+  const ModuleInfo& mi = modules_[module];
+  return HasHostWeight(module) || IsRoutingWeight(mi) || (options_.provides && options_.provides(mi.weight_tensor));
+}
+
+Tensor Model::LinearWeight(int module) const {
+  const ModuleInfo& mi = LinearInfo(module);
   if (Present(overrides_[module])) return overrides_[module];
   if (Present(weights_[module])) return weights_[module];
   // Not resident: convert a fresh copy and let the mmap pages go, so streaming over the weights (export,
   // layerwise calibration) never accumulates the checkpoint in RSS.
-  Tensor w = ReadF32(modules_[module].weight_tensor);
-  CheckRouterFinite(modules_[module], w, FileOfTensor(modules_[module].weight_tensor));
-  ckpt_.Release(modules_[module].weight_tensor);
+  Tensor w = ReadF32(mi.weight_tensor);
+  CheckRouterFinite(mi, w, FileOfTensor(mi.weight_tensor));
+  ckpt_.Release(mi.weight_tensor);
   return w;
 }
 
@@ -355,16 +370,12 @@ bool Model::HasHostWeight(int module) const {
 }
 
 void Model::LinearWeightInto(int module, std::span<float> out) const {
-  QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()) && modules_[module].kind == ModuleKind::kLinear,
-           "module {} is not a Linear", module);
-  const ModuleInfo& mi = modules_[module];
+  const ModuleInfo& mi = LinearInfo(module);
   QF_CHECK(static_cast<int64_t>(out.size()) == mi.out_features * mi.in_features,
            "LinearWeightInto({}): {} floats for a [{}, {}] weight", mi.name, out.size(), mi.out_features,
            mi.in_features);
-  const bool provided = options_.provides && options_.provides(mi.weight_tensor);
-  if (HasHostWeight(module) || provided || mi.role == LinearRole::kRouter ||
-      mi.role == LinearRole::kSharedExpertGate) {
-    const Tensor w = LinearWeight(module);  // held, provided, or checked for finiteness (routers)
+  if (ReadsThroughLinearWeight(module)) {
+    const Tensor w = LinearWeight(module);
     std::copy(w.span<float>().begin(), w.span<float>().end(), out.begin());
     return;
   }
@@ -374,15 +385,8 @@ void Model::LinearWeightInto(int module, std::span<float> out) const {
 }
 
 Tensor Model::StoredLinearWeight(int module) const {
-  QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()) && modules_[module].kind == ModuleKind::kLinear,
-           "module {} is not a Linear", module);
-  const ModuleInfo& mi = modules_[module];
-  if (Present(overrides_[module])) return overrides_[module];
-  if (Present(weights_[module])) return weights_[module];
-  if (mi.role == LinearRole::kRouter || mi.role == LinearRole::kSharedExpertGate ||
-      (options_.provides && options_.provides(mi.weight_tensor))) {
-    return LinearWeight(module);
-  }
+  const ModuleInfo& mi = LinearInfo(module);
+  if (ReadsThroughLinearWeight(module)) return LinearWeight(module);
   return ckpt_.Get(mi.weight_tensor);  // validated F32 / F16 / BF16 at Load
 }
 
@@ -392,9 +396,7 @@ void Model::ReleaseStoredPages(int module) const {
 }
 
 void Model::SetLinearWeight(int module, Tensor weight) {
-  QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()) && modules_[module].kind == ModuleKind::kLinear,
-           "module {} is not a Linear", module);
-  const ModuleInfo& mi = modules_[module];
+  const ModuleInfo& mi = LinearInfo(module);
   QF_CHECK(weight.dtype() == DType::kF32, "SetLinearWeight({}): weight must be F32, got {}", mi.name,
            DTypeName(weight.dtype()));
   QF_CHECK(weight.shape() == Shape({mi.out_features, mi.in_features}),

@@ -163,6 +163,11 @@ class Model {
   void CheckModuleCountFitsCheckpoint() const;  // the config's module count against the checkpoint's tensors
   int64_t ValidateCheckpoint() const;  // returns the parameter count
   std::string FileOfTensor(const std::string& tensor) const;  // its shard file, or the model dir if provided
+  // modules()[module], after checking that it is a Linear (QF_CHECK naming the index).
+  const ModuleInfo& LinearInfo(int module) const;
+  // The weight must be read through LinearWeight: it is held (override or loaded layer), provided, or a
+  // routing weight that is checked for finiteness on every read.
+  bool ReadsThroughLinearWeight(int module) const;
 
   std::filesystem::path dir_;
   ModelConfig config_;
