@@ -22,6 +22,7 @@
 #include "qforge/numerics/qdq.h"
 #include "qforge/runtime/backend.h"
 #include "tests/backend_consistency/consistency_util.h"
+#include "tests/support/format_probe.h"
 
 namespace qforge {
 namespace {
@@ -76,29 +77,8 @@ std::vector<float> Inputs(size_t n, uint32_t seed, float scale = 1.0f, bool spec
   return x;
 }
 
-// Every finite magnitude of a float format, the midpoints between neighbours (ties) and their fp32
-// neighbours, both signs: every rounding decision at scale 1.
-std::vector<float> GridProbe(Format f) {
-  const FormatTraits& t = GetTraits(f);
-  std::vector<float> vals;
-  for (uint32_t c = 0; c < (1u << (t.bits - 1)); ++c) {
-    const float v = t.decode(c);
-    if (std::isfinite(v)) vals.push_back(v);
-  }
-  std::sort(vals.begin(), vals.end());
-  std::vector<float> probe;
-  for (size_t i = 0; i < vals.size(); ++i) {
-    probe.push_back(vals[i]);
-    if (i + 1 < vals.size()) {
-      const float mid = (vals[i] + vals[i + 1]) / 2;
-      for (float m : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, kInf)}) probe.push_back(m);
-    }
-  }
-  probe.push_back(t.max_finite * 1.01f);
-  const size_t n = probe.size();
-  for (size_t i = 0; i < n; ++i) probe.push_back(-probe[i]);
-  return probe;
-}
+// Every rounding decision of a format at scale 1 (tests/support/format_probe.h), both signs.
+std::vector<float> GridProbe(Format f) { return testing_support::RoundingProbe(f, {1.01f}); }
 
 QuantSpec Spec(NumBits nb) {
   QuantSpec s;

@@ -14,6 +14,7 @@
 
 #include "qforge/numerics/encode.h"
 #include "qforge/numerics/qdq.h"
+#include "tests/support/format_probe.h"
 
 namespace qforge::cpu {
 namespace {
@@ -36,28 +37,9 @@ void ExpectSame(const std::vector<float>& got, const std::vector<float>& want, c
   }
 }
 
-// Every value of a format, the midpoints between neighbours (ties) and their fp32 neighbours, both signs,
-// plus specials: a dense probe of every rounding decision.
+// The rounding probe of a format (tests/support/format_probe.h) plus far-saturating values and specials.
 std::vector<float> GridProbe(Format f) {
-  const FormatTraits& t = GetTraits(f);
-  std::vector<float> vals;
-  for (uint32_t c = 0; c < (1u << (t.bits - 1)); ++c) {
-    const float v = t.decode(c);
-    if (std::isfinite(v)) vals.push_back(v);
-  }
-  std::sort(vals.begin(), vals.end());
-  std::vector<float> probe;
-  for (size_t i = 0; i < vals.size(); ++i) {
-    probe.push_back(vals[i]);
-    if (i + 1 < vals.size()) {
-      const float mid = (vals[i] + vals[i + 1]) / 2;
-      for (float m : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, kInf)}) probe.push_back(m);
-    }
-  }
-  probe.push_back(t.max_finite * 1.01f);
-  probe.push_back(t.max_finite * 1e6f);
-  const size_t n = probe.size();
-  for (size_t i = 0; i < n; ++i) probe.push_back(-probe[i]);
+  std::vector<float> probe = testing_support::RoundingProbe(f, {1.01f, 1e6f});
   for (float s : {kInf, -kInf, kNaN, -0.0f, 1e-45f, -1e-40f, 1e-30f}) probe.push_back(s);
   return probe;
 }
