@@ -23,8 +23,8 @@ struct Dims {
   int64_t rows = 1;   // numel / in
 };
 
-Dims CheckShape(const PackFormatTraits& t, std::span<const float> w, std::span<const int64_t> shape,
-                std::string_view what) {
+// `count`: the number of weight values given for `shape`.
+Dims CheckShape(const PackFormatTraits& t, size_t count, std::span<const int64_t> shape, std::string_view what) {
   const int rank = static_cast<int>(shape.size());
   QF_CHECK(rank >= t.min_rank, "{}: format {} needs a weight of rank >= {}, got shape [{}]", what, t.name, t.min_rank,
            fmt::join(shape, ", "));
@@ -33,7 +33,7 @@ Dims CheckShape(const PackFormatTraits& t, std::span<const float> w, std::span<c
     QF_CHECK(s > 0, "{}: format {} cannot pack shape [{}]", what, t.name, fmt::join(shape, ", "));
     d.numel *= s;
   }
-  QF_CHECK(static_cast<int64_t>(w.size()) == d.numel, "{}: {} values for shape [{}]", what, w.size(),
+  QF_CHECK(static_cast<int64_t>(count) == d.numel, "{}: {} values for shape [{}]", what, count,
            fmt::join(shape, ", "));
   d.in = shape[rank - 1];
   d.out = rank >= 2 ? shape[rank - 2] : 1;
@@ -112,20 +112,20 @@ PackedWeight PackFp8Family(PackFormat f, std::span<const float> w, std::span<con
   p.weight.resize(d.numel);
   if (f == PackFormat::kFp8) {
     CheckCount(what, "amax", amax.size(), 1);
-    p.scale_f32 = {ExportAmax(amax[0], 448.0f) / 448.0f};
+    p.scale_f32 = {Fp8ExportScale(amax[0])};
     EncodeFp8Groups(w, p.scale_f32, d.numel, p.weight, what, kernels);
   } else if (f == PackFormat::kFp8PerChannel) {
     const int64_t n0 = shape[0];
     CheckCount(what, "amax", amax.size(), n0);
     p.scale_f32.resize(n0);
-    for (int64_t r = 0; r < n0; ++r) p.scale_f32[r] = ExportAmax(amax[r], 448.0f) / 448.0f;
+    for (int64_t r = 0; r < n0; ++r) p.scale_f32[r] = Fp8ExportScale(amax[r]);
     p.scale_shape = {n0};
     EncodeFp8Groups(w, p.scale_f32, d.numel / n0, p.weight, what, kernels);
   } else {  // kFp8Block: 128 x 128 blocks over the last two dims
     const int64_t ob = (d.out + 127) / 128, ib = (d.in + 127) / 128;
     CheckCount(what, "amax", amax.size(), d.lead * ob * ib);
     p.scale_f32.resize(amax.size());
-    for (size_t i = 0; i < amax.size(); ++i) p.scale_f32[i] = ExportAmax(amax[i], 448.0f) / 448.0f;
+    for (size_t i = 0; i < amax.size(); ++i) p.scale_f32[i] = Fp8ExportScale(amax[i]);
     p.scale_shape.assign(shape.begin(), shape.end() - 2);
     p.scale_shape.insert(p.scale_shape.end(), {ob, 1, ib, 1});
     for (int64_t r = 0; r < d.rows; ++r) {
@@ -174,9 +174,7 @@ PackedWeight PackNvfp4(std::span<const float> w, std::span<const int64_t> shape,
     PackNvfp4Elements(w, p.scale_bytes, ws2, p.weight);
     return p;
   }
-  float g = in.global_amax ? *in.global_amax : AbsMax(w, kernels);
-  g = ExportAmax(g, 6.0f);  // ModelOpt would divide by a zero global amax here (NaN scales)
-  const float ws2 = g / 2688.0f;
+  const float ws2 = Nvfp4DynamicScale2(in.global_amax ? *in.global_amax : AbsMax(w, kernels));
   p.weight_scale_2 = ws2;
   // Both kernels check finiteness themselves (in the same pass), so PackWeight runs no CheckFinite here.
   if (kernels && kernels->PackNvfp4(w, d.rows, d.in, ws2, p.weight, p.scale_bytes)) return p;
@@ -372,10 +370,61 @@ QuantSpec WeightSpecFor(PackFormat format) {
   return s;
 }
 
+float Fp8ExportScale(float amax) { return ExportAmax(amax, 448.0f) / 448.0f; }
+
+// ModelOpt would divide by a zero global amax here (NaN scales); export_amax keeps it positive.
+float Nvfp4DynamicScale2(float global_amax) { return ExportAmax(global_amax, 6.0f) / 2688.0f; }
+
+PackedLayout PackedLayoutOf(PackFormat format, std::span<const int64_t> shape, std::string_view what) {
+  const PackFormatTraits& t = GetTraits(format);
+  int64_t numel = 1;
+  for (int64_t s : shape) numel *= s > 0 ? s : 1;
+  const Dims d = CheckShape(t, static_cast<size_t>(numel), shape, what);  // rank and positivity rules
+  PackedLayout l;
+  l.weight_type = t.weight_type;
+  l.scale_type = t.scale_type;
+  l.has_scale_2 = t.has_scale_2;
+  l.weight_shape.assign(shape.begin(), shape.end());
+  auto need_in = [&](int64_t b) {
+    QF_CHECK(d.in % b == 0, "{}: {} needs the last dimension to be a multiple of {}, got shape [{}]", what, t.name, b,
+             fmt::join(shape, ", "));
+  };
+  switch (format) {
+    case PackFormat::kFp8:
+      break;
+    case PackFormat::kFp8PerChannel:
+    case PackFormat::kInt8:
+      l.scale_shape = {shape[0]};
+      break;
+    case PackFormat::kFp8Block:
+      l.scale_shape.assign(shape.begin(), shape.end() - 2);
+      l.scale_shape.insert(l.scale_shape.end(), {(d.out + 127) / 128, 1, (d.in + 127) / 128, 1});
+      break;
+    case PackFormat::kNvfp4:
+      need_in(16);
+      l.weight_shape = WithLast(shape, d.in / 2);
+      l.scale_shape = WithLast(shape, d.in / 16);
+      break;
+    case PackFormat::kMxfp8:
+    case PackFormat::kMxfp4:
+      need_in(32);
+      if (format == PackFormat::kMxfp4) l.weight_shape = WithLast(shape, d.in / 2);
+      l.scale_shape = WithLast(shape, d.in / 32);
+      break;
+    case PackFormat::kInt4Awq:
+      QF_CHECK(d.in % 128 == 0 && d.out % 2 == 0,
+               "{}: int4_awq needs in % 128 == 0 and an even out dimension, got shape [{}]", what, fmt::join(shape, ", "));
+      l.weight_shape[shape.size() - 2] = d.out / 2;
+      l.scale_shape = WithLast(shape, d.in / 128);
+      break;
+  }
+  return l;
+}
+
 PackedWeight PackWeight(PackFormat format, std::span<const float> w, std::span<const int64_t> shape,
                         const PackInputs& inputs, std::string_view what, const HostQuantKernels* kernels) {
   const PackFormatTraits& t = GetTraits(format);
-  const Dims d = CheckShape(t, w, shape, what);
+  const Dims d = CheckShape(t, w.size(), shape, what);
   // nvfp4 (dynamic), fp8 and fp8_pc check finiteness inside their (fast) encoders.
   const bool checked_inside = (format == PackFormat::kNvfp4 && !inputs.nvfp4_static) || format == PackFormat::kFp8 ||
                               format == PackFormat::kFp8PerChannel;
@@ -448,7 +497,7 @@ void UnpackWeightInto(const PackedWeight& p, std::span<float> w, std::string_vie
       for (int64_t i = 0; i < numel; ++i) {
         const uint8_t byte = p.weight[i / 2];
         const uint8_t code = (i % 2 == 0) ? (byte & 0xF) : (byte >> 4);
-        w[i] = DecodeE2M1(code) * (DecodeE4M3(p.scale_bytes[i / 16]) * *p.weight_scale_2);
+        w[i] = DecodeNvfp4Element(code, p.scale_bytes[i / 16], *p.weight_scale_2);
       }
       break;
     }

@@ -141,6 +141,25 @@ struct PackInputs {
   bool four_over_six = false;         // static NVFP4: FP8_NORM = 256
 };
 
+// The dtypes and shapes of the tensors `format` stores for a weight of `shape` (the table above), known
+// before anything is encoded: the export lays out its safetensors shards up front. Equal to what
+// PackWeight returns for that shape; shapes a format cannot hold throw as PackWeight does.
+struct PackedLayout {
+  StoredType weight_type = StoredType::kU8;
+  std::vector<int64_t> weight_shape;
+  StoredType scale_type = StoredType::kF32;
+  std::vector<int64_t> scale_shape;  // [] for a 0-d scalar
+  bool has_scale_2 = false;          // a 0-d f32 weight_scale_2
+};
+PackedLayout PackedLayoutOf(PackFormat format, std::span<const int64_t> shape, std::string_view what = "weight");
+
+// The scale formulas of the elementwise export encodings, from calibrated amax alone (the host encoders
+// use them, and so does any device encoder that runs the elementwise kernels itself):
+//   fp8 / fp8_pc weight_scale = export_amax(amax, 448) / 448 (per tensor / per output row);
+//   nvfp4 (dynamic path) weight_scale_2 = export_amax(G, 6) / 2688, G the weight's global amax.
+float Fp8ExportScale(float amax);
+float Nvfp4DynamicScale2(float global_amax);
+
 // Encodes one weight. Throws qforge::Error naming `what` for non-finite values, shapes a format cannot
 // hold (e.g. nvfp4 needs in % 16 == 0, mx* in % 32, int4_awq in % 128 and even out) and amax of the
 // wrong size. `kernels` (quant_kernels.h; nullptr = scalar reference only) may take the abs-max /

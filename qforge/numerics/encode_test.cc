@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "qforge/base/error.h"
 #include "qforge/numerics/qdq.h"
 
 namespace qforge {
@@ -134,6 +135,30 @@ TEST(Encode, ShapesAndScalesOfEveryFormat) {
     for (int64_t d : want.weight) n *= d;
     EXPECT_EQ(static_cast<int64_t>(p.weight.size()), n);
   }
+}
+
+// The layout the export plans before encoding is the one PackWeight produces, for every format and for
+// 3-d (expert) weights where the format takes them; a shape a format cannot hold throws the same way.
+TEST(Encode, PackedLayoutOfEqualsWhatPackWeightWrites) {
+  for (const auto& t : kPackFormatTable) {
+    for (const std::vector<int64_t>& shape : {std::vector<int64_t>{256, 384}, std::vector<int64_t>{3, 128, 256}}) {
+      const auto w = RandomTensor(static_cast<size_t>(shape[0] * shape[1] * (shape.size() > 2 ? shape[2] : 1)), 9);
+      if (static_cast<int>(shape.size()) > 2 && (t.format == PackFormat::kFp8PerChannel || t.format == PackFormat::kInt8)) {
+        continue;  // per-channel formats take [out, in] only
+      }
+      const PackedWeight p = PackWeight(t.format, w, shape);
+      const PackedLayout l = PackedLayoutOf(t.format, shape);
+      EXPECT_EQ(l.weight_shape, p.weight_shape) << t.name;
+      EXPECT_EQ(l.scale_shape, p.scale_shape) << t.name;
+      EXPECT_EQ(l.has_scale_2, p.weight_scale_2.has_value()) << t.name;
+      EXPECT_EQ(l.weight_type, t.weight_type) << t.name;
+      EXPECT_EQ(l.scale_type, t.scale_type) << t.name;
+    }
+  }
+  EXPECT_THROW(PackedLayoutOf(PackFormat::kNvfp4, std::vector<int64_t>{4, 40}, "w"), Error);
+  EXPECT_THROW(PackedLayoutOf(PackFormat::kMxfp8, std::vector<int64_t>{4, 48}, "w"), Error);
+  EXPECT_THROW(PackedLayoutOf(PackFormat::kInt4Awq, std::vector<int64_t>{3, 128}, "w"), Error);
+  EXPECT_THROW(PackedLayoutOf(PackFormat::kFp8PerChannel, std::vector<int64_t>{8}, "w"), Error);
 }
 
 // Declines every kernel, counting the offers: PackWeight must fall back to the same bytes.

@@ -182,6 +182,12 @@ QF_HD inline uint8_t EncodeE2M1(float x) {
 }
 QF_HD inline float DecodeE2M1(uint8_t c) { return DecodeMinifloat(c & 0xFu, E2M1Params()); }
 
+// One NVFP4 export element: E2M1 nibble `code` (low 4 bits) of a block with E4M3 scale byte `scale` and the
+// tensor's weight_scale_2, as UnpackWeight (encode.h) decodes it: e2m1 * (e4m3(scale) * ws2).
+QF_HD inline float DecodeNvfp4Element(uint8_t code, uint8_t scale, float weight_scale_2) {
+  return DecodeE2M1(code) * (DecodeE4M3(scale) * weight_scale_2);
+}
+
 // E8M0: code c means 2^(c-127) (c = 0 -> 2^-127, an fp32 subnormal); 0xFF is NaN.
 QF_HD inline float DecodeE8M0(uint8_t c) { return c == 0xFF ? F32FromBits(0x7FC00000u) : Pow2(c - 127); }
 // Code of the power of two 2^e, e clamped to [-127, 127].
