@@ -116,7 +116,7 @@ def main():
         vals = [v for v in vals if v is not None]
         return sum(vals) if vals else None
 
-    def qexport(k):  # packing + write; an `export` phase, if qforge's summary has one, instead
+    def qexport(k):  # the `export` phase (wall); older summaries: packing + write
         q = qf.get(k)
         if q and "export" in q["phases"]:
             return q["phases"]["export"]
@@ -175,9 +175,11 @@ def main():
                                                      fmt_s(th["seconds"].get("forward_decoder")) if th else None])
     row("plain forward, full logits", [None, None, None, None,
                                        fmt_s(th["seconds"].get("forward_full")) if th else None])
-    row("packing", [fmt_s(qph("whole", "packing")), fmt_s(qph("layerwise", "packing")), None, None, None])
-    row("write", [fmt_s(qph("whole", "write")), fmt_s(qph("layerwise", "write")), None, None, None])
-    row("export (packing + write / export_hf_checkpoint)",
+    row("encode (weights packed, error measured)", [fmt_s(qph("whole", "encode")), fmt_s(qph("layerwise", "encode")),
+                                                    None, None, None])
+    row("write threads (busy time, overlaps encode)", [fmt_s(qph("whole", "write threads")),
+                                                       fmt_s(qph("layerwise", "write threads")), None, None, None])
+    row("export (wall / export_hf_checkpoint)",
         [fmt_s(qexport("whole")), fmt_s(qexport("layerwise")),
          fmt_s(mph("whole", "export")), fmt_s(mph("layerwise", "export")), None])
     row("**end to end** (load -> export written)",

@@ -21,6 +21,7 @@
 #include "qforge/export/quantized_reader.h"
 #include "qforge/export/value_scan.h"
 #include "qforge/io/safetensors.h"
+#include "qforge/model/weight_encoder.h"
 #include "qforge/numerics/encode.h"
 #include "qforge/numerics/qdq.h"
 #include "qforge/quant/shared_state.h"
@@ -380,76 +381,34 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     }
   }
 
-  // 2. Encode every quantized Linear; copy everything else as stored.
-  Timer pack_timer;
+  // 2. The checkpoint's layout, before anything is encoded: per quantized Linear its packed weight, scales
+  // and input scale; the KV-cache scales; then every other checkpoint tensor as stored. (This order, and
+  // so every shard's bytes, is what the export has always written.)
   CheckpointTensors ckpt = CheckpointTensors::Open(model.dir());
-  CheckpointWriter writer(out_dir, options.max_shard_bytes, options.replace);
+  std::vector<PlannedTensor> layout;
   std::set<std::string> replaced;  // checkpoint tensors written in another form
-  double write_seconds = 0;
+  auto writes_input_scale = [](const LinearPlan& p) {
+    const exporter::Presence ps = exporter::Traits(p.format).input_scale;
+    return p.input_amax && ps != exporter::Presence::kForbidden && ps != exporter::Presence::kTolerated;
+  };
   int64_t total_quantized = 0;
-  for (const auto& p : plans) total_quantized += p.format != ExportFormat::kNone ? 1 : 0;
-  Progress progress("export", total_quantized, "layers");
-  std::vector<float> weight_buffer, decoded_buffer;  // reused across weights (grow to the largest)
   for (const auto& p : plans) {
     if (p.format == ExportFormat::kNone) continue;
     const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
     QF_CHECK(info.name != "lm_head" || !model.config().tie_word_embeddings,
              "lm_head is tied to the embeddings and cannot be quantized on its own; disable '*lm_head*'");
-    // A weight held by the model is used as it is; others are read into one reused buffer (a fresh 10^8-float
-    // allocation per weight costs its page faults on every weight of a large model).
-    Tensor held;
-    std::span<const float> wv;
-    if (model.HasHostWeight(p.module)) {
-      held = model.LinearWeight(p.module);
-      wv = held.span<float>();
-    } else {
-      weight_buffer.resize(static_cast<size_t>(info.out_features * info.in_features));
-      model.LinearWeightInto(p.module, weight_buffer);
-      wv = weight_buffer;
-    }
-    const std::vector<int64_t> wshape = {info.out_features, info.in_features};
-    PackInputs in;
-    in.amax = p.weight_amax;
-    in.global_amax = p.global_amax;
-    const QuantSpec ws = p.weight->spec();
-    in.nvfp4_static = ws.IsNvfp4Static();
-    in.four_over_six = ws.block && ws.block->four_over_six;
-    const PackFormat pf = *PackFormatForExport(p.format);
-    PackedWeight packed = PackWeight(pf, wv, wshape, in, info.name + ".weight", options.kernels);
-    Timer wt;
-    PackedTensors pt = ToTensors(packed);
-    writer.Add(info.name + ".weight", std::move(pt.weight));
-    writer.Add(info.name + ".weight_scale", std::move(pt.weight_scale));
-    if (pt.weight_scale_2) writer.Add(info.name + ".weight_scale_2", std::move(*pt.weight_scale_2));
-    if (p.input_amax && exporter::Traits(p.format).input_scale != exporter::Presence::kForbidden &&
-        exporter::Traits(p.format).input_scale != exporter::Presence::kTolerated) {
-      const float d = InputScaleDivisor(p.input->spec());  // amax / max bound, with export_amax's rules
-      writer.Add(info.name + ".input_scale", FiniteScale(info.name + ".input_scale", *p.input,
-                                                         ExportAmax(*p.input_amax, d) / d));
-    }
-    write_seconds += wt.Seconds();
+    const PackedLayout pl = PackedLayoutOf(*PackFormatForExport(p.format), std::vector<int64_t>{info.out_features,
+                                           info.in_features}, info.name + ".weight");
+    layout.push_back({info.name + ".weight", StoredDTypeOf(pl.weight_type), pl.weight_shape});
+    layout.push_back({info.name + ".weight_scale", StoredDTypeOf(pl.scale_type), pl.scale_shape});
+    if (pl.has_scale_2) layout.push_back({info.name + ".weight_scale_2", DType::kF32, {}});
+    if (writes_input_scale(p)) layout.push_back({info.name + ".input_scale", DType::kF32, {}});
     replaced.insert(info.weight_tensor);
-    // Error the exported encoding introduces, measured on the decoded weight.
-    decoded_buffer.resize(wv.size());
-    UnpackWeightInto(packed, decoded_buffer, info.name + ".weight");
-    const std::vector<float>& dq = decoded_buffer;
-    double num = 0, den = 0;
-    const float* x = wv.data();
-    const int64_t count = static_cast<int64_t>(dq.size());
-#pragma omp parallel for reduction(+ : num, den) if (count > (int64_t{1} << 20))
-    for (int64_t i = 0; i < count; ++i) {
-      const double d = static_cast<double>(x[i]) - dq[i];
-      num += d * d;
-      den += static_cast<double>(x[i]) * x[i];
-    }
-    report.layers.push_back({info.name, std::string(exporter::Traits(p.format).name), static_cast<int64_t>(wv.size()),
-                             den > 0 ? num / den : 0.0});
-    if (options.show_progress) progress.Add(1, info.name);
+    ++total_quantized;
   }
-  if (options.show_progress && total_quantized > 0) progress.Finish();
-
   // KV-cache scales: <attn>.k_proj.k_scale / v_proj.v_scale = amax / 448 (spec §10.2; 448 for FP8 and NVFP4).
   exporter::KvCacheAlgo kv = exporter::KvCacheAlgo::kNone;
+  std::vector<std::pair<std::string, Tensor>> kv_scales;
   for (size_t m = 0; m < modules.size(); ++m) {
     if (modules[m].kind != ModuleKind::kAttention) continue;
     for (QuantizerRole role : {QuantizerRole::kKBmm, QuantizerRole::kVBmm}) {
@@ -464,22 +423,67 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
       QF_CHECK(q->has_amax && q->amax.size() == 1, "quantizer '{}' has no per-tensor amax to export", q->slot.name);
       const bool is_k = role == QuantizerRole::kKBmm;
       const std::string name = modules[m].name + (is_k ? ".k_proj.k_scale" : ".v_proj.v_scale");
-      writer.Add(name, FiniteScale(name, *q, ExportAmax(q->amax[0], 448.0f) / 448.0f));
-      ++report.kv_scales_written;
+      kv_scales.emplace_back(name, FiniteScale(name, *q, ExportAmax(q->amax[0], 448.0f) / 448.0f));
+      layout.push_back({name, DType::kF32, {}});
     }
   }
-
-  Timer wt;
+  std::vector<std::string> copied;
   for (const auto& name : ckpt.names()) {
     if (replaced.count(name)) continue;
-    const Tensor t = ckpt.Get(name);
+    const TensorInfo& ti = ckpt.Info(name);  // (opens every shard now: see the writer's `done` below)
+    layout.push_back({name, ti.dtype, ti.shape});
+    copied.push_back(name);
+  }
+
+  // 3. Encode every quantized Linear while writer threads put the previous tensors on disk; copy everything
+  // else as stored.
+  Timer export_timer;
+  CheckpointWriterOptions wo;
+  wo.max_shard_bytes = options.max_shard_bytes;
+  wo.replace = options.replace;
+  CheckpointWriter writer(out_dir, std::move(layout), wo);
+  HostWeightEncoder host_encoder(model, options.kernels);
+  WeightEncoder& encoder = options.encoder != nullptr ? *options.encoder : host_encoder;
+  double encode_seconds = 0;
+  Progress progress("export", total_quantized, "layers");
+  for (const auto& p : plans) {
+    if (p.format == ExportFormat::kNone) continue;
+    const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
+    PackInputs in;
+    in.amax = p.weight_amax;
+    in.global_amax = p.global_amax;
+    const QuantSpec ws = p.weight->spec();
+    in.nvfp4_static = ws.IsNvfp4Static();
+    in.four_over_six = ws.block && ws.block->four_over_six;
+    Timer et;
+    EncodedWeight e = encoder.Encode(p.module, *PackFormatForExport(p.format), in, info.name + ".weight");
+    encode_seconds += et.Seconds();
+    PackedTensors pt = ToTensors(std::move(e.packed));  // the tensors own the encoder's buffers now
+    writer.Add(info.name + ".weight", std::move(pt.weight));
+    writer.Add(info.name + ".weight_scale", std::move(pt.weight_scale));
+    if (pt.weight_scale_2) writer.Add(info.name + ".weight_scale_2", std::move(*pt.weight_scale_2));
+    if (writes_input_scale(p)) {
+      const float d = InputScaleDivisor(p.input->spec());  // amax / max bound, with export_amax's rules
+      writer.Add(info.name + ".input_scale", FiniteScale(info.name + ".input_scale", *p.input,
+                                                         ExportAmax(*p.input_amax, d) / d));
+    }
+    report.layers.push_back({info.name, std::string(exporter::Traits(p.format).name),
+                             info.out_features * info.in_features, e.relative_error()});
+    if (options.show_progress) progress.Add(1, info.name);
+  }
+  if (options.show_progress && total_quantized > 0) progress.Finish();
+  report.kv_scales_written = static_cast<int>(kv_scales.size());
+  for (auto& [name, t] : kv_scales) writer.Add(name, std::move(t));
+  for (const auto& name : copied) {
+    Tensor t = ckpt.Get(name);
     // Copied tensors (excluded Linears such as lm_head, norms, embeddings, biases) never passed through a
     // quantizer, so nothing else looks at their values: a NaN / Inf here would reach the runtime silently.
     const NonFiniteScan scan = ScanNonFinite(t);
     QF_CHECK(scan.count == 0, "tensor '{}' in {} has {} non-finite value(s) (first at flat index {}); the export "
              "would copy them unchanged into the checkpoint", name, ckpt.FileOf(name), scan.count, scan.first);
-    writer.Add(name, t);
-    ckpt.Release(name);  // written: its pages of the mmap can go
+    // Written: its pages of the mmap can go. (Release only looks up shards, all opened while planning, so
+    // it is safe on a writer thread.)
+    writer.Add(name, std::move(t), [&ckpt, name] { ckpt.Release(name); });
   }
 
   // 3. The two quantization configs from one struct.
@@ -510,11 +514,11 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     hf_quant = exporter::ToHfQuantConfigJson(report.config);
   }
   writer.Commit(config_json, hf_quant, model.dir());
-  write_seconds += wt.Seconds();
   report.bytes_written = writer.bytes_written();
   report.num_shards = writer.num_shards();
-  report.write_seconds = write_seconds;
-  report.pack_seconds = pack_timer.Seconds() - write_seconds;
+  report.encode_seconds = encode_seconds;
+  report.write_seconds = writer.write_seconds();
+  report.total_seconds = export_timer.Seconds();
   return report;
 }
 

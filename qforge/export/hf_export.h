@@ -15,6 +15,7 @@
 
 #include "qforge/export/quant_config.h"
 #include "qforge/model/model.h"
+#include "qforge/model/weight_encoder.h"
 #include "qforge/numerics/quant_kernels.h"
 #include "qforge/quant/quant_state.h"
 
@@ -29,6 +30,9 @@ struct HfExportOptions {
   // Fast host kernels for weight packing (numerics/quant_kernels.h; the CLI passes &cpu::HostKernels()).
   // nullptr: numerics' scalar reference. The checkpoint's bytes are the same either way. Not owned.
   const HostQuantKernels* kernels = nullptr;
+  // Where the weights are encoded: nullptr packs the host weights (HostWeightEncoder with `kernels`); a
+  // device encoder (forward/device_weight_encoder.h) packs the copies resident on a GPU. Not owned.
+  WeightEncoder* encoder = nullptr;
 };
 
 // HfExportOptions::max_shard_bytes for a limit of `gib` GiB, which must be finite and in [1/1024, 1024] (a
@@ -58,8 +62,9 @@ struct HfExportReport {
   int kv_scales_written = 0;
   uint64_t bytes_written = 0;
   int num_shards = 0;
-  double pack_seconds = 0;   // weight encoding (and error measurement)
-  double write_seconds = 0;  // safetensors + configs on disk
+  double encode_seconds = 0;  // weight encoding and error measurement (the WeightEncoder)
+  double write_seconds = 0;   // the writer threads' time putting tensors on disk, summed over threads
+  double total_seconds = 0;   // encoding, copying and writing, overlapped, until the directory is in place
 };
 
 // Format detection of spec §10.2 for one Linear's weight and input quantizers. Throws qforge::Error, naming

@@ -5,7 +5,10 @@
 
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
+#include <type_traits>
+#include <utility>
 
 #include "qforge/base/error.h"
 #include "qforge/io/safetensors.h"
@@ -54,6 +57,33 @@ PackedTensors ToTensors(const PackedWeight& p) {
     out.weight_scale = BytesTensor(DType::kF32, p.scale_shape, p.scale_f32.data(), p.scale_f32.size() * 4);
   } else {
     out.weight_scale = BytesTensor(StoredDTypeOf(t.scale_type), p.scale_shape, p.scale_bytes.data(), p.scale_bytes.size());
+  }
+  if (p.weight_scale_2) out.weight_scale_2 = Tensor::Scalar(*p.weight_scale_2);
+  return out;
+}
+
+namespace {
+
+// A tensor viewing a buffer it now owns (moved in, so no byte is copied).
+template <typename V>
+Tensor AdoptBuffer(DType dtype, const std::vector<int64_t>& shape, V&& buffer) {
+  auto owner = std::make_shared<std::decay_t<V>>(std::forward<V>(buffer));
+  const void* data = owner->data();
+  Tensor t = Tensor::Borrow(dtype, shape, data, owner);
+  QF_ASSERT(t.nbytes() == owner->size() * sizeof(typename std::decay_t<V>::value_type), "packed tensor size mismatch");
+  return t;
+}
+
+}  // namespace
+
+PackedTensors ToTensors(PackedWeight&& p) {
+  const PackFormatTraits& t = GetTraits(p.format);
+  PackedTensors out;
+  out.weight = AdoptBuffer(StoredDTypeOf(t.weight_type), p.weight_shape, std::move(p.weight));
+  if (t.scale_type == StoredType::kF32) {
+    out.weight_scale = AdoptBuffer(DType::kF32, p.scale_shape, std::move(p.scale_f32));
+  } else {
+    out.weight_scale = AdoptBuffer(StoredDTypeOf(t.scale_type), p.scale_shape, std::move(p.scale_bytes));
   }
   if (p.weight_scale_2) out.weight_scale_2 = Tensor::Scalar(*p.weight_scale_2);
   return out;

@@ -31,6 +31,8 @@ struct PackedTensors {
 };
 
 PackedTensors ToTensors(const PackedWeight& packed);
+// The same without copying: the tensors take over `packed`'s buffers.
+PackedTensors ToTensors(PackedWeight&& packed);
 
 // Rebuilds a PackedWeight from stored tensors, inferring the format from the dtypes and shapes:
 //   E4M3 weight + F32 scale: fp8 (0-d scale), fp8_pc ([out] scale), fp8_pb ([.., ob, 1, ib, 1] scale);
