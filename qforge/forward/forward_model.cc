@@ -127,6 +127,22 @@ WeightRef ForwardModel::Weight(int module) {
   return WeightRef(weights_[module].data(), be_.weight_dtype());
 }
 
+const float* ForwardModel::RowsAsF32(WeightRef w, int64_t r0, int64_t n, int64_t cols, int64_t max_rows,
+                                    Buffer& scratch) {
+  const void* src = static_cast<const char*>(w.data) + static_cast<size_t>(r0 * cols) * DTypeSize(w.dtype);
+  if (w.dtype == DType::kF32) return static_cast<const float*>(src);
+  // bf16 rows become f32 through the embedding op (rows 0, 1, 2, ... of the chunk): exact.
+  if (iota_len_ < max_rows) {
+    std::vector<int32_t> idx(static_cast<size_t>(max_rows));
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>(i);
+    iota_ = be_.AllocCopy(idx.data(), static_cast<int64_t>(idx.size() * sizeof(int32_t)));
+    iota_len_ = max_rows;
+  }
+  if (scratch.empty()) scratch = be_.Alloc(max_rows * cols * static_cast<int64_t>(sizeof(float)));
+  be_.EmbedRows(src, w.dtype, iota_.as<const int32_t>(), scratch.as<float>(), n, cols);
+  return scratch.as<const float>();
+}
+
 std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const QuantSpec& spec, std::string_view what,
                                                            int64_t chunk_rows) {
   const ModuleInfo& mi = model_.modules().at(module);
@@ -139,27 +155,11 @@ std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const Qua
   const auto amax_shape = AmaxShape(spec, shape);
   const bool per_tensor = amax_shape.has_value() && amax_shape->empty() && !spec.dynamic;
   const int64_t step = per_tensor ? std::max<int64_t>(1, std::min(chunk_rows, rows)) : rows;
-  const size_t elem = DTypeSize(w.dtype);
   Buffer f32;
-  if (w.dtype != DType::kF32) {
-    // bf16 rows become f32 through the embedding op (rows 0, 1, 2, ... of the chunk): exact.
-    if (iota_len_ < step) {
-      std::vector<int32_t> idx(static_cast<size_t>(step));
-      for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>(i);
-      iota_ = be_.AllocCopy(idx.data(), static_cast<int64_t>(idx.size() * sizeof(int32_t)));
-      iota_len_ = step;
-    }
-    f32 = be_.Alloc(step * cols * static_cast<int64_t>(sizeof(float)));
-  }
   std::vector<float> result;
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t n = std::min(step, rows - r0);
-    const void* src = static_cast<const char*>(w.data) + static_cast<size_t>(r0 * cols) * elem;
-    const float* x = static_cast<const float*>(src);
-    if (w.dtype != DType::kF32) {
-      be_.EmbedRows(src, w.dtype, iota_.as<const int32_t>(), f32.as<float>(), n, cols);
-      x = f32.as<const float>();
-    }
+    const float* x = RowsAsF32(w, r0, n, cols, step, f32);
     std::vector<float> part;
     try {
       part = be_.QuantAmax(spec, x, std::vector<int64_t>{n, cols}, what);
@@ -175,6 +175,82 @@ std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const Qua
     }
   }
   return result;
+}
+
+std::optional<EncodedWeight> ForwardModel::EncodeWeight(int module, PackFormat format, const PackInputs& in,
+                                                        std::string_view what, int64_t chunk_rows) {
+  const ModuleInfo& mi = model_.modules().at(module);
+  const int64_t rows = mi.out_features, cols = mi.in_features;
+  const bool nvfp4 = format == PackFormat::kNvfp4 && !in.nvfp4_static && in.global_amax && cols % 16 == 0;
+  const bool fp8 = (format == PackFormat::kFp8 && in.amax.size() == 1) ||
+                   (format == PackFormat::kFp8PerChannel && static_cast<int64_t>(in.amax.size()) == rows);
+  if ((!nvfp4 && !fp8) || rows <= 0 || cols <= 0) return std::nullopt;
+  // A weight that was not resident (layerwise calibration released it) is uploaded for this call only.
+  const bool was_resident = !weights_[module].empty() && weight_versions_[module] == model_.weight_version(module);
+  const WeightRef w = Weight(module);
+  struct Evict {
+    ForwardModel* fm;
+    int m;
+    bool on;
+    ~Evict() {
+      if (!on) return;
+      fm->resident_bytes_ -= fm->weights_[m].bytes();
+      fm->weights_[m] = Buffer();
+      fm->weight_versions_[m] = -1;
+    }
+  } evict{this, module, !was_resident};
+  if (!weight_exact_[module]) return std::nullopt;
+
+  const std::vector<int64_t> shape = {rows, cols};
+  const PackedLayout layout = PackedLayoutOf(format, shape, what);
+  EncodedWeight e;
+  PackedWeight& p = e.packed;
+  p.format = format;
+  p.shape = shape;
+  p.weight_shape = layout.weight_shape;
+  p.scale_shape = layout.scale_shape;
+  const int64_t code_bytes = nvfp4 ? rows * cols / 2 : rows * cols;
+  Buffer codes = be_.Alloc(code_bytes), scales;
+  float ws2 = 0;
+  if (nvfp4) {
+    ws2 = Nvfp4DynamicScale2(*in.global_amax);
+    p.weight_scale_2 = ws2;
+    scales = be_.Alloc(rows * cols / 16);
+  } else {
+    p.scale_f32.resize(in.amax.size());
+    for (size_t i = 0; i < in.amax.size(); ++i) p.scale_f32[i] = Fp8ExportScale(in.amax[i]);
+    scales = be_.AllocCopy(p.scale_f32.data(), static_cast<int64_t>(p.scale_f32.size() * sizeof(float)));
+  }
+  const int64_t step = std::max<int64_t>(1, std::min(chunk_rows, rows));
+  Buffer f32;
+  for (int64_t r0 = 0; r0 < rows; r0 += step) {
+    const int64_t n = std::min(step, rows - r0);
+    const float* x = RowsAsF32(w, r0, n, cols, step, f32);
+    ErrorSums s;
+    if (nvfp4) {
+      uint8_t* pc = codes.as<uint8_t>() + r0 * cols / 2;
+      uint8_t* sc = scales.as<uint8_t>() + r0 * cols / 16;
+      // false: a non-finite weight, or a weight_scale_2 the device declines; the host names / handles it.
+      if (!be_.PackNvfp4(x, n, cols, ws2, pc, sc)) return std::nullopt;
+      s = be_.Nvfp4Error(x, pc, sc, n, cols, ws2);
+    } else {
+      const bool per_tensor = format == PackFormat::kFp8;
+      const float* sc = scales.as<const float>() + (per_tensor ? 0 : r0);
+      const int64_t group = per_tensor ? n * cols : cols;
+      uint8_t* pc = codes.as<uint8_t>() + r0 * cols;
+      if (!be_.EncodeFp8(x, sc, n * cols, group, pc)) return std::nullopt;
+      s = be_.Fp8Error(x, pc, sc, n * cols, group);
+    }
+    e.sq_err += s.sq_err;
+    e.sq_ref += s.sq_ref;
+  }
+  p.weight.resize(static_cast<size_t>(code_bytes));
+  be_.Download(p.weight.data(), codes.data(), code_bytes);
+  if (nvfp4) {
+    p.scale_bytes.resize(static_cast<size_t>(rows * cols / 16));
+    be_.Download(p.scale_bytes.data(), scales.data(), rows * cols / 16);
+  }
+  return e;
 }
 
 void ForwardModel::ReleaseEmbedding() { embed_table_ = Buffer(); }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "qforge/model/model.h"
+#include "qforge/model/weight_encoder.h"
 #include "qforge/runtime/backend.h"
 #include "qforge/tensor/tensor.h"
 
@@ -104,6 +105,14 @@ class ForwardModel {
   // Per-tensor specs go `chunk_rows` rows at a time (a chunk of f32 scratch for a bf16 weight).
   std::optional<std::vector<float>> WeightAmax(int module, const QuantSpec& spec, std::string_view what,
                                                int64_t chunk_rows = 4096);
+  // Export encoding of Linear `module`'s weight by the backend (PackNvfp4 / EncodeFp8 and their error sums
+  // on its copy of the weight, `chunk_rows` rows of f32 scratch at a time; only the packed bytes come back):
+  // PackWeight's bytes exactly. A weight that is not resident is uploaded for the call and freed after.
+  // nullopt when the backend cannot do it exactly, and the caller encodes the host weight: formats other
+  // than nvfp4 (dynamic path, global amax given), fp8 and fp8_pc (amax given), a backend copy that is not
+  // exactly the Model's weight, and non-finite weights (the host names them).
+  std::optional<EncodedWeight> EncodeWeight(int module, PackFormat format, const PackInputs& inputs,
+                                            std::string_view what, int64_t chunk_rows = 4096);
   // Frees the backend's embedding table / lm_head weight until the next Embed / head use uploads them again
   // (layerwise calibration between its first and last step).
   void ReleaseEmbedding();
@@ -131,6 +140,9 @@ class ForwardModel {
   struct DeviceLayer;
   struct Workspace;
   WeightRef Weight(int module);
+  // Rows [r0, r0 + n) of a [*, cols] weight as f32 in backend memory: the weight itself when it is f32,
+  // else converted into `scratch` (allocated on first use for `max_rows` rows).
+  const float* RowsAsF32(WeightRef w, int64_t r0, int64_t n, int64_t cols, int64_t max_rows, Buffer& scratch);
   const float* Bias(int module) const;
   void UploadLinear(int module);
   void Linear(int module, const float* x, int64_t rows, float* y, bool accumulate, ForwardHooks* hooks);

@@ -56,6 +56,12 @@ struct MemoryStats {
   int64_t peak_allocated_bytes = 0;       // high-water mark of allocated_bytes since ResetPeak
 };
 
+// Sums of an encoding's squared error and of the squared reference (Backend::Nvfp4Error / Fp8Error).
+struct ErrorSums {
+  double sq_err = 0;
+  double sq_ref = 0;
+};
+
 // Move-only ownership of `bytes()` bytes of one backend's memory, freed through that backend. Also a
 // read-only view of host memory that a host-accessible backend adopted without copying (Backend::Adopt).
 class Buffer {
@@ -251,6 +257,14 @@ class Backend {
   // FP8 export cast codes[i] = e4m3_nonsat(w[i] / scales[i / group]), i < n (encode.h); all backend memory.
   // Returns false if some w[i] is not finite.
   virtual bool EncodeFp8(const float* w, const float* scales, int64_t n, int64_t group, uint8_t* codes) = 0;
+  // The error an export encoding introduces, against its weight w (backend memory): sums in double of
+  // (w[i] - dq[i])^2 and w[i]^2, dq[i] being numerics UnpackWeight's decode, bit for bit. The summation
+  // order is the backend's, so the sums match the host's to double rounding, not bit for bit.
+  //   Nvfp4Error: packed [rows, cols/2] and E4M3 scales [rows, cols/16] (PackNvfp4's outputs);
+  //   Fp8Error:   codes[i] * scales[i / group], i < n (EncodeFp8's).
+  virtual ErrorSums Nvfp4Error(const float* w, const uint8_t* packed, const uint8_t* scales, int64_t rows,
+                               int64_t cols, float weight_scale_2) = 0;
+  virtual ErrorSums Fp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group) = 0;
 
  protected:
   explicit Backend(ComputeDType compute_dtype) : compute_dtype_(compute_dtype) {}

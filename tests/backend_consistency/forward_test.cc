@@ -10,6 +10,8 @@
 
 #include "qforge/calib/synthetic_model.h"
 #include "qforge/forward/fake_quant_hooks.h"
+#include "qforge/model/weight_encoder.h"
+#include "qforge/numerics/qdq.h"
 #include "tests/backend_consistency/consistency_util.h"
 #include "tests/support/checked_fake_quant.h"
 
@@ -67,6 +69,45 @@ TEST_P(DeviceBackendTest, ForwardMatchesTheCpu) {
   same.nmse = bf16() ? 1e-4 : 1e-12;
   same.abs = bf16() ? 0.5 : 1e-4;
   EXPECT_TRUE(Near("batch of one", one.span<float>(), got.span<float>().subspan(0, one.numel()), same));
+}
+
+// Export encoding on the device (ForwardModel::EncodeWeight): PackWeight's bytes for every Linear of the
+// model, resident or not; declined only where the device copy is not exactly the stored weight.
+TEST_P(DeviceBackendTest, EncodeWeightIsPackWeightBitForBit) {
+  auto model = Model::Load(ModelDir());
+  ForwardModel on_dev(*model, dev());
+  HostWeightEncoder host(*model, cpu().host_kernels());
+  on_dev.LoadLayer(0);
+  int encoded = 0;
+  for (int m : model->linear_modules()) {
+    const ModuleInfo& info = model->modules()[static_cast<size_t>(m)];
+    if (info.name == "lm_head") continue;
+    const Tensor w = model->LinearWeight(m);
+    const bool exact = !bf16() || model->StoredLinearWeight(m).dtype() == DType::kBF16;
+    for (PackFormat f : {PackFormat::kNvfp4, PackFormat::kFp8, PackFormat::kFp8PerChannel}) {
+      PackInputs in;
+      const QuantSpec per_tensor = WeightSpecFor(PackFormat::kFp8);
+      if (f == PackFormat::kNvfp4) {
+        in.global_amax = ComputeAmax(per_tensor, w.span<float>(), w.shape(), info.name)[0];
+      } else {
+        in.amax = ComputeAmax(WeightSpecFor(f), w.span<float>(), w.shape(), info.name);
+      }
+      const std::string what = info.name + " " + std::string(GetTraits(f).name);
+      auto got = on_dev.EncodeWeight(m, f, in, what, 1000);
+      ASSERT_EQ(got.has_value(), exact) << what;
+      if (!got) continue;
+      const EncodedWeight want = host.Encode(m, f, in, what);
+      EXPECT_TRUE(got->packed.weight == want.packed.weight) << what;
+      EXPECT_TRUE(got->packed.scale_bytes == want.packed.scale_bytes) << what;
+      EXPECT_EQ(got->packed.scale_f32, want.packed.scale_f32) << what;
+      EXPECT_EQ(got->packed.weight_scale_2, want.packed.weight_scale_2) << what;
+      EXPECT_EQ(got->packed.weight_shape, want.packed.weight_shape) << what;
+      EXPECT_NEAR(got->sq_err, want.sq_err, 1e-9 * want.sq_err) << what;
+      EXPECT_NEAR(got->sq_ref, want.sq_ref, 1e-9 * want.sq_ref) << what;
+      ++encoded;
+    }
+  }
+  std::printf("EncodeWeight: %d encodings compared\n", encoded);
 }
 
 TEST_P(DeviceBackendTest, FakeQuantHooksAreBitExactInAForward) {

@@ -529,6 +529,37 @@ TEST_P(DeviceBackendTest, QuantEncodeFp8) {
   EXPECT_EQ(c.FromGpu<uint8_t>(dc.data(), n), want);
 }
 
+// The export error sums: the decode is exact, so the device's double sums differ from the CPU's only by
+// summation order.
+TEST_P(DeviceBackendTest, QuantEncodingErrorSums) {
+  QuantCheck c{dev(), cpu(), bf16()};
+  auto near = [](const ErrorSums& got, const ErrorSums& want, const std::string& what) {
+    EXPECT_NEAR(got.sq_err, want.sq_err, 1e-12 * want.sq_err + 1e-300) << what;
+    EXPECT_NEAR(got.sq_ref, want.sq_ref, 1e-12 * want.sq_ref + 1e-300) << what;
+  };
+  for (const Shape& shape : {Shape{1, 16}, Shape{5, 48}, Shape{333, 1024}}) {
+    const int64_t rows = shape[0], cols = shape[1], n = rows * cols;
+    const std::vector<float> w = Inputs(n, 80 + rows, 0.02f);
+    float m = 0;
+    for (float v : w) m = std::max(m, std::fabs(v));
+    const float ws2 = m / 2688.0f;
+    std::vector<uint8_t> p(n / 2), s(n / 16);
+    ASSERT_TRUE(c.cpu.PackNvfp4(w.data(), rows, cols, ws2, p.data(), s.data()));
+    Buffer dw = c.ToGpu(w), dp = c.ToGpu(p), ds = c.ToGpu(s);
+    const ErrorSums want = c.cpu.Nvfp4Error(w.data(), p.data(), s.data(), rows, cols, ws2);
+    EXPECT_GT(want.sq_err, 0);
+    near(c.gpu.Nvfp4Error(dw.as<float>(), dp.as<uint8_t>(), ds.as<uint8_t>(), rows, cols, ws2), want, "nvfp4");
+    for (int64_t group : {n, cols}) {
+      std::vector<float> scales(static_cast<size_t>(n / group), m / 448.0f);
+      std::vector<uint8_t> codes(n);
+      ASSERT_TRUE(c.cpu.EncodeFp8(w.data(), scales.data(), n, group, codes.data()));
+      Buffer dsc = c.ToGpu(scales), dc = c.ToGpu(codes);
+      near(c.gpu.Fp8Error(dw.as<float>(), dc.as<uint8_t>(), dsc.as<float>(), n, group),
+           c.cpu.Fp8Error(w.data(), codes.data(), scales.data(), n, group), "fp8 group " + std::to_string(group));
+    }
+  }
+}
+
 // The calibration paths keep activations on the device: only the amax scalars and a few bytes of
 // statistics cross (a backend of its own, so that no other test's transfers count).
 TEST_P(DeviceBackendTest, QuantCalibrationPathsMoveNoActivations) {

@@ -82,6 +82,12 @@ class HostDeviceBackend final : public Backend {
   bool PackNvfp4(const float* w, int64_t r, int64_t c, float ws2, uint8_t* p, uint8_t* s) override {
     return cpu_.PackNvfp4(w, r, c, ws2, p, s);
   }
+  ErrorSums Nvfp4Error(const float* w, const uint8_t* p, const uint8_t* s, int64_t r, int64_t c, float ws2) override {
+    return cpu_.Nvfp4Error(w, p, s, r, c, ws2);
+  }
+  ErrorSums Fp8Error(const float* w, const uint8_t* c, const float* s, int64_t n, int64_t g) override {
+    return cpu_.Fp8Error(w, c, s, n, g);
+  }
   bool EncodeFp8(const float* w, const float* s, int64_t n, int64_t g, uint8_t* c) override {
     return cpu_.EncodeFp8(w, s, n, g, c);
   }

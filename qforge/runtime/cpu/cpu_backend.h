@@ -58,6 +58,9 @@ class CpuBackend final : public Backend {
   bool PackNvfp4(const float* w, int64_t rows, int64_t cols, float weight_scale_2, uint8_t* packed,
                  uint8_t* scales) override;
   bool EncodeFp8(const float* w, const float* scales, int64_t n, int64_t group, uint8_t* codes) override;
+  ErrorSums Nvfp4Error(const float* w, const uint8_t* packed, const uint8_t* scales, int64_t rows, int64_t cols,
+                       float weight_scale_2) override;
+  ErrorSums Fp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group) override;
 
  protected:
   void* AllocBytes(int64_t bytes) override;

@@ -3,6 +3,7 @@
 #include <span>
 
 #include "qforge/numerics/encode.h"
+#include "qforge/numerics/layout.h"
 #include "qforge/numerics/qdq.h"
 #include "qforge/runtime/cpu/cpu_backend.h"
 #include "qforge/runtime/cpu/quant_kernels.h"
@@ -47,6 +48,31 @@ bool CpuBackend::EncodeFp8(const float* w, const float* scales, int64_t n, int64
   const std::span<const float> ws(w, un), ss(scales, ngroups);
   const std::span<uint8_t> cs(codes, un);
   return cpu::EncodeFp8Fast(ws, ss, group, cs) || EncodeFp8Reference(ws, ss, group, cs);
+}
+
+// Error sums over n elements with dq(i) the decode; OpenMP-parallel above 2^20 elements.
+template <typename Decode>
+ErrorSums SumErrors(const float* w, int64_t n, Decode dq) {
+  double num = 0, den = 0;
+#pragma omp parallel for reduction(+ : num, den) if (n > (int64_t{1} << 20))
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = static_cast<double>(w[i]) - dq(i);
+    num += e * e;
+    den += static_cast<double>(w[i]) * w[i];
+  }
+  return {num, den};
+}
+
+ErrorSums CpuBackend::Nvfp4Error(const float* w, const uint8_t* packed, const uint8_t* scales, int64_t rows,
+                                 int64_t cols, float weight_scale_2) {
+  return SumErrors(w, rows * cols, [&](int64_t i) {
+    const uint8_t byte = packed[i / 2];
+    return DecodeNvfp4Element((i % 2 == 0) ? (byte & 0xF) : (byte >> 4), scales[i / 16], weight_scale_2);
+  });
+}
+
+ErrorSums CpuBackend::Fp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group) {
+  return SumErrors(w, n, [&](int64_t i) { return DecodeE4M3(codes[i]) * scales[i / group]; });
 }
 
 }  // namespace qforge

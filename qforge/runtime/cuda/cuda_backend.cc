@@ -94,6 +94,9 @@ class CudaBackend final : public Backend {
   bool PackNvfp4(const float* w, int64_t rows, int64_t cols, float weight_scale_2, uint8_t* packed,
                  uint8_t* scales) override;
   bool EncodeFp8(const float* w, const float* scales, int64_t n, int64_t group, uint8_t* codes) override;
+  ErrorSums Nvfp4Error(const float* w, const uint8_t* packed, const uint8_t* scales, int64_t rows, int64_t cols,
+                       float weight_scale_2) override;
+  ErrorSums Fp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group) override;
 
  protected:
   void* AllocBytes(int64_t bytes) override;
@@ -640,6 +643,17 @@ bool CudaBackend::PackNvfp4(const float* w, int64_t rows, int64_t cols, float we
 bool CudaBackend::EncodeFp8(const float* w, const float* scales, int64_t n, int64_t group, uint8_t* codes) {
   Activate();
   return cuda::EncodeFp8(*this, stream_, w, scales, n, group, codes);
+}
+
+ErrorSums CudaBackend::Nvfp4Error(const float* w, const uint8_t* packed, const uint8_t* scales, int64_t rows,
+                                  int64_t cols, float weight_scale_2) {
+  Activate();
+  return cuda::Nvfp4Error(*this, stream_, w, packed, scales, rows, cols, weight_scale_2);
+}
+
+ErrorSums CudaBackend::Fp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group) {
+  Activate();
+  return cuda::Fp8Error(*this, stream_, w, codes, scales, n, group);
 }
 
 }  // namespace

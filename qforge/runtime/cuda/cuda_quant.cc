@@ -418,6 +418,36 @@ bool PackNvfp4(Backend& be, cudaStream_t stream, const float* w, int64_t rows, i
   return nonfinite == 0;
 }
 
+namespace {
+
+ErrorSums DownloadSums(Backend& be, const Buffer& sums) {
+  double h[2] = {0, 0};
+  be.Download(h, sums.data(), sizeof h);
+  return {h[0], h[1]};
+}
+
+}  // namespace
+
+ErrorSums Nvfp4Error(Backend& be, cudaStream_t stream, const float* w, const uint8_t* packed, const uint8_t* scales,
+                     int64_t rows, int64_t cols, float weight_scale_2) {
+  QF_CHECK(rows >= 0 && cols >= 0 && cols % 16 == 0,
+           "nvfp4 error needs a [rows, cols] weight with cols a multiple of 16, got [{}, {}]", rows, cols);
+  Buffer sums = be.Alloc(2 * sizeof(double));
+  Zero(sums.data(), 2 * sizeof(double), stream);
+  Launched(q::LaunchNvfp4Error(w, packed, scales, rows * cols, weight_scale_2, sums.as<double>(), stream),
+           "Nvfp4Error");
+  return DownloadSums(be, sums);
+}
+
+ErrorSums Fp8Error(Backend& be, cudaStream_t stream, const float* w, const uint8_t* codes, const float* scales,
+                   int64_t n, int64_t group) {
+  QF_CHECK(n >= 0 && group > 0, "FP8 error of {} values needs a positive group size, got {}", n, group);
+  Buffer sums = be.Alloc(2 * sizeof(double));
+  Zero(sums.data(), 2 * sizeof(double), stream);
+  Launched(q::LaunchFp8Error(w, codes, scales, n, group, sums.as<double>(), stream), "Fp8Error");
+  return DownloadSums(be, sums);
+}
+
 bool EncodeFp8(Backend& be, cudaStream_t stream, const float* w, const float* scales, int64_t n, int64_t group,
                uint8_t* codes) {
   QF_CHECK(n >= 0 && group > 0, "FP8 export cast of {} values needs a positive group size, got {}", n, group);

@@ -779,6 +779,68 @@ cudaError_t LaunchBlockQdq(const float* x, float* y, int64_t rows, int64_t cols,
   });
 }
 
+namespace {
+
+// Per-thread double sums, a warp shuffle tree, one pair of atomics per warp. A grid of a few waves.
+__device__ __forceinline__ void AddErrorSums(double e2, double r2, double* sums) {
+  for (int off = 16; off > 0; off >>= 1) {
+    e2 += __shfl_down_sync(0xFFFFFFFFu, e2, off);
+    r2 += __shfl_down_sync(0xFFFFFFFFu, r2, off);
+  }
+  if ((threadIdx.x & 31) == 0) {
+    atomicAdd(&sums[0], e2);
+    atomicAdd(&sums[1], r2);
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    Nvfp4ErrorKernel(const float* __restrict__ w, const uint8_t* __restrict__ packed,
+                     const uint8_t* __restrict__ scales, int64_t n, float ws2, double* sums) {
+  double e2 = 0, r2 = 0;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const uint8_t byte = packed[i / 2];
+    const float dq = DecodeNvfp4Element((i % 2 == 0) ? (byte & 0xF) : (byte >> 4), scales[i / 16], ws2);
+    const double x = w[i], e = x - static_cast<double>(dq);
+    e2 += e * e;
+    r2 += x * x;
+  }
+  AddErrorSums(e2, r2, sums);
+}
+
+__global__ void __launch_bounds__(kThreads)
+    Fp8ErrorKernel(const float* __restrict__ w, const uint8_t* __restrict__ codes, const float* __restrict__ scales,
+                   int64_t n, int64_t group, double* sums) {
+  double e2 = 0, r2 = 0;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const float dq = DecodeE4M3(codes[i]) * scales[i / group];
+    const double x = w[i], e = x - static_cast<double>(dq);
+    e2 += e * e;
+    r2 += x * x;
+  }
+  AddErrorSums(e2, r2, sums);
+}
+
+unsigned ErrorGrid(int64_t n) {
+  const int64_t blocks = (n + kThreads * 8 - 1) / (kThreads * 8);
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 132 * 8 ? 132 * 8 : blocks));
+}
+
+}  // namespace
+
+cudaError_t LaunchNvfp4Error(const float* w, const uint8_t* packed, const uint8_t* scales, int64_t n,
+                             float weight_scale_2, double* sums, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  Nvfp4ErrorKernel<<<ErrorGrid(n), kThreads, 0, stream>>>(w, packed, scales, n, weight_scale_2, sums);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchFp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group,
+                           double* sums, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  Fp8ErrorKernel<<<ErrorGrid(n), kThreads, 0, stream>>>(w, codes, scales, n, group, sums);
+  return cudaGetLastError();
+}
+
 cudaError_t LaunchPackNvfp4(const float* w, int64_t nblk, float weight_scale_2, uint8_t* packed, uint8_t* scales,
                             int* nonfinite, cudaStream_t stream) {
   if (nblk == 0) return cudaSuccess;

@@ -62,6 +62,12 @@ bool PackNvfp4(Backend& be, cudaStream_t stream, const float* w, int64_t rows, i
 bool EncodeFp8(Backend& be, cudaStream_t stream, const float* w, const float* scales, int64_t n, int64_t group,
                uint8_t* codes);
 
+// Backend::Nvfp4Error / Fp8Error on device (all pointers device). Synchronizes (the sums come back).
+ErrorSums Nvfp4Error(Backend& be, cudaStream_t stream, const float* w, const uint8_t* packed, const uint8_t* scales,
+                     int64_t rows, int64_t cols, float weight_scale_2);
+ErrorSums Fp8Error(Backend& be, cudaStream_t stream, const float* w, const uint8_t* codes, const float* scales,
+                   int64_t n, int64_t group);
+
 // Calls of QuantAmax / FakeQuant in this process that ran on the host because their group layout has more
 // than quant::kMaxRank dims after merging (see above). Error paths are not counted. Thread-safe.
 int64_t HostFallbackCount();

@@ -165,4 +165,13 @@ cudaError_t LaunchPackNvfp4(const float* w, int64_t nblk, float weight_scale_2, 
 cudaError_t LaunchEncodeFp8(const float* w, const float* scales, int64_t n, int64_t group, uint8_t* codes,
                             int* nonfinite, cudaStream_t stream);
 
+// Error sums of an export encoding (Backend::Nvfp4Error / Fp8Error) over w[0, n): sums[0] += (w - dq)^2 and
+// sums[1] += w^2 in double, dq the decode of numerics UnpackWeight (layout.h DecodeNvfp4Element: packed
+// nibbles [n/2] and E4M3 scales [n/16]; FP8: DecodeE4M3(codes[i]) * scales[i / group]). The caller zeroes
+// sums[0..1].
+cudaError_t LaunchNvfp4Error(const float* w, const uint8_t* packed, const uint8_t* scales, int64_t n,
+                             float weight_scale_2, double* sums, cudaStream_t stream);
+cudaError_t LaunchFp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group,
+                           double* sums, cudaStream_t stream);
+
 }  // namespace qforge::cuda::quant
