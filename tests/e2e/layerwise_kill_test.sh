@@ -2,7 +2,8 @@
 # Layerwise calibration e2e (issue 6): layerwise --no-qdq-from-prev exports are bit-identical to whole-model
 # max; runs killed with SIGKILL at named points (QF_TEST_KILL_AT=<event>:<n>) and resumed give the same bytes;
 # after every kill the manifest only names layers whose files (and next_inputs) are complete.
-# Usage: layerwise_kill_test.sh QFORGE SHARED_DIR
+# Usage: layerwise_kill_test.sh QFORGE SHARED_DIR   (QFORGE may be a wrapper script: tests/gpu/device_suite.sh
+# passes one that adds --device cuda to quantize)
 set -u
 Q=$1
 S=$2
@@ -43,7 +44,9 @@ same() {  # same A B WHAT
   if diff -r "$1" "$2" >/dev/null; then echo "ok   $3"; else echo "FAIL $3: exports differ"; diff -rq "$1" "$2"; fail=1; fi
 }
 
-for spec in "llama-dense-26M 4" "qwen2moe-25M 2"; do
+# KILL_MODELS: "model save_every" pairs, ;-separated (the GPU machine runs one model per call).
+IFS=';' read -r -a specs <<< "${KILL_MODELS:-llama-dense-26M 4;qwen2moe-25M 2}"
+for spec in "${specs[@]}"; do
   set -- $spec
   m=$1
   every=$2
