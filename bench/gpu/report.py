@@ -241,7 +241,12 @@ def main():
           qph("whole", "calibration forward"), tf.get("forward_decoder"), 1.0)
     ratio("qforge calibration forward / PyTorch plain forward (full logits)",
           qph("whole", "calibration forward"), tf.get("forward_full"), None, note="for reference")
-    ratio("qforge export / ModelOpt export", qexport("whole"), mph("whole", "export"), 0.3)
+    ratio("qforge export / ModelOpt export (qforge: after calibration)", qexport("whole"), mph("whole", "export"),
+          0.3, note=" (staged: the weights are encoded before the forward and written during it)")
+    enc = qph("whole", "encode")
+    ratio("qforge export work on the critical path (encode + export after calibration) / ModelOpt export",
+          None if enc is None or qexport("whole") is None else enc + qexport("whole"), mph("whole", "export"), None,
+          note="for reference: what the export adds to end to end")
     ratio("qforge --layerwise / qforge whole (end to end)", qph("layerwise", "total"), qph("whole", "total"), 1.2)
 
     layer_params = 2 * H * NH * hd + 2 * H * KV * hd + 3 * H * I + 2 * H

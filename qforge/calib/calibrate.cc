@@ -94,6 +94,7 @@ CalibrateReport Calibrate(ForwardModel& fm, QuantState& state, const config::Qua
     report.methods.push_back(method);
     return report;
   }
+  mo.on_weights_final = options.on_weights_final;
   CalibData calib;
   if (NeedsCalibrationData(state)) {
     calib = data();

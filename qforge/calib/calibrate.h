@@ -30,6 +30,9 @@ struct CalibrateOptions {
   int64_t batch_size = 4;
   bool show_progress = true;
   LayerwiseOverrides layerwise;
+  // MaxCalibOptions::on_weights_final for whole-model max calibration (never called layerwise, nor for
+  // `algorithm: null`).
+  std::function<void(const QuantState& weights_final)> on_weights_final;
 };
 
 struct CalibrateReport {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -21,6 +22,11 @@ struct MaxCalibOptions {
   std::vector<std::string> shared_patterns;  // weight_global_amax patterns (empty: grouping off)
   bool sync_expert_weight_amax = false;
   bool show_progress = true;
+  // Called once, before the forward, with the state as the end of calibration will have it on the weight
+  // side (weight amax, expert weight sync, shared weight global amax, static NVFP4 promotion: none of it
+  // depends on data); its input quantizers are not calibrated yet. Max calibration never changes a weight,
+  // so a staged export (export/hf_export.h) can encode and write the weights from it while the forward runs.
+  std::function<void(const QuantState& weights_final)> on_weights_final;
 };
 
 // Per-MoE-layer routing statistics: how many calibration tokens each expert received.
@@ -35,6 +41,7 @@ struct MaxCalibReport {
   int64_t tokens = 0;
   bool ran_forward = false;
   double weight_amax_seconds = 0;   // max over the weights
+  double on_weights_final_seconds = 0;  // in MaxCalibOptions::on_weights_final (a staged export's encoding)
   double forward_seconds = 0;       // calibration forward passes (amax collection included)
   double reduce_seconds = 0;        // MoE syncing, shared groups, promotion
   std::vector<ExpertTokenCounts> expert_tokens;

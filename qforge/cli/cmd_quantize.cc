@@ -1,6 +1,9 @@
 // `qforge quantize`: calibrate a model with a recipe (or --qformat) on text and export a ModelOpt-format
 // checkpoint, in the spirit of ModelOpt's hf_ptq.py. Wiring only: config/, calib/ and export/ do the work.
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
 
 #include <cstdio>
 #include <fstream>
@@ -27,6 +30,14 @@
 
 namespace qforge::cli {
 namespace {
+
+// What a staged export may hold in memory, encoded and waiting for its writer threads: a quarter of the
+// available RAM, between 1 and 32 GiB (an 8B NVFP4 model's weights are 4.3 GiB).
+uint64_t StagedQueueBytes() {
+  const uint64_t avail = static_cast<uint64_t>(::sysconf(_SC_AVPHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return std::clamp<uint64_t>(avail / 4, uint64_t{1} << 30, uint64_t{32} << 30);
+}
+
 
 struct QuantizeArgs {
   std::string model;
@@ -136,6 +147,18 @@ int RunQuantize(const QuantizeArgs& a) {
   CheckSomethingQuantized(qcfg.quant_cfg, state, what);  // before calibration: never calibrate what cannot export
   CheckExportable(*model, state);
 
+  HfExportOptions eo;
+  eo.max_shard_bytes = static_cast<uint64_t>(a.max_shard_gb * (1ull << 30));
+  eo.show_progress = !a.no_progress;
+  eo.replace = replace;
+  eo.kernels = DefaultCpuBackend().host_kernels();  // host packing (and the device's fallback)
+  // A device packs the weights it holds and sends back only the packed bytes.
+  std::optional<DeviceWeightEncoder> device_encoder;
+  if (!backend->host_accessible()) {
+    device_encoder.emplace(fm, eo.kernels);
+    eo.encoder = &*device_encoder;
+  }
+
   CalibrateOptions co;
   co.batch_size = a.batch_size;
   co.show_progress = !a.no_progress;
@@ -159,22 +182,29 @@ int RunQuantize(const QuantizeArgs& a) {
     LogInfo("calibration: {} samples of {} tokens from {} file(s)", d.samples.size(), d.seq_len, files.size());
     return d;
   };
+  // Max calibration never changes a weight: once the weight amax is final the export is planned, and the
+  // weights are encoded and handed to the writer threads, which write them while the forward runs.
+  std::optional<StagedHfExport> staged;
+  co.on_weights_final = [&](const QuantState& weights_final) {
+    HfExportOptions so = eo;
+    so.max_queued_bytes = StagedQueueBytes();  // encode everything before the forward, if memory allows
+    staged.emplace(*model, weights_final, a.export_dir, so, /*calibrated=*/false);
+    staged->EncodeWeights();
+  };
   const CalibrateReport cr = Calibrate(fm, state, qcfg, data, co);
   backend->Synchronize();
   const double calib_peak_rss = PeakRssMiB();
-
-  HfExportOptions eo;
-  eo.max_shard_bytes = static_cast<uint64_t>(a.max_shard_gb * (1ull << 30));
-  eo.show_progress = !a.no_progress;
-  eo.replace = replace;
-  eo.kernels = DefaultCpuBackend().host_kernels();  // host packing (and the device's fallback)
-  // A device packs the weights it holds and sends back only the packed bytes.
-  std::optional<DeviceWeightEncoder> device_encoder;
-  if (!backend->host_accessible()) {
-    device_encoder.emplace(fm, eo.kernels);
-    eo.encoder = &*device_encoder;
+  Timer export_timer;
+  std::optional<HfExportReport> staged_report;
+  if (staged) {
+    staged_report = staged->Finish(state);
+    if (!staged_report) {  // calibration produced other scale tensors than the configuration predicted
+      LogInfo("export: the calibrated input / KV scales differ from the planned layout; exporting again");
+      staged.reset();
+    }
   }
-  const HfExportReport er = ExportHfCheckpoint(*model, state, a.export_dir, eo);
+  const HfExportReport er = staged_report ? std::move(*staged_report) : ExportHfCheckpoint(*model, state, a.export_dir, eo);
+  const double export_after_calib_s = export_timer.Seconds();
 
   std::printf("\n== qforge quantize summary ==\n");
   std::printf("model: %s -> %s\n", a.model.c_str(), a.export_dir.c_str());
@@ -206,11 +236,16 @@ int RunQuantize(const QuantizeArgs& a) {
     std::printf("export encoding: %d weights on %s, %d on the host\n", device_encoder->on_device(),
                 std::string(backend->name()).c_str(), device_encoder->on_host());
   }
-  // export = wall time of the export; encode and the writer threads' time overlap inside it.
-  std::printf("time: load %.2fs, tokenize %.2fs, weight amax %.2fs, calibration forward %.2fs, amax reduction "
-              "%.3fs, encode %.2fs, write threads %.2fs, export %.2fs, total %.2fs\n",
-              load_s, tokenize_s, cr.max.weight_amax_seconds, cr.max.forward_seconds, cr.max.reduce_seconds,
-              er.encode_seconds, er.write_seconds, er.total_seconds, total.Seconds());
+  // encode: the weights' encoding (before the forward when staged); write threads: their busy time, which
+  // overlaps everything else; export: the wall time from the end of calibration until the export is in place.
+  std::printf("time: load %.2fs, tokenize %.2fs, weight amax %.2fs, encode %.2fs, calibration forward %.2fs, amax "
+              "reduction %.3fs, write threads %.2fs, export %.2fs, total %.2fs\n",
+              load_s, tokenize_s, cr.max.weight_amax_seconds, er.encode_seconds, cr.max.forward_seconds,
+              cr.max.reduce_seconds, er.write_seconds, export_after_calib_s, total.Seconds());
+  if (staged) {
+    std::printf("export: staged (weights encoded before the calibration forward, written during it); %.2fs from "
+                "planning to the directory in place\n", er.total_seconds);
+  }
   std::printf("peak RSS: %.1f MiB (%.1f MiB by the end of calibration)\n", PeakRssMiB(), calib_peak_rss);
   if (!backend->host_accessible()) {
     const MemoryStats& ms = backend->stats();

@@ -289,14 +289,21 @@ uint64_t MaxShardBytesFromGiB(double gib, const char* flag) {
   return static_cast<uint64_t>(gib * static_cast<double>(1ull << 30));
 }
 
-HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const fs::path& out_dir,
-                                  const HfExportOptions& options) {
-  HfExportReport report;
-  const auto& modules = model.modules();
-  CheckExportable(model, state);  // also done before calibration; repeated for callers that skip it
+namespace {
 
+struct ExportPlans {
+  std::vector<LinearPlan> linears;  // every Linear, model order (kNone: left unquantized)
+  std::vector<FusedGroupStat> fused;
+};
+
+// Formats of every Linear, and what must be unified across fused siblings. `calibrated`: the input
+// quantizers have their amax (else only the weight side is final, and a missing input amax is not an error
+// yet).
+ExportPlans PlanLinears(const Model& model, const QuantState& state, bool calibrated) {
+  ExportPlans out;
+  const auto& modules = model.modules();
   // 1. Formats of every Linear, and what must be unified across fused siblings.
-  std::vector<LinearPlan> plans;
+  std::vector<LinearPlan>& plans = out.linears;
   std::map<int, size_t> plan_of;  // module -> index into plans
   for (int m : model.linear_modules()) {
     LinearPlan p;
@@ -326,7 +333,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
         p.input_amax = p.input->amax[0];
       }
       const auto& tr = exporter::Traits(p.format);
-      if (tr.input_scale == exporter::Presence::kRequired) {
+      if (calibrated && tr.input_scale == exporter::Presence::kRequired) {
         QF_CHECK(p.input_amax.has_value(), "module '{}' ({}): its input quantizer has no calibrated amax, so no "
                  "input_scale can be written", modules[static_cast<size_t>(m)].name, tr.name);
       }
@@ -377,22 +384,82 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
         for (auto* p : ms) p->input_amax = i_max;
         stat.unified_input = true;
       }
-      report.fused_groups.push_back(std::move(stat));
+      out.fused.push_back(std::move(stat));
     }
   }
 
-  // 2. The checkpoint's layout, before anything is encoded: per quantized Linear its packed weight, scales
+  return out;
+}
+
+// Whether Linear `p` gets an input_scale tensor: from its calibrated amax, or (before calibration) from its
+// configuration: an enabled input quantizer that max calibration gives an amax.
+bool WritesInputScale(const LinearPlan& p, bool calibrated) {
+  if (p.format == ExportFormat::kNone) return false;
+  const exporter::Presence ps = exporter::Traits(p.format).input_scale;
+  if (ps == exporter::Presence::kForbidden || ps == exporter::Presence::kTolerated) return false;
+  if (calibrated) return p.input_amax.has_value();
+  return p.input != nullptr && p.input->enabled() && !p.input->sequential() && p.input->NeedsCalibration();
+}
+
+// The KV-cache scale tensors the state asks for (names, with the quantizer; before or after calibration).
+std::vector<std::pair<std::string, const Quantizer*>> KvScaleTensors(const Model& model, const QuantState& state,
+                                                                     exporter::KvCacheAlgo* algo_out) {
+  const auto& modules = model.modules();
+  exporter::KvCacheAlgo kv = exporter::KvCacheAlgo::kNone;
+  std::vector<std::pair<std::string, const Quantizer*>> out;
+  for (size_t m = 0; m < modules.size(); ++m) {
+    if (modules[m].kind != ModuleKind::kAttention) continue;
+    for (QuantizerRole role : {QuantizerRole::kKBmm, QuantizerRole::kVBmm}) {
+      const Quantizer* q = state.Get(static_cast<int>(m), role);
+      if (q == nullptr || !q->enabled()) continue;
+      const exporter::KvCacheAlgo algo = KvCacheAlgoOf(*q);
+      QF_CHECK(kv == exporter::KvCacheAlgo::kNone || kv == algo,
+               "KV-cache quantizers use different formats ('{}' differs); runtimes need one KV format", q->slot.name);
+      kv = algo;
+      if (q->spec().use_constant_amax) continue;  // cast mode: no scale tensor, runtimes assume 1.0
+      const bool is_k = role == QuantizerRole::kKBmm;
+      out.emplace_back(modules[m].name + (is_k ? ".k_proj.k_scale" : ".v_proj.v_scale"), q);
+    }
+  }
+  *algo_out = kv;
+  return out;
+}
+
+}  // namespace
+
+struct StagedHfExport::Impl {
+  Model& model;
+  HfExportOptions options;
+  bool calibrated;
+  ExportPlans plans;
+  std::vector<char> input_scale;                     // per plans.linears entry: an input_scale is planned
+  std::vector<std::string> kv_names;                 // planned KV-cache scale tensors, in order
+  std::vector<std::string> copied;                   // checkpoint tensors copied as stored
+  CheckpointTensors ckpt;                            // (before `writer`: its `done` callbacks use it)
+  std::unique_ptr<CheckpointWriter> writer;
+  HfExportReport report;
+  Timer timer;
+  double encode_seconds = 0;
+  bool encoded = false;
+
+  Impl(Model& m, const HfExportOptions& o, bool c) : model(m), options(o), calibrated(c), ckpt(CheckpointTensors::Open(m.dir())) {}
+};
+
+StagedHfExport::StagedHfExport(Model& model, const QuantState& state, const fs::path& out_dir,
+                               const HfExportOptions& options, bool calibrated)
+    : impl_(std::make_unique<Impl>(model, options, calibrated)) {
+  Impl& x = *impl_;
+  const auto& modules = model.modules();
+  CheckExportable(model, state);  // also done before calibration; repeated for callers that skip it
+  x.plans = PlanLinears(model, state, calibrated);
+
+  // The checkpoint's layout, before anything is encoded: per quantized Linear its packed weight, scales
   // and input scale; the KV-cache scales; then every other checkpoint tensor as stored. (This order, and
   // so every shard's bytes, is what the export has always written.)
-  CheckpointTensors ckpt = CheckpointTensors::Open(model.dir());
   std::vector<PlannedTensor> layout;
   std::set<std::string> replaced;  // checkpoint tensors written in another form
-  auto writes_input_scale = [](const LinearPlan& p) {
-    const exporter::Presence ps = exporter::Traits(p.format).input_scale;
-    return p.input_amax && ps != exporter::Presence::kForbidden && ps != exporter::Presence::kTolerated;
-  };
-  int64_t total_quantized = 0;
-  for (const auto& p : plans) {
+  for (const auto& p : x.plans.linears) {
+    x.input_scale.push_back(WritesInputScale(p, calibrated) ? 1 : 0);
     if (p.format == ExportFormat::kNone) continue;
     const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
     QF_CHECK(info.name != "lm_head" || !model.config().tie_word_embeddings,
@@ -402,51 +469,40 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     layout.push_back({info.name + ".weight", StoredDTypeOf(pl.weight_type), pl.weight_shape});
     layout.push_back({info.name + ".weight_scale", StoredDTypeOf(pl.scale_type), pl.scale_shape});
     if (pl.has_scale_2) layout.push_back({info.name + ".weight_scale_2", DType::kF32, {}});
-    if (writes_input_scale(p)) layout.push_back({info.name + ".input_scale", DType::kF32, {}});
+    if (x.input_scale.back()) layout.push_back({info.name + ".input_scale", DType::kF32, {}});
     replaced.insert(info.weight_tensor);
-    ++total_quantized;
   }
-  // KV-cache scales: <attn>.k_proj.k_scale / v_proj.v_scale = amax / 448 (spec §10.2; 448 for FP8 and NVFP4).
   exporter::KvCacheAlgo kv = exporter::KvCacheAlgo::kNone;
-  std::vector<std::pair<std::string, Tensor>> kv_scales;
-  for (size_t m = 0; m < modules.size(); ++m) {
-    if (modules[m].kind != ModuleKind::kAttention) continue;
-    for (QuantizerRole role : {QuantizerRole::kKBmm, QuantizerRole::kVBmm}) {
-      const Quantizer* q = state.Get(static_cast<int>(m), role);
-      if (q == nullptr || !q->enabled()) continue;
-      const QuantSpec spec = q->spec();
-      const exporter::KvCacheAlgo algo = KvCacheAlgoOf(*q);
-      QF_CHECK(kv == exporter::KvCacheAlgo::kNone || kv == algo,
-               "KV-cache quantizers use different formats ('{}' differs); runtimes need one KV format", q->slot.name);
-      kv = algo;
-      if (spec.use_constant_amax) continue;  // cast mode: no scale tensor, runtimes assume 1.0
-      QF_CHECK(q->has_amax && q->amax.size() == 1, "quantizer '{}' has no per-tensor amax to export", q->slot.name);
-      const bool is_k = role == QuantizerRole::kKBmm;
-      const std::string name = modules[m].name + (is_k ? ".k_proj.k_scale" : ".v_proj.v_scale");
-      kv_scales.emplace_back(name, FiniteScale(name, *q, ExportAmax(q->amax[0], 448.0f) / 448.0f));
-      layout.push_back({name, DType::kF32, {}});
-    }
+  for (const auto& [name, q] : KvScaleTensors(model, state, &kv)) {
+    x.kv_names.push_back(name);
+    layout.push_back({name, DType::kF32, {}});
   }
-  std::vector<std::string> copied;
-  for (const auto& name : ckpt.names()) {
+  for (const auto& name : x.ckpt.names()) {
     if (replaced.count(name)) continue;
-    const TensorInfo& ti = ckpt.Info(name);  // (opens every shard now: see the writer's `done` below)
+    const TensorInfo& ti = x.ckpt.Info(name);  // (opens every shard now: see the writer's `done` in Finish)
     layout.push_back({name, ti.dtype, ti.shape});
-    copied.push_back(name);
+    x.copied.push_back(name);
   }
-
-  // 3. Encode every quantized Linear while writer threads put the previous tensors on disk; copy everything
-  // else as stored.
-  Timer export_timer;
   CheckpointWriterOptions wo;
   wo.max_shard_bytes = options.max_shard_bytes;
   wo.replace = options.replace;
-  CheckpointWriter writer(out_dir, std::move(layout), wo);
-  HostWeightEncoder host_encoder(model, options.kernels);
-  WeightEncoder& encoder = options.encoder != nullptr ? *options.encoder : host_encoder;
-  double encode_seconds = 0;
-  Progress progress("export", total_quantized, "layers");
-  for (const auto& p : plans) {
+  wo.max_queued_bytes = options.max_queued_bytes;
+  x.writer = std::make_unique<CheckpointWriter>(out_dir, std::move(layout), wo);
+}
+
+StagedHfExport::~StagedHfExport() = default;
+
+void StagedHfExport::EncodeWeights() {
+  Impl& x = *impl_;
+  QF_ASSERT(!x.encoded, "EncodeWeights called twice");
+  x.encoded = true;
+  const auto& modules = x.model.modules();
+  HostWeightEncoder host_encoder(x.model, x.options.kernels);
+  WeightEncoder& encoder = x.options.encoder != nullptr ? *x.options.encoder : host_encoder;
+  int64_t total = 0;
+  for (const auto& p : x.plans.linears) total += p.format != ExportFormat::kNone ? 1 : 0;
+  Progress progress("export", total, "layers");
+  for (const auto& p : x.plans.linears) {
     if (p.format == ExportFormat::kNone) continue;
     const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
     PackInputs in;
@@ -457,24 +513,19 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     in.four_over_six = ws.block && ws.block->four_over_six;
     Timer et;
     EncodedWeight e = encoder.Encode(p.module, *PackFormatForExport(p.format), in, info.name + ".weight");
-    encode_seconds += et.Seconds();
+    x.encode_seconds += et.Seconds();
     PackedTensors pt = ToTensors(std::move(e.packed));  // the tensors own the encoder's buffers now
-    writer.Add(info.name + ".weight", std::move(pt.weight));
-    writer.Add(info.name + ".weight_scale", std::move(pt.weight_scale));
-    if (pt.weight_scale_2) writer.Add(info.name + ".weight_scale_2", std::move(*pt.weight_scale_2));
-    if (writes_input_scale(p)) {
-      const float d = InputScaleDivisor(p.input->spec());  // amax / max bound, with export_amax's rules
-      writer.Add(info.name + ".input_scale", FiniteScale(info.name + ".input_scale", *p.input,
-                                                         ExportAmax(*p.input_amax, d) / d));
-    }
-    report.layers.push_back({info.name, std::string(exporter::Traits(p.format).name),
-                             info.out_features * info.in_features, e.relative_error()});
-    if (options.show_progress) progress.Add(1, info.name);
+    x.writer->Add(info.name + ".weight", std::move(pt.weight));
+    x.writer->Add(info.name + ".weight_scale", std::move(pt.weight_scale));
+    if (pt.weight_scale_2) x.writer->Add(info.name + ".weight_scale_2", std::move(*pt.weight_scale_2));
+    x.report.layers.push_back({info.name, std::string(exporter::Traits(p.format).name),
+                               info.out_features * info.in_features, e.relative_error()});
+    if (x.options.show_progress) progress.Add(1, info.name);
   }
-  if (options.show_progress && total_quantized > 0) progress.Finish();
-  report.kv_scales_written = static_cast<int>(kv_scales.size());
-  for (auto& [name, t] : kv_scales) writer.Add(name, std::move(t));
-  for (const auto& name : copied) {
+  if (x.options.show_progress && total > 0) progress.Finish();
+  // Everything else as stored: none of it depends on calibration either.
+  CheckpointTensors& ckpt = x.ckpt;
+  for (const auto& name : x.copied) {
     Tensor t = ckpt.Get(name);
     // Copied tensors (excluded Linears such as lm_head, norms, embeddings, biases) never passed through a
     // quantizer, so nothing else looks at their values: a NaN / Inf here would reach the runtime silently.
@@ -483,10 +534,50 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
              "would copy them unchanged into the checkpoint", name, ckpt.FileOf(name), scan.count, scan.first);
     // Written: its pages of the mmap can go. (Release only looks up shards, all opened while planning, so
     // it is safe on a writer thread.)
-    writer.Add(name, std::move(t), [&ckpt, name] { ckpt.Release(name); });
+    x.writer->Add(name, std::move(t), [&ckpt, name] { ckpt.Release(name); });
   }
 
-  // 3. The two quantization configs from one struct.
+}
+
+std::optional<HfExportReport> StagedHfExport::Finish(const QuantState& state) {
+  Impl& x = *impl_;
+  QF_ASSERT(x.encoded, "Finish before EncodeWeights");
+  Model& model = x.model;
+  const auto& modules = model.modules();
+  HfExportReport& report = x.report;
+  // The calibrated plans: formats and weight scales must be what was encoded (calibration changed no
+  // weight: a bug otherwise); input scales come from them now.
+  ExportPlans final_plans = PlanLinears(model, state, /*calibrated=*/true);
+  QF_ASSERT(final_plans.linears.size() == x.plans.linears.size(), "the export's Linears changed");
+  for (size_t i = 0; i < final_plans.linears.size(); ++i) {
+    const LinearPlan &a = x.plans.linears[i], &b = final_plans.linears[i];
+    QF_ASSERT(a.format == b.format && a.weight_amax == b.weight_amax && a.global_amax == b.global_amax,
+              "module '{}': its weight scales changed after they were encoded", modules[static_cast<size_t>(a.module)].name);
+    // A predicted input_scale that calibration did not produce (or the reverse): the layout is wrong, and
+    // the caller exports again from the calibrated state.
+    if ((x.input_scale[i] != 0) != WritesInputScale(b, true)) return std::nullopt;
+  }
+  exporter::KvCacheAlgo kv = exporter::KvCacheAlgo::kNone;
+  const auto kv_tensors = KvScaleTensors(model, state, &kv);
+  if (kv_tensors.size() != x.kv_names.size()) return std::nullopt;
+  report.fused_groups = std::move(final_plans.fused);
+
+  for (size_t i = 0; i < final_plans.linears.size(); ++i) {
+    const LinearPlan& p = final_plans.linears[i];
+    if (!x.input_scale[i]) continue;
+    const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
+    const float d = InputScaleDivisor(p.input->spec());  // amax / max bound, with export_amax's rules
+    x.writer->Add(info.name + ".input_scale", FiniteScale(info.name + ".input_scale", *p.input,
+                                                          ExportAmax(*p.input_amax, d) / d));
+  }
+  for (size_t i = 0; i < kv_tensors.size(); ++i) {
+    const auto& [name, q] = kv_tensors[i];
+    if (name != x.kv_names[i]) return std::nullopt;
+    QF_CHECK(q->has_amax && q->amax.size() == 1, "quantizer '{}' has no per-tensor amax to export", q->slot.name);
+    x.writer->Add(name, FiniteScale(name, *q, ExportAmax(q->amax[0], 448.0f) / 448.0f));
+  }
+  report.kv_scales_written = static_cast<int>(kv_tensors.size());
+  // The two quantization configs from one struct.
   exporter::QuantConfigInput qin;
   for (size_t m = 0; m < modules.size(); ++m) {  // embeddings own quantizer slots too (never quantized here)
     if (modules[m].kind != ModuleKind::kEmbedding) continue;
@@ -496,7 +587,7 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     qin.modules.push_back({modules[m].name, ExportFormat::kNone, 0});
     report.excluded.push_back(modules[m].name);
   }
-  for (const auto& p : plans) {
+  for (const auto& p : final_plans.linears) {
     const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
     exporter::ModuleExport me;
     me.name = info.name;
@@ -513,13 +604,24 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const f
     config_json["quantization_config"] = exporter::ToInlineQuantizationConfig(report.config);
     hf_quant = exporter::ToHfQuantConfigJson(report.config);
   }
-  writer.Commit(config_json, hf_quant, model.dir());
-  report.bytes_written = writer.bytes_written();
-  report.num_shards = writer.num_shards();
-  report.encode_seconds = encode_seconds;
-  report.write_seconds = writer.write_seconds();
-  report.total_seconds = export_timer.Seconds();
-  return report;
+  Timer finish;
+  x.writer->Commit(config_json, hf_quant, model.dir());
+  report.bytes_written = x.writer->bytes_written();
+  report.num_shards = x.writer->num_shards();
+  report.encode_seconds = x.encode_seconds;
+  report.write_seconds = x.writer->write_seconds();
+  report.total_seconds = x.timer.Seconds();
+  report.commit_seconds = finish.Seconds();
+  return std::move(report);
+}
+
+HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const fs::path& out_dir,
+                                  const HfExportOptions& options) {
+  StagedHfExport e(model, state, out_dir, options, /*calibrated=*/true);
+  e.EncodeWeights();
+  std::optional<HfExportReport> r = e.Finish(state);
+  QF_ASSERT(r.has_value(), "an export planned from the calibrated state did not match it");
+  return std::move(*r);
 }
 
 std::string FormatExportSummary(const HfExportReport& r, int worst_layers) {

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,9 @@ struct HfExportOptions {
   // Where the weights are encoded: nullptr packs the host weights (HostWeightEncoder with `kernels`); a
   // device encoder (forward/device_weight_encoder.h) packs the copies resident on a GPU. Not owned.
   WeightEncoder* encoder = nullptr;
+  // Encoded tensors waiting for the writer threads, at most (Add blocks beyond it). A staged export that
+  // encodes before calibration raises it so that encoding finishes before the forward starts.
+  uint64_t max_queued_bytes = 1ull << 30;
 };
 
 // HfExportOptions::max_shard_bytes for a limit of `gib` GiB, which must be finite and in [1/1024, 1024] (a
@@ -65,6 +70,7 @@ struct HfExportReport {
   double encode_seconds = 0;  // weight encoding and error measurement (the WeightEncoder)
   double write_seconds = 0;   // the writer threads' time putting tensors on disk, summed over threads
   double total_seconds = 0;   // encoding, copying and writing, overlapped, until the directory is in place
+  double commit_seconds = 0;  // Finish's wait for the last writes and syncs, and the renames
 };
 
 // Format detection of spec §10.2 for one Linear's weight and input quantizers. Throws qforge::Error, naming
@@ -84,6 +90,33 @@ void CheckExportable(const Model& model, const QuantState& state);
 // cannot be exported, or fused siblings with different formats (runtimes cannot load those).
 HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const std::filesystem::path& out_dir,
                                   const HfExportOptions& options = {});
+
+// An export in two stages, for calibrations that never change weights (max): the packed weights depend only
+// on the weight amax, so they can be encoded, and written by the writer threads, while calibration runs.
+//   StagedHfExport e(model, state_with_final_weight_amax, out, options, /*calibrated=*/false);
+//   e.EncodeWeights();          // before the calibration forward; the writes continue during it
+//   ... calibrate the activations ...
+//   auto report = e.Finish(calibrated_state);
+// Before calibration the layout's input-scale tensors are predicted from the configuration (an enabled
+// input quantizer that calibration gives an amax). Finish checks every weight scale against what was
+// encoded (a change is a bug: QF_ASSERT) and returns nullopt when the calibrated state asks for other
+// input or KV-scale tensors than predicted: the caller then exports again with ExportHfCheckpoint. A
+// StagedHfExport destroyed without a successful Finish leaves nothing at `out_dir`.
+// `calibrated` = true plans from calibrated amax (ExportHfCheckpoint is that, in one call).
+class StagedHfExport {
+ public:
+  StagedHfExport(Model& model, const QuantState& state, const std::filesystem::path& out_dir,
+                 const HfExportOptions& options, bool calibrated);
+  ~StagedHfExport();
+  StagedHfExport(const StagedHfExport&) = delete;
+  StagedHfExport& operator=(const StagedHfExport&) = delete;
+  void EncodeWeights();
+  std::optional<HfExportReport> Finish(const QuantState& calibrated_state);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Human-readable summary of an export: per format layers and parameters, exclusions, fused groups,
 // and the layers with the largest weight error first.

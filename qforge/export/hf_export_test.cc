@@ -4,6 +4,7 @@
 #include "qforge/export/hf_export.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "qforge/config/presets.h"
 #include "qforge/export/check.h"
 #include "qforge/io/safetensors.h"
+#include "qforge/numerics/qdq.h"
 
 namespace qforge {
 namespace {
@@ -188,6 +190,110 @@ TEST_F(NonFiniteCopy, NanInExcludedLmHeadNormAndBiasAreErrors) {
     EXPECT_HAS(e, "tensor '" + tensor + "' in");
     EXPECT_HAS(e, "model.safetensors has 1 non-finite value(s) (first at flat index 3)");
     EXPECT_FALSE(fs::exists(root_ / "out")) << tensor;
+  }
+}
+
+// A staged export (weights planned and encoded before calibration, input and KV scales predicted) writes
+// the very bytes of a one-call export from the calibrated state; a prediction calibration does not meet
+// makes Finish decline, leaving nothing behind.
+class StagedExport : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("qforge_staged_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    model_ = LoadLazy(kTiny / "qwen3_moe");
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  // `qformat`'s state with every weight's max amax (what calibration computes first).
+  QuantState WeightsCalibrated(const std::string& qformat) {
+    QuantState s = QuantState::ForModel(*model_);
+    s.Apply(config::ResolveQformat(qformat, "fp8").quant_cfg);
+    for (auto& q : s.quantizers()) {
+      if (q.role != QuantizerRole::kWeight || !q.NeedsCalibration()) continue;
+      const Tensor w = model_->LinearWeight(q.module);
+      const QuantSpec spec = q.spec();
+      q.MergeAmax(ComputeAmax(spec, w.span<float>(), w.shape(), q.slot.name),
+                  AmaxShape(spec, w.shape()).value_or(std::vector<int64_t>{}));
+    }
+    return s;
+  }
+  // The state after "calibration": every activation quantizer that calibrates gets a per-tensor amax.
+  static QuantState Calibrated(QuantState s) {
+    float v = 1.0f;
+    for (auto& q : s.quantizers()) {
+      if (!Traits(q.role).is_activation || !q.NeedsCalibration()) continue;
+      q.MergeAmax({v}, {});
+      v += 0.25f;
+    }
+    return s;
+  }
+  fs::path root_;
+  std::unique_ptr<Model> model_;
+};
+
+TEST_F(StagedExport, WritesTheBytesOfAOneCallExport) {
+  for (const char* qformat : {"nvfp4", "fp8"}) {
+    const QuantState before = WeightsCalibrated(qformat);
+    const QuantState after = Calibrated(before);
+    HfExportOptions o;
+    o.show_progress = false;
+    o.max_shard_bytes = 1 << 14;  // several shards
+    const HfExportReport want = ExportHfCheckpoint(*model_, after, root_ / "one", o);
+    std::optional<HfExportReport> got;
+    {
+      StagedHfExport e(*model_, before, root_ / "staged", o, /*calibrated=*/false);
+      e.EncodeWeights();
+      EXPECT_FALSE(fs::exists(root_ / "staged"));  // nothing in place before Finish
+      got = e.Finish(after);
+    }
+    ASSERT_TRUE(got.has_value()) << qformat;
+    EXPECT_GT(got->num_shards, 1) << qformat;
+    EXPECT_EQ(got->num_shards, want.num_shards);
+    EXPECT_EQ(got->kv_scales_written, want.kv_scales_written);
+    EXPECT_EQ(got->layers.size(), want.layers.size());
+    for (const auto& entry : fs::directory_iterator(root_ / "one")) {
+      const fs::path other = root_ / "staged" / entry.path().filename();
+      ASSERT_TRUE(fs::exists(other)) << other;
+      EXPECT_EQ(ReadFileToString(entry.path()), ReadFileToString(other)) << qformat << " " << other;
+    }
+    fs::remove_all(root_ / "one");
+    fs::remove_all(root_ / "staged");
+  }
+}
+
+// Calibration that leaves a required input scale without amax fails the staged export exactly as it fails a
+// one-call export (same message), and the staged weights already written are removed.
+TEST_F(StagedExport, AMissingInputAmaxFailsAsInAOneCallExportAndLeavesNothing) {
+  const QuantState before = WeightsCalibrated("nvfp4");
+  QuantState after = Calibrated(before);
+  for (auto& q : after.quantizers()) {
+    if (q.role == QuantizerRole::kInput && q.enabled()) {
+      q.amax.clear();
+      q.has_amax = false;
+      break;
+    }
+  }
+  HfExportOptions o;
+  o.show_progress = false;
+  std::string one_call, staged;
+  try {
+    ExportHfCheckpoint(*model_, after, root_ / "one", o);
+  } catch (const Error& e) {
+    one_call = e.what();
+  }
+  try {
+    StagedHfExport e(*model_, before, root_ / "staged", o, /*calibrated=*/false);
+    e.EncodeWeights();
+    (void)e.Finish(after);
+  } catch (const Error& e) {
+    staged = e.what();
+  }
+  EXPECT_HAS(one_call, "its input quantizer has no calibrated amax");
+  EXPECT_EQ(staged, one_call);
+  EXPECT_FALSE(fs::exists(root_ / "staged"));
+  for (const auto& entry : fs::directory_iterator(root_)) {
+    EXPECT_EQ(entry.path().filename().string().find("staged"), std::string::npos) << entry.path();
   }
 }
 
