@@ -80,6 +80,7 @@ CalibrateReport Calibrate(ForwardModel& fm, QuantState& state, const config::Qua
   mo.show_progress = options.show_progress;
   mo.shared_patterns = config::ResolveSharedPatterns(max->shared_states);
   mo.sync_expert_weight_amax = max->sync_expert_weight_amax;
+  mo.on_weights_final = options.on_weights_final;
   const config::LayerwiseConfig& lw = algo.layerwise();
   const LayerwiseOverrides& ov = options.layerwise;
   if (ov.enable.value_or(lw.enable)) {
@@ -94,7 +95,6 @@ CalibrateReport Calibrate(ForwardModel& fm, QuantState& state, const config::Qua
     report.methods.push_back(method);
     return report;
   }
-  mo.on_weights_final = options.on_weights_final;
   CalibData calib;
   if (NeedsCalibrationData(state)) {
     calib = data();

@@ -30,8 +30,8 @@ struct CalibrateOptions {
   int64_t batch_size = 4;
   bool show_progress = true;
   LayerwiseOverrides layerwise;
-  // MaxCalibOptions::on_weights_final for whole-model max calibration (never called layerwise, nor for
-  // `algorithm: null`).
+  // MaxCalibOptions::on_weights_final for max calibration, whole-model or layerwise (not called for
+  // `algorithm: null`, nor when layerwise calibration updates weights).
   std::function<void(const QuantState& weights_final)> on_weights_final;
 };
 

@@ -215,6 +215,20 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   CalibrateWeightAmax(fm, state, -1);
   // On a device only the current layer stays resident: the head uploads again if FinishCalibration needs it.
   if (!be.host_accessible()) fm.ReleaseHead();
+  // Max calibration changes no weight (unless an algorithm updates them): every weight's final amax is known
+  // now, and a staged export encodes and writes the weights while the layers calibrate. One pass over the
+  // weights, each uploaded for its amax only.
+  if (mo.on_weights_final && !lo.weight_update) {
+    Timer tw;
+    QuantState weights_final = state;
+    for (int l = 0; l < L; ++l) CalibrateWeightAmax(fm, weights_final, l, /*keep_resident=*/false);
+    SyncMoeExperts(model, {}, weights_final, mo.sync_expert_weight_amax, nullptr);
+    FinalizeSharedStateAndPromote(model, weights_final, mo.shared_patterns, nullptr);
+    mr.weight_amax_seconds += tw.Seconds();
+    tw.Reset();
+    mo.on_weights_final(weights_final);
+    mr.on_weights_final_seconds = tw.Seconds();
+  }
 
   int start = 0;
   std::optional<DirectoryLock> lock;  // one run per checkpoint directory, held to the end

@@ -19,7 +19,7 @@ namespace {
 // Weight amax of every enabled weight quantizer that needs it; `device` (not null) computes on the forward's
 // device copies where they are exact.
 void WeightAmaxPass(Model& model, QuantState& state, std::optional<int> layer, const HostQuantKernels* kernels,
-                    ForwardModel* device) {
+                    ForwardModel* device, bool keep_resident) {
   const auto& modules = model.modules();
   for (auto& q : state.quantizers()) {
     if (q.role != QuantizerRole::kWeight || !q.enabled()) continue;
@@ -35,7 +35,7 @@ void WeightAmaxPass(Model& model, QuantState& state, std::optional<int> layer, c
     const QuantSpec spec = q.spec();
     const std::vector<int64_t> wshape = {info.out_features, info.in_features};
     std::optional<std::vector<float>> amax;
-    if (device != nullptr) amax = device->WeightAmax(q.module, spec, q.slot.name);
+    if (device != nullptr) amax = device->WeightAmax(q.module, spec, q.slot.name, 4096, keep_resident);
     if (!amax) {
       const Tensor w = model.LinearWeight(q.module);
       amax = ComputeAmax(spec, w.span<float>(), w.shape(), q.slot.name, kernels);
@@ -51,12 +51,12 @@ void WeightAmaxPass(Model& model, QuantState& state, std::optional<int> layer, c
 
 void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer,
                          const HostQuantKernels* kernels) {
-  WeightAmaxPass(model, state, layer, kernels, nullptr);
+  WeightAmaxPass(model, state, layer, kernels, nullptr, true);
 }
 
-void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int> layer) {
+void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int> layer, bool keep_resident) {
   Backend& be = fm.backend();
-  WeightAmaxPass(fm.model(), state, layer, be.host_kernels(), be.host_accessible() ? nullptr : &fm);
+  WeightAmaxPass(fm.model(), state, layer, be.host_kernels(), be.host_accessible() ? nullptr : &fm, keep_resident);
 }
 
 void MaxCalibHooks::Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape) {

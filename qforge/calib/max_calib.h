@@ -58,7 +58,9 @@ void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> lay
 // The same with the forward's backend: on a device backend the amax is computed from the weights resident
 // there (uploaded as needed; ForwardModel::WeightAmax), bit-identical to the host path; on the CPU it is
 // the host path with the backend's SIMD kernels.
-void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int> layer = std::nullopt);
+// keep_resident = false: weights uploaded for it are freed again (ForwardModel::WeightAmax).
+void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int> layer = std::nullopt,
+                         bool keep_resident = true);
 
 // Forward hooks that fold max|x| into the amax of every calibrating activation quantizer (inputs, outputs,
 // q/k/v bmm). Activations are not modified (ModelOpt calibrates on unquantized activations). The amax is

@@ -135,7 +135,7 @@ void CheckpointWriter::CreateShard(Shard& s) {
   PwriteAll(s.fd, header.data(), header.size(), 8, path);
 }
 
-void CheckpointWriter::Add(const std::string& name, Tensor tensor, std::function<void()> done) {
+void CheckpointWriter::Add(const std::string& name, Tensor tensor, std::function<void(const Tensor&)> done) {
   auto it = slot_of_.find(name);
   QF_ASSERT(it != slot_of_.end(), "tensor '{}' was not planned", name);
   Slot& slot = slots_[it->second];
@@ -181,7 +181,7 @@ void CheckpointWriter::WriterLoop() {
                                   SYNC_FILE_RANGE_WRITE);
         }
       }
-      if (job.done) job.done();
+      if (job.done) job.done(job.tensor);
     } catch (...) {
       err = std::current_exception();
     }

@@ -64,9 +64,9 @@ class CheckpointWriter {
 
   // Queues the bytes of planned tensor `name`, which `tensor` must match in dtype and shape; each name
   // once. `tensor` (and the storage it views) is kept alive until written; `done`, if given, runs on the
-  // writer thread after the write (e.g. to drop the source's pages). Throws the first write error of an
-  // earlier tensor.
-  void Add(const std::string& name, Tensor tensor, std::function<void()> done = {});
+  // writer thread after the write, with the tensor (to check it, or drop the source's pages); what it throws
+  // fails the export like a write error. Throws the first error of an earlier tensor.
+  void Add(const std::string& name, Tensor tensor, std::function<void(const Tensor&)> done = {});
 
   // Waits for every queued write, checks that every planned tensor was added, syncs the shards, writes the
   // index (if more than one shard), `config_json` as config.json, `hf_quant_config` as hf_quant_config.json
@@ -98,7 +98,7 @@ class CheckpointWriter {
   struct Job {
     size_t slot;
     Tensor tensor;
-    std::function<void()> done;
+    std::function<void(const Tensor&)> done;
   };
   void Layout(uint64_t max_shard_bytes);
   void CreateShard(Shard& s);

@@ -12,6 +12,7 @@
 
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
+#include "qforge/base/log.h"
 #include "qforge/base/progress.h"
 #include "qforge/base/strings.h"
 #include "qforge/config/algorithm_config.h"
@@ -526,15 +527,16 @@ void StagedHfExport::EncodeWeights() {
   // Everything else as stored: none of it depends on calibration either.
   CheckpointTensors& ckpt = x.ckpt;
   for (const auto& name : x.copied) {
-    Tensor t = ckpt.Get(name);
     // Copied tensors (excluded Linears such as lm_head, norms, embeddings, biases) never passed through a
     // quantizer, so nothing else looks at their values: a NaN / Inf here would reach the runtime silently.
-    const NonFiniteScan scan = ScanNonFinite(t);
-    QF_CHECK(scan.count == 0, "tensor '{}' in {} has {} non-finite value(s) (first at flat index {}); the export "
-             "would copy them unchanged into the checkpoint", name, ckpt.FileOf(name), scan.count, scan.first);
-    // Written: its pages of the mmap can go. (Release only looks up shards, all opened while planning, so
-    // it is safe on a writer thread.)
-    x.writer->Add(name, std::move(t), [&ckpt, name] { ckpt.Release(name); });
+    // The writer thread scans each one (its error fails the export at Commit) and then drops its pages of
+    // the mmap. (Release and FileOf only look up shards, all opened while planning: safe on that thread.)
+    x.writer->Add(name, ckpt.Get(name), [&ckpt, name](const Tensor& t) {
+      const NonFiniteScan scan = ScanNonFinite(t);
+      QF_CHECK(scan.count == 0, "tensor '{}' in {} has {} non-finite value(s) (first at flat index {}); the export "
+               "would copy them unchanged into the checkpoint", name, ckpt.FileOf(name), scan.count, scan.first);
+      ckpt.Release(name);
+    });
   }
 
 }
@@ -551,8 +553,12 @@ std::optional<HfExportReport> StagedHfExport::Finish(const QuantState& state) {
   QF_ASSERT(final_plans.linears.size() == x.plans.linears.size(), "the export's Linears changed");
   for (size_t i = 0; i < final_plans.linears.size(); ++i) {
     const LinearPlan &a = x.plans.linears[i], &b = final_plans.linears[i];
-    QF_ASSERT(a.format == b.format && a.weight_amax == b.weight_amax && a.global_amax == b.global_amax,
-              "module '{}': its weight scales changed after they were encoded", modules[static_cast<size_t>(a.module)].name);
+    if (a.format != b.format || a.weight_amax != b.weight_amax || a.global_amax != b.global_amax) {
+      // Max calibration computes them from the weights alone; a resumed layerwise checkpoint brings its own.
+      LogWarning("export: module '{}': its weight scales at the end of calibration differ from the ones encoded "
+                 "before it; exporting again", modules[static_cast<size_t>(a.module)].name);
+      return std::nullopt;
+    }
     // A predicted input_scale that calibration did not produce (or the reverse): the layout is wrong, and
     // the caller exports again from the calibrated state.
     if ((x.input_scale[i] != 0) != WritesInputScale(b, true)) return std::nullopt;

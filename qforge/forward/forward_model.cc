@@ -122,6 +122,17 @@ void ForwardModel::UploadLinear(int module) {
   weight_versions_[module] = version;
 }
 
+bool ForwardModel::IsResident(int module) const {
+  return !weights_[module].empty() && weight_versions_[module] == model_.weight_version(module);
+}
+
+ForwardModel::EvictAfter::~EvictAfter() {
+  if (!on_) return;
+  fm_.resident_bytes_ -= fm_.weights_[m_].bytes();
+  fm_.weights_[m_] = Buffer();
+  fm_.weight_versions_[m_] = -1;
+}
+
 WeightRef ForwardModel::Weight(int module) {
   if (weights_[module].empty() || weight_versions_[module] != model_.weight_version(module)) UploadLinear(module);
   return WeightRef(weights_[module].data(), be_.weight_dtype());
@@ -144,9 +155,11 @@ const float* ForwardModel::RowsAsF32(WeightRef w, int64_t r0, int64_t n, int64_t
 }
 
 std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const QuantSpec& spec, std::string_view what,
-                                                           int64_t chunk_rows) {
+                                                           int64_t chunk_rows, bool keep_resident) {
   const ModuleInfo& mi = model_.modules().at(module);
+  const bool was_resident = IsResident(module);
   const WeightRef w = Weight(module);
+  EvictAfter evict(*this, module, !keep_resident && !was_resident);
   if (!weight_exact_[module]) return std::nullopt;
   const int64_t rows = mi.out_features, cols = mi.in_features;
   const std::vector<int64_t> shape = {rows, cols};
@@ -186,19 +199,9 @@ std::optional<EncodedWeight> ForwardModel::EncodeWeight(int module, PackFormat f
                    (format == PackFormat::kFp8PerChannel && static_cast<int64_t>(in.amax.size()) == rows);
   if ((!nvfp4 && !fp8) || rows <= 0 || cols <= 0) return std::nullopt;
   // A weight that was not resident (layerwise calibration released it) is uploaded for this call only.
-  const bool was_resident = !weights_[module].empty() && weight_versions_[module] == model_.weight_version(module);
+  const bool was_resident = IsResident(module);
   const WeightRef w = Weight(module);
-  struct Evict {
-    ForwardModel* fm;
-    int m;
-    bool on;
-    ~Evict() {
-      if (!on) return;
-      fm->resident_bytes_ -= fm->weights_[m].bytes();
-      fm->weights_[m] = Buffer();
-      fm->weight_versions_[m] = -1;
-    }
-  } evict{this, module, !was_resident};
+  EvictAfter evict(*this, module, !was_resident);
   if (!weight_exact_[module]) return std::nullopt;
 
   const std::vector<int64_t> shape = {rows, cols};

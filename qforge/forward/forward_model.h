@@ -103,8 +103,10 @@ class ForwardModel {
   // (f32 weights stored in bf16): the caller then calibrates the host weight. Values are bit-identical
   // either way.
   // Per-tensor specs go `chunk_rows` rows at a time (a chunk of f32 scratch for a bf16 weight).
+  // keep_resident = false: a weight that was not resident is freed again afterwards (a pass over every layer's
+  // weights that must not fill the device, as layerwise calibration's staged export does).
   std::optional<std::vector<float>> WeightAmax(int module, const QuantSpec& spec, std::string_view what,
-                                               int64_t chunk_rows = 4096);
+                                               int64_t chunk_rows = 4096, bool keep_resident = true);
   // Export encoding of Linear `module`'s weight by the backend (PackNvfp4 / EncodeFp8 and their error sums
   // on its copy of the weight, `chunk_rows` rows of f32 scratch at a time; only the packed bytes come back):
   // PackWeight's bytes exactly. A weight that is not resident is uploaded for the call and freed after.
@@ -140,6 +142,21 @@ class ForwardModel {
   struct DeviceLayer;
   struct Workspace;
   WeightRef Weight(int module);
+  // The backend holds module's current weight.
+  bool IsResident(int module) const;
+  // Frees module's backend weight when destroyed, if `on` (a weight uploaded for one call only).
+  class EvictAfter {
+   public:
+    EvictAfter(ForwardModel& fm, int module, bool on) : fm_(fm), m_(module), on_(on) {}
+    ~EvictAfter();
+    EvictAfter(const EvictAfter&) = delete;
+    EvictAfter& operator=(const EvictAfter&) = delete;
+
+   private:
+    ForwardModel& fm_;
+    int m_;
+    bool on_;
+  };
   // Rows [r0, r0 + n) of a [*, cols] weight as f32 in backend memory: the weight itself when it is f32,
   // else converted into `scratch` (allocated on first use for `max_rows` rows).
   const float* RowsAsF32(WeightRef w, int64_t r0, int64_t n, int64_t cols, int64_t max_rows, Buffer& scratch);
