@@ -19,10 +19,7 @@ bool NeedsCalibrationData(const QuantState& state) {
 LayerwiseOptions ResolveLayerwiseOptions(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo,
                                          const LayerwiseOverrides& ov) {
   // Algorithms that change the whole model at once (spec §6.0 "layerwise: no").
-  static constexpr std::string_view kNoLayerwise[] = {"svdquant"};
-  for (std::string_view m : kNoLayerwise) {
-    QF_CHECK(algo.method() != m, "algorithm '{}' does not support layerwise.enable=True", algo.method());
-  }
+  QF_CHECK(algo.traits().supports_layerwise, "algorithm '{}' does not support layerwise.enable=True", algo.method());
   const config::LayerwiseConfig& lw = algo.layerwise();
   LayerwiseOptions lo;
   lo.qdq_from_prev = ov.qdq_from_prev.value_or(lw.get_qdq_activations_from_prev_layer);

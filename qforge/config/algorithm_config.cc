@@ -1,6 +1,10 @@
 // Algorithm configs: legacy-form migration, field parsing in declaration order, class validators.
 #include "qforge/config/algorithm_config.h"
 
+#include <optional>
+#include <utility>
+#include <variant>
+
 #include "qforge/base/error.h"
 #include "qforge/base/log.h"
 
@@ -177,21 +181,26 @@ void ParseValue(const Json& j, NestedAlgorithm* out, const std::string& path) {
 Json DumpValue(const NestedAlgorithm& v) { return v.config ? v.config->ToJson(true) : Json(nullptr); }
 
 // ---- traits ----
+namespace {
+
+template <size_t I>
+using Alternative = std::variant_alternative_t<I, AlgorithmVariant>;
+constexpr size_t kNumMethods = std::variant_size_v<AlgorithmVariant>;
+
+template <size_t... I>
+std::vector<AlgorithmTraits> TraitsRows(std::index_sequence<I...>) {
+  return {Alternative<I>::kTraits...};
+}
+
+// The config of the alternative whose kTraits.method is `method` (which must be one of them).
+template <size_t... I>
+AlgorithmVariant ParseByMethod(const std::string& method, const Json& j, const std::string& path,
+                               std::index_sequence<I...>);
+
+}  // namespace
+
 const std::vector<AlgorithmTraits>& AllAlgorithmTraits() {
-  static const std::vector<AlgorithmTraits> k = {
-      {"null", true, true, false, "no calibration"},
-      {"max", false, true, true, "max calibration of every enabled quantizer"},
-      {"mse", false, true, true, "max, then per-weight MSE search of amax"},
-      {"local_hessian", false, true, true, "max, then Hessian-weighted search of weight amax"},
-      {"nvfp4_act_headroom", false, true, false, "NVFP4 activation amax with headroom from block statistics"},
-      {"smoothquant", true, true, false, "SmoothQuant: migrate activation outliers into the weights"},
-      {"awq_lite", true, true, false, "AWQ scale search"},
-      {"awq_clip", true, true, false, "AWQ weight clipping search"},
-      {"awq_full", true, true, false, "AWQ scale search then clipping search"},
-      {"svdquant", true, false, false, "SVDQuant low-rank branch + AWQ"},
-      {"gptq", true, true, false, "GPTQ Hessian-based weight update"},
-      {"lsq", true, true, false, "learnable scales (QAT/QAD)"},
-  };
+  static const std::vector<AlgorithmTraits> k = TraitsRows(std::make_index_sequence<kNumMethods>{});
   return k;
 }
 
@@ -202,21 +211,14 @@ const AlgorithmTraits* FindAlgorithmTraits(const std::string& method) {
   return nullptr;
 }
 
-static size_t TraitsIndex(const std::string& method) {
-  const auto& all = AllAlgorithmTraits();
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (method == all[i].method) return i;
-  }
-  return all.size();
-}
-
-// Row index i of AllAlgorithmTraits() corresponds to alternative i of AlgorithmVariant.
-static_assert(std::variant_size_v<AlgorithmVariant> == 12);
 
 const std::string& AlgorithmConfig::method() const {
   return std::visit([](const auto& c) -> const std::string& { return c.method; }, value);
 }
-const AlgorithmTraits& AlgorithmConfig::traits() const { return AllAlgorithmTraits().at(value.index()); }
+const AlgorithmTraits& AlgorithmConfig::traits() const {
+  return std::visit([](const auto& cfg) -> const AlgorithmTraits& { return std::decay_t<decltype(cfg)>::kTraits; },
+                    value);
+}
 const LayerwiseConfig& AlgorithmConfig::layerwise() const {
   return std::visit([](const auto& c) -> const LayerwiseConfig& { return c.layerwise; }, value);
 }
@@ -293,6 +295,17 @@ C ParseTyped(const Json& fields, const std::string& path) {
   return c;
 }
 
+template <size_t... I>
+AlgorithmVariant ParseByMethod(const std::string& method, const Json& j, const std::string& path,
+                               std::index_sequence<I...>) {
+  std::optional<AlgorithmVariant> out;
+  // The first alternative whose method matches (exactly one does: FindAlgorithmTraits checked it).
+  (void)((method == Alternative<I>::kTraits.method ? (out.emplace(ParseTyped<Alternative<I>>(j, path)), true) : false) ||
+         ...);
+  QF_ASSERT(out.has_value(), "no config class for method '{}'", method);
+  return std::move(*out);
+}
+
 }  // namespace
 
 AlgorithmConfig ParseAlgorithmConfig(const std::string& method_in, const Json& fields_in, const std::string& path) {
@@ -323,21 +336,8 @@ AlgorithmConfig ParseAlgorithmConfig(const std::string& method_in, const Json& f
     j["shared_states"] = s.raw;
   }
   AlgorithmConfig out;
-  switch (TraitsIndex(method)) {
-    case 0: out.value = ParseTyped<NullAlgorithmConfig>(j, path); break;
-    case 1: out.value = ParseTyped<MaxCalibConfig>(j, path); break;
-    case 2: out.value = ParseTyped<MseCalibConfig>(j, path); break;
-    case 3: out.value = ParseTyped<LocalHessianCalibConfig>(j, path); break;
-    case 4: out.value = ParseTyped<Nvfp4ActHeadroomCalibConfig>(j, path); break;
-    case 5: out.value = ParseTyped<SmoothQuantCalibConfig>(j, path); break;
-    case 6: out.value = ParseTyped<AwqLiteCalibConfig>(j, path); break;
-    case 7: out.value = ParseTyped<AwqClipCalibConfig>(j, path); break;
-    case 8: out.value = ParseTyped<AwqFullCalibConfig>(j, path); break;
-    case 9: out.value = ParseTyped<SvdQuantConfig>(j, path); break;
-    case 10: out.value = ParseTyped<GptqCalibConfig>(j, path); break;
-    default: out.value = ParseTyped<LsqConfig>(j, path); break;
-  }
-  QF_ASSERT(out.value.index() == TraitsIndex(method));
+  out.value = ParseByMethod(method, j, path, std::make_index_sequence<kNumMethods>{});
+  QF_ASSERT(out.traits().method == method, "parsed '{}' as '{}'", method, out.traits().method);
   // Class validators.
   std::visit(
       [&](auto& c) {

@@ -96,6 +96,16 @@ void CheckRho(const double& v, const std::string& path);                    // (
           "(0, 1]: route calibration tokens to more experts", CheckRatio01);                               \
   v.Field("layerwise", s.layerwise, LayerwiseConfig{}, "layer-by-layer calibration (spec §7)")
 
+// One row per method (spec §6.0 table), held by the method's config struct as `kTraits`, so a method's
+// config and its traits cannot drift apart.
+struct AlgorithmTraits {
+  const char* method;          // "null" for the base config
+  bool mutates_weights;        // false => layerwise.calib_mutates_weights=false is legal
+  bool supports_layerwise;     // false => layerwise.enable=True fails at calibrate time
+  bool has_shared_states;
+  const char* description;
+};
+
 struct AlgoBase {
   std::string method;
   std::optional<double> moe_calib_experts_ratio;
@@ -105,12 +115,14 @@ struct AlgoBase {
 
 // `null` / base QuantizeAlgorithmConfig: no calibration.
 struct NullAlgorithmConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"null", true, true, false, "no calibration"};
   NullAlgorithmConfig() { SetDefaults(*this); }
   template <class Self, class V>
   static void VisitFields(Self& s, V& v) { QF_ALGO_BASE_FIELDS(s, v, ""); }
 };
 
 struct MaxCalibConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"max", false, true, true, "max calibration of every enabled quantizer"};
   bool distributed_sync, sync_expert_weight_amax, skip_forward_without_activation_calib;
   std::optional<SharedStatesConfig> shared_states;
   MaxCalibConfig() { SetDefaults(*this); }
@@ -126,6 +138,7 @@ struct MaxCalibConfig : AlgoBase {
 };
 
 struct MseCalibConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"mse", false, true, true, "max, then per-weight MSE search of amax"};
   bool distributed_sync;
   double step_size, start_multiplier, stop_multiplier;
   bool fp8_scale_sweep;
@@ -144,6 +157,7 @@ struct MseCalibConfig : AlgoBase {
 };
 
 struct LocalHessianCalibConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"local_hessian", false, true, true, "max, then Hessian-weighted search of weight amax"};
   bool distributed_sync;
   double step_size, start_multiplier, stop_multiplier;
   bool fp8_scale_sweep;
@@ -166,6 +180,7 @@ struct LocalHessianCalibConfig : AlgoBase {
 };
 
 struct Nvfp4ActHeadroomCalibConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"nvfp4_act_headroom", false, true, false, "NVFP4 activation amax with headroom from block statistics"};
   double anchor_percentile, upper_percentile, rho;
   std::optional<NestedAlgorithm> weight_scale_algorithm;
   Nvfp4ActHeadroomCalibConfig() { SetDefaults(*this); }
@@ -183,6 +198,7 @@ struct Nvfp4ActHeadroomCalibConfig : AlgoBase {
 };
 
 struct SmoothQuantCalibConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"smoothquant", true, true, false, "SmoothQuant: migrate activation outliers into the weights"};
   double alpha;
   SmoothQuantCalibConfig() { SetDefaults(*this); }
   template <class Self, class V>
@@ -193,6 +209,7 @@ struct SmoothQuantCalibConfig : AlgoBase {
 };
 
 struct AwqLiteCalibConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"awq_lite", true, true, false, "AWQ scale search"};
   double alpha_step;
   bool debug;
   AwqLiteCalibConfig() { SetDefaults(*this); }
@@ -205,6 +222,7 @@ struct AwqLiteCalibConfig : AlgoBase {
 };
 
 struct AwqClipCalibConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"awq_clip", true, true, false, "AWQ weight clipping search"};
   int64_t max_co_batch_size, max_tokens_per_batch;
   double min_clip_ratio, shrink_step;
   bool debug;
@@ -221,6 +239,7 @@ struct AwqClipCalibConfig : AlgoBase {
 };
 
 struct AwqFullCalibConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"awq_full", true, true, false, "AWQ scale search then clipping search"};
   double alpha_step;
   int64_t max_co_batch_size, max_tokens_per_batch;
   double min_clip_ratio, shrink_step;
@@ -239,6 +258,7 @@ struct AwqFullCalibConfig : AlgoBase {
 };
 
 struct SvdQuantConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"svdquant", true, false, false, "SVDQuant low-rank branch + AWQ"};
   int64_t lowrank;
   std::optional<std::vector<std::string>> skip_layers;
   SvdQuantConfig() { SetDefaults(*this); }
@@ -251,6 +271,7 @@ struct SvdQuantConfig : AlgoBase {
 };
 
 struct GptqCalibConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"gptq", true, true, false, "GPTQ Hessian-based weight update"};
   double perc_damp;
   int64_t block_size;
   bool fused;
@@ -265,6 +286,7 @@ struct GptqCalibConfig : AlgoBase {
 };
 
 struct LsqConfig : AlgoBase {
+  static constexpr AlgorithmTraits kTraits{"lsq", true, true, false, "learnable scales (QAT/QAD)"};
   LearnableAmax learnable_amax;
   bool tied_amax, quantize_pre_scale;
   std::optional<NestedAlgorithm> scale_algorithm;
@@ -285,14 +307,7 @@ using AlgorithmVariant =
                  Nvfp4ActHeadroomCalibConfig, SmoothQuantCalibConfig, AwqLiteCalibConfig, AwqClipCalibConfig,
                  AwqFullCalibConfig, SvdQuantConfig, GptqCalibConfig, LsqConfig>;
 
-// One row per method (spec §6.0 table).
-struct AlgorithmTraits {
-  const char* method;          // "null" for the base config
-  bool mutates_weights;        // false => layerwise.calib_mutates_weights=false is legal
-  bool supports_layerwise;     // false => layerwise.enable=True fails at calibrate time
-  bool has_shared_states;
-  const char* description;
-};
+// The rows of AllAlgorithmTraits(): each config struct's kTraits, in AlgorithmVariant's order.
 const std::vector<AlgorithmTraits>& AllAlgorithmTraits();
 const AlgorithmTraits* FindAlgorithmTraits(const std::string& method);
 

@@ -1,6 +1,9 @@
 // Unit tests of config/: glob and regex semantics, attribute validation, entries, apply, algorithms.
 #include <gtest/gtest.h>
 
+#include <set>
+#include <variant>
+
 #include "qforge/base/log.h"
 #include "qforge/config/algorithm_config.h"
 #include "qforge/config/conformance.h"
@@ -275,6 +278,26 @@ TEST(AlgorithmConfig, SpellingsAndErrors) {
   auto list = AlgorithmSpec::FromJson(J(R"(["max", {"method": "gptq", "perc_damp": 0.1}])"), "algorithm");
   EXPECT_EQ(list.configs.size(), 2u);
   EXPECT_EQ(list.ToJson(), J(R"(["max", {"method": "gptq", "perc_damp": 0.1}])"));
+}
+
+// Every method's config class carries its traits row: parsing a method gives the class whose row names it,
+// the rows are unique, and the table lists exactly the classes (in the variant's order).
+TEST(AlgorithmConfig, EveryMethodParsesToTheClassOfItsTraitsRow) {
+  const auto& rows = AllAlgorithmTraits();
+  EXPECT_EQ(rows.size(), std::variant_size_v<AlgorithmVariant>);
+  std::set<std::string> seen;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string method = rows[i].method;
+    EXPECT_TRUE(seen.insert(method).second) << method;
+    EXPECT_EQ(FindAlgorithmTraits(method), &rows[i]) << method;
+    const AlgorithmConfig c = ParseAlgorithmConfig(method, J("{}"), "algorithm");
+    EXPECT_EQ(c.value.index(), i) << method;
+    EXPECT_STREQ(c.traits().method, rows[i].method);
+    EXPECT_EQ(c.traits().mutates_weights, rows[i].mutates_weights) << method;
+  }
+  EXPECT_TRUE(FindAlgorithmTraits("gptq")->mutates_weights);
+  EXPECT_FALSE(FindAlgorithmTraits("max")->mutates_weights);
+  EXPECT_EQ(FindAlgorithmTraits("nope"), nullptr);
 }
 
 }  // namespace
