@@ -34,10 +34,10 @@ namespace {
 // What a staged export may hold in memory, encoded and waiting for its writer threads: a quarter of the
 // available RAM, between 1 and 32 GiB (an 8B NVFP4 model's weights are 4.3 GiB).
 uint64_t StagedQueueBytes() {
-  const uint64_t avail = static_cast<uint64_t>(::sysconf(_SC_AVPHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t pages = static_cast<uint64_t>(::sysconf(_SC_AVPHYS_PAGES));
+  const uint64_t avail = pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   return std::clamp<uint64_t>(avail / 4, uint64_t{1} << 30, uint64_t{32} << 30);
 }
-
 
 struct QuantizeArgs {
   std::string model;
@@ -198,8 +198,8 @@ int RunQuantize(const QuantizeArgs& a) {
   std::optional<HfExportReport> staged_report;
   if (staged) {
     staged_report = staged->Finish(state);
-    if (!staged_report) {  // calibration produced other scale tensors than the configuration predicted
-      LogInfo("export: the calibrated input / KV scales differ from the planned layout; exporting again");
+    if (!staged_report) {  // the calibrated state asks for other tensors or scales than were staged
+      LogInfo("export: the staged export does not match the calibrated state; exporting again");
       staged.reset();
     }
   }

@@ -65,7 +65,14 @@ CheckpointWriter::CheckpointWriter(fs::path out_dir, std::vector<PlannedTensor> 
     slots_.back().t = std::move(t);
   }
   Layout(std::max<uint64_t>(options.max_shard_bytes, 1));
-  for (Shard& s : shards_) CreateShard(s);
+  try {
+    for (Shard& s : shards_) CreateShard(s);
+  } catch (...) {  // no destructor runs for a throwing constructor: close what was opened
+    for (Shard& s : shards_) {
+      if (s.fd >= 0) ::close(s.fd);
+    }
+    throw;
+  }
   int threads = options.threads;
   if (threads <= 0) threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 4u));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { WriterLoop(); });
