@@ -5,6 +5,7 @@
 #include "qforge/base/file.h"
 #include "qforge/base/hash.h"
 #include "qforge/base/strings.h"
+#include "qforge/calib/algorithm.h"
 #include "qforge/calib/layerwise_checkpoint.h"
 
 namespace qforge {
@@ -61,45 +62,10 @@ CalibrateReport Calibrate(ForwardModel& fm, QuantState& state, const config::Qua
   }
   QF_CHECK(algos.size() == 1, "algorithm: a list of {} algorithms is not supported yet (give one)", algos.size());
   const config::AlgorithmConfig& algo = algos[0];
-  const std::string& method = algo.method();
   if (options.layerwise.enable.value_or(algo.layerwise().enable)) {
     (void)ResolveLayerwiseOptions(config, algo, options.layerwise);  // refuses algorithms without layerwise
   }
-  const auto* max = algo.As<config::MaxCalibConfig>();
-  QF_CHECK(max != nullptr,
-           "algorithm '{}' is not implemented yet; qforge calibrates with 'max' (use a recipe or --qformat "
-           "whose algorithm is max)",
-           method);
-  QF_CHECK(!max->moe_calib_experts_ratio.has_value(),
-           "algorithm 'max': moe_calib_experts_ratio is not supported yet");
-  MaxCalibOptions mo;
-  mo.batch_size = options.batch_size;
-  mo.show_progress = options.show_progress;
-  mo.shared_patterns = config::ResolveSharedPatterns(max->shared_states);
-  mo.sync_expert_weight_amax = max->sync_expert_weight_amax;
-  mo.on_weights_final = options.on_weights_final;
-  const config::LayerwiseConfig& lw = algo.layerwise();
-  const LayerwiseOverrides& ov = options.layerwise;
-  if (ov.enable.value_or(lw.enable)) {
-    LayerwiseOptions lo = ResolveLayerwiseOptions(config, algo, ov);
-    const std::string dir = lo.checkpoint_dir.string();
-    lo.show_progress = options.show_progress;
-    report.layerwise = true;
-    report.checkpoint_dir = dir;
-    report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
-    report.max = report.layerwise_report.max;
-    report.used_data = report.layerwise_report.used_data;
-    report.methods.push_back(method);
-    return report;
-  }
-  CalibData calib;
-  if (NeedsCalibrationData(state)) {
-    calib = data();
-    report.used_data = true;
-  }
-  report.max = MaxCalibrate(fm, state, calib, mo);
-  report.methods.push_back(method);
-  return report;
+  return MakeCalibAlgorithm(config, algo)->Run(fm, state, data, options);
 }
 
 config::QuantizeConfig LoadLayerwiseCheckpointConfig(const std::filesystem::path& dir) {
@@ -117,20 +83,10 @@ config::QuantizeConfig LoadLayerwiseCheckpointConfig(const std::filesystem::path
 
 CalibrateReport RestoreFromLayerwiseCheckpoint(ForwardModel& fm, QuantState& state,
                                                const config::QuantizeConfig& config, const std::filesystem::path& dir) {
-  CalibrateReport report;
   const auto& algos = config.algorithm.configs;
   QF_CHECK(algos.size() == 1, "checkpoint '{}': its config has {} algorithms (layerwise checkpoints have one)",
            dir.string(), algos.size());
-  const auto* max = algos[0].As<config::MaxCalibConfig>();
-  QF_CHECK(max != nullptr, "checkpoint '{}': algorithm '{}' cannot be restored", dir.string(), algos[0].method());
-  MaxCalibOptions mo;
-  mo.shared_patterns = config::ResolveSharedPatterns(max->shared_states);
-  mo.sync_expert_weight_amax = max->sync_expert_weight_amax;
-  report.max = RestoreLayerwiseCheckpoint(fm, state, dir, mo);
-  report.methods.push_back(algos[0].method());
-  report.layerwise = true;
-  report.checkpoint_dir = dir.string();
-  return report;
+  return MakeCalibAlgorithm(config, algos[0])->Restore(fm, state, dir);
 }
 
 }  // namespace qforge

@@ -1,0 +1,88 @@
+// The `max` calibration algorithm (spec §6.2): weight amax from the weights, activation amax from the
+// calibration forward (whole model: max_calib.h MaxCalibrate; layer by layer: layerwise.h), MoE expert
+// sync, shared weight global amax and static NVFP4 promotion.
+#include "qforge/base/error.h"
+#include "qforge/calib/algorithm.h"
+#include "qforge/calib/layerwise.h"
+#include "qforge/calib/max_calib.h"
+
+namespace qforge {
+namespace {
+
+class MaxAlgorithm final : public CalibAlgorithm {
+ public:
+  MaxAlgorithm(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo)
+      : quantize_config_(config), algo_(algo), max_(*algo.As<config::MaxCalibConfig>()) {
+    QF_CHECK(!max_.moe_calib_experts_ratio.has_value(), "algorithm 'max': moe_calib_experts_ratio is not supported yet");
+  }
+
+  const config::AlgorithmConfig& config() const override { return algo_; }
+
+  CalibNeeds Needs(const QuantState& state) const override {
+    CalibNeeds n;
+    n.forward = NeedsCalibrationData(state);
+    n.mutates_weights = false;
+    return n;
+  }
+
+  CalibrateReport Run(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
+                      const CalibrateOptions& options) override {
+    CalibrateReport report;
+    MaxCalibOptions mo = BaseOptions();
+    mo.batch_size = options.batch_size;
+    mo.show_progress = options.show_progress;
+    mo.on_weights_final = options.on_weights_final;
+    const LayerwiseOverrides& ov = options.layerwise;
+    if (ov.enable.value_or(algo_.layerwise().enable)) {
+      LayerwiseOptions lo = ResolveLayerwiseOptions(quantize_config_, algo_, ov);
+      lo.show_progress = options.show_progress;
+      report.layerwise = true;
+      report.checkpoint_dir = lo.checkpoint_dir.string();
+      report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
+      report.max = report.layerwise_report.max;
+      report.used_data = report.layerwise_report.used_data;
+      report.methods.push_back(algo_.method());
+      return report;
+    }
+    CalibData calib;
+    if (Needs(state).forward) {
+      calib = data();
+      report.used_data = true;
+    }
+    report.max = MaxCalibrate(fm, state, calib, mo);
+    report.methods.push_back(algo_.method());
+    return report;
+  }
+
+  CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) override {
+    CalibrateReport report;
+    report.max = RestoreLayerwiseCheckpoint(fm, state, dir, BaseOptions());
+    report.methods.push_back(algo_.method());
+    report.layerwise = true;
+    report.checkpoint_dir = dir.string();
+    return report;
+  }
+
+ private:
+  // The config's fields as the max drivers take them.
+  MaxCalibOptions BaseOptions() const {
+    MaxCalibOptions mo;
+    mo.shared_patterns = config::ResolveSharedPatterns(max_.shared_states);
+    mo.sync_expert_weight_amax = max_.sync_expert_weight_amax;
+    return mo;
+  }
+
+  const config::QuantizeConfig& quantize_config_;
+  const config::AlgorithmConfig& algo_;
+  const config::MaxCalibConfig& max_;
+};
+
+}  // namespace
+
+std::unique_ptr<CalibAlgorithm> MakeMaxAlgorithm(const config::QuantizeConfig& config,
+                                                 const config::AlgorithmConfig& algo) {
+  QF_ASSERT(algo.As<config::MaxCalibConfig>() != nullptr, "MakeMaxAlgorithm for method '{}'", algo.method());
+  return std::make_unique<MaxAlgorithm>(config, algo);
+}
+
+}  // namespace qforge
