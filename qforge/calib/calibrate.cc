@@ -10,13 +10,6 @@
 
 namespace qforge {
 
-bool NeedsCalibrationData(const QuantState& state) {
-  for (const auto& q : state.quantizers()) {
-    if (Traits(q.role).is_activation && q.NeedsCalibration()) return true;
-  }
-  return false;
-}
-
 LayerwiseOptions ResolveLayerwiseOptions(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo,
                                          const LayerwiseOverrides& ov) {
   // Algorithms that change the whole model at once (spec §6.0 "layerwise: no").

@@ -54,10 +54,6 @@ LayerwiseOptions ResolveLayerwiseOptions(const config::QuantizeConfig& config, c
 // the algorithm's `layerwise` block (its fields are compared one by one).
 std::string LayerwiseConfigHash(const config::QuantizeConfig& config);
 
-// True if calibrating `state` needs forward passes over data (an enabled activation quantizer with a
-// data-driven amax).
-bool NeedsCalibrationData(const QuantState& state);
-
 // Runs `config.algorithm`. `data` is called at most once, only if forward passes are needed (so the text is
 // tokenized only when used). Weight amax is always computed from the weights (also for `algorithm: null`,
 // as ModelOpt's export does). Throws naming the method for algorithms qforge does not implement yet.

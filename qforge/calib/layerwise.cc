@@ -77,38 +77,12 @@ void RestoreLayerWeights(Model& model, std::vector<std::pair<int, Tensor>> previ
 
 namespace {
 
-bool HeadNeedsCalibration(const Model& model, const QuantState& state) {
-  const int head = model.FindModule("lm_head");
-  for (QuantizerRole r : {QuantizerRole::kInput, QuantizerRole::kOutput}) {
-    const Quantizer* q = state.Get(head, r);
-    if (q != nullptr && q->NeedsCalibration()) return true;
-  }
-  return false;
-}
-
-bool NeedsForward(const QuantState& state) {
-  for (const auto& q : state.quantizers()) {
-    if (Traits(q.role).is_activation && q.NeedsCalibration()) return true;
-  }
-  return false;
-}
-
 std::string CalibHash(const CalibData& d, int64_t batch_size) {
   std::string s = fmt::format("bs={};seq={};n={};", batch_size, d.seq_len, d.samples.size());
   for (const auto& sample : d.samples) {
     s.append(reinterpret_cast<const char*>(sample.data()), sample.size() * sizeof(int32_t));
   }
   return HashHex(s);
-}
-
-// Activation quantizers of `layer` that calibrate but saw nothing are an error (as in MaxCalibrate).
-void CheckLayerActivationAmax(const Model& model, const QuantState& state, int layer) {
-  for (const auto& q : state.quantizers()) {
-    if (!Traits(q.role).is_activation || !q.NeedsCalibration() || q.has_amax) continue;
-    const ModuleInfo& info = model.modules()[static_cast<size_t>(q.module)];
-    if (info.layer != layer || info.name == "lm_head") continue;
-    QF_FAIL("quantizer '{}' received no calibration data and has no amax", q.slot.name);
-  }
 }
 
 Json ExpertTokensJson(const std::vector<ExpertTokenCounts>& counts) {
@@ -167,12 +141,7 @@ void FinishCalibration(ForwardModel& fm, QuantState& state, const ActivationStor
     MaxCalibHooks hooks(state);
     for (int64_t b = 0; b < final_states.size(); ++b) (void)fm.Logits(final_states.Get(b), &hooks);
   }
-  for (const auto& q : state.quantizers()) {
-    if (!Traits(q.role).is_activation || !q.NeedsCalibration() || q.has_amax || !report->ran_forward) continue;
-    const ModuleInfo& info = model.modules()[static_cast<size_t>(q.module)];
-    if (info.name == "lm_head") continue;
-    QF_FAIL("quantizer '{}' received no calibration data and has no amax", q.slot.name);
-  }
+  if (report->ran_forward) CheckActivationAmax(model, state);
   FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, report);
 }
 
@@ -187,8 +156,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   LayerwiseReport report;
   MaxCalibReport& mr = report.max;
   const int L = model.num_layers();
-  const bool needs_forward = NeedsForward(state);
-  const bool head_calib = HeadNeedsCalibration(model, state);
+  const bool needs_forward = NeedsCalibrationData(state);
   CalibData calib;
   if (needs_forward) {
     calib = data();
@@ -260,7 +228,6 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     return ckpt ? dir / fmt::format("activations_{}.bin", which) : fs::path();
   };
 
-  Timer t;
   fm.ResetRowsSeen();
   // Device memory for activations: what is free now (the weights of the layers outside the decoder are
   // resident) split over the two activation sets, leaving room for the layer being calibrated.
@@ -286,16 +253,10 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       mr.ran_forward = true;
     }
   } else if (needs_forward) {
-    std::vector<int32_t> ids;
     const int64_t n = static_cast<int64_t>(calib.samples.size());
     for (int64_t b0 = 0; b0 < n; b0 += bs) {
       const int64_t b = std::min(bs, n - b0);
-      ids.clear();
-      for (int64_t i = 0; i < b; ++i) {
-        const auto& s = calib.samples[static_cast<size_t>(b0 + i)];
-        ids.insert(ids.end(), s.begin(), s.end());
-      }
-      inputs.Append(fm.Embed(ids, b, calib.seq_len));
+      inputs.Append(fm.Embed(BatchIds(calib, b0, b), b, calib.seq_len));
       ++mr.batches;
       mr.tokens += b * calib.seq_len;
     }
@@ -335,7 +296,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     Timer tr;
     MaxCalibReport layer_report;
     SyncMoeExperts(model, fm.rows_seen(), state, mo.sync_expert_weight_amax, &layer_report, l);
-    if (needs_forward) CheckLayerActivationAmax(model, state, l);
+    if (needs_forward) CheckActivationAmax(model, state, l);
     FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, nullptr);
     mr.reduce_seconds += tr.Seconds();
     if (lo.weight_update) lo.weight_update(model, state, l);
@@ -398,12 +359,10 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     if (lo.show_progress) progress.Add(1, fmt::format("layer {}/{}", l + 1, L));
   }
   if (lo.show_progress && start < L) progress.Finish();
-  (void)head_calib;
 
   Timer tr;
   FinishCalibration(fm, state, inputs, mo, &mr);
   mr.reduce_seconds += tr.Seconds();
-  (void)t;
   return report;
 }
 

@@ -193,6 +193,41 @@ void FinalizeSharedStateAndPromote(const Model& model, QuantState& state, const 
   if (report != nullptr) report->shared_groups = std::move(groups);
 }
 
+bool NeedsCalibrationData(const QuantState& state) {
+  for (const auto& q : state.quantizers()) {
+    if (Traits(q.role).is_activation && q.NeedsCalibration()) return true;
+  }
+  return false;
+}
+
+bool HeadNeedsCalibration(const Model& model, const QuantState& state) {
+  const int head = model.FindModule("lm_head");
+  for (QuantizerRole r : {QuantizerRole::kInput, QuantizerRole::kOutput}) {
+    const Quantizer* q = state.Get(head, r);
+    if (q != nullptr && q->NeedsCalibration()) return true;
+  }
+  return false;
+}
+
+void CheckActivationAmax(const Model& model, const QuantState& state, std::optional<int> layer) {
+  for (const auto& q : state.quantizers()) {
+    if (!Traits(q.role).is_activation || !q.NeedsCalibration() || q.has_amax) continue;
+    const ModuleInfo& info = model.modules()[static_cast<size_t>(q.module)];
+    if ((layer && info.layer != *layer) || info.name == "lm_head") continue;
+    QF_FAIL("quantizer '{}' received no calibration data and has no amax", q.slot.name);
+  }
+}
+
+std::vector<int32_t> BatchIds(const CalibData& data, int64_t b0, int64_t count) {
+  std::vector<int32_t> ids;
+  ids.reserve(static_cast<size_t>(count * data.seq_len));
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& s = data.samples.at(static_cast<size_t>(b0 + i));
+    ids.insert(ids.end(), s.begin(), s.end());
+  }
+  return ids;
+}
+
 MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData& data, const MaxCalibOptions& options) {
   Model& model = fm.model();
   MaxCalibReport report;
@@ -209,10 +244,7 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
     report.on_weights_final_seconds = t.Seconds();
   }
 
-  bool needs_forward = false;
-  for (const auto& q : state.quantizers()) {
-    if (Traits(q.role).is_activation && q.NeedsCalibration()) needs_forward = true;
-  }
+  const bool needs_forward = NeedsCalibrationData(state);
   // ModelOpt runs the forward loop whenever calibration was requested; without a calibrating activation
   // quantizer it changes nothing, so it is skipped (skip_forward_without_activation_calib makes that explicit).
   t.Reset();
@@ -225,23 +257,12 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
     const int64_t n = static_cast<int64_t>(data.samples.size());
     const int64_t bs = std::max<int64_t>(1, options.batch_size);
     Progress progress("calibrate", n * seq, "tokens");
-    std::vector<int32_t> ids;
+    // The head (lm_head) is run only if one of its quantizers calibrates.
+    const bool head_calib = HeadNeedsCalibration(model, state);
     for (int64_t b0 = 0; b0 < n; b0 += bs) {
       const int64_t b = std::min(bs, n - b0);
-      ids.clear();
-      for (int64_t i = 0; i < b; ++i) {
-        const auto& s = data.samples[static_cast<size_t>(b0 + i)];
-        ids.insert(ids.end(), s.begin(), s.end());
-      }
-      HiddenStates h = fm.Embed(ids, b, seq);
+      HiddenStates h = fm.Embed(BatchIds(data, b0, b), b, seq);
       for (int l = 0; l < model.num_layers(); ++l) fm.RunLayer(l, h, &hooks);
-      // The head (lm_head) is run only if one of its quantizers calibrates.
-      const int head = model.FindModule("lm_head");
-      bool head_calib = false;
-      for (QuantizerRole r : {QuantizerRole::kInput, QuantizerRole::kOutput}) {
-        const Quantizer* q = state.Get(head, r);
-        head_calib = head_calib || (q != nullptr && q->NeedsCalibration());
-      }
       if (head_calib) (void)fm.Logits(h, &hooks);
       ++report.batches;
       report.tokens += b * seq;
@@ -255,12 +276,7 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
   SyncMoeExperts(model, fm.rows_seen(), state, options.sync_expert_weight_amax, &report);
   // Any enabled activation quantizer still without amax (a module no token reached) is an error by
   // default: its export would have no scale.
-  for (const auto& q : state.quantizers()) {
-    if (!Traits(q.role).is_activation || !q.NeedsCalibration() || q.has_amax || !report.ran_forward) continue;
-    const ModuleInfo& info = model.modules()[static_cast<size_t>(q.module)];
-    if (info.name == "lm_head") continue;
-    QF_FAIL("quantizer '{}' received no calibration data and has no amax", q.slot.name);
-  }
+  if (report.ran_forward) CheckActivationAmax(model, state);
   FinalizeSharedStateAndPromote(model, state, options.shared_patterns, &report);
   report.reduce_seconds = t.Seconds();
   return report;

@@ -91,6 +91,19 @@ void SyncMoeExperts(const Model& model, const std::vector<int64_t>& rows_seen, Q
 void FinalizeSharedStateAndPromote(const Model& model, QuantState& state, const std::vector<std::string>& patterns,
                                    MaxCalibReport* report);
 
+// The policy both max drivers (MaxCalibrate, LayerwiseMaxCalibrate) share.
+// True if calibrating `state` needs forward passes over data: an enabled activation quantizer with a
+// data-driven amax.
+bool NeedsCalibrationData(const QuantState& state);
+// True if an input or output quantizer of lm_head calibrates (the head then runs in the calibration).
+bool HeadNeedsCalibration(const Model& model, const QuantState& state);
+// Throws naming the first calibrating activation quantizer without amax (it received no calibration data;
+// its export would have no scale). lm_head is exempt (its quantizers see data only when the head runs).
+// With `layer`, only that decoder layer's quantizers.
+void CheckActivationAmax(const Model& model, const QuantState& state, std::optional<int> layer = std::nullopt);
+// The token ids of samples [b0, b0 + count) of `data`, concatenated ([count, seq_len] row-major).
+std::vector<int32_t> BatchIds(const CalibData& data, int64_t b0, int64_t count);
+
 // The whole `max` algorithm over `data`.
 MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData& data, const MaxCalibOptions& options);
 
