@@ -443,7 +443,8 @@ struct StagedHfExport::Impl {
   double encode_seconds = 0;
   bool encoded = false;
 
-  Impl(Model& m, const HfExportOptions& o, bool c) : model(m), options(o), calibrated(c), ckpt(CheckpointTensors::Open(m.dir())) {}
+  Impl(Model& m, const HfExportOptions& o, bool c)
+      : model(m), options(o), calibrated(c), ckpt(CheckpointTensors::Open(m.dir())) {}
 };
 
 StagedHfExport::StagedHfExport(Model& model, const QuantState& state, const fs::path& out_dir,
@@ -480,7 +481,7 @@ StagedHfExport::StagedHfExport(Model& model, const QuantState& state, const fs::
   }
   for (const auto& name : x.ckpt.names()) {
     if (replaced.count(name)) continue;
-    const TensorInfo& ti = x.ckpt.Info(name);  // (opens every shard now: see the writer's `done` in Finish)
+    const TensorInfo& ti = x.ckpt.Info(name);  // (opens every shard now: see the writer's `done` in EncodeWeights)
     layout.push_back({name, ti.dtype, ti.shape});
     x.copied.push_back(name);
   }
