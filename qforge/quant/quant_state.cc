@@ -64,6 +64,15 @@ void Quantizer::MergeAmax(const std::vector<float>& values, const std::vector<in
   for (size_t i = 0; i < values.size(); ++i) amax[i] = std::max(amax[i], values[i]);
 }
 
+void Quantizer::ResolveSpec() {
+  spec_.reset();
+  try {
+    spec_ = attrs().ToQuantSpec();
+  } catch (const std::exception&) {
+    // Attributes with no numeric meaning (only legal on a disabled quantizer): spec() re-derives and throws.
+  }
+}
+
 QuantState QuantState::ForModel(const Model& model) {
   QuantState s;
   const auto& modules = model.modules();
@@ -81,6 +90,7 @@ QuantState QuantState::ForModel(const Model& model) {
       q.role = *role;
       // ModelOpt's QuantEmbedding hard-disables its input quantizer (spec §9).
       q.hard_disabled = info.kind == ModuleKind::kEmbedding && *role == QuantizerRole::kInput;
+      q.ResolveSpec();
       s.index_[m][static_cast<size_t>(*role)] = static_cast<int>(s.quantizers_.size());
       s.quantizers_.push_back(std::move(q));
     }
@@ -91,7 +101,10 @@ QuantState QuantState::ForModel(const Model& model) {
 void QuantState::Apply(const config::QuantCfgList& quant_cfg) {
   std::vector<config::QuantizerSlot> slots = Slots();
   config::ApplyQuantCfg(quant_cfg, slots);
-  for (size_t i = 0; i < slots.size(); ++i) quantizers_[i].slot = std::move(slots[i]);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    quantizers_[i].slot = std::move(slots[i]);
+    quantizers_[i].ResolveSpec();
+  }
   // Validate numerics of every enabled quantizer now, so a bad config fails before any compute.
   for (auto& q : quantizers_) {
     q.amax.clear();

@@ -29,7 +29,9 @@ struct QuantizerRoleTraits {
 const QuantizerRoleTraits& Traits(QuantizerRole role);
 
 struct Quantizer {
-  config::QuantizerSlot slot;  // name, parent class, attributes, the entry that decided it
+  // Name, parent class, attributes, the entry that decided it. Set by QuantState (ForModel, Apply), which
+  // resolves spec() from it once.
+  config::QuantizerSlot slot;
   int module = -1;             // index into Model::modules()
   QuantizerRole role = QuantizerRole::kInput;
   bool hard_disabled = false;  // nn.Embedding input quantizer: forced off whatever the config says
@@ -44,12 +46,18 @@ struct Quantizer {
   bool enabled() const { return !hard_disabled && slot.state.enabled(); }
   bool sequential() const { return slot.state.sequential; }
   const config::QuantizerAttributeConfig& attrs() const { return slot.state.attrs(); }
-  // The numeric spec of the (first) stage. Only for enabled, non-sequential quantizers.
-  QuantSpec spec() const { return attrs().ToQuantSpec(); }
+  // The numeric spec of the (first) stage, as resolved when QuantState set the slot (re-derived only for a
+  // slot whose attributes do not resolve, which then throws). Only for enabled, non-sequential quantizers.
+  QuantSpec spec() const { return spec_ ? *spec_ : attrs().ToQuantSpec(); }
   // A max-calibrated, data-driven amax: enabled, not top-level dynamic, not MX, not constant-amax.
   bool NeedsCalibration() const;
   // Folds one more max-calibration result into amax (element-wise max; shapes must agree).
   void MergeAmax(const std::vector<float>& values, const std::vector<int64_t>& shape);
+
+ private:
+  friend class QuantState;
+  void ResolveSpec();             // after the slot changed
+  std::optional<QuantSpec> spec_;  // the first stage's spec, when its attributes resolve
 };
 
 class QuantState {
