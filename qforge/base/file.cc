@@ -26,9 +26,20 @@
 namespace qforge {
 namespace fs = std::filesystem;
 
-namespace {
 std::string ErrnoText() { return std::strerror(errno); }
-}  // namespace
+
+void PwriteAll(int fd, const void* data, uint64_t size, uint64_t offset, const fs::path& path) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(size, uint64_t{1} << 30));
+    const ssize_t n = ::pwrite(fd, p, chunk, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    QF_CHECK(n > 0, "error writing '{}' at byte {}: {}", path.string(), offset, n < 0 ? ErrnoText() : "no progress");
+    p += n;
+    offset += static_cast<uint64_t>(n);
+    size -= static_cast<uint64_t>(n);
+  }
+}
 
 std::shared_ptr<MappedFile> MappedFile::Open(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -75,6 +75,13 @@ std::vector<std::string> RecoverStaleTemporaries(const std::filesystem::path& fi
 
 // Streams bytes into `<path>.tmp.<pid>` and renames onto `path` on Commit(). If destroyed without
 // Commit() (error or exception), the temp file is removed and `path` is untouched.
+// strerror(errno), for error messages.
+std::string ErrnoText();
+
+// Writes all of [data, data + size) at byte `offset` of the open file `fd` (pwrite may write less, or be
+// interrupted). Throws qforge::Error naming `path` and the offset on failure.
+void PwriteAll(int fd, const void* data, uint64_t size, uint64_t offset, const std::filesystem::path& path);
+
 class AtomicFileWriter {
  public:
   explicit AtomicFileWriter(std::filesystem::path path);

@@ -75,13 +75,7 @@ void ActivationStore::Spill(const void* data, int64_t n, Entry& e) {
     QF_CHECK(spill_fd_ >= 0, "cannot create activation spill file '{}': {}", spill_path_.string(),
              std::strerror(errno));
   }
-  const char* p = static_cast<const char*>(data);
-  int64_t done = 0;
-  while (done < n) {
-    const ssize_t w = ::pwrite(spill_fd_, p + done, static_cast<size_t>(n - done), spill_size_ + done);
-    QF_CHECK(w > 0, "writing activation spill file '{}': {}", spill_path_.string(), std::strerror(errno));
-    done += w;
-  }
+  PwriteAll(spill_fd_, data, static_cast<uint64_t>(n), static_cast<uint64_t>(spill_size_), spill_path_);
   e.file_offset = spill_size_;
   spill_size_ += n;
   spilled_bytes_ += n;

@@ -30,22 +30,6 @@ int SizeClass(DType d) {
   }
 }
 
-std::string Errno() { return std::strerror(errno); }
-
-// All of [data, data + size) at `offset` of `fd` (pwrite may write less, or be interrupted).
-void PwriteAll(int fd, const void* data, uint64_t size, uint64_t offset, const fs::path& file) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(size, uint64_t{1} << 30));
-    const ssize_t n = ::pwrite(fd, p, chunk, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    QF_CHECK(n > 0, "error writing '{}' at byte {}: {}", file.string(), offset, n < 0 ? Errno() : "no progress");
-    p += n;
-    offset += static_cast<uint64_t>(n);
-    size -= static_cast<uint64_t>(n);
-  }
-}
-
 }  // namespace
 
 uint64_t PlannedTensor::nbytes() const {
@@ -126,14 +110,14 @@ void CheckpointWriter::CreateShard(Shard& s) {
 
   const fs::path path = dir_.path() / s.tmp_name;
   s.fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  QF_CHECK(s.fd >= 0, "cannot create '{}': {}", path.string(), Errno());
+  QF_CHECK(s.fd >= 0, "cannot create '{}': {}", path.string(), ErrnoText());
   // Reserve the space now: a full disk fails here, before any weight is encoded, not in the middle.
   if (s.file_bytes > 0 && ::fallocate(s.fd, 0, 0, static_cast<off_t>(s.file_bytes)) != 0) {
     QF_CHECK(errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL,
              "cannot reserve {} bytes for '{}': {} (the checkpoint needs {} bytes in all)", s.file_bytes,
-             path.string(), Errno(), total_bytes_);
+             path.string(), ErrnoText(), total_bytes_);
     QF_CHECK(::ftruncate(s.fd, static_cast<off_t>(s.file_bytes)) == 0, "cannot size '{}' to {} bytes: {}",
-             path.string(), s.file_bytes, Errno());
+             path.string(), s.file_bytes, ErrnoText());
   }
   uint8_t len[8];
   const uint64_t n = header.size();
@@ -204,7 +188,7 @@ void CheckpointWriter::WriterLoop() {
         shard.synced = true;
       } else {
         try {
-          QF_FAIL("error syncing '{}': {}", path.string(), Errno());
+          QF_FAIL("error syncing '{}': {}", path.string(), ErrnoText());
         } catch (...) {
           err = std::current_exception();
         }
@@ -270,10 +254,10 @@ void CheckpointWriter::Commit(const nlohmann::ordered_json& config_json,
   for (const Slot& s : slots_) QF_ASSERT(s.added, "planned tensor '{}' was never written", s.t.name);
   for (Shard& s : shards_) {
     const fs::path path = dir_.path() / s.tmp_name;
-    QF_CHECK(s.synced || ::fsync(s.fd) == 0, "error syncing '{}': {}", path.string(), Errno());
+    QF_CHECK(s.synced || ::fsync(s.fd) == 0, "error syncing '{}': {}", path.string(), ErrnoText());
     const int fd = s.fd;
     s.fd = -1;
-    QF_CHECK(::close(fd) == 0, "error closing '{}': {}", path.string(), Errno());
+    QF_CHECK(::close(fd) == 0, "error closing '{}': {}", path.string(), ErrnoText());
   }
   const size_t n = shards_.size();
   if (n == 0) {  // an empty model still gets a (header-only) file
