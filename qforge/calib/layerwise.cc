@@ -185,11 +185,13 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   if (!be.host_accessible()) fm.ReleaseHead();
   // Max calibration changes no weight (unless an algorithm updates them): every weight's final amax is known
   // now, and a staged export encodes and writes the weights while the layers calibrate. One pass over the
-  // weights, each uploaded for its amax only.
-  if (mo.on_weights_final && !lo.weight_update) {
+  // weights, each uploaded for its amax only; the layer loop then reuses these amax instead of computing
+  // them again.
+  const bool weight_amax_done = mo.on_weights_final && !lo.weight_update;
+  if (weight_amax_done) {
     Timer tw;
+    for (int l = 0; l < L; ++l) CalibrateWeightAmax(fm, state, l, /*keep_resident=*/false);
     QuantState weights_final = state;
-    for (int l = 0; l < L; ++l) CalibrateWeightAmax(fm, weights_final, l, /*keep_resident=*/false);
     SyncMoeExperts(model, {}, weights_final, mo.sync_expert_weight_amax, nullptr);
     FinalizeSharedStateAndPromote(model, weights_final, mo.shared_patterns, nullptr);
     mr.weight_amax_seconds += tw.Seconds();
@@ -275,9 +277,11 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       }
     }
     fm.LoadLayer(l);
-    Timer tw;
-    CalibrateWeightAmax(fm, state, l);
-    mr.weight_amax_seconds += tw.Seconds();
+    if (!weight_amax_done) {
+      Timer tw;
+      CalibrateWeightAmax(fm, state, l);
+      mr.weight_amax_seconds += tw.Seconds();
+    }
 
     Timer tf;
     ActivationStore next(be, lo.activation_memory, spill(l % 2 == 0 ? "b" : "c"), device_budget);
