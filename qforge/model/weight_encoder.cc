@@ -4,22 +4,14 @@
 #include <tuple>
 
 #include "qforge/base/error.h"
+#include "qforge/numerics/error_sums.h"
 
 namespace qforge {
 
 std::pair<double, double> SquaredErrorSums(std::span<const float> w, std::span<const float> decoded) {
   QF_ASSERT(w.size() == decoded.size(), "error sums over {} and {} values", w.size(), decoded.size());
-  double num = 0, den = 0;
-  const float* x = w.data();
   const float* d = decoded.data();
-  const int64_t count = static_cast<int64_t>(w.size());
-#pragma omp parallel for reduction(+ : num, den) if (count > (int64_t{1} << 20))
-  for (int64_t i = 0; i < count; ++i) {
-    const double e = static_cast<double>(x[i]) - d[i];
-    num += e * e;
-    den += static_cast<double>(x[i]) * x[i];
-  }
-  return {num, den};
+  return EncodingErrorSums(w.data(), static_cast<int64_t>(w.size()), [d](int64_t i) { return d[i]; });
 }
 
 EncodedWeight HostWeightEncoder::Encode(int module, PackFormat format, const PackInputs& inputs,

@@ -3,6 +3,7 @@
 #include <span>
 
 #include "qforge/numerics/encode.h"
+#include "qforge/numerics/error_sums.h"
 #include "qforge/numerics/layout.h"
 #include "qforge/numerics/qdq.h"
 #include "qforge/runtime/cpu/cpu_backend.h"
@@ -50,17 +51,11 @@ bool CpuBackend::EncodeFp8(const float* w, const float* scales, int64_t n, int64
   return cpu::EncodeFp8Fast(ws, ss, group, cs) || EncodeFp8Reference(ws, ss, group, cs);
 }
 
-// Error sums over n elements with dq(i) the decode; OpenMP-parallel above 2^20 elements.
+// Error sums over n elements with dq(i) the decode.
 template <typename Decode>
 ErrorSums SumErrors(const float* w, int64_t n, Decode dq) {
-  double num = 0, den = 0;
-#pragma omp parallel for reduction(+ : num, den) if (n > (int64_t{1} << 20))
-  for (int64_t i = 0; i < n; ++i) {
-    const double e = static_cast<double>(w[i]) - dq(i);
-    num += e * e;
-    den += static_cast<double>(w[i]) * w[i];
-  }
-  return {num, den};
+  const auto [sq_err, sq_ref] = EncodingErrorSums(w, n, dq);
+  return {sq_err, sq_ref};
 }
 
 ErrorSums CpuBackend::Nvfp4Error(const float* w, const uint8_t* packed, const uint8_t* scales, int64_t rows,
