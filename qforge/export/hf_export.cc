@@ -299,14 +299,18 @@ struct ExportPlans {
 
 // Formats of every Linear, and what must be unified across fused siblings. `calibrated`: the input
 // quantizers have their amax (else only the weight side is final, and a missing input amax is not an error
-// yet).
-ExportPlans PlanLinears(const Model& model, const QuantState& state, bool calibrated) {
+// yet). `layer`: only the Linears of that decoder layer (-1: those outside the decoder layers); fused
+// siblings always share a layer. `weight_amax_known` = false plans the formats alone (the layout of a
+// layer-by-layer export, before any weight amax exists).
+ExportPlans PlanLinears(const Model& model, const QuantState& state, bool calibrated, std::optional<int> layer = {},
+                        bool weight_amax_known = true) {
   ExportPlans out;
   const auto& modules = model.modules();
   // 1. Formats of every Linear, and what must be unified across fused siblings.
   std::vector<LinearPlan>& plans = out.linears;
   std::map<int, size_t> plan_of;  // module -> index into plans
   for (int m : model.linear_modules()) {
+    if (layer && modules[static_cast<size_t>(m)].layer != *layer) continue;
     LinearPlan p;
     p.module = m;
     p.weight = state.Get(m, QuantizerRole::kWeight);
@@ -316,13 +320,13 @@ ExportPlans PlanLinears(const Model& model, const QuantState& state, bool calibr
       QF_CHECK(PackFormatForExport(p.format).has_value(), "module '{}': export format '{}' is not supported by qforge yet",
                modules[static_cast<size_t>(m)].name, exporter::Traits(p.format).name);
       const QuantSpec ws = p.weight->spec();
-      if (!ws.IsMx()) {
+      if (!ws.IsMx() && weight_amax_known) {
         QF_CHECK(p.weight->has_amax, "quantizer '{}' has no amax: calibrate before exporting", p.weight->slot.name);
         p.weight_amax = p.weight->amax;
       }
-      if (ws.IsNvfp4Static()) {
+      if (weight_amax_known && ws.IsNvfp4Static()) {
         p.global_amax = p.weight->global_amax ? *p.weight->global_amax : MaxOf(p.weight_amax);
-      } else if (ws.IsNvfp4Dynamic()) {
+      } else if (weight_amax_known && ws.IsNvfp4Dynamic()) {
         p.global_amax = MaxOf(p.weight_amax);
       }
       const int bs = BlockSizeLast(ws);
@@ -371,7 +375,7 @@ ExportPlans PlanLinears(const Model& model, const QuantState& state, bool calibr
         for (auto* p : ms) g_max = std::max(g_max, *p->global_amax);
         for (auto* p : ms) p->global_amax = g_max;
         stat.unified_weight = true;
-      } else if (f == ExportFormat::kFp8) {  // qforge's choice: one weight_scale, so vLLM need not requantize
+      } else if (f == ExportFormat::kFp8 && weight_amax_known) {  // qforge's choice: one weight_scale, so vLLM need not requantize
         float w_max = 0;
         for (auto* p : ms) w_max = std::max(w_max, MaxOf(p->weight_amax));
         for (auto* p : ms) p->weight_amax = {w_max};
@@ -441,19 +445,67 @@ struct StagedHfExport::Impl {
   HfExportReport report;
   Timer timer;
   double encode_seconds = 0;
-  bool encoded = false;
+  bool by_layer = false;      // planned from the formats alone; EncodeLayer encodes
+  bool copied_added = false;  // the copied tensors are queued
+  std::map<int, size_t> plan_of;                    // module -> index into plans.linears
+  std::vector<std::optional<LayerExportStat>> stats;  // per plans.linears entry, once encoded
 
   Impl(Model& m, const HfExportOptions& o, bool c)
       : model(m), options(o), calibrated(c), ckpt(CheckpointTensors::Open(m.dir())) {}
+
+  // Packs Linear `p`'s weight with the encoder and queues its tensors.
+  void EncodeLinear(const LinearPlan& p, WeightEncoder& encoder);
+  // Queues every checkpoint tensor copied as stored (once).
+  void AddCopied();
 };
 
+void StagedHfExport::Impl::EncodeLinear(const LinearPlan& p, WeightEncoder& encoder) {
+  const ModuleInfo& info = model.modules()[static_cast<size_t>(p.module)];
+  PackInputs in;
+  in.amax = p.weight_amax;
+  in.global_amax = p.global_amax;
+  const QuantSpec ws = p.weight->spec();
+  in.nvfp4_static = ws.IsNvfp4Static();
+  in.four_over_six = ws.block && ws.block->four_over_six;
+  Timer et;
+  EncodedWeight e = encoder.Encode(p.module, *PackFormatForExport(p.format), in, info.name + ".weight");
+  encode_seconds += et.Seconds();
+  PackedTensors pt = ToTensors(std::move(e.packed));  // the tensors own the encoder's buffers now
+  writer->Add(info.name + ".weight", std::move(pt.weight));
+  writer->Add(info.name + ".weight_scale", std::move(pt.weight_scale));
+  if (pt.weight_scale_2) writer->Add(info.name + ".weight_scale_2", std::move(*pt.weight_scale_2));
+  stats[plan_of.at(p.module)] = LayerExportStat{info.name, std::string(exporter::Traits(p.format).name),
+                                                info.out_features * info.in_features, e.relative_error()};
+}
+
+void StagedHfExport::Impl::AddCopied() {
+  if (copied_added) return;
+  copied_added = true;
+  // Everything else as stored: none of it depends on calibration either.
+  for (const auto& name : copied) {
+    // Copied tensors (excluded Linears such as lm_head, norms, embeddings, biases) never passed through a
+    // quantizer, so nothing else looks at their values: a NaN / Inf here would reach the runtime silently.
+    // The writer thread scans each one (its error fails the export at Commit) and then drops its pages of
+    // the mmap. (Release and FileOf only look up shards, all opened while planning: safe on that thread.)
+    writer->Add(name, ckpt.Get(name), [this, name](const Tensor& t) {
+      const NonFiniteScan scan = ScanNonFinite(t);
+      QF_CHECK(scan.count == 0, "tensor '{}' in {} has {} non-finite value(s) (first at flat index {}); the export "
+               "would copy them unchanged into the checkpoint", name, ckpt.FileOf(name), scan.count, scan.first);
+      ckpt.Release(name);
+    });
+  }
+}
+
 StagedHfExport::StagedHfExport(Model& model, const QuantState& state, const fs::path& out_dir,
-                               const HfExportOptions& options, bool calibrated)
+                               const HfExportOptions& options, bool calibrated, bool by_layer)
     : impl_(std::make_unique<Impl>(model, options, calibrated)) {
   Impl& x = *impl_;
   const auto& modules = model.modules();
   CheckExportable(model, state);  // also done before calibration; repeated for callers that skip it
-  x.plans = PlanLinears(model, state, calibrated);
+  x.by_layer = by_layer;
+  x.plans = PlanLinears(model, state, calibrated, {}, /*weight_amax_known=*/!by_layer);
+  for (size_t i = 0; i < x.plans.linears.size(); ++i) x.plan_of[x.plans.linears[i].module] = i;
+  x.stats.resize(x.plans.linears.size());
 
   // The checkpoint's layout, before anything is encoded: per quantized Linear its packed weight, scales
   // and input scale; the KV-cache scales; then every other checkpoint tensor as stored. (This order, and
@@ -496,9 +548,8 @@ StagedHfExport::~StagedHfExport() = default;
 
 void StagedHfExport::EncodeWeights() {
   Impl& x = *impl_;
-  QF_ASSERT(!x.encoded, "EncodeWeights called twice");
-  x.encoded = true;
-  const auto& modules = x.model.modules();
+  QF_ASSERT(!x.by_layer, "EncodeWeights on a layer-by-layer export (EncodeLayer encodes it)");
+  QF_ASSERT(!x.copied_added, "EncodeWeights called twice");
   HostWeightEncoder host_encoder(x.model, x.options.kernels);
   WeightEncoder& encoder = x.options.encoder != nullptr ? *x.options.encoder : host_encoder;
   int64_t total = 0;
@@ -506,48 +557,44 @@ void StagedHfExport::EncodeWeights() {
   Progress progress("export", total, "layers");
   for (const auto& p : x.plans.linears) {
     if (p.format == ExportFormat::kNone) continue;
-    const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
-    PackInputs in;
-    in.amax = p.weight_amax;
-    in.global_amax = p.global_amax;
-    const QuantSpec ws = p.weight->spec();
-    in.nvfp4_static = ws.IsNvfp4Static();
-    in.four_over_six = ws.block && ws.block->four_over_six;
-    Timer et;
-    EncodedWeight e = encoder.Encode(p.module, *PackFormatForExport(p.format), in, info.name + ".weight");
-    x.encode_seconds += et.Seconds();
-    PackedTensors pt = ToTensors(std::move(e.packed));  // the tensors own the encoder's buffers now
-    x.writer->Add(info.name + ".weight", std::move(pt.weight));
-    x.writer->Add(info.name + ".weight_scale", std::move(pt.weight_scale));
-    if (pt.weight_scale_2) x.writer->Add(info.name + ".weight_scale_2", std::move(*pt.weight_scale_2));
-    x.report.layers.push_back({info.name, std::string(exporter::Traits(p.format).name),
-                               info.out_features * info.in_features, e.relative_error()});
-    if (x.options.show_progress) progress.Add(1, info.name);
+    x.EncodeLinear(p, encoder);
+    if (x.options.show_progress) progress.Add(1, x.model.modules()[static_cast<size_t>(p.module)].name);
   }
   if (x.options.show_progress && total > 0) progress.Finish();
-  // Everything else as stored: none of it depends on calibration either.
-  CheckpointTensors& ckpt = x.ckpt;
-  for (const auto& name : x.copied) {
-    // Copied tensors (excluded Linears such as lm_head, norms, embeddings, biases) never passed through a
-    // quantizer, so nothing else looks at their values: a NaN / Inf here would reach the runtime silently.
-    // The writer thread scans each one (its error fails the export at Commit) and then drops its pages of
-    // the mmap. (Release and FileOf only look up shards, all opened while planning: safe on that thread.)
-    x.writer->Add(name, ckpt.Get(name), [&ckpt, name](const Tensor& t) {
-      const NonFiniteScan scan = ScanNonFinite(t);
-      QF_CHECK(scan.count == 0, "tensor '{}' in {} has {} non-finite value(s) (first at flat index {}); the export "
-               "would copy them unchanged into the checkpoint", name, ckpt.FileOf(name), scan.count, scan.first);
-      ckpt.Release(name);
-    });
-  }
+  x.AddCopied();
+}
 
+void StagedHfExport::EncodeLayer(const QuantState& state, int layer) {
+  Impl& x = *impl_;
+  QF_ASSERT(x.by_layer, "EncodeLayer on an export planned with its weight amax (EncodeWeights encodes it)");
+  x.AddCopied();  // first: the writer threads copy these while the layers calibrate
+  HostWeightEncoder host_encoder(x.model, x.options.kernels);
+  WeightEncoder& encoder = x.options.encoder != nullptr ? *x.options.encoder : host_encoder;
+  ExportPlans lp = PlanLinears(x.model, state, x.calibrated, layer);
+  for (auto& p : lp.linears) {
+    const size_t i = x.plan_of.at(p.module);
+    QF_ASSERT(p.format == x.plans.linears[i].format, "module '{}': its export format changed since the layout was "
+              "planned", x.model.modules()[static_cast<size_t>(p.module)].name);
+    QF_ASSERT(!x.stats[i].has_value(), "module '{}' encoded twice", x.model.modules()[static_cast<size_t>(p.module)].name);
+    if (p.format != ExportFormat::kNone) x.EncodeLinear(p, encoder);
+    p.weight = p.input = nullptr;  // `state` may not outlive this call: Finish compares the values only
+    x.plans.linears[i] = std::move(p);
+    if (x.plans.linears[i].format == ExportFormat::kNone) x.stats[i] = LayerExportStat{};  // nothing to encode
+  }
 }
 
 std::optional<HfExportReport> StagedHfExport::Finish(const QuantState& state) {
   Impl& x = *impl_;
-  QF_ASSERT(x.encoded, "Finish before EncodeWeights");
+  QF_ASSERT(x.copied_added, "Finish before EncodeWeights / EncodeLayer");
   Model& model = x.model;
   const auto& modules = model.modules();
   HfExportReport& report = x.report;
+  for (size_t i = 0; i < x.plans.linears.size(); ++i) {
+    const LinearPlan& p = x.plans.linears[i];
+    QF_ASSERT(p.format == ExportFormat::kNone || x.stats[i].has_value(), "module '{}' was never encoded",
+              modules[static_cast<size_t>(p.module)].name);
+    if (p.format != ExportFormat::kNone) report.layers.push_back(*x.stats[i]);  // model order
+  }
   // The calibrated plans: formats and weight scales must be what was encoded (calibration changed no
   // weight: a bug otherwise); input scales come from them now.
   ExportPlans final_plans = PlanLinears(model, state, /*calibrated=*/true);

@@ -103,14 +103,20 @@ HfExportReport ExportHfCheckpoint(Model& model, const QuantState& state, const s
 // input or KV-scale tensors than predicted: the caller then exports again with ExportHfCheckpoint. A
 // StagedHfExport destroyed without a successful Finish leaves nothing at `out_dir`.
 // `calibrated` = true plans from calibrated amax (ExportHfCheckpoint is that, in one call).
+//
+// Layer by layer (layerwise calibration, `by_layer` = true): the layout is planned from the formats alone,
+// so `state` needs no weight amax yet; EncodeLayer(state, l) then encodes the Linears of decoder layer l
+// (-1: those outside the decoder layers) once `state` holds their final weight amax, while the layer's
+// weights are still resident on the device that encodes them. Every layer must be encoded before Finish.
 class StagedHfExport {
  public:
   StagedHfExport(Model& model, const QuantState& state, const std::filesystem::path& out_dir,
-                 const HfExportOptions& options, bool calibrated);
+                 const HfExportOptions& options, bool calibrated, bool by_layer = false);
   ~StagedHfExport();
   StagedHfExport(const StagedHfExport&) = delete;
   StagedHfExport& operator=(const StagedHfExport&) = delete;
   void EncodeWeights();
+  void EncodeLayer(const QuantState& state, int layer);
   std::optional<HfExportReport> Finish(const QuantState& calibrated_state);
 
  private:

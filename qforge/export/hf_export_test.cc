@@ -262,6 +262,47 @@ TEST_F(StagedExport, WritesTheBytesOfAOneCallExport) {
   }
 }
 
+// Layer by layer (layerwise calibration): the layout is planned before any weight amax exists, and each
+// layer is encoded from a state that has the weight amax of that layer and the ones before it only. The
+// files are still the one-call export's bytes.
+TEST_F(StagedExport, LayerByLayerWritesTheBytesOfAOneCallExport) {
+  for (const char* qformat : {"nvfp4", "fp8"}) {
+    const QuantState before = WeightsCalibrated(qformat);
+    const QuantState after = Calibrated(before);
+    HfExportOptions o;
+    o.show_progress = false;
+    o.max_shard_bytes = 1 << 14;
+    const HfExportReport want = ExportHfCheckpoint(*model_, after, root_ / "one", o);
+    // The weight amax of the Linears in layers after `l` removed.
+    auto up_to = [&](int l) {
+      QuantState s = before;
+      for (auto& q : s.quantizers()) {
+        if (q.role != QuantizerRole::kWeight || model_->modules()[static_cast<size_t>(q.module)].layer <= l) continue;
+        q.amax.clear();
+        q.has_amax = false;
+      }
+      return s;
+    };
+    std::optional<HfExportReport> got;
+    {
+      StagedHfExport e(*model_, up_to(-2), root_ / "staged", o, /*calibrated=*/false, /*by_layer=*/true);
+      for (int l = -1; l < model_->num_layers(); ++l) e.EncodeLayer(up_to(l), l);
+      got = e.Finish(after);
+    }
+    ASSERT_TRUE(got.has_value()) << qformat;
+    EXPECT_EQ(got->num_shards, want.num_shards);
+    ASSERT_EQ(got->layers.size(), want.layers.size());
+    for (size_t i = 0; i < want.layers.size(); ++i) EXPECT_EQ(got->layers[i].module, want.layers[i].module);  // model order
+    for (const auto& entry : fs::directory_iterator(root_ / "one")) {
+      const fs::path other = root_ / "staged" / entry.path().filename();
+      ASSERT_TRUE(fs::exists(other)) << other;
+      EXPECT_EQ(ReadFileToString(entry.path()), ReadFileToString(other)) << qformat << " " << other;
+    }
+    fs::remove_all(root_ / "one");
+    fs::remove_all(root_ / "staged");
+  }
+}
+
 // Calibration that leaves a required input scale without amax fails the staged export exactly as it fails a
 // one-call export (same message), and the staged weights already written are removed.
 TEST_F(StagedExport, AMissingInputAmaxFailsAsInAOneCallExportAndLeavesNothing) {
