@@ -71,6 +71,12 @@ class TimingBackend final : public Backend {
   void Add(float* y, const float* x, int64_t n) override {
     Time("add", [&] { inner_.Add(y, x, n); });
   }
+  void ToBf16(const float* x, uint16_t* y, int64_t n) override {
+    Time("convert", [&] { inner_.ToBf16(x, y, n); });
+  }
+  void FromBf16(const uint16_t* x, float* y, int64_t n) override {
+    Time("convert", [&] { inner_.FromBf16(x, y, n); });
+  }
   void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) override {
     Time("transpose", [&] { inner_.SwapMiddleAxes(x, y, a, b, c, d); });
   }

@@ -198,6 +198,13 @@ class Backend {
   // y[i] += x[i], i < n.
   virtual void Add(float* y, const float* x, int64_t n) = 0;
 
+  // y[i] = x[i] rounded to bf16 (RNE; a NaN stays a quiet NaN), i < n: the bf16 copy of f32 data. In bf16
+  // compute every op's output already holds bf16 values, so the copy is exact there (activations kept
+  // between decoder layers in half the memory).
+  virtual void ToBf16(const float* x, uint16_t* y, int64_t n) = 0;
+  // y[i] = x[i] widened to f32 (exact), i < n.
+  virtual void FromBf16(const uint16_t* x, float* y, int64_t n) = 0;
+
   // Transposes the two middle axes: x [a, b, c, d] -> y [a, c, b, d] (tokens-major <-> heads-major).
   virtual void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) = 0;
 

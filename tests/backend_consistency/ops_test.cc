@@ -78,6 +78,36 @@ TEST_P(DeviceBackendTest, Gemm) {
   }
 }
 
+// ToBf16 / FromBf16 are the same RNE rounding and the same widening on every backend: byte-identical to
+// numerics' scalar codecs, at aligned and unaligned addresses (the vector and the tail kernels), with NaN,
+// infinities, subnormals and ties.
+TEST_P(DeviceBackendTest, Bf16Conversions) {
+  Backend& be = dev();
+  std::vector<float> x = Input(4099, 41, -1e3f, 1e3f);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::infinity(), 0.f, -0.f, 1e-40f, -3e-39f,
+                            std::bit_cast<float>(0x3F808000u), std::bit_cast<float>(0x3F818000u),  // ties
+                            std::bit_cast<float>(0x7F7FFFFFu), 3.3895314e38f};
+  for (size_t i = 0; i < std::size(specials); ++i) x[i * 7] = specials[i];
+  std::vector<uint16_t> want(x.size());
+  for (size_t i = 0; i < x.size(); ++i) want[i] = F32ToBf16Rne(x[i]);
+  for (int64_t off : {0, 1, 3}) {
+    SCOPED_TRACE(::testing::Message() << "offset " << off);
+    const int64_t n = static_cast<int64_t>(x.size()) - off;
+    Buffer dx = ToDevice(be, x), dy = be.Alloc(static_cast<int64_t>(x.size()) * 2);
+    be.ToBf16(dx.as<float>() + off, dy.as<uint16_t>() + off, n);
+    std::vector<uint16_t> got = FromDevice<uint16_t>(be, dy);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i + off], want[i + off]) << "ToBf16 element " << i;
+    Buffer dz = be.Alloc(static_cast<int64_t>(x.size()) * 4);
+    be.FromBf16(dy.as<uint16_t>() + off, dz.as<float>() + off, n);
+    std::vector<float> back = FromDevice<float>(be, dz);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(back[i + off]), static_cast<uint32_t>(want[i + off]) << 16)
+          << "FromBf16 element " << i;
+    }
+  }
+}
+
 TEST_P(DeviceBackendTest, RmsNorm) {
   Backend& be = dev();
   for (auto [rows, dim] : {std::pair<int64_t, int64_t>{1, 1}, {3, 64}, {37, 4095}, {8, 5120}, {1000, 128}}) {

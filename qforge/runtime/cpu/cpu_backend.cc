@@ -1,6 +1,7 @@
 // CPU backend: OpenBLAS sgemm for matrix products, OpenMP loops for the rest.
 #include "qforge/runtime/cpu/cpu_backend.h"
 #include "qforge/runtime/cpu/quant_kernels.h"
+#include "qforge/numerics/half.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -305,6 +306,16 @@ void CpuBackend::SiluMul(const float* gate, const float* up, float* out, int64_t
 void CpuBackend::Add(float* y, const float* x, int64_t n) {
 #pragma omp parallel for simd if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void CpuBackend::ToBf16(const float* x, uint16_t* y, int64_t n) {
+#pragma omp parallel for simd if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) y[i] = F32ToBf16Rne(x[i]);
+}
+
+void CpuBackend::FromBf16(const uint16_t* x, float* y, int64_t n) {
+#pragma omp parallel for simd if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) y[i] = Bf16ToF32(x[i]);
 }
 
 void CpuBackend::SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) {

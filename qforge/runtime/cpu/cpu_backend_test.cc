@@ -1,9 +1,12 @@
 // Tests of every CPU backend op against a naive scalar reference written from the op's contract.
 #include "qforge/runtime/cpu/cpu_backend.h"
+#include "qforge/numerics/half.h"
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
@@ -153,6 +156,24 @@ TEST(CpuBackend, AttentionProbsThenApplyEqualsFusedAttention) {
   be.CausalAttention(q.data(), k.data(), v.data(), fused.data(), B, H, G, L, D, scale);
   ExpectNear(out, fused, 1e-5f);
   ExpectNear(out, NaiveAttention(q, k, v, B, H, G, L, D, scale), 2e-5f);
+}
+
+// FromBf16 over every bf16 code; ToBf16 over f32 patterns around every bf16 code (exact, halfway ties both
+// ways, NaN payloads), against numerics' scalar codecs.
+TEST(CpuBackend, Bf16ConversionsMatchTheScalarCodecs) {
+  Backend& be = DefaultCpuBackend();
+  std::vector<uint16_t> codes(1 << 16);
+  for (uint32_t c = 0; c < codes.size(); ++c) codes[c] = static_cast<uint16_t>(c);
+  std::vector<float> wide(codes.size());
+  be.FromBf16(codes.data(), wide.data(), static_cast<int64_t>(codes.size()));
+  for (uint32_t c = 0; c < codes.size(); ++c) ASSERT_EQ(std::bit_cast<uint32_t>(wide[c]), c << 16) << c;
+  std::vector<float> x;
+  for (uint32_t c = 0; c < (1u << 16); ++c) {
+    for (uint32_t low : {0x0000u, 0x0001u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu}) x.push_back(std::bit_cast<float>(c << 16 | low));
+  }
+  std::vector<uint16_t> narrow(x.size());
+  be.ToBf16(x.data(), narrow.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(narrow[i], F32ToBf16Rne(x[i])) << std::bit_cast<uint32_t>(x[i]);
 }
 
 TEST(CpuBackend, SoftmaxSiluMulAddAmax) {

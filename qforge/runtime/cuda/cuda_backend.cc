@@ -73,6 +73,8 @@ class CudaBackend final : public Backend {
   void Softmax(float* x, int64_t rows, int64_t cols) override;
   void SiluMul(const float* gate, const float* up, float* out, int64_t n) override;
   void Add(float* y, const float* x, int64_t n) override;
+  void ToBf16(const float* x, uint16_t* y, int64_t n) override;
+  void FromBf16(const uint16_t* x, float* y, int64_t n) override;
   void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) override;
   void EmbedRows(const void* table, DType table_dtype, const int32_t* ids, float* out, int64_t rows,
                  int64_t dim) override;
@@ -533,6 +535,16 @@ void CudaBackend::SiluMul(const float* gate, const float* up, float* out, int64_
 void CudaBackend::Add(float* y, const float* x, int64_t n) {
   Activate();
   Check(cuda::LaunchAdd(y, x, n, round_bf16(), stream_), "Add");
+}
+
+void CudaBackend::ToBf16(const float* x, uint16_t* y, int64_t n) {
+  Activate();
+  Check(cuda::LaunchF32ToBf16(x, y, n, stream_), "ToBf16");
+}
+
+void CudaBackend::FromBf16(const uint16_t* x, float* y, int64_t n) {
+  Activate();
+  Check(cuda::LaunchBf16ToF32(x, y, n, stream_), "FromBf16");
 }
 
 void CudaBackend::SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) {

@@ -23,6 +23,8 @@ cudaError_t ProbeKernelImage();
 cudaError_t LaunchRoundBf16(float* x, int64_t n, cudaStream_t stream);
 // y[i] = bf16 bits of x[i] (RNE), i < n: GEMM operands in kBF16 mode.
 cudaError_t LaunchF32ToBf16(const float* x, uint16_t* y, int64_t n, cudaStream_t stream);
+// y[i] = x[i] (bf16) widened to f32.
+cudaError_t LaunchBf16ToF32(const uint16_t* x, float* y, int64_t n, cudaStream_t stream);
 
 // The GEMM epilogue: y[r, j] += bias[j] (bias may be null), then bf16 rounding if round_bf16; r < m,
 // j < n, row stride ldy.

@@ -86,6 +86,19 @@ __global__ void F32ToBf16Kernel4(const float4* x, ushort4* y, int64_t n4) {
   }
 }
 
+__global__ void Bf16ToF32Kernel(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    y[i] = Bf16ToF32(x[i]);
+  }
+}
+
+__global__ void Bf16ToF32Kernel4(const ushort4* x, float4* y, int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n4; i += int64_t{gridDim.x} * blockDim.x) {
+    const ushort4 v = x[i];
+    y[i] = make_float4(Bf16ToF32(v.x), Bf16ToF32(v.y), Bf16ToF32(v.z), Bf16ToF32(v.w));
+  }
+}
+
 // Rows r < m stride gridDim.y, columns j < n stride the x grid: the shape of every [rows, cols] kernel here.
 #define QF_FOR_ROWS_COLS(m, n)                                                 \
   for (int64_t r = blockIdx.y; r < (m); r += gridDim.y)                        \
@@ -297,6 +310,19 @@ cudaError_t LaunchRope(float* x, int64_t rows, int64_t seq, int64_t head_dim, co
   const int64_t half = head_dim / 2, pairs = rows * seq * half;
   if (pairs <= 0) return cudaSuccess;
   RopeKernel<<<GridFor(pairs, kThreads), kThreads, 0, stream>>>(x, pairs, seq, half, cos, sin, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchBf16ToF32(const uint16_t* x, float* y, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  int64_t done = 0;
+  if (reinterpret_cast<uintptr_t>(x) % 8 == 0 && Aligned16(y) && n >= 4) {
+    const int64_t n4 = n / 4;
+    Bf16ToF32Kernel4<<<GridFor(n4, kThreads), kThreads, 0, stream>>>(reinterpret_cast<const ushort4*>(x),
+                                                                      reinterpret_cast<float4*>(y), n4);
+    done = n4 * 4;
+  }
+  if (done < n) Bf16ToF32Kernel<<<GridFor(n - done, kThreads), kThreads, 0, stream>>>(x + done, y + done, n - done);
   return cudaGetLastError();
 }
 
