@@ -17,13 +17,21 @@
 
 namespace qforge {
 
+DType ActivationStorageDType(const Backend& be) {
+  return be.compute_dtype() == ComputeDType::kBF16 ? DType::kBF16 : DType::kF32;
+}
+
 ActivationStore::ActivationStore(Backend& be, int64_t memory_budget, std::filesystem::path spill_path,
-                                 int64_t device_budget)
+                                 int64_t device_budget, DType storage)
     : be_(&be),
       // On the CPU backend memory is host memory: one tier with the host budget.
       budget_(be.host_accessible() ? 0 : memory_budget),
       device_budget_(be.host_accessible() ? memory_budget : device_budget),
-      spill_path_(std::move(spill_path)) {}
+      storage_(storage),
+      spill_path_(std::move(spill_path)) {
+  QF_ASSERT(storage == DType::kF32 || storage == DType::kBF16, "activation storage must be F32 or BF16, not {}",
+            DTypeName(storage));
+}
 
 ActivationStore::~ActivationStore() { Clear(); }
 
@@ -35,6 +43,7 @@ ActivationStore& ActivationStore::operator=(ActivationStore&& o) noexcept {
   be_ = o.be_;
   budget_ = o.budget_;
   device_budget_ = o.device_budget_;
+  storage_ = o.storage_;
   spill_path_ = std::move(o.spill_path_);
   spill_fd_ = o.spill_fd_;
   spill_registration_ = std::move(o.spill_registration_);
@@ -81,6 +90,68 @@ void ActivationStore::Spill(const void* data, int64_t n, Entry& e) {
   spilled_bytes_ += n;
 }
 
+Buffer ActivationStore::ToStored(HiddenStates&& h) const {
+  if (storage_ == DType::kF32) return std::move(h.hidden);
+  const int64_t n = h.rows() * h.dim;
+  Buffer b = be_->Alloc(n * static_cast<int64_t>(sizeof(uint16_t)));
+  be_->ToBf16(h.data(), b.as<uint16_t>(), n);
+  return b;  // h's f32 buffer is freed with h
+}
+
+HiddenStates ActivationStore::FromStored(const Entry& e, const void* stored) const {
+  HiddenStates h;
+  h.batch = e.batch;
+  h.seq = e.seq;
+  h.dim = e.cols;
+  h.hidden = be_->Alloc(h.bytes());
+  if (storage_ == DType::kF32) {
+    be_->Copy(h.hidden.data(), stored, h.bytes());
+  } else {
+    be_->FromBf16(static_cast<const uint16_t*>(stored), h.data(), h.rows() * h.dim);
+  }
+  return h;
+}
+
+void ActivationStore::ReadStored(const Entry& e, void* dst) const {
+  const int64_t n = StoredBytes(e);
+  switch (e.tier) {
+    case Tier::kBackend:
+      QF_ASSERT(!e.on_backend.empty(), "activation batch read while taken");
+      be_->Download(dst, e.on_backend.data(), n);
+      return;
+    case Tier::kHost:
+      std::memcpy(dst, e.in_memory.raw(), static_cast<size_t>(n));
+      return;
+    case Tier::kSpill: {
+      char* p = static_cast<char*>(dst);
+      int64_t done = 0;
+      while (done < n) {
+        const ssize_t r = ::pread(spill_fd_, p + done, static_cast<size_t>(n - done), e.file_offset + done);
+        if (r < 0 && errno == EINTR) continue;
+        QF_CHECK(r > 0, "reading activation spill file (truncated?) '{}': {}", spill_path_.string(),
+                 r < 0 ? std::strerror(errno) : "unexpected end of file");
+        done += r;
+      }
+      return;
+    }
+  }
+}
+
+Buffer ActivationStore::StoredOnBackend(const Entry& e) const {
+  const int64_t n = StoredBytes(e);
+  Buffer b = be_->Alloc(n);
+  if (e.tier == Tier::kHost) {
+    be_->Upload(b.data(), e.in_memory.raw(), n);
+  } else if (be_->host_accessible()) {
+    ReadStored(e, b.data());  // straight into the buffer: it is host memory
+  } else {
+    std::vector<char> staging(static_cast<size_t>(n));
+    ReadStored(e, staging.data());
+    be_->Upload(b.data(), staging.data(), n);
+  }
+  return b;
+}
+
 void ActivationStore::Append(HiddenStates&& h) {
   QF_ASSERT(h.hidden.backend() == be_, "ActivationStore::Append: hidden states of another backend");
   Entry e;
@@ -88,18 +159,24 @@ void ActivationStore::Append(HiddenStates&& h) {
   e.seq = h.seq;
   e.rows = h.rows();
   e.cols = h.dim;
-  const int64_t n = h.bytes();
+  const int64_t n = StoredBytes(e);
+  Buffer stored = ToStored(std::move(h));
   if (device_bytes_ + n <= device_budget_) {
-    e.on_backend = std::move(h.hidden);
+    e.tier = Tier::kBackend;
+    e.on_backend = std::move(stored);
     device_bytes_ += n;
   } else if (be_->host_accessible()) {
-    Spill(h.data(), n, e);
+    e.tier = Tier::kSpill;
+    Spill(stored.data(), n, e);
   } else {
-    Tensor host = DownloadHidden(*be_, h);
+    Tensor host = Tensor::Zeros(storage_, {e.rows, e.cols});
+    be_->Download(host.mutable_raw(), stored.data(), n);
     if (memory_bytes_ + n <= budget_) {
+      e.tier = Tier::kHost;
       e.in_memory = std::move(host);
       memory_bytes_ += n;
     } else {
+      e.tier = Tier::kSpill;
       Spill(host.raw(), n, e);
     }
   }
@@ -115,31 +192,71 @@ std::pair<int64_t, int64_t> ActivationStore::shape(int64_t i) const {
 HiddenStates ActivationStore::Get(int64_t i) const {
   QF_ASSERT(i >= 0 && i < size(), "activation batch {} out of range ({})", i, size());
   const Entry& e = entries_[static_cast<size_t>(i)];
+  QF_ASSERT(!e.taken && (e.tier != Tier::kBackend || !e.on_backend.empty()), "activation batch {} read while taken",
+            i);
+  if (e.tier == Tier::kBackend) return FromStored(e, e.on_backend.data());
+  if (storage_ == DType::kF32) {  // the stored bytes are the f32 batch: no second buffer
+    HiddenStates h;
+    h.batch = e.batch;
+    h.seq = e.seq;
+    h.dim = e.cols;
+    h.hidden = StoredOnBackend(e);
+    return h;
+  }
+  const Buffer stored = StoredOnBackend(e);
+  return FromStored(e, stored.data());
+}
+
+HiddenStates ActivationStore::Take(int64_t i) {
+  QF_ASSERT(i >= 0 && i < size(), "activation batch {} out of range ({})", i, size());
+  Entry& e = entries_[static_cast<size_t>(i)];
+  QF_ASSERT(!e.taken, "activation batch {} taken twice", i);
+  if (e.tier != Tier::kBackend) {
+    HiddenStates h = Get(i);
+    e.taken = true;
+    return h;
+  }
   HiddenStates h;
-  h.batch = e.batch;
-  h.seq = e.seq;
-  h.dim = e.cols;
-  const int64_t n = e.rows * e.cols * static_cast<int64_t>(sizeof(float));
-  h.hidden = be_->Alloc(n);
-  if (!e.on_backend.empty()) {
-    be_->Copy(h.hidden.data(), e.on_backend.data(), n);
-    return h;
+  if (storage_ == DType::kF32) {
+    h.batch = e.batch;
+    h.seq = e.seq;
+    h.dim = e.cols;
+    h.hidden = std::move(e.on_backend);
+  } else {
+    h = FromStored(e, e.on_backend.data());
+    e.on_backend = Buffer();  // the f32 batch replaces it until Put
   }
-  if (e.file_offset < 0) {
-    be_->Upload(h.hidden.data(), e.in_memory.raw(), n);
-    return h;
-  }
-  // A spilled batch: read into host memory (directly into the buffer on the CPU), then upload.
-  std::vector<char> staging(be_->host_accessible() ? 0 : static_cast<size_t>(n));
-  char* p = be_->host_accessible() ? h.hidden.as<char>() : staging.data();
-  int64_t done = 0;
-  while (done < n) {
-    const ssize_t r = ::pread(spill_fd_, p + done, static_cast<size_t>(n - done), e.file_offset + done);
-    QF_CHECK(r > 0, "reading activation spill file (truncated?) '{}': {}", spill_path_.string(), std::strerror(errno));
-    done += r;
-  }
-  if (!be_->host_accessible()) be_->Upload(h.hidden.data(), staging.data(), n);
+  e.taken = true;
   return h;
+}
+
+void ActivationStore::Put(int64_t i, HiddenStates&& h) {
+  QF_ASSERT(i >= 0 && i < size(), "activation batch {} out of range ({})", i, size());
+  Entry& e = entries_[static_cast<size_t>(i)];
+  QF_ASSERT(e.taken, "activation batch {} put back without Take", i);
+  QF_ASSERT(h.hidden.backend() == be_ && h.batch == e.batch && h.seq == e.seq && h.dim == e.cols,
+            "activation batch {} put back with another shape or backend", i);
+  const int64_t n = StoredBytes(e);
+  Buffer stored = ToStored(std::move(h));
+  switch (e.tier) {
+    case Tier::kBackend:
+      e.on_backend = std::move(stored);
+      break;
+    case Tier::kHost:
+      be_->Download(e.in_memory.mutable_raw(), stored.data(), n);
+      break;
+    case Tier::kSpill: {
+      std::vector<char> staging(be_->host_accessible() ? 0 : static_cast<size_t>(n));
+      const void* src = stored.data();
+      if (!be_->host_accessible()) {
+        be_->Download(staging.data(), stored.data(), n);
+        src = staging.data();
+      }
+      PwriteAll(spill_fd_, src, static_cast<uint64_t>(n), static_cast<uint64_t>(e.file_offset), spill_path_);
+      break;
+    }
+  }
+  e.taken = false;
 }
 
 void ActivationStore::Save(const std::filesystem::path& path, const std::function<void()>& between_batches) const {
@@ -151,8 +268,9 @@ void ActivationStore::Save(const std::filesystem::path& path, const std::functio
   for (size_t i = 0; i < entries_.size(); ++i) {
     const Entry& e = entries_[i];
     const std::string name = fmt::format("batch_{:05d}", i);
-    const uint64_t n = static_cast<uint64_t>(e.rows * e.cols) * sizeof(float);
-    header[name] = {{"dtype", "F32"}, {"shape", {e.rows, e.cols}}, {"data_offsets", {offset, offset + n}}};
+    const uint64_t n = static_cast<uint64_t>(StoredBytes(e));
+    header[name] = {{"dtype", std::string(DTypeName(storage_))}, {"shape", {e.rows, e.cols}},
+                    {"data_offsets", {offset, offset + n}}};
     meta[name] = fmt::format("{},{}", e.batch, e.seq);
     offset += n;
   }
@@ -165,22 +283,24 @@ void ActivationStore::Save(const std::filesystem::path& path, const std::functio
   for (int i = 0; i < 8; ++i) le[i] = static_cast<unsigned char>(len >> (8 * i));
   w.Write(le, 8);
   w.Write(h);
-  for (int64_t i = 0; i < size(); ++i) {
-    const Tensor b = DownloadHidden(*be_, Get(i));
-    w.Write(b.raw(), b.nbytes());
+  std::vector<char> bytes;
+  for (const Entry& e : entries_) {
+    bytes.resize(static_cast<size_t>(StoredBytes(e)));
+    ReadStored(e, bytes.data());
+    w.Write(bytes.data(), bytes.size());
     if (between_batches) between_batches();
   }
   w.Commit();
 }
 
 ActivationStore ActivationStore::Load(const std::filesystem::path& path, Backend& be, int64_t memory_budget,
-                                      std::filesystem::path spill_path, int64_t device_budget) {
+                                      std::filesystem::path spill_path, int64_t device_budget, DType storage) {
   auto f = SafetensorsFile::Open(path);
   const auto& meta = f->metadata();
   auto it = meta.find("batches");
   QF_CHECK(it != meta.end(), "'{}': not a qforge activation file (no 'batches' metadata)", path.string());
   const int64_t n = std::stoll(it->second);
-  ActivationStore s(be, memory_budget, std::move(spill_path), device_budget);
+  ActivationStore s(be, memory_budget, std::move(spill_path), device_budget, storage);
   for (int64_t i = 0; i < n; ++i) {
     const std::string name = fmt::format("batch_{:05d}", i);
     auto m = meta.find(name);
@@ -189,10 +309,22 @@ ActivationStore ActivationStore::Load(const std::filesystem::path& path, Backend
     QF_CHECK(std::sscanf(m->second.c_str(), "%ld,%ld", &batch, &seq) == 2 && batch > 0 && seq > 0,
              "'{}': bad metadata '{}' for {}", path.string(), m->second, name);
     const Tensor t = f->Get(name);
-    QF_CHECK(t.dtype() == DType::kF32 && t.rank() == 2 && t.dim(0) == batch * seq,
-             "'{}': tensor '{}' has shape {} (expected [{}*{}, hidden] f32)", path.string(), name,
-             ShapeToString(t.shape()), batch, seq);
-    s.Append(UploadHidden(be, t, batch, seq));
+    QF_CHECK((t.dtype() == DType::kF32 || t.dtype() == DType::kBF16) && t.rank() == 2 && t.dim(0) == batch * seq,
+             "'{}': tensor '{}' is {} {} (expected [{}*{}, hidden] F32 or BF16)", path.string(), name,
+             DTypeName(t.dtype()), ShapeToString(t.shape()), batch, seq);
+    if (t.dtype() == DType::kF32) {
+      s.Append(UploadHidden(be, t, batch, seq));
+    } else {
+      const int64_t n = t.numel();
+      Buffer raw = be.AllocCopy(t.raw(), static_cast<int64_t>(t.nbytes()));
+      HiddenStates h;
+      h.batch = batch;
+      h.seq = seq;
+      h.dim = t.dim(1);
+      h.hidden = be.Alloc(n * static_cast<int64_t>(sizeof(float)));
+      be.FromBf16(raw.as<uint16_t>(), h.data(), n);
+      s.Append(std::move(h));
+    }
     f->Release(name);
   }
   return s;

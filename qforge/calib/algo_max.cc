@@ -31,7 +31,7 @@ class MaxAlgorithm final : public CalibAlgorithm {
     MaxCalibOptions mo = BaseOptions();
     mo.batch_size = options.batch_size;
     mo.show_progress = options.show_progress;
-    mo.on_weights_final = options.on_weights_final;
+    mo.weights_final = options.weights_final;
     const LayerwiseOverrides& ov = options.layerwise;
     if (ov.enable.value_or(algo_.layerwise().enable)) {
       LayerwiseOptions lo = ResolveLayerwiseOptions(quantize_config_, algo_, ov);

@@ -30,9 +30,9 @@ struct CalibrateOptions {
   int64_t batch_size = 4;
   bool show_progress = true;
   LayerwiseOverrides layerwise;
-  // MaxCalibOptions::on_weights_final for max calibration, whole-model or layerwise (not called for
-  // `algorithm: null`, nor when layerwise calibration updates weights).
-  std::function<void(const QuantState& weights_final)> on_weights_final;
+  // MaxCalibOptions::weights_final for max calibration, whole-model or layerwise (not called for
+  // `algorithm: null`, nor when layerwise calibration updates weights). Not owned.
+  WeightsFinalSink* weights_final = nullptr;
 };
 
 struct CalibrateReport {

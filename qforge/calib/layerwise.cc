@@ -181,24 +181,24 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   // Weights of the modules outside the decoder layers (lm_head) first: errors about unsupported weight
   // quantizers come before any work, as in MaxCalibrate.
   CalibrateWeightAmax(fm, state, -1);
+  // Max calibration changes no weight (unless an algorithm updates them): a staged export encodes and
+  // writes each layer's weights as soon as their amax is final, from the copy resident for the forward.
+  WeightsFinalSink* sink = lo.weight_update ? nullptr : mo.weights_final;
+  // The weight-side steps of the end of calibration for `layer` (idempotent: the same again after its
+  // forward), then the sink.
+  auto layer_weights_final = [&](int layer) {
+    if (sink == nullptr) return;
+    Timer ts;
+    SyncMoeExperts(model, {}, state, mo.sync_expert_weight_amax, nullptr, layer);
+    FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, nullptr);
+    mr.reduce_seconds += ts.Seconds();
+    ts.Reset();
+    sink->LayerWeights(state, layer);
+    mr.on_weights_final_seconds += ts.Seconds();
+  };
+  layer_weights_final(-1);
   // On a device only the current layer stays resident: the head uploads again if FinishCalibration needs it.
   if (!be.host_accessible()) fm.ReleaseHead();
-  // Max calibration changes no weight (unless an algorithm updates them): every weight's final amax is known
-  // now, and a staged export encodes and writes the weights while the layers calibrate. One pass over the
-  // weights, each uploaded for its amax only; the layer loop then reuses these amax instead of computing
-  // them again.
-  const bool weight_amax_done = mo.on_weights_final && !lo.weight_update;
-  if (weight_amax_done) {
-    Timer tw;
-    for (int l = 0; l < L; ++l) CalibrateWeightAmax(fm, state, l, /*keep_resident=*/false);
-    QuantState weights_final = state;
-    SyncMoeExperts(model, {}, weights_final, mo.sync_expert_weight_amax, nullptr);
-    FinalizeSharedStateAndPromote(model, weights_final, mo.shared_patterns, nullptr);
-    mr.weight_amax_seconds += tw.Seconds();
-    tw.Reset();
-    mo.on_weights_final(weights_final);
-    mr.on_weights_final_seconds = tw.Seconds();
-  }
 
   int start = 0;
   std::optional<DirectoryLock> lock;  // one run per checkpoint directory, held to the end
@@ -231,13 +231,15 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   };
 
   fm.ResetRowsSeen();
-  // Device memory for activations: what is free now (the weights of the layers outside the decoder are
-  // resident) split over the two activation sets, leaving room for the layer being calibrated.
+  // One set of activations, updated in place layer by layer, in the compute dtype's storage (bf16 on a bf16
+  // backend: exact, half the bytes). Device memory for it: half of what is free now (the embedding table is
+  // still resident), leaving room for the layer being calibrated and its workspace.
   const int64_t device_budget =
       be.host_accessible() ? 0
       : lo.device_activation_memory >= 0 ? lo.device_activation_memory
-                                         : be.MemoryInfo().first / 3;
-  ActivationStore inputs(be, lo.activation_memory, spill("a"), device_budget);
+                                         : be.MemoryInfo().first / 2;
+  const DType storage = ActivationStorageDType(be);
+  ActivationStore inputs(be, lo.activation_memory, spill("a"), device_budget, storage);
   if (start > 0) {
     LogInfo("layerwise: resuming {} at layer {} of {}", dir.string(), start, L);
     for (int l = 0; l < start; ++l) {
@@ -246,12 +248,13 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       LoadLayerQuantizers(ld, model, state, l);
       if (fs::exists(ld / "weights.safetensors")) LoadLayerWeights(ld, model, l);
       ReadOutputMeta(ld, &mr);
+      layer_weights_final(l);  // (the encoder uploads the weights it needs for this alone)
     }
     if (needs_forward) {
       const fs::path ni = LayerDir(dir, start - 1) / (start == L ? "final_hidden.safetensors" : "next_inputs.safetensors");
       QF_CHECK(fs::exists(ni), "cannot resume from '{}': the manifest names layer {} as completed but '{}' is missing",
                dir.string(), start - 1, ni.string());
-      inputs = ActivationStore::Load(ni, be, lo.activation_memory, spill("a"), device_budget);
+      inputs = ActivationStore::Load(ni, be, lo.activation_memory, spill("a"), device_budget, storage);
       mr.ran_forward = true;
     }
   } else if (needs_forward) {
@@ -277,22 +280,27 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       }
     }
     fm.LoadLayer(l);
-    if (!weight_amax_done) {
-      Timer tw;
-      CalibrateWeightAmax(fm, state, l);
-      mr.weight_amax_seconds += tw.Seconds();
-    }
+    Timer tw;
+    CalibrateWeightAmax(fm, state, l);
+    mr.weight_amax_seconds += tw.Seconds();
+    layer_weights_final(l);
 
     Timer tf;
-    ActivationStore next(be, lo.activation_memory, spill(l % 2 == 0 ? "b" : "c"), device_budget);
     const bool last = l == L - 1;
-    const bool want_next = needs_forward;  // also for the last layer: head calibration + its checkpoint
+    // Layer l's outputs replace its inputs in `inputs`, batch by batch (also for the last layer: head
+    // calibration and its checkpoint read them).
+    const bool want_next = needs_forward;
     if (needs_forward) {
       MaxCalibHooks hooks(state);
       for (int64_t b = 0; b < inputs.size(); ++b) {
-        HiddenStates h = inputs.Get(b);
-        fm.RunLayer(l, h, &hooks);  // max hooks do not modify: these are the unquantized outputs
-        if (!lo.qdq_from_prev) next.Append(std::move(h));
+        if (lo.qdq_from_prev) {  // the outputs come from the fake-quantized pass below: the inputs stay
+          HiddenStates h = inputs.Get(b);
+          fm.RunLayer(l, h, &hooks);
+        } else {  // max hooks do not modify: these are the unquantized outputs
+          HiddenStates h = inputs.Take(b);
+          fm.RunLayer(l, h, &hooks);
+          inputs.Put(b, std::move(h));
+        }
       }
     }
     mr.forward_seconds += tf.Seconds();
@@ -310,17 +318,16 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       auto previous = SetFakeQuantLayerWeights(model, state, l, be.host_kernels());
       FakeQuantHooks fq = FakeQuantHooks::FromState(model, state);
       for (int64_t b = 0; b < inputs.size(); ++b) {
-        HiddenStates h = inputs.Get(b);
+        HiddenStates h = inputs.Take(b);
         fm.RunLayer(l, h, &fq);
-        next.Append(std::move(h));
+        inputs.Put(b, std::move(h));
       }
       RestoreLayerWeights(model, std::move(previous), static_cast<bool>(lo.weight_update));
       mr.forward_seconds += tq.Seconds();
     }
-    report.peak_activation_bytes = std::max(report.peak_activation_bytes, inputs.bytes() + next.bytes());
-    report.peak_device_activation_bytes =
-        std::max(report.peak_device_activation_bytes, inputs.device_bytes() + next.device_bytes());
-    report.spilled_bytes = std::max({report.spilled_bytes, inputs.spilled_bytes(), next.spilled_bytes()});
+    report.peak_activation_bytes = std::max(report.peak_activation_bytes, inputs.bytes());
+    report.peak_device_activation_bytes = std::max(report.peak_device_activation_bytes, inputs.device_bytes());
+    report.spilled_bytes = std::max(report.spilled_bytes, inputs.spilled_bytes());
     KillPoint("layer_calibrated", l);
 
     if (ckpt) {
@@ -331,9 +338,9 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       Json meta = Json::object();
       meta["layer"] = l;
       Json shapes = Json::array();
-      for (int64_t b = 0; b < next.size(); ++b) shapes.push_back({next.shape(b).first, next.shape(b).second});
+      for (int64_t b = 0; b < inputs.size(); ++b) shapes.push_back({inputs.shape(b).first, inputs.shape(b).second});
       meta["output_shapes"] = shapes;
-      meta["dtype"] = "F32";
+      meta["dtype"] = std::string(DTypeName(storage));
       meta["expert_tokens"] = ExpertTokensJson(layer_report.expert_tokens);
       meta["notes"] = layer_report.notes;
       meta["batches_total"] = mr.batches;
@@ -341,7 +348,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       WriteFileAtomic(ad.path() / "output_meta.json", meta.dump(1) + "\n");
       KillPoint("layer_file", l);
       if (boundary && needs_forward) {
-        next.Save(ad.path() / (last ? "final_hidden.safetensors" : "next_inputs.safetensors"),
+        inputs.Save(ad.path() / (last ? "final_hidden.safetensors" : "next_inputs.safetensors"),
                   [l] { KillPoint("next_inputs_batch", l); });
         KillPoint("layer_file", l);
       }
@@ -357,7 +364,6 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     }
     for (auto& c : layer_report.expert_tokens) mr.expert_tokens.push_back(std::move(c));
     for (auto& n : layer_report.notes) mr.notes.push_back(std::move(n));
-    inputs = std::move(next);
     fm.ReleaseLayer(l);
     ++report.layers_calibrated;
     if (lo.show_progress) progress.Add(1, fmt::format("layer {}/{}", l + 1, L));
@@ -402,11 +408,12 @@ MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, c
     if (fs::exists(ld / "weights.safetensors")) LoadLayerWeights(ld, model, l);
     ReadOutputMeta(ld, &report);
   }
-  ActivationStore final_states(fm.backend(), int64_t{2} << 30, {});
+  const DType storage = ActivationStorageDType(fm.backend());
+  ActivationStore final_states(fm.backend(), int64_t{2} << 30, {}, 0, storage);
   const fs::path ni = LayerDir(dir, L - 1) / "final_hidden.safetensors";
   if (m->calib_hash != "none") {
     QF_CHECK(fs::exists(ni), "checkpoint '{}': '{}' is missing", dir.string(), ni.string());
-    final_states = ActivationStore::Load(ni, fm.backend(), int64_t{2} << 30, {});
+    final_states = ActivationStore::Load(ni, fm.backend(), int64_t{2} << 30, {}, 0, storage);
     report.ran_forward = true;
   }
   FinishCalibration(fm, state, final_states, mo, &report);

@@ -234,13 +234,13 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
   Timer t;
   CalibrateWeightAmax(fm, state);
   report.weight_amax_seconds = t.Seconds();
-  if (options.on_weights_final) {
+  if (options.weights_final != nullptr) {
     // The weight-side steps of the end of calibration, on a copy (they read no activation statistics).
     QuantState weights_final = state;
     SyncMoeExperts(model, {}, weights_final, options.sync_expert_weight_amax, nullptr);
     FinalizeSharedStateAndPromote(model, weights_final, options.shared_patterns, nullptr);
     t.Reset();
-    options.on_weights_final(weights_final);
+    options.weights_final->AllWeights(weights_final);
     report.on_weights_final_seconds = t.Seconds();
   }
 

@@ -17,16 +17,30 @@
 
 namespace qforge {
 
+// Receives the weight side of max calibration as soon as it is final. Max calibration never changes a
+// weight, so a staged export (export/hf_export.h) can encode and write the weights from it while the
+// activation forward runs.
+class WeightsFinalSink {
+ public:
+  virtual ~WeightsFinalSink() = default;
+  // Whole-model calibration: once, before the forward, with the state as the end of calibration will have it
+  // on the weight side (weight amax, expert weight sync, shared weight global amax, static NVFP4 promotion:
+  // none of it depends on data); its input quantizers are not calibrated yet.
+  virtual void AllWeights(const QuantState& weights_final) = 0;
+  // Layerwise calibration: first with layer -1 (the Linears outside the decoder layers), then with each
+  // decoder layer in order as soon as its weights' amax are final (synced across experts, shared groups and
+  // promotion done), before the layer's forward and while its weights are resident on the backend. `state`
+  // is the calibration's own state: later layers have no weight amax yet. Layers resumed from a checkpoint
+  // come too, with the quantizers the checkpoint holds.
+  virtual void LayerWeights(const QuantState& state, int layer) = 0;
+};
+
 struct MaxCalibOptions {
   int64_t batch_size = 1;                    // sequences per forward pass
   std::vector<std::string> shared_patterns;  // weight_global_amax patterns (empty: grouping off)
   bool sync_expert_weight_amax = false;
   bool show_progress = true;
-  // Called once, before the forward, with the state as the end of calibration will have it on the weight
-  // side (weight amax, expert weight sync, shared weight global amax, static NVFP4 promotion: none of it
-  // depends on data); its input quantizers are not calibrated yet. Max calibration never changes a weight,
-  // so a staged export (export/hf_export.h) can encode and write the weights from it while the forward runs.
-  std::function<void(const QuantState& weights_final)> on_weights_final;
+  WeightsFinalSink* weights_final = nullptr;  // not owned; nullptr: none
 };
 
 // Per-MoE-layer routing statistics: how many calibration tokens each expert received.
@@ -41,7 +55,7 @@ struct MaxCalibReport {
   int64_t tokens = 0;
   bool ran_forward = false;
   double weight_amax_seconds = 0;   // max over the weights
-  double on_weights_final_seconds = 0;  // in MaxCalibOptions::on_weights_final (a staged export's encoding)
+  double on_weights_final_seconds = 0;  // in the WeightsFinalSink (a staged export's encoding)
   double forward_seconds = 0;       // calibration forward passes (amax collection included)
   double reduce_seconds = 0;        // MoE syncing, shared groups, promotion
   std::vector<ExpertTokenCounts> expert_tokens;

@@ -183,14 +183,28 @@ int RunQuantize(const QuantizeArgs& a) {
     return d;
   };
   // Max calibration never changes a weight: once the weight amax is final the export is planned, and the
-  // weights are encoded and handed to the writer threads, which write them while the forward runs.
+  // weights are encoded and handed to the writer threads, which write them while the forward runs (whole
+  // model: all of them before the forward; layerwise: each layer's before its forward, from the weights
+  // resident for it).
   std::optional<StagedHfExport> staged;
-  co.on_weights_final = [&](const QuantState& weights_final) {
-    HfExportOptions so = eo;
-    so.max_queued_bytes = StagedQueueBytes();  // encode everything before the forward, if memory allows
-    staged.emplace(*model, weights_final, a.export_dir, so, /*calibrated=*/false);
-    staged->EncodeWeights();
+  struct Sink final : WeightsFinalSink {
+    std::function<void(const QuantState&, std::optional<int>)> fn;
+    void AllWeights(const QuantState& s) override { fn(s, std::nullopt); }
+    void LayerWeights(const QuantState& s, int layer) override { fn(s, layer); }
+  } sink;
+  sink.fn = [&](const QuantState& s, std::optional<int> layer) {
+    if (!staged) {
+      HfExportOptions so = eo;
+      so.max_queued_bytes = StagedQueueBytes();  // encode everything before the forward, if memory allows
+      staged.emplace(*model, s, a.export_dir, so, /*calibrated=*/false, /*by_layer=*/layer.has_value());
+    }
+    if (layer) {
+      staged->EncodeLayer(s, *layer);
+    } else {
+      staged->EncodeWeights();
+    }
   };
+  co.weights_final = &sink;
   const CalibrateReport cr = Calibrate(fm, state, qcfg, data, co);
   backend->Synchronize();
   const double calib_peak_rss = PeakRssMiB();
@@ -243,8 +257,8 @@ int RunQuantize(const QuantizeArgs& a) {
               load_s, tokenize_s, cr.max.weight_amax_seconds, er.encode_seconds, cr.max.forward_seconds,
               cr.max.reduce_seconds, er.write_seconds, export_after_calib_s, total.Seconds());
   if (staged) {
-    std::printf("export: staged (weights encoded before the calibration forward, written during it); %.2fs from "
-                "planning to the directory in place\n", er.total_seconds);
+    std::printf("export: staged (weights encoded before the calibration forward%s, written during it); %.2fs from "
+                "planning to the directory in place\n", cr.layerwise ? " of their layer" : "", er.total_seconds);
   }
   std::printf("peak RSS: %.1f MiB (%.1f MiB by the end of calibration)\n", PeakRssMiB(), calib_peak_rss);
   if (!backend->host_accessible()) {
