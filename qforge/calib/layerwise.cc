@@ -239,6 +239,12 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       : lo.device_activation_memory >= 0 ? lo.device_activation_memory
                                          : be.MemoryInfo().first / 2;
   const DType storage = ActivationStorageDType(be);
+  struct ChunkRestore {
+    ForwardModel& fm;
+    int64_t before;
+    ~ChunkRestore() { fm.set_max_chunk_rows(before); }
+  } chunk_restore{fm, fm.max_chunk_rows()};
+  fm.set_max_chunk_rows(lo.device_chunk_rows);
   ActivationStore inputs(be, lo.activation_memory, spill("a"), device_budget, storage);
   if (start > 0) {
     LogInfo("layerwise: resuming {} at layer {} of {}", dir.string(), start, L);

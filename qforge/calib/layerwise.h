@@ -1,9 +1,10 @@
 // Layerwise calibration (issue 6, spec §7): one decoder layer at a time, each layer fed the captured outputs
 // of the one before, with an optional checkpoint directory (layerwise_checkpoint.h) so a killed run resumes.
 //
-// Memory: only the current layer's weights (Model::LoadLayer / ReleaseLayer) and two sets of activations
-// (the layer's inputs and its outputs, [batch*seq, hidden] f32 per calibration batch) are materialized;
-// activations beyond `activation_memory` bytes per set spill to a file.
+// Memory: only the current layer's weights (Model::LoadLayer / ReleaseLayer) and one set of activations
+// ([batch*seq, hidden] per calibration batch, f32 or bf16 as the compute dtype; each batch's layer outputs
+// replace its inputs) are materialized, with the workspace of one part of a batch on a device
+// (`device_chunk_rows`); activations beyond the device and host budgets spill to a file.
 //
 // With get_qdq_activations_from_prev_layer = false, every layer sees exactly the activations of a whole-model
 // pass, so layerwise `max` gives bit-identical amax (and exports) to MaxCalibrate.
@@ -38,10 +39,14 @@ struct LayerwiseOptions {
   std::filesystem::path checkpoint_dir;  // empty: no checkpoint
   int64_t save_every = 1;                // >= 1
   bool save_quantizers_only = false;     // == !calib_mutates_weights: never write weights
-  int64_t activation_memory = int64_t{2} << 30;  // bytes per activation set kept in host RAM
-  // Bytes per activation set kept in device memory on a GPU backend (-1: a third of the memory free when
-  // calibration starts); ignored on the CPU.
+  int64_t activation_memory = int64_t{2} << 30;  // bytes of activations kept in host RAM
+  // Bytes of activations kept in device memory on a GPU backend (-1: half the memory free when calibration
+  // starts); ignored on the CPU.
   int64_t device_activation_memory = -1;
+  // On a device backend, a layer's forward runs on parts of about this many rows of each batch
+  // (ForwardModel::set_max_chunk_rows; 0: whole batches), so the workspace stays small beside the
+  // activations; ignored on the CPU.
+  int64_t device_chunk_rows = 2048;
   bool restart = false;                  // discard an existing checkpoint
   std::string config_json;               // resolved QuantizeConfig, stored as <checkpoint>/config.json
   std::string config_hash;               // hash of the config without its layerwise block (manifest)

@@ -191,13 +191,15 @@ TEST_P(LayerwiseModels, DevicePathsEqualTheCpuBitForBit) {
     EXPECT_GT(dev.stats().h2d_bytes, 0);  // weights and ids went up as uploads
   }
   // Device tier large enough, then one that holds a single batch of 2 x 32 tokens (the rest goes to host
-  // RAM, 50000 bytes, then spills).
+  // RAM, 50000 bytes, then spills). The first runs each layer on parts of one sequence (32 rows), the
+  // second on whole batches: max hooks of per-tensor amax are row-local, so both are bit-identical.
   for (int64_t device_budget : {int64_t{-1}, int64_t{2 * 32 * 4} * model->config().hidden_size}) {
     ForwardModel fm(*model, dev);
     QuantState s = QuantState::ForModel(*model);
     s.Apply(c.quant_cfg);
     LayerwiseOptions o;
     o.show_progress = false;
+    o.device_chunk_rows = device_budget < 0 ? 32 : 0;
     o.activation_memory = 50000;
     o.device_activation_memory = device_budget;
     const LayerwiseReport r = LayerwiseMaxCalibrate(fm, s, [&] { return data; }, MaxOptions(c), o);

@@ -59,6 +59,21 @@ void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int>
   WeightAmaxPass(fm.model(), state, layer, be.host_kernels(), be.host_accessible() ? nullptr : &fm, keep_resident);
 }
 
+MaxCalibHooks::MaxCalibHooks(QuantState& state) : state_(state) {
+  for (const auto& q : state.quantizers()) {
+    if (!Traits(q.role).is_activation || !q.NeedsCalibration()) continue;
+    std::optional<std::vector<int64_t>> shape;
+    try {
+      shape = AmaxShape(q.spec(), std::vector<int64_t>{2, 2, 2, 64});
+    } catch (const Error&) {  // a spec this shape does not suit: not known to be per tensor
+    }
+    if (!shape || !shape->empty()) {
+      row_local_ = false;
+      return;
+    }
+  }
+}
+
 void MaxCalibHooks::Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape) {
   Quantizer* q = state_.Get(module, role);
   if (q == nullptr || !q->NeedsCalibration()) return;

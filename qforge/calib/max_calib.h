@@ -81,8 +81,11 @@ void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int>
 // the backend's QuantAmax op on backend memory: only the few amax values reach the host.
 class MaxCalibHooks : public ForwardHooks {
  public:
-  explicit MaxCalibHooks(QuantState& state) : state_(state) {}
+  explicit MaxCalibHooks(QuantState& state);
   bool ModifiesActivations() const override { return false; }
+  // When every activation amax collected is one number per tensor: the max over parts of a batch is the
+  // max over all of it, bit for bit.
+  bool RowLocal() const override { return row_local_; }
   void OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) override;
   void OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) override;
   void OnAttentionBmm(Backend& be, int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
@@ -91,6 +94,7 @@ class MaxCalibHooks : public ForwardHooks {
  private:
   void Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape);
   QuantState& state_;
+  bool row_local_ = true;
 };
 
 // MoE step 3 of spec §6.2: every expert input quantizer's amax becomes the element-wise max across the

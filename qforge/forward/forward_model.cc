@@ -396,14 +396,13 @@ void ForwardModel::GatedMlp(const int ids[3], const float* x, int64_t rows, floa
   Linear(ids[2], g, rows, out, accumulate, hooks);
 }
 
-void ForwardModel::Attention(int layer, HiddenStates& h, ForwardHooks* hooks) {
+void ForwardModel::Attention(int layer, float* hid, int64_t B, int64_t S, ForwardHooks* hooks) {
   const ModelConfig& c = config();
   const Model::LayerModules& L = model_.layer_modules(layer);
   const DeviceLayer& D = *layers_[layer];
-  const int64_t B = h.batch, S = h.seq, T = B * S, H = c.hidden_size, Dh = c.head_dim;
+  const int64_t T = B * S, H = c.hidden_size, Dh = c.head_dim;
   const int64_t Hq = c.num_heads, Hkv = c.num_kv_heads;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  float* hid = h.data();
   float* xn = Grow<float>(be_, ws_->xn, T * H);
   be_.RmsNorm(hid, D.input_norm.as<const float>(), xn, T, H, eps);
   float* q = Grow<float>(be_, ws_->q, T * Hq * Dh);
@@ -493,15 +492,28 @@ void ForwardModel::RunLayer(int layer, HiddenStates& h, ForwardHooks* hooks) {
            h.seq, *c.sliding_window);
   LoadLayer(layer);
   const Model::LayerModules& L = model_.layer_modules(layer);
-  const int64_t T = h.rows(), H = c.hidden_size;
-  Attention(layer, h, hooks);
+  const int64_t T = h.rows(), H = c.hidden_size, S = h.seq;
+  // Parts of the batch: whole sequences for attention, as many rows for a dense MLP (everything at once
+  // unless chunking is on and the hooks allow it). A MoE block always takes the whole batch: its expert
+  // GEMMs would see other row counts per part, and a GEMM's rounding may depend on its row count.
+  const bool chunked = max_chunk_rows_ > 0 && !be_.host_accessible() && T > max_chunk_rows_ &&
+                       (hooks == nullptr || hooks->RowLocal());
+  const int64_t seqs = chunked ? std::max<int64_t>(1, max_chunk_rows_ / S) : h.batch;
   float* hid = h.data();
-  float* xn = Grow<float>(be_, ws_->xn, T * H);
-  be_.RmsNorm(hid, layers_[layer]->post_norm.as<const float>(), xn, T, H, static_cast<float>(c.rms_norm_eps));
-  if (L.moe) {
-    MoeBlock(layer, xn, T, hid, hooks);
-  } else {
-    GatedMlp(L.mlp, xn, T, hid, /*accumulate=*/true, hooks);
+  for (int64_t b0 = 0; b0 < h.batch; b0 += seqs) {
+    Attention(layer, hid + b0 * S * H, std::min(seqs, h.batch - b0), S, hooks);
+  }
+  const int64_t rows = L.moe ? T : seqs * S;
+  float* xn = Grow<float>(be_, ws_->xn, std::min(rows, T) * H);
+  for (int64_t r0 = 0; r0 < T; r0 += rows) {
+    const int64_t n = std::min(rows, T - r0);
+    be_.RmsNorm(hid + r0 * H, layers_[layer]->post_norm.as<const float>(), xn, n, H,
+                static_cast<float>(c.rms_norm_eps));
+    if (L.moe) {
+      MoeBlock(layer, xn, n, hid + r0 * H, hooks);
+    } else {
+      GatedMlp(L.mlp, xn, n, hid + r0 * H, /*accumulate=*/true, hooks);
+    }
   }
 }
 

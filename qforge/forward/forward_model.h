@@ -35,6 +35,10 @@ class ForwardHooks {
   // False if the hooks only read activations (amax collection): the forward then passes its buffers
   // without copying, and hooks must not write to them.
   virtual bool ModifiesActivations() const { return true; }
+  // True if calling the hooks on parts of a batch (row ranges of a Linear's input or output, groups of
+  // whole sequences for the attention hooks) has exactly the effect of one call on all of it, so the
+  // forward may split a batch (ForwardModel::set_max_chunk_rows).
+  virtual bool RowLocal() const { return false; }
   // The activation entering Linear `module`: x [rows, cols = in_features]. May be changed in place (fake
   // quant); each Linear gets its own copy when ModifiesActivations(), so q/k/v (and gate/up) never see
   // each other's changes. For a routed expert only the rows routed to it are passed; an expert that got no
@@ -134,6 +138,14 @@ class ForwardModel {
   // Embed + every layer + Logits.
   Tensor Forward(std::span<const int32_t> ids, int64_t batch, int64_t seq, ForwardHooks* hooks = nullptr);
 
+  // On a device backend, RunLayer runs attention on groups of whole sequences and a dense MLP on row ranges
+  // of about `rows` rows (at least one sequence) when the hooks are nullptr or RowLocal(), so the
+  // workspace scales with `rows` instead of the batch (layerwise calibration, whose memory budget is one
+  // layer plus the activations). 0 (the default): whole batches. Ignored on the CPU, whose numerics stay
+  // those of whole batches.
+  void set_max_chunk_rows(int64_t rows) { max_chunk_rows_ = rows; }
+  int64_t max_chunk_rows() const { return max_chunk_rows_; }
+
   // Rows each Linear module has processed since the last reset (per-expert token counts for MoE).
   const std::vector<int64_t>& rows_seen() const { return rows_seen_; }
   void ResetRowsSeen();
@@ -164,7 +176,8 @@ class ForwardModel {
   void UploadLinear(int module);
   void Linear(int module, const float* x, int64_t rows, float* y, bool accumulate, ForwardHooks* hooks);
   void GatedMlp(const int ids[3], const float* x, int64_t rows, float* out, bool accumulate, ForwardHooks* hooks);
-  void Attention(int layer, HiddenStates& h, ForwardHooks* hooks);
+  // Attention block of `layer` on the B sequences of S tokens at hid [B*S, hidden], residual added in place.
+  void Attention(int layer, float* hid, int64_t B, int64_t S, ForwardHooks* hooks);
   void MoeBlock(int layer, const float* x, int64_t rows, float* h, ForwardHooks* hooks);
   void EnsureRope(int64_t seq);
   const float* FinalNormed(const HiddenStates& h);
@@ -190,6 +203,7 @@ class ForwardModel {
   Buffer final_norm_;   // [hidden] f32
   Buffer rope_cos_, rope_sin_;  // [rope_len_, head_dim/2]
   int64_t rope_len_ = 0;
+  int64_t max_chunk_rows_ = 0;
   std::unique_ptr<Workspace> ws_;
 };
 

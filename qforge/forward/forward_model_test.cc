@@ -13,6 +13,7 @@
 
 #include "qforge/io/safetensors.h"
 #include "qforge/numerics/qdq.h"
+#include "tests/support/host_device_backend.h"
 
 namespace qforge {
 namespace {
@@ -50,6 +51,36 @@ TEST_P(TinyModels, LogitsMatchTransformers) {
 INSTANTIATE_TEST_SUITE_P(All, TinyModels,
                          ::testing::Values("llama_rope_linear_tied", "llama_rope_llama3", "llama_rope_llama3_v4config",
                                            "llama_rope_yarn", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe"));
+
+// A layer run on parts of a batch (groups of whole sequences for attention, row ranges for a dense MLP; a
+// MoE block takes the whole batch) computes every row as the whole batch does: bit-identical hidden states
+// on a device backend (here one whose ops are the CPU's), dense and MoE, with parts that do not divide the
+// batch.
+TEST(ForwardModel, ChunkedLayersEqualWholeBatches) {
+  for (const char* name : {"llama-dense-26M", "qwen2moe-25M"}) {
+    testing_support::HostDeviceBackend dev;
+    auto model = Model::Load(kModels / name);
+    ForwardModel fm(*model, dev);
+    const int64_t batch = 5, seq = 12;
+    std::vector<int32_t> ids(batch * seq);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 131 + 7) % 8000);
+    std::vector<Tensor> want;
+    for (int64_t chunk : {int64_t{0}, int64_t{12}, int64_t{30}, int64_t{1}}) {
+      SCOPED_TRACE(::testing::Message() << name << " chunk rows " << chunk);
+      fm.set_max_chunk_rows(chunk);
+      HiddenStates h = fm.Embed(ids, batch, seq);
+      for (int l = 0; l < fm.num_layers(); ++l) {
+        fm.RunLayer(l, h);
+        const Tensor got = DownloadHidden(dev, h);
+        if (chunk == 0) {
+          want.push_back(got);
+        } else {
+          ASSERT_EQ(std::memcmp(got.raw(), want[static_cast<size_t>(l)].raw(), got.nbytes()), 0) << "layer " << l;
+        }
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace qforge
