@@ -198,7 +198,11 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   };
   layer_weights_final(-1);
   // On a device only the current layer stays resident: the head uploads again if FinishCalibration needs it.
-  if (!be.host_accessible()) fm.ReleaseHead();
+  if (!be.host_accessible()) {
+    fm.ReleaseHead();
+    fm.ReleaseEmbedding();
+    be.TrimCache();
+  }
 
   int start = 0;
   std::optional<DirectoryLock> lock;  // one run per checkpoint directory, held to the end
@@ -265,6 +269,15 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     }
   } else if (needs_forward) {
     const int64_t n = static_cast<int64_t>(calib.samples.size());
+    // On a device the table is not uploaded: each batch's rows come from the host table.
+    struct HostRowsRestore {
+      ForwardModel& fm;
+      ~HostRowsRestore() { fm.set_embed_rows_from_host(false); }
+    } host_rows_restore{fm};
+    if (!be.host_accessible()) {
+      fm.ReleaseEmbedding();
+      fm.set_embed_rows_from_host(true);
+    }
     for (int64_t b0 = 0; b0 < n; b0 += bs) {
       const int64_t b = std::min(bs, n - b0);
       inputs.Append(fm.Embed(BatchIds(calib, b0, b), b, calib.seq_len));
@@ -272,7 +285,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       mr.tokens += b * calib.seq_len;
     }
     mr.ran_forward = true;
-    if (!be.host_accessible()) fm.ReleaseEmbedding();  // every batch is embedded: the table can go
+    if (!be.host_accessible()) fm.ReleaseEmbedding();  // (if an Embed before this call uploaded it)
   }
 
   Progress progress("layerwise", L - start, "layers");

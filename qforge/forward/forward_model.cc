@@ -70,8 +70,9 @@ ForwardModel::ForwardModel(Model& model, Backend& backend) : model_(model), be_(
   rows_seen_.assign(n, 0);
   for (int l = 0; l < model_.num_layers(); ++l) layers_.push_back(std::make_unique<DeviceLayer>());
   ws_ = std::make_unique<Workspace>();
-  // The embedding stays as stored; rows are converted by the EmbedRows op.
-  UploadEmbedding();
+  // The embedding stays as stored; rows are converted by the EmbedRows op. The CPU adopts the table now; a
+  // device uploads it on the first Embed (layerwise calibration may never upload it).
+  if (be_.host_accessible()) UploadEmbedding();
   final_norm_ = UploadF32(model_.ReadF32("model.norm.weight"));
   // Layers the Model already holds on the host become resident now (the CPU adopts them without copying).
   for (int l = 0; l < model_.num_layers(); ++l) {
@@ -143,15 +144,19 @@ const float* ForwardModel::RowsAsF32(WeightRef w, int64_t r0, int64_t n, int64_t
   const void* src = static_cast<const char*>(w.data) + static_cast<size_t>(r0 * cols) * DTypeSize(w.dtype);
   if (w.dtype == DType::kF32) return static_cast<const float*>(src);
   // bf16 rows become f32 through the embedding op (rows 0, 1, 2, ... of the chunk): exact.
-  if (iota_len_ < max_rows) {
-    std::vector<int32_t> idx(static_cast<size_t>(max_rows));
+  if (scratch.empty()) scratch = be_.Alloc(max_rows * cols * static_cast<int64_t>(sizeof(float)));
+  be_.EmbedRows(src, w.dtype, Iota(max_rows), scratch.as<float>(), n, cols);
+  return scratch.as<const float>();
+}
+
+const int32_t* ForwardModel::Iota(int64_t n) {
+  if (iota_len_ < n) {
+    std::vector<int32_t> idx(static_cast<size_t>(n));
     for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>(i);
     iota_ = be_.AllocCopy(idx.data(), static_cast<int64_t>(idx.size() * sizeof(int32_t)));
-    iota_len_ = max_rows;
+    iota_len_ = n;
   }
-  if (scratch.empty()) scratch = be_.Alloc(max_rows * cols * static_cast<int64_t>(sizeof(float)));
-  be_.EmbedRows(src, w.dtype, iota_.as<const int32_t>(), scratch.as<float>(), n, cols);
-  return scratch.as<const float>();
+  return iota_.as<const int32_t>();
 }
 
 std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const QuantSpec& spec, std::string_view what,
@@ -348,6 +353,21 @@ HiddenStates ForwardModel::Embed(std::span<const int32_t> ids, int64_t batch, in
   h.seq = seq;
   h.dim = H;
   h.hidden = be_.Alloc(T * H * static_cast<int64_t>(sizeof(float)));
+  if (embed_rows_from_host_ && !be_.host_accessible() && embed_table_.empty()) {
+    // The batch's rows of the host table, as stored, uploaded and widened by the same op: the same values
+    // as a lookup in the uploaded table.
+    const Tensor& table = model_.embed_table();
+    const size_t row_bytes = static_cast<size_t>(H) * DTypeSize(table.dtype());
+    std::vector<char> rows(static_cast<size_t>(T) * row_bytes);
+    const char* src = static_cast<const char*>(table.raw());
+    for (int64_t t = 0; t < T; ++t) {
+      std::memcpy(rows.data() + static_cast<size_t>(t) * row_bytes, src + static_cast<size_t>(ids[t]) * row_bytes,
+                  row_bytes);
+    }
+    const Buffer dev_rows = be_.AllocCopy(rows.data(), static_cast<int64_t>(rows.size()));
+    be_.EmbedRows(dev_rows.data(), table.dtype(), Iota(T), h.data(), T, H);
+    return h;
+  }
   int32_t* dids = Grow<int32_t>(be_, ws_->ids, T);
   be_.Upload(dids, ids.data(), T * static_cast<int64_t>(sizeof(int32_t)));
   UploadEmbedding();

@@ -78,8 +78,9 @@ HiddenStates CloneHidden(Backend& be, const HiddenStates& h);
 
 class ForwardModel {
  public:
-  // Runs `model` on `backend` (both not owned; they must outlive this object). Uploads the embedding table
-  // and the final norm now; decoder layers upload on first use or LoadLayer().
+  // Runs `model` on `backend` (both not owned; they must outlive this object). Uploads the final norm now,
+  // the embedding table on the first Embed (adopted now on the CPU); decoder layers upload on first use or
+  // LoadLayer().
   ForwardModel(Model& model, Backend& backend);
   // Model::Load(dir, options) run on `backend` (nullptr: DefaultCpuBackend()); the result owns the Model.
   static std::unique_ptr<ForwardModel> Load(const std::filesystem::path& dir, const ModelLoadOptions& options = {},
@@ -144,6 +145,10 @@ class ForwardModel {
   // layer plus the activations). 0 (the default): whole batches. Ignored on the CPU, whose numerics stay
   // those of whole batches.
   void set_max_chunk_rows(int64_t rows) { max_chunk_rows_ = rows; }
+  // On a device backend, while the embedding table is not resident, Embed gathers each batch's rows from the
+  // host table (as stored) and uploads only those, instead of uploading the table (layerwise calibration:
+  // a 128k-vocabulary table is more than a decoder layer). The values are the same.
+  void set_embed_rows_from_host(bool on) { embed_rows_from_host_ = on; }
   int64_t max_chunk_rows() const { return max_chunk_rows_; }
 
   // Rows each Linear module has processed since the last reset (per-expert token counts for MoE).
@@ -172,6 +177,8 @@ class ForwardModel {
   // Rows [r0, r0 + n) of a [*, cols] weight as f32 in backend memory: the weight itself when it is f32,
   // else converted into `scratch` (allocated on first use for `max_rows` rows).
   const float* RowsAsF32(WeightRef w, int64_t r0, int64_t n, int64_t cols, int64_t max_rows, Buffer& scratch);
+  // int32 0, 1, ..., n-1 in backend memory (grown on demand).
+  const int32_t* Iota(int64_t n);
   const float* Bias(int module) const;
   void UploadLinear(int module);
   void Linear(int module, const float* x, int64_t rows, float* y, bool accumulate, ForwardHooks* hooks);
@@ -204,6 +211,7 @@ class ForwardModel {
   Buffer rope_cos_, rope_sin_;  // [rope_len_, head_dim/2]
   int64_t rope_len_ = 0;
   int64_t max_chunk_rows_ = 0;
+  bool embed_rows_from_host_ = false;
   std::unique_ptr<Workspace> ws_;
 };
 

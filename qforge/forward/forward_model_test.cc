@@ -52,6 +52,25 @@ INSTANTIATE_TEST_SUITE_P(All, TinyModels,
                          ::testing::Values("llama_rope_linear_tied", "llama_rope_llama3", "llama_rope_llama3_v4config",
                                            "llama_rope_yarn", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe"));
 
+// Embedding rows gathered on the host and uploaded equal a lookup in the uploaded table, bit for bit, and
+// the table is then never uploaded.
+TEST(ForwardModel, HostGatheredEmbeddingRowsEqualTheTableLookup) {
+  testing_support::HostDeviceBackend dev;
+  auto model = Model::Load(kModels / "llama-dense-26M");
+  ForwardModel fm(*model, dev);
+  std::vector<int32_t> ids(3 * 7);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 977 + 3) % 8000);
+  const Tensor want = DownloadHidden(dev, fm.Embed(ids, 3, 7));
+  fm.ReleaseEmbedding();
+  fm.set_embed_rows_from_host(true);
+  const int64_t before = dev.stats().h2d_bytes;
+  const Tensor got = DownloadHidden(dev, fm.Embed(ids, 3, 7));
+  ASSERT_EQ(got.nbytes(), want.nbytes());
+  EXPECT_EQ(std::memcmp(got.raw(), want.raw(), got.nbytes()), 0);
+  // Only the rows (and the row indices) went up, not the table.
+  EXPECT_LT(dev.stats().h2d_bytes - before, static_cast<int64_t>(model->embed_table().nbytes()) / 10);
+}
+
 // A layer run on parts of a batch (groups of whole sequences for attention, row ranges for a dense MLP; a
 // MoE block takes the whole batch) computes every row as the whole batch does: bit-identical hidden states
 // on a device backend (here one whose ops are the CPU's), dense and MoE, with parts that do not divide the

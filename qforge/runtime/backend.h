@@ -131,6 +131,9 @@ class Backend {
   virtual void Zero(void* dst, int64_t bytes) = 0;
   // Waits until every op issued so far has finished.
   virtual void Synchronize() {}
+  // Hands memory the backend's allocator keeps for reuse (freed buffers) back to the device, after a large
+  // buffer that will not come back was freed (the embedding table, lm_head). No-op on the CPU.
+  virtual void TrimCache() {}
   // Backend memory free now and in total, bytes (CPU: the machine's available / total RAM).
   virtual std::pair<int64_t, int64_t> MemoryInfo() const = 0;
   const MemoryStats& stats() const { return stats_; }

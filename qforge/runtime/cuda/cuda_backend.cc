@@ -73,6 +73,7 @@ class CudaBackend final : public Backend {
   void Softmax(float* x, int64_t rows, int64_t cols) override;
   void SiluMul(const float* gate, const float* up, float* out, int64_t n) override;
   void Add(float* y, const float* x, int64_t n) override;
+  void TrimCache() override { ReleaseCached(); }
   void ToBf16(const float* x, uint16_t* y, int64_t n) override;
   void FromBf16(const uint16_t* x, float* y, int64_t n) override;
   void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) override;
