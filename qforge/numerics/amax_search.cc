@@ -1,0 +1,158 @@
+// Amax search by quantization error (spec §6.3): candidates, per-group losses, first minimum.
+#include "qforge/numerics/amax_search.h"
+
+#include <cmath>
+#include <limits>
+
+#include "qforge/base/error.h"
+#include "qforge/numerics/layout.h"
+#include "qforge/numerics/qdq.h"
+
+namespace qforge {
+
+std::vector<float> MseMultipliers(double start, double stop, double step) {
+  QF_ASSERT(start > 0 && stop > 0 && step > 0, "MSE multipliers need positive start, stop and step");
+  const double steps_d = std::ceil((stop - start) / step) + 1;
+  QF_CHECK(steps_d >= 1 && steps_d <= 1e6, "mse: ceil((stop_multiplier - start_multiplier) / step_size) + 1 = {} "
+           "candidates (start {}, stop {}, step {}); expected between 1 and 1e6", steps_d, start, stop, step);
+  const int64_t n = static_cast<int64_t>(steps_d);
+  // torch.linspace's CPU kernel in the output dtype (fp32): start and end cast first, one fp32 step, the
+  // lower half counted up from start and the upper half down from end.
+  const float s = static_cast<float>(start), e = static_cast<float>(stop);
+  std::vector<float> m(static_cast<size_t>(n));
+  if (n == 1) {
+    m[0] = s;
+    return m;
+  }
+  const float d = (e - s) / static_cast<float>(n - 1);
+  const int64_t halfway = n / 2;
+  for (int64_t i = 0; i < n; ++i) {
+    m[static_cast<size_t>(i)] = i < halfway ? s + d * static_cast<float>(i) : e - d * static_cast<float>(n - i - 1);
+  }
+  return m;
+}
+
+std::vector<float> Fp8ScaleCandidates() {
+  std::vector<float> c;
+  for (uint32_t code = 0x01; code <= 0x7E; ++code) c.push_back(DecodeE4M3(static_cast<uint8_t>(code)) / 448.0f);
+  return c;
+}
+
+void GroupSquaredError(const QuantSpec& spec, std::span<const int64_t> shape, std::span<const float> x,
+                       std::span<const float> xq, std::span<double> losses, std::string_view what) {
+  QF_ASSERT(x.size() == xq.size(), "GroupSquaredError: sizes differ");
+  std::fill(losses.begin(), losses.end(), 0.0);
+  const std::optional<std::vector<int64_t>> amax_shape = AmaxShape(spec, shape);
+  QF_CHECK(amax_shape.has_value(), "{}: its format has no amax to search (MX)", what);
+  int64_t n_amax = 1;
+  for (int64_t d : *amax_shape) n_amax *= d;
+  QF_ASSERT(static_cast<int64_t>(losses.size()) == n_amax, "GroupSquaredError: {} losses for {} groups",
+            losses.size(), n_amax);
+  if (n_amax == 1) {
+    double sum = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double e = static_cast<double>(x[i]) - static_cast<double>(xq[i]);
+      sum += e * e;
+    }
+    losses[0] = sum;
+    return;
+  }
+  const QdqPlan plan = MakeQdqPlan(spec, shape, what);
+  QF_ASSERT(plan.num_groups == n_amax, "GroupSquaredError: the plan has {} groups, the amax {}", plan.num_groups,
+            n_amax);
+  const size_t rank = plan.shape.size();
+  // Odometer over the element index; the group index follows from idx[d] / extent[d].
+  std::vector<int64_t> idx(rank, 0);
+  for (size_t i = 0; i < x.size(); ++i) {
+    int64_t g = 0;
+    for (size_t d = 0; d < rank; ++d) g = g * plan.groups[d] + idx[d] / plan.extent[d];
+    const double e = static_cast<double>(x[i]) - static_cast<double>(xq[i]);
+    losses[static_cast<size_t>(g)] += e * e;
+    for (size_t d = rank; d-- > 0;) {
+      if (++idx[d] < plan.shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+namespace {
+
+// Runs the candidates: `amax_of(k, out)` fills candidate k's amax (one value, or one per group).
+template <typename AmaxOf>
+AmaxSearchResult Search(const QuantSpec& spec, std::span<const float> w, std::span<const int64_t> shape,
+                        int64_t n_groups, int64_t n_candidates, std::optional<float> global_amax, AmaxOf amax_of,
+                        const AmaxSearchMetric* metric, std::string_view what, const HostQuantKernels* kernels) {
+  AmaxSearchResult r;
+  r.index.assign(static_cast<size_t>(n_groups), 0);
+  std::vector<double> best(static_cast<size_t>(n_groups), std::numeric_limits<double>::infinity());
+  std::vector<double> loss(static_cast<size_t>(n_groups));
+  std::vector<float> xq(w.size());
+  std::vector<float> amax;
+  for (int64_t k = 0; k < n_candidates; ++k) {
+    amax_of(k, amax);
+    FakeQuant(spec, w, shape, amax, xq, global_amax, what, kernels);
+    if (metric != nullptr) {
+      metric->GroupLosses(w, xq, loss);
+    } else {
+      GroupSquaredError(spec, shape, w, xq, loss, what);
+    }
+    for (int64_t g = 0; g < n_groups; ++g) {
+      // Strictly smaller: the first minimum wins, as torch.argmin; a NaN loss never wins.
+      if (loss[static_cast<size_t>(g)] < best[static_cast<size_t>(g)]) {
+        best[static_cast<size_t>(g)] = loss[static_cast<size_t>(g)];
+        r.index[static_cast<size_t>(g)] = static_cast<int32_t>(k);
+      }
+    }
+  }
+  return r;
+}
+
+int64_t AmaxCount(const QuantSpec& spec, std::span<const int64_t> shape, std::string_view what) {
+  const auto s = AmaxShape(spec, shape);
+  QF_CHECK(s.has_value(), "{}: its format has no amax to search (MX)", what);
+  int64_t n = 1;
+  for (int64_t d : *s) n *= d;
+  return n;
+}
+
+}  // namespace
+
+AmaxSearchResult SearchAmaxMultiplier(const QuantSpec& spec, std::span<const float> w, std::span<const int64_t> shape,
+                                      std::span<const float> initial_amax, std::optional<float> global_amax,
+                                      std::span<const float> multipliers, const AmaxSearchMetric* metric,
+                                      std::string_view what, const HostQuantKernels* kernels) {
+  QF_CHECK(!spec.dynamic, "{}: a dynamic quantizer has no calibrated amax to search", what);
+  const int64_t n = AmaxCount(spec, shape, what);
+  QF_CHECK(static_cast<int64_t>(initial_amax.size()) == n, "{}: {} initial amax values for {} quantization groups",
+           what, initial_amax.size(), n);
+  QF_ASSERT(!multipliers.empty(), "no multipliers");
+  auto amax_of = [&](int64_t k, std::vector<float>& out) {
+    out.resize(initial_amax.size());
+    for (size_t g = 0; g < out.size(); ++g) out[g] = initial_amax[g] * multipliers[static_cast<size_t>(k)];
+  };
+  AmaxSearchResult r = Search(spec, w, shape, n, static_cast<int64_t>(multipliers.size()), global_amax, amax_of,
+                              metric, what, kernels);
+  r.amax.resize(static_cast<size_t>(n));
+  for (size_t g = 0; g < r.amax.size(); ++g) r.amax[g] = initial_amax[g] * multipliers[static_cast<size_t>(r.index[g])];
+  return r;
+}
+
+AmaxSearchResult SearchAmaxFp8Sweep(const QuantSpec& spec, std::span<const float> w, std::span<const int64_t> shape,
+                                    std::span<const float> initial_amax, float global_amax,
+                                    const AmaxSearchMetric* metric, std::string_view what,
+                                    const HostQuantKernels* kernels) {
+  QF_CHECK(spec.IsNvfp4Static(), "{}: the FP8 scale sweep applies to static NVFP4 weights only", what);
+  const int64_t n = AmaxCount(spec, shape, what);
+  QF_CHECK(static_cast<int64_t>(initial_amax.size()) == n, "{}: {} initial amax values for {} blocks", what,
+           initial_amax.size(), n);
+  const std::vector<float> c = Fp8ScaleCandidates();
+  // One amax for every block per candidate (FakeQuant broadcasts a single value).
+  auto amax_of = [&](int64_t k, std::vector<float>& out) { out.assign(1, global_amax * c[static_cast<size_t>(k)]); };
+  AmaxSearchResult r =
+      Search(spec, w, shape, n, static_cast<int64_t>(c.size()), global_amax, amax_of, metric, what, kernels);
+  r.amax.resize(static_cast<size_t>(n));
+  for (size_t g = 0; g < r.amax.size(); ++g) r.amax[g] = global_amax * c[static_cast<size_t>(r.index[g])];
+  return r;
+}
+
+}  // namespace qforge
