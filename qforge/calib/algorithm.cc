@@ -19,6 +19,7 @@ struct Registration {
 // One row per implemented method.
 constexpr Registration kAlgorithms[] = {
     {"max", &MakeMaxAlgorithm},
+    {"mse", &MakeMseAlgorithm},
 };
 
 }  // namespace

@@ -43,5 +43,7 @@ std::vector<std::string_view> ImplementedCalibMethods();
 // Factories, one per algorithm file (the registry's rows).
 std::unique_ptr<CalibAlgorithm> MakeMaxAlgorithm(const config::QuantizeConfig& config,
                                                  const config::AlgorithmConfig& algo);
+std::unique_ptr<CalibAlgorithm> MakeMseAlgorithm(const config::QuantizeConfig& config,
+                                                 const config::AlgorithmConfig& algo);
 
 }  // namespace qforge

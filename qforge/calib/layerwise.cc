@@ -183,7 +183,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   CalibrateWeightAmax(fm, state, -1);
   // Max calibration changes no weight (unless an algorithm updates them): a staged export encodes and
   // writes each layer's weights as soon as their amax is final, from the copy resident for the forward.
-  WeightsFinalSink* sink = lo.weight_update ? nullptr : mo.weights_final;
+  WeightsFinalSink* sink = lo.weight_update || lo.refine_layer ? nullptr : mo.weights_final;
   // The weight-side steps of the end of calibration for `layer` (idempotent: the same again after its
   // forward), then the sink.
   auto layer_weights_final = [&](int layer) {
@@ -330,6 +330,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     if (needs_forward) CheckActivationAmax(model, state, l);
     FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, nullptr);
     mr.reduce_seconds += tr.Seconds();
+    if (lo.refine_layer) lo.refine_layer(fm, state, l);
     if (lo.weight_update) lo.weight_update(model, state, l);
 
     if (want_next && lo.qdq_from_prev) {

@@ -54,6 +54,10 @@ struct LayerwiseOptions {
   // Model::SetLinearWeight); with it the checkpoint stores the layer's weights (unless save_quantizers_only).
   // max has none; tests and later algorithms use it.
   std::function<void(Model&, QuantState&, int layer)> weight_update;
+  // An algorithm step that changes the layer's quantizers (not its weights) after its max step, before its
+  // outputs are captured and its checkpoint written: mse's weight search. With it no staged export runs
+  // (the weight amax change after the layer's max step).
+  std::function<void(ForwardModel&, QuantState&, int layer)> refine_layer;
   std::string method = "max";
   bool show_progress = true;
 };

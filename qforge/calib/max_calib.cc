@@ -198,10 +198,12 @@ void FinalizeSharedStateAndPromote(const Model& model, QuantState& state, const 
     if (!value) continue;
     for (const auto& name : g.members) shared[module_index[name]] = *value;
   }
-  // Promotion of static NVFP4 weight quantizers.
+  // Promotion of static NVFP4 weight quantizers, once: a quantizer promoted earlier (a previous layer of
+  // layerwise calibration, a checkpoint) keeps its global amax, which later steps (mse's search of the
+  // per-block amax) rely on.
   for (auto& q : state.quantizers()) {
     if (q.role != QuantizerRole::kWeight || !q.enabled() || q.sequential() || !q.has_amax) continue;
-    if (!q.spec().IsNvfp4Static()) continue;
+    if (!q.spec().IsNvfp4Static() || q.global_amax.has_value()) continue;
     auto it = shared.find(q.module);
     q.global_amax = it != shared.end() ? it->second : *std::max_element(q.amax.begin(), q.amax.end());
   }

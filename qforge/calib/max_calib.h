@@ -104,8 +104,8 @@ class MaxCalibHooks : public ForwardHooks {
 void SyncMoeExperts(const Model& model, const std::vector<int64_t>& rows_seen, QuantState& state, bool sync_weights,
                     MaxCalibReport* report, std::optional<int> layer = std::nullopt);
 
-// Spec §6.2 step 5 / §8.4: shared weight global amax per group, then promotion of static NVFP4 weights
-// (global_amax = group value, or the max of the quantizer's own per-block amax).
+// Spec §6.2 step 5 / §8.4: shared weight global amax per group, then promotion of the static NVFP4 weights
+// that have no global amax yet (global_amax = group value, or the max of the quantizer's own per-block amax).
 void FinalizeSharedStateAndPromote(const Model& model, QuantState& state, const std::vector<std::string>& patterns,
                                    MaxCalibReport* report);
 

@@ -45,6 +45,7 @@ struct QuantizeArgs {
   std::string qformat;
   bool qformat_given = false;  // --qformat appeared (possibly as '')
   std::string kv_qformat = "fp8";
+  std::string algorithm;  // --algorithm: replaces the config's algorithm (empty: keep it)
   std::vector<std::string> calib;
   int64_t calib_size = 512;
   int64_t calib_seq_len = 512;
@@ -117,6 +118,13 @@ int RunQuantize(const QuantizeArgs& a) {
     const std::string q = a.qformat.empty() ? "fp8" : a.qformat;
     qcfg = config::ResolveQformat(q, a.kv_qformat);
     what = fmt::format("--qformat {} --kv-cache-qformat {}", q, a.kv_qformat);
+  }
+  if (!a.algorithm.empty()) {
+    // A bare method name, or an inline YAML / JSON mapping (or list) in the config's `algorithm` syntax.
+    const bool bare = a.algorithm.find_first_of("{[:,") == std::string::npos;
+    const config::Json j = bare ? config::Json(a.algorithm) : config::ParseYaml(a.algorithm, "--algorithm");
+    qcfg.algorithm = config::AlgorithmSpec::FromJson(j, "--algorithm");
+    what += fmt::format(", --algorithm {}", a.algorithm);
   }
   LogInfo("quantize {} with {}", a.model, what);
   // The device first: a missing GPU or driver is reported before any work.
@@ -285,6 +293,9 @@ CommandRegistrar reg(
       recipe->excludes(qformat);
       sub.add_option("--kv-cache-qformat", a->kv_qformat, "KV-cache preset with --qformat (fp8, fp8_cast, nvfp4, none)")
           ->capture_default_str();
+      sub.add_option("--algorithm", a->algorithm,
+                     "calibration algorithm replacing the recipe's or preset's: a method (max, mse) or a mapping "
+                     "in the config's syntax, e.g. '{method: mse, fp8_scale_sweep: true}'");
       sub.add_option("--calib", a->calib, "calibration text files, tokenized and concatenated in order");
       sub.add_option("--calib-size", a->calib_size, "number of calibration samples")->capture_default_str();
       sub.add_option("--calib-seq-len", a->calib_seq_len, "tokens per calibration sample")->capture_default_str();

@@ -137,15 +137,64 @@ AmaxSearchResult SearchAmaxMultiplier(const QuantSpec& spec, std::span<const flo
   return r;
 }
 
+namespace {
+
+// The sweep for a [rows, cols] weight with 16-element blocks along its last dim, block by block: every
+// candidate's block scale is the same for all blocks (one amax for all), so the 126 scales are computed
+// once and each block tries them on its own elements. The same scalar functions as FakeQuant's static NVFP4
+// path, and the same double sums in element order: the choices of the generic search exactly.
+AmaxSearchResult Fp8SweepRowBlocks(const QdqPlan& plan, std::span<const float> w, float global_amax,
+                                   std::span<const float> c) {
+  const int64_t rows = plan.shape[0], cols = plan.shape[1];
+  const int64_t nb = plan.groups[1];
+  const float fp8_norm = plan.spec.block->four_over_six ? 256.0f : 448.0f;
+  std::vector<float> scale(c.size());
+  for (size_t k = 0; k < c.size(); ++k) scale[k] = Nvfp4StaticBlockScale(global_amax * c[k], global_amax, fp8_norm);
+  AmaxSearchResult r;
+  r.index.assign(static_cast<size_t>(rows * nb), 0);
+  r.amax.resize(static_cast<size_t>(rows * nb));
+#pragma omp parallel for schedule(static) if (rows * cols > (int64_t{1} << 16))
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* x = w.data() + i * cols + b * 16;
+      const int64_t n = std::min<int64_t>(16, cols - b * 16);
+      double best = std::numeric_limits<double>::infinity();
+      int32_t best_k = 0;
+      for (size_t k = 0; k < scale.size(); ++k) {
+        const float s = scale[k];
+        double loss = 0;
+        for (int64_t e = 0; e < n; ++e) {
+          const float y = s == 0.0f ? 0.0f : Nvfp4QdqElement(x[e], IsFiniteF32(s) ? s : 1.0f);
+          const double d = static_cast<double>(x[e]) - static_cast<double>(y);
+          loss += d * d;
+        }
+        if (loss < best) {
+          best = loss;
+          best_k = static_cast<int32_t>(k);
+        }
+      }
+      r.index[static_cast<size_t>(i * nb + b)] = best_k;
+      r.amax[static_cast<size_t>(i * nb + b)] = global_amax * c[static_cast<size_t>(best_k)];
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
 AmaxSearchResult SearchAmaxFp8Sweep(const QuantSpec& spec, std::span<const float> w, std::span<const int64_t> shape,
                                     std::span<const float> initial_amax, float global_amax,
                                     const AmaxSearchMetric* metric, std::string_view what,
-                                    const HostQuantKernels* kernels) {
+                                    const HostQuantKernels* kernels, bool reference) {
   QF_CHECK(spec.IsNvfp4Static(), "{}: the FP8 scale sweep applies to static NVFP4 weights only", what);
   const int64_t n = AmaxCount(spec, shape, what);
   QF_CHECK(static_cast<int64_t>(initial_amax.size()) == n, "{}: {} initial amax values for {} blocks", what,
            initial_amax.size(), n);
   const std::vector<float> c = Fp8ScaleCandidates();
+  if (metric == nullptr && !reference && shape.size() == 2) {
+    const QdqPlan plan = MakeQdqPlan(spec, shape, what);
+    if (plan.extent[0] == 1 && plan.extent[1] == 16) return Fp8SweepRowBlocks(plan, w, global_amax, c);
+  }
   // One amax for every block per candidate (FakeQuant broadcasts a single value).
   auto amax_of = [&](int64_t k, std::vector<float>& out) { out.assign(1, global_amax * c[static_cast<size_t>(k)]); };
   AmaxSearchResult r =

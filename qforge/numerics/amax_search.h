@@ -56,10 +56,12 @@ AmaxSearchResult SearchAmaxMultiplier(const QuantSpec& spec, std::span<const flo
                                       std::string_view what = "weight", const HostQuantKernels* kernels = nullptr);
 
 // FP8 scale sweep for a static NVFP4 weight: candidates global_amax * Fp8ScaleCandidates() for every block.
+// A [rows, cols] weight with 16-element row blocks and the default metric runs block by block in parallel
+// (same choices); `reference` forces the generic whole-tensor search.
 AmaxSearchResult SearchAmaxFp8Sweep(const QuantSpec& spec, std::span<const float> w, std::span<const int64_t> shape,
                                     std::span<const float> initial_amax, float global_amax,
                                     const AmaxSearchMetric* metric = nullptr, std::string_view what = "weight",
-                                    const HostQuantKernels* kernels = nullptr);
+                                    const HostQuantKernels* kernels = nullptr, bool reference = false);
 
 // Per-group squared error Σ (x - xq)² in AmaxShape order of the spec's groups for `shape` (double sums).
 void GroupSquaredError(const QuantSpec& spec, std::span<const int64_t> shape, std::span<const float> x,

@@ -166,6 +166,25 @@ TEST(AmaxSearch, Fp8SweepPicksTheBestCodePerBlock) {
   EXPECT_EQ(r.index[4], 0);  // the zero block
 }
 
+// The block-by-block sweep chooses what the generic whole-tensor search chooses, on random weights with odd
+// widths (a padded last block), outliers, zero rows and tiny values.
+TEST(AmaxSearch, FastSweepEqualsTheReference) {
+  const QuantSpec s = Nvfp4StaticSpec();
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{7, 48}, {5, 37}, {1, 16}, {33, 300}}) {
+    std::vector<float> w = Random(static_cast<size_t>(rows * cols), static_cast<uint32_t>(rows * 1000 + cols));
+    w[static_cast<size_t>(cols / 2)] = 40.0f;
+    for (int64_t j = 0; j < cols; ++j) w[static_cast<size_t>((rows - 1) * cols + j)] = rows > 1 ? 0.0f : w[j];
+    if (rows > 2) w[static_cast<size_t>(cols + 1)] = 1e-30f;
+    const std::vector<int64_t> shape = {rows, cols};
+    const std::vector<float> amax = ComputeAmax(s, w, shape);
+    const float global = *std::max_element(amax.begin(), amax.end());
+    const AmaxSearchResult fast = SearchAmaxFp8Sweep(s, w, shape, amax, global);
+    const AmaxSearchResult ref = SearchAmaxFp8Sweep(s, w, shape, amax, global, nullptr, "w", nullptr, true);
+    EXPECT_EQ(fast.index, ref.index) << rows << "x" << cols;
+    EXPECT_EQ(fast.amax, ref.amax) << rows << "x" << cols;
+  }
+}
+
 // GroupSquaredError's layout for static blocks (padding ignored) and per-channel axes, against direct loops.
 TEST(AmaxSearch, GroupLossLayouts) {
   const int64_t rows = 4, cols = 40;

@@ -1,0 +1,114 @@
+// The `mse` calibration algorithm (spec §6.3): max calibration (activations, weights, shared state,
+// promotion), then every eligible weight quantizer's amax from the MSE search of calib/weight_search.h.
+// Whole model: the search runs after max calibration. Layer by layer: each layer's weights are searched
+// right after the layer's max step, before its outputs are captured (so get_qdq_activations_from_prev_layer
+// sees the searched scales) and before its checkpoint is written (a resumed run keeps them).
+#include "qforge/base/error.h"
+#include "qforge/base/log.h"
+#include "qforge/base/progress.h"
+#include "qforge/calib/algorithm.h"
+#include "qforge/calib/layerwise.h"
+#include "qforge/calib/max_calib.h"
+#include "qforge/calib/weight_search.h"
+
+namespace qforge {
+namespace {
+
+class MseAlgorithm final : public CalibAlgorithm {
+ public:
+  MseAlgorithm(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo)
+      : quantize_config_(config), algo_(algo), mse_(*algo.As<config::MseCalibConfig>()) {
+    QF_CHECK(!mse_.moe_calib_experts_ratio.has_value(), "algorithm 'mse': moe_calib_experts_ratio is not supported yet");
+    search_.fp8_scale_sweep = mse_.fp8_scale_sweep;
+    search_.multipliers = MseMultipliers(mse_.start_multiplier, mse_.stop_multiplier, mse_.step_size);
+  }
+
+  const config::AlgorithmConfig& config() const override { return algo_; }
+
+  CalibNeeds Needs(const QuantState& state) const override {
+    CalibNeeds n;
+    n.forward = NeedsCalibrationData(state);
+    n.mutates_weights = false;
+    return n;
+  }
+
+  CalibrateReport Run(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
+                      const CalibrateOptions& options) override {
+    CalibrateReport report;
+    MaxCalibOptions mo = BaseOptions();
+    mo.batch_size = options.batch_size;
+    mo.show_progress = options.show_progress;
+    // No staged export: the weight amax are final only after the search.
+    const HostQuantKernels* kernels = fm.backend().host_kernels();
+    WeightSearchStats stats;
+    Timer ts;
+    double search_seconds = 0;
+    const LayerwiseOverrides& ov = options.layerwise;
+    if (ov.enable.value_or(algo_.layerwise().enable)) {
+      LayerwiseOptions lo = ResolveLayerwiseOptions(quantize_config_, algo_, ov);
+      lo.show_progress = options.show_progress;
+      lo.refine_layer = [&](ForwardModel& f, QuantState& s, int layer) {
+        Timer t;
+        stats.Merge(SearchLayerWeightAmax(f.model(), s, layer, search_, kernels));
+        search_seconds += t.Seconds();
+      };
+      report.layerwise = true;
+      report.checkpoint_dir = lo.checkpoint_dir.string();
+      report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
+      report.max = report.layerwise_report.max;
+      report.used_data = report.layerwise_report.used_data;
+    } else {
+      CalibData calib;
+      if (Needs(state).forward) {
+        calib = data();
+        report.used_data = true;
+      }
+      report.max = MaxCalibrate(fm, state, calib, mo);
+      const Model& model = fm.model();
+      Progress progress("mse", model.num_layers() + 1, "layers");
+      ts.Reset();
+      for (int layer = -1; layer < model.num_layers(); ++layer) {
+        stats.Merge(SearchLayerWeightAmax(model, state, layer, search_, kernels));
+        if (options.show_progress) progress.Add(1, layer < 0 ? "head" : fmt::format("layer {}", layer));
+      }
+      if (options.show_progress) progress.Finish();
+      search_seconds = ts.Seconds();
+    }
+    report.max.weight_amax_seconds += search_seconds;
+    report.max.notes.push_back(stats.Summary("mse", search_) + fmt::format(" ({:.2f}s)", search_seconds));
+    report.methods.push_back(algo_.method());
+    return report;
+  }
+
+  CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) override {
+    CalibrateReport report;
+    // The checkpoint holds the searched amax (and the promoted global amax) of every layer.
+    report.max = RestoreLayerwiseCheckpoint(fm, state, dir, BaseOptions());
+    report.methods.push_back(algo_.method());
+    report.layerwise = true;
+    report.checkpoint_dir = dir.string();
+    return report;
+  }
+
+ private:
+  MaxCalibOptions BaseOptions() const {
+    MaxCalibOptions mo;
+    mo.shared_patterns = config::ResolveSharedPatterns(mse_.shared_states);
+    return mo;
+  }
+
+  const config::QuantizeConfig& quantize_config_;
+  const config::AlgorithmConfig& algo_;
+  const config::MseCalibConfig& mse_;
+  WeightSearchOptions search_;
+};
+
+}  // namespace
+
+std::unique_ptr<CalibAlgorithm> MakeMseAlgorithm(const config::QuantizeConfig& config,
+                                                 const config::AlgorithmConfig& algo) {
+  QF_ASSERT(algo.As<config::MseCalibConfig>() != nullptr, "MakeMseAlgorithm for method '{}'", algo.method());
+  return std::make_unique<MseAlgorithm>(config, algo);
+}
+
+}  // namespace qforge
