@@ -278,6 +278,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       fm.ReleaseEmbedding();
       fm.set_embed_rows_from_host(true);
     }
+    Timer te;  // embedding is part of the calibration forward, as in MaxCalibrate
     for (int64_t b0 = 0; b0 < n; b0 += bs) {
       const int64_t b = std::min(bs, n - b0);
       inputs.Append(fm.Embed(BatchIds(calib, b0, b), b, calib.seq_len));
@@ -286,6 +287,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     }
     mr.ran_forward = true;
     if (!be.host_accessible()) fm.ReleaseEmbedding();  // (if an Embed before this call uploaded it)
+    mr.forward_seconds += te.Seconds();
   }
 
   Progress progress("layerwise", L - start, "layers");

@@ -358,8 +358,11 @@ HiddenStates ForwardModel::Embed(std::span<const int32_t> ids, int64_t batch, in
     // as a lookup in the uploaded table.
     const Tensor& table = model_.embed_table();
     const size_t row_bytes = static_cast<size_t>(H) * DTypeSize(table.dtype());
-    std::vector<char> rows(static_cast<size_t>(T) * row_bytes);
+    std::vector<char>& rows = embed_staging_;  // kept: its pages are touched once, not once per batch
+    rows.resize(static_cast<size_t>(T) * row_bytes);
     const char* src = static_cast<const char*>(table.raw());
+    // Parallel: the rows are scattered over the (mmap'd) table, whose first touch faults pages in.
+#pragma omp parallel for schedule(static) if (T * static_cast<int64_t>(row_bytes) > (int64_t{1} << 22))
     for (int64_t t = 0; t < T; ++t) {
       std::memcpy(rows.data() + static_cast<size_t>(t) * row_bytes, src + static_cast<size_t>(ids[t]) * row_bytes,
                   row_bytes);

@@ -148,7 +148,10 @@ class ForwardModel {
   // On a device backend, while the embedding table is not resident, Embed gathers each batch's rows from the
   // host table (as stored) and uploads only those, instead of uploading the table (layerwise calibration:
   // a 128k-vocabulary table is more than a decoder layer). The values are the same.
-  void set_embed_rows_from_host(bool on) { embed_rows_from_host_ = on; }
+  void set_embed_rows_from_host(bool on) {
+    embed_rows_from_host_ = on;
+    if (!on) std::vector<char>().swap(embed_staging_);
+  }
   int64_t max_chunk_rows() const { return max_chunk_rows_; }
 
   // Rows each Linear module has processed since the last reset (per-expert token counts for MoE).
@@ -212,6 +215,7 @@ class ForwardModel {
   int64_t rope_len_ = 0;
   int64_t max_chunk_rows_ = 0;
   bool embed_rows_from_host_ = false;
+  std::vector<char> embed_staging_;  // host rows of set_embed_rows_from_host, reused across batches
   std::unique_ptr<Workspace> ws_;
 };
 
