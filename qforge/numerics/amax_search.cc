@@ -16,8 +16,10 @@ std::vector<float> MseMultipliers(double start, double stop, double step) {
   QF_CHECK(steps_d >= 1 && steps_d <= 1e6, "mse: ceil((stop_multiplier - start_multiplier) / step_size) + 1 = {} "
            "candidates (start {}, stop {}, step {}); expected between 1 and 1e6", steps_d, start, stop, step);
   const int64_t n = static_cast<int64_t>(steps_d);
-  // torch.linspace's CPU kernel in the output dtype (fp32): start and end cast first, one fp32 step, the
-  // lower half counted up from start and the upper half down from end.
+  // torch.linspace in the output dtype (fp32), as its CUDA and vectorized CPU kernels compute it: start and
+  // end cast first, one fp32 step, the lower half counted up from start and the upper half down from end,
+  // each value one fused multiply-add (a single rounding; a separate product and sum differ in 4 of the 39
+  // default multipliers).
   const float s = static_cast<float>(start), e = static_cast<float>(stop);
   std::vector<float> m(static_cast<size_t>(n));
   if (n == 1) {
@@ -27,7 +29,8 @@ std::vector<float> MseMultipliers(double start, double stop, double step) {
   const float d = (e - s) / static_cast<float>(n - 1);
   const int64_t halfway = n / 2;
   for (int64_t i = 0; i < n; ++i) {
-    m[static_cast<size_t>(i)] = i < halfway ? s + d * static_cast<float>(i) : e - d * static_cast<float>(n - i - 1);
+    m[static_cast<size_t>(i)] = i < halfway ? std::fma(d, static_cast<float>(i), s)
+                                            : std::fma(-d, static_cast<float>(n - i - 1), e);
   }
   return m;
 }

@@ -26,7 +26,8 @@
 namespace qforge {
 
 // torch.linspace(start, stop, ceil((stop - start) / step) + 1) in fp32 (start, stop, step > 0; checked by
-// the config): the first half as start + i*d, the second as stop - (n-1-i)*d, d = (stop - start) / (n - 1).
+// the config): the first half as fma(d, i, start), the second as fma(-d, n-1-i, stop), d = (stop - start) /
+// (n - 1), exactly torch's values.
 std::vector<float> MseMultipliers(double start, double stop, double step);
 
 // The 126 sweep candidates c_k / 448 (fp32), in increasing order.

@@ -58,7 +58,29 @@ TEST(AmaxSearch, CandidateSets) {
     EXPECT_GT(m[i], m[i - 1]);
     EXPECT_NEAR(m[i] - m[i - 1], 3.75 / 38, 1e-6);
   }
-  // GOLDEN_LINSPACE
+  // torch 2.11's torch.linspace(0.25, 4.0, 39) and torch.linspace(0.1, 2.0, 11), fp32, on the GPU machine
+  // (CUDA and CPU give the same values), printed exactly as hex.
+  const double torch_39[] = {
+      0x1.0000000000000p-2, 0x1.650d7a0000000p-2, 0x1.ca1af40000000p-2, 0x1.1794360000000p-1,
+      0x1.4a1af40000000p-1, 0x1.7ca1b00000000p-1, 0x1.af286c0000000p-1, 0x1.e1af2a0000000p-1,
+      0x1.0a1af40000000p+0, 0x1.235e520000000p+0, 0x1.3ca1b00000000p+0, 0x1.55e50e0000000p+0,
+      0x1.6f286c0000000p+0, 0x1.886bca0000000p+0, 0x1.a1af2a0000000p+0, 0x1.baf2880000000p+0,
+      0x1.d435e60000000p+0, 0x1.ed79440000000p+0, 0x1.035e520000000p+1, 0x1.1000000000000p+1,
+      0x1.1ca1ae0000000p+1, 0x1.29435e0000000p+1, 0x1.35e50c0000000p+1, 0x1.4286bc0000000p+1,
+      0x1.4f286c0000000p+1, 0x1.5bca1a0000000p+1, 0x1.686bca0000000p+1, 0x1.750d780000000p+1,
+      0x1.81af280000000p+1, 0x1.8e50d80000000p+1, 0x1.9af2860000000p+1, 0x1.a794360000000p+1,
+      0x1.b435e40000000p+1, 0x1.c0d7940000000p+1, 0x1.cd79440000000p+1, 0x1.da1af20000000p+1,
+      0x1.e6bca20000000p+1, 0x1.f35e500000000p+1, 0x1.0000000000000p+2,
+  };
+  const double torch_11[] = {
+      0x1.99999a0000000p-4, 0x1.28f5c20000000p-2, 0x1.eb851e0000000p-2, 0x1.570a3e0000000p-1,
+      0x1.b851ec0000000p-1, 0x1.0ccccc0000000p+0, 0x1.3d70a40000000p+0, 0x1.6e147c0000000p+0,
+      0x1.9eb8520000000p+0, 0x1.cf5c280000000p+0, 0x1.0000000000000p+1,
+  };
+  for (size_t i = 0; i < 39; ++i) EXPECT_EQ(m[i], static_cast<float>(torch_39[i])) << i;
+  const std::vector<float> m11 = MseMultipliers(0.1, 2.0, 0.19);
+  ASSERT_EQ(m11.size(), 11u);
+  for (size_t i = 0; i < 11; ++i) EXPECT_EQ(m11[i], static_cast<float>(torch_11[i])) << i;
   EXPECT_EQ(MseMultipliers(1.0, 1.5, 0.5), (std::vector<float>{1.0f, 1.5f}));  // NVFP4 four-over-six
   EXPECT_EQ(MseMultipliers(1.0, 1.0, 0.1).size(), 1u);
   const std::vector<float> c = Fp8ScaleCandidates();
