@@ -71,6 +71,9 @@ class TimingBackend final : public Backend {
   void Add(float* y, const float* x, int64_t n) override {
     Time("add", [&] { inner_.Add(y, x, n); });
   }
+  void BlockGram(const float* x, int64_t r, int64_t c, int64_t b, float* h) override {
+    Time("block_gram", [&] { inner_.BlockGram(x, r, c, b, h); });
+  }
   void ToBf16(const float* x, uint16_t* y, int64_t n) override {
     Time("convert", [&] { inner_.ToBf16(x, y, n); });
   }

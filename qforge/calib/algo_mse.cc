@@ -47,7 +47,7 @@ class MseAlgorithm final : public CalibAlgorithm {
     if (ov.enable.value_or(algo_.layerwise().enable)) {
       LayerwiseOptions lo = ResolveLayerwiseOptions(quantize_config_, algo_, ov);
       lo.show_progress = options.show_progress;
-      lo.refine_layer = [&](ForwardModel& f, QuantState& s, int layer) {
+      lo.refine_layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore&) {
         Timer t;
         stats.Merge(SearchLayerWeightAmax(f.model(), s, layer, search_, kernels));
         search_seconds += t.Seconds();
@@ -82,8 +82,13 @@ class MseAlgorithm final : public CalibAlgorithm {
 
   CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) override {
     CalibrateReport report;
-    // The checkpoint holds the searched amax (and the promoted global amax) of every layer.
-    report.max = RestoreLayerwiseCheckpoint(fm, state, dir, BaseOptions());
+    // The checkpoint holds the searched amax (and the promoted global amax) of every decoder layer; the
+    // head is calibrated again, so searched again.
+    const HostQuantKernels* kernels = fm.backend().host_kernels();
+    report.max = RestoreLayerwiseCheckpoint(fm, state, dir, BaseOptions(),
+                                            [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore&) {
+                                              (void)SearchLayerWeightAmax(f.model(), s, layer, search_, kernels);
+                                            });
     report.methods.push_back(algo_.method());
     report.layerwise = true;
     report.checkpoint_dir = dir.string();

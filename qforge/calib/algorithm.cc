@@ -20,6 +20,7 @@ struct Registration {
 constexpr Registration kAlgorithms[] = {
     {"max", &MakeMaxAlgorithm},
     {"mse", &MakeMseAlgorithm},
+    {"local_hessian", &MakeLocalHessianAlgorithm},
 };
 
 }  // namespace

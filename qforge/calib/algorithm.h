@@ -45,5 +45,7 @@ std::unique_ptr<CalibAlgorithm> MakeMaxAlgorithm(const config::QuantizeConfig& c
                                                  const config::AlgorithmConfig& algo);
 std::unique_ptr<CalibAlgorithm> MakeMseAlgorithm(const config::QuantizeConfig& config,
                                                  const config::AlgorithmConfig& algo);
+std::unique_ptr<CalibAlgorithm> MakeLocalHessianAlgorithm(const config::QuantizeConfig& config,
+                                                          const config::AlgorithmConfig& algo);
 
 }  // namespace qforge

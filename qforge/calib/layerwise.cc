@@ -135,7 +135,7 @@ void RemoveStaleTemporaries(const fs::path& dir) {
 
 // Head calibration, promotion and the final checks, shared by the driver and RestoreLayerwiseCheckpoint.
 void FinishCalibration(ForwardModel& fm, QuantState& state, const ActivationStore& final_states,
-                       const MaxCalibOptions& mo, MaxCalibReport* report) {
+                       const MaxCalibOptions& mo, MaxCalibReport* report, const LayerwiseOptions::RefineLayer& refine) {
   Model& model = fm.model();
   if (report->ran_forward && HeadNeedsCalibration(model, state)) {
     MaxCalibHooks hooks(state);
@@ -143,6 +143,7 @@ void FinishCalibration(ForwardModel& fm, QuantState& state, const ActivationStor
   }
   if (report->ran_forward) CheckActivationAmax(model, state);
   FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, report);
+  if (refine) refine(fm, state, -1, final_states);
 }
 
 }  // namespace
@@ -311,10 +312,12 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     // Layer l's outputs replace its inputs in `inputs`, batch by batch (also for the last layer: head
     // calibration and its checkpoint read them).
     const bool want_next = needs_forward;
+    // The inputs stay for a pass after the max step: the fake-quantized one, or the refinement's.
+    const bool keep_inputs = lo.qdq_from_prev || (lo.refine_layer && lo.refine_reads_inputs);
     if (needs_forward) {
       MaxCalibHooks hooks(state);
       for (int64_t b = 0; b < inputs.size(); ++b) {
-        if (lo.qdq_from_prev) {  // the outputs come from the fake-quantized pass below: the inputs stay
+        if (keep_inputs) {
           HiddenStates h = inputs.Get(b);
           fm.RunLayer(l, h, &hooks);
         } else {  // max hooks do not modify: these are the unquantized outputs
@@ -332,8 +335,21 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     if (needs_forward) CheckActivationAmax(model, state, l);
     FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, nullptr);
     mr.reduce_seconds += tr.Seconds();
-    if (lo.refine_layer) lo.refine_layer(fm, state, l);
+    if (lo.refine_layer) {
+      Timer tq;
+      lo.refine_layer(fm, state, l, inputs);
+      mr.weight_amax_seconds += tq.Seconds();
+    }
     if (lo.weight_update) lo.weight_update(model, state, l);
+    if (want_next && keep_inputs && !lo.qdq_from_prev) {  // the unquantized outputs, after the refinement
+      Timer tq;
+      for (int64_t b = 0; b < inputs.size(); ++b) {
+        HiddenStates h = inputs.Take(b);
+        fm.RunLayer(l, h);
+        inputs.Put(b, std::move(h));
+      }
+      mr.forward_seconds += tq.Seconds();
+    }
 
     if (want_next && lo.qdq_from_prev) {
       Timer tq;
@@ -393,13 +409,13 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   if (lo.show_progress && start < L) progress.Finish();
 
   Timer tr;
-  FinishCalibration(fm, state, inputs, mo, &mr);
+  FinishCalibration(fm, state, inputs, mo, &mr, lo.refine_layer);
   mr.reduce_seconds += tr.Seconds();
   return report;
 }
 
 MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, const fs::path& dir,
-                                          const MaxCalibOptions& mo) {
+                                          const MaxCalibOptions& mo, const LayerwiseOptions::RefineLayer& refine_head) {
   Model& model = fm.model();
   auto m = ReadManifest(dir);
   QF_CHECK(m.has_value(), "'{}' is not a layerwise checkpoint directory (no manifest.json)", dir.string());
@@ -438,7 +454,7 @@ MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, c
     final_states = ActivationStore::Load(ni, fm.backend(), int64_t{2} << 30, {}, 0, storage);
     report.ran_forward = true;
   }
-  FinishCalibration(fm, state, final_states, mo, &report);
+  FinishCalibration(fm, state, final_states, mo, &report, refine_head);
   return report;
 }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "qforge/calib/activation_store.h"
 #include "qforge/calib/calib_data.h"
 #include "qforge/calib/max_calib.h"
 #include "qforge/model/model.h"
@@ -54,10 +55,15 @@ struct LayerwiseOptions {
   // Model::SetLinearWeight); with it the checkpoint stores the layer's weights (unless save_quantizers_only).
   // max has none; tests and later algorithms use it.
   std::function<void(Model&, QuantState&, int layer)> weight_update;
-  // An algorithm step that changes the layer's quantizers (not its weights) after its max step, before its
-  // outputs are captured and its checkpoint written: mse's weight search. With it no staged export runs
+  // An algorithm step that changes a layer's quantizers (not its weights) after its max step, before its
+  // outputs are captured and its checkpoint written: mse's weight search, local_hessian's capture and
+  // search. `inputs` are the layer's inputs (for layer -1, the head: the last layer's outputs), readable
+  // when `refine_reads_inputs` (the max step then keeps them, and the outputs come from one more pass).
+  // Called for every decoder layer, then for -1 once the head is calibrated. With it no staged export runs
   // (the weight amax change after the layer's max step).
-  std::function<void(ForwardModel&, QuantState&, int layer)> refine_layer;
+  using RefineLayer = std::function<void(ForwardModel&, QuantState&, int layer, const ActivationStore& inputs)>;
+  RefineLayer refine_layer;
+  bool refine_reads_inputs = false;
   std::string method = "max";
   bool show_progress = true;
 };
@@ -81,8 +87,10 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
 // Restores a finished checkpoint directory into `state` (quant_cfg applied from `<dir>/config.json` by the
 // caller) without calibrating: every layer's quantizers, the head's activation amax from the last layer's
 // outputs, shared state and promotion. Throws if the directory is unfinished or the model differs.
+// `refine_head`: the algorithm's LayerwiseOptions::refine_layer, run for the head (-1) as the driver does.
 MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir,
-                                          const MaxCalibOptions& max_options);
+                                          const MaxCalibOptions& max_options,
+                                          const LayerwiseOptions::RefineLayer& refine_head = {});
 
 // Replaces the weights of decoder layer `layer`'s Linears with their fake-quantized values (enabled weight
 // quantizers, calibrated amax / global amax). Returns the weights it replaced (module, f32 weight), for

@@ -41,41 +41,55 @@ std::vector<float> Fp8ScaleCandidates() {
   return c;
 }
 
-void GroupSquaredError(const QuantSpec& spec, std::span<const int64_t> shape, std::span<const float> x,
-                       std::span<const float> xq, std::span<double> losses, std::string_view what) {
-  QF_ASSERT(x.size() == xq.size(), "GroupSquaredError: sizes differ");
-  std::fill(losses.begin(), losses.end(), 0.0);
+namespace {
+
+// Calls add(group, i) for every element i of `shape` (AmaxShape order of the spec's groups).
+template <typename Add>
+void ForEachGroupElement(const QuantSpec& spec, std::span<const int64_t> shape, size_t n_elements, size_t n_losses,
+                         std::string_view what, Add add) {
   const std::optional<std::vector<int64_t>> amax_shape = AmaxShape(spec, shape);
   QF_CHECK(amax_shape.has_value(), "{}: its format has no amax to search (MX)", what);
   int64_t n_amax = 1;
   for (int64_t d : *amax_shape) n_amax *= d;
-  QF_ASSERT(static_cast<int64_t>(losses.size()) == n_amax, "GroupSquaredError: {} losses for {} groups",
-            losses.size(), n_amax);
+  QF_ASSERT(static_cast<int64_t>(n_losses) == n_amax, "{} losses for {} groups", n_losses, n_amax);
   if (n_amax == 1) {
-    double sum = 0;
-    for (size_t i = 0; i < x.size(); ++i) {
-      const double e = static_cast<double>(x[i]) - static_cast<double>(xq[i]);
-      sum += e * e;
-    }
-    losses[0] = sum;
+    for (size_t i = 0; i < n_elements; ++i) add(0, i);
     return;
   }
   const QdqPlan plan = MakeQdqPlan(spec, shape, what);
-  QF_ASSERT(plan.num_groups == n_amax, "GroupSquaredError: the plan has {} groups, the amax {}", plan.num_groups,
-            n_amax);
+  QF_ASSERT(plan.num_groups == n_amax, "the plan has {} groups, the amax {}", plan.num_groups, n_amax);
+  QF_ASSERT(static_cast<int64_t>(n_elements) == plan.numel, "{} values for {} elements", n_elements, plan.numel);
   const size_t rank = plan.shape.size();
   // Odometer over the element index; the group index follows from idx[d] / extent[d].
   std::vector<int64_t> idx(rank, 0);
-  for (size_t i = 0; i < x.size(); ++i) {
+  for (size_t i = 0; i < n_elements; ++i) {
     int64_t g = 0;
     for (size_t d = 0; d < rank; ++d) g = g * plan.groups[d] + idx[d] / plan.extent[d];
-    const double e = static_cast<double>(x[i]) - static_cast<double>(xq[i]);
-    losses[static_cast<size_t>(g)] += e * e;
+    add(static_cast<size_t>(g), i);
     for (size_t d = rank; d-- > 0;) {
       if (++idx[d] < plan.shape[d]) break;
       idx[d] = 0;
     }
   }
+}
+
+}  // namespace
+
+void GroupSquaredError(const QuantSpec& spec, std::span<const int64_t> shape, std::span<const float> x,
+                       std::span<const float> xq, std::span<double> losses, std::string_view what) {
+  QF_ASSERT(x.size() == xq.size(), "GroupSquaredError: sizes differ");
+  std::fill(losses.begin(), losses.end(), 0.0);
+  ForEachGroupElement(spec, shape, x.size(), losses.size(), what, [&](size_t g, size_t i) {
+    const double e = static_cast<double>(x[i]) - static_cast<double>(xq[i]);
+    losses[g] += e * e;
+  });
+}
+
+void GroupSum(const QuantSpec& spec, std::span<const int64_t> shape, std::span<const double> values,
+              std::span<double> losses, std::string_view what) {
+  std::fill(losses.begin(), losses.end(), 0.0);
+  ForEachGroupElement(spec, shape, values.size(), losses.size(), what,
+                      [&](size_t g, size_t i) { losses[g] += values[i]; });
 }
 
 namespace {

@@ -67,5 +67,8 @@ AmaxSearchResult SearchAmaxFp8Sweep(const QuantSpec& spec, std::span<const float
 // Per-group squared error Σ (x - xq)² in AmaxShape order of the spec's groups for `shape` (double sums).
 void GroupSquaredError(const QuantSpec& spec, std::span<const int64_t> shape, std::span<const float> x,
                        std::span<const float> xq, std::span<double> losses, std::string_view what = "weight");
+// Per-group sums of per-element values (one per element of `shape`), in AmaxShape order.
+void GroupSum(const QuantSpec& spec, std::span<const int64_t> shape, std::span<const double> values,
+              std::span<double> losses, std::string_view what = "weight");
 
 }  // namespace qforge

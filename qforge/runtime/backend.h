@@ -241,6 +241,12 @@ class Backend {
   virtual void ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y, int64_t rows,
                               int64_t dim) = 0;
 
+  // Gram matrices of x's column blocks, accumulated: h[j] += X_jᵀ·X_j for j < cols / block, where X_j is
+  // x[:, j·block, (j+1)·block) ([rows, block]) and h is [cols / block, block, block] row-major (symmetric);
+  // fp32 products and sums, no TF32. x: [rows, cols], cols % block == 0. local_hessian calibration's
+  // per-input-block Hessian H_j = Σ_tokens x_j x_jᵀ.
+  virtual void BlockGram(const float* x, int64_t rows, int64_t cols, int64_t block, float* h) = 0;
+
   // max |x[i]| over i < n (0 for n == 0; NaN if any element is NaN), returned on the host.
   virtual float Amax(const float* x, int64_t n) = 0;
 

@@ -108,6 +108,24 @@ TEST_P(DeviceBackendTest, Bf16Conversions) {
   }
 }
 
+// BlockGram is a statistic in fp32 in both compute dtypes (no bf16 rounding of its output): the CPU's sums
+// in another order, fp32 tolerance; accumulating onto what h held.
+TEST_P(DeviceBackendTest, BlockGram) {
+  Backend& be = dev();
+  for (auto [rows, cols, block] : {std::tuple<int64_t, int64_t, int64_t>{1, 16, 16}, {37, 48, 16}, {1000, 128, 16},
+                                   {333, 96, 8}, {4096, 512, 16}, {0, 32, 16}}) {
+    SCOPED_TRACE(::testing::Message() << "rows " << rows << " cols " << cols << " block " << block);
+    const auto x = Input(static_cast<size_t>(rows * cols), 51, -2.f, 2.f);
+    const auto h0 = Input(static_cast<size_t>(cols * block), 52);
+    std::vector<float> want = h0;
+    cpu().BlockGram(x.data(), rows, cols, block, want.data());
+    Buffer dx = ToDevice(be, x), dh = ToDevice(be, h0);
+    be.BlockGram(dx.as<float>(), rows, cols, block, dh.as<float>());
+    const double scale = std::max(1.f, MaxAbs(want));
+    EXPECT_TRUE(Near("BlockGram", FromDevice<float>(be, dh), want, Tolerance{1e-5, 1e-5 * scale, 1e-10}));
+  }
+}
+
 TEST_P(DeviceBackendTest, RmsNorm) {
   Backend& be = dev();
   for (auto [rows, dim] : {std::pair<int64_t, int64_t>{1, 1}, {3, 64}, {37, 4095}, {8, 5120}, {1000, 128}}) {

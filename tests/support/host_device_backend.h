@@ -48,6 +48,7 @@ class HostDeviceBackend final : public Backend {
   void SiluMul(const float* g, const float* u, float* o, int64_t n) override { cpu_.SiluMul(g, u, o, n); }
   void Add(float* y, const float* x, int64_t n) override { cpu_.Add(y, x, n); }
   void ToBf16(const float* x, uint16_t* y, int64_t n) override { cpu_.ToBf16(x, y, n); }
+  void BlockGram(const float* x, int64_t r, int64_t c, int64_t b, float* h) override { cpu_.BlockGram(x, r, c, b, h); }
   void FromBf16(const uint16_t* x, float* y, int64_t n) override { cpu_.FromBf16(x, y, n); }
   void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) override {
     cpu_.SwapMiddleAxes(x, y, a, b, c, d);

@@ -308,6 +308,18 @@ void CpuBackend::Add(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
+void CpuBackend::BlockGram(const float* x, int64_t rows, int64_t cols, int64_t block, float* h) {
+  QF_ASSERT(block > 0 && cols % block == 0, "BlockGram: {} columns are not a multiple of the block {}", cols, block);
+  const int64_t nb = cols / block;
+  if (rows == 0) return;
+#pragma omp parallel for schedule(static) if (nb > 1 && rows * cols > kParallelGrain)
+  for (int64_t j = 0; j < nb; ++j) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(block), static_cast<int>(block),
+                static_cast<int>(rows), 1.f, x + j * block, static_cast<int>(cols), x + j * block,
+                static_cast<int>(cols), 1.f, h + j * block * block, static_cast<int>(block));
+  }
+}
+
 void CpuBackend::ToBf16(const float* x, uint16_t* y, int64_t n) {
 #pragma omp parallel for simd if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) y[i] = F32ToBf16Rne(x[i]);

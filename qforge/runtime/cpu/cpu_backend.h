@@ -38,6 +38,7 @@ class CpuBackend final : public Backend {
   void SiluMul(const float* gate, const float* up, float* out, int64_t n) override;
   void Add(float* y, const float* x, int64_t n) override;
   void ToBf16(const float* x, uint16_t* y, int64_t n) override;
+  void BlockGram(const float* x, int64_t rows, int64_t cols, int64_t block, float* h) override;
   void FromBf16(const uint16_t* x, float* y, int64_t n) override;
   void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) override;
   void EmbedRows(const void* table, DType table_dtype, const int32_t* ids, float* out, int64_t rows,

@@ -176,6 +176,24 @@ TEST(CpuBackend, Bf16ConversionsMatchTheScalarCodecs) {
   for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(narrow[i], F32ToBf16Rne(x[i])) << std::bit_cast<uint32_t>(x[i]);
 }
 
+// BlockGram against the definition in double: h[j][a][b] += Σ_r x[r, j·bs + a] · x[r, j·bs + b].
+TEST(CpuBackend, BlockGramAccumulatesEachColumnBlocksGram) {
+  Backend& be = DefaultCpuBackend();
+  const int64_t rows = 29, cols = 48, bs = 16, nb = cols / bs;
+  const auto x = Random(rows * cols, 31, 1.f);
+  std::vector<float> h(static_cast<size_t>(nb * bs * bs), 0.5f);
+  be.BlockGram(x.data(), rows, cols, bs, h.data());
+  for (int64_t j = 0; j < nb; ++j) {
+    for (int64_t a = 0; a < bs; ++a) {
+      for (int64_t b = 0; b < bs; ++b) {
+        double want = 0.5;
+        for (int64_t r = 0; r < rows; ++r) want += static_cast<double>(x[r * cols + j * bs + a]) * x[r * cols + j * bs + b];
+        ASSERT_NEAR(h[(j * bs + a) * bs + b], want, 1e-4) << j << " " << a << " " << b;
+      }
+    }
+  }
+}
+
 TEST(CpuBackend, SoftmaxSiluMulAddAmax) {
   Backend& be = DefaultCpuBackend();
   auto x = Random(5 * 9, 12, 4.f);

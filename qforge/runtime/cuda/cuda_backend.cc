@@ -75,6 +75,7 @@ class CudaBackend final : public Backend {
   void Add(float* y, const float* x, int64_t n) override;
   void TrimCache() override { ReleaseCached(); }
   void ToBf16(const float* x, uint16_t* y, int64_t n) override;
+  void BlockGram(const float* x, int64_t rows, int64_t cols, int64_t block, float* h) override;
   void FromBf16(const uint16_t* x, float* y, int64_t n) override;
   void SwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d) override;
   void EmbedRows(const void* table, DType table_dtype, const int32_t* ids, float* out, int64_t rows,
@@ -536,6 +537,23 @@ void CudaBackend::SiluMul(const float* gate, const float* up, float* out, int64_
 void CudaBackend::Add(float* y, const float* x, int64_t n) {
   Activate();
   Check(cuda::LaunchAdd(y, x, n, round_bf16(), stream_), "Add");
+}
+
+void CudaBackend::BlockGram(const float* x, int64_t rows, int64_t cols, int64_t block, float* h) {
+  QF_ASSERT(block > 0 && cols % block == 0, "BlockGram: {} columns are not a multiple of the block {}", cols, block);
+  QF_CHECK(rows <= std::numeric_limits<int>::max() && cols <= std::numeric_limits<int>::max(),
+           "{}: BlockGram of {} x {} exceeds cuBLAS's int dimensions", name_, rows, cols);
+  if (rows == 0 || cols == 0) return;
+  Activate();
+  // Column-major, x is [cols, rows] with ld cols; block j is the [block, rows] slice at row j·block, and
+  // H_j = B_j·B_jᵀ ([block, block], symmetric, so its layout does not matter): one strided-batched GEMM.
+  const float alpha = 1.f, beta = 1.f;
+  const int b = static_cast<int>(block);
+  CheckBlas(cublasGemmStridedBatchedEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, b, b, static_cast<int>(rows), &alpha, x,
+                                       CUDA_R_32F, static_cast<int>(cols), block, x, CUDA_R_32F,
+                                       static_cast<int>(cols), block, &beta, h, CUDA_R_32F, b, block * block,
+                                       static_cast<int>(cols / block), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmStridedBatchedEx (BlockGram)");
 }
 
 void CudaBackend::ToBf16(const float* x, uint16_t* y, int64_t n) {

@@ -1,0 +1,181 @@
+// The `local_hessian` calibration algorithm (spec §6.4): max calibration; a capture forward with the
+// activation quantizers applied and the weights unquantized, accumulating every quantized Linear's
+// per-input-block Hessians (calib/local_hessian.h); then mse's weight search (calib/weight_search.h) with the
+// loss dwᵀ (H_j / tokens) dw per output row and input block. Linears whose in_features is not a multiple of
+// block_size, and Linears no token reached, fall back to the plain squared error.
+// Whole model: one capture forward over every batch after max calibration. Layer by layer: each layer's
+// capture runs on its kept inputs after the layer's max step, then its outputs are computed (an extra pass).
+#include <map>
+#include <memory>
+
+#include "qforge/base/error.h"
+#include "qforge/base/log.h"
+#include "qforge/base/progress.h"
+#include "qforge/calib/algorithm.h"
+#include "qforge/calib/layerwise.h"
+#include "qforge/calib/local_hessian.h"
+#include "qforge/calib/max_calib.h"
+#include "qforge/calib/weight_search.h"
+
+namespace qforge {
+namespace {
+
+class LocalHessianAlgorithm final : public CalibAlgorithm {
+ public:
+  LocalHessianAlgorithm(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo)
+      : quantize_config_(config), algo_(algo), lh_(*algo.As<config::LocalHessianCalibConfig>()) {
+    QF_CHECK(!lh_.moe_calib_experts_ratio.has_value(),
+             "algorithm 'local_hessian': moe_calib_experts_ratio is not supported yet");
+    search_.fp8_scale_sweep = lh_.fp8_scale_sweep;
+    search_.multipliers = MseMultipliers(lh_.start_multiplier, lh_.stop_multiplier, lh_.step_size);
+  }
+
+  const config::AlgorithmConfig& config() const override { return algo_; }
+
+  // The Hessians come from data whatever the activation quantizers need.
+  CalibNeeds Needs(const QuantState&) const override { return CalibNeeds{true, false}; }
+
+  CalibrateReport Run(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
+                      const CalibrateOptions& options) override {
+    CalibrateReport report;
+    MaxCalibOptions mo = BaseOptions();
+    mo.batch_size = options.batch_size;
+    mo.show_progress = options.show_progress;
+    Model& model = fm.model();
+    WeightSearchStats stats;
+    int with_hessian = 0;
+    double refine_seconds = 0;
+    const LayerwiseOverrides& ov = options.layerwise;
+    if (ov.enable.value_or(algo_.layerwise().enable)) {
+      LayerwiseOptions lo = ResolveLayerwiseOptions(quantize_config_, algo_, ov);
+      lo.show_progress = options.show_progress;
+      lo.refine_reads_inputs = true;
+      lo.refine_layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
+        Timer t;
+        HessianCaptureHooks hooks(f, s, LinearsOf(model, layer), lh_.block_size, FakeQuantHooks::FromState(model, s));
+        for (int64_t b = 0; b < inputs.size(); ++b) {
+          HiddenStates h = inputs.Get(b);
+          if (layer >= 0) {
+            f.RunLayer(layer, h, &hooks);
+          } else if (HeadCaptured(model, s)) {
+            (void)f.Logits(h, &hooks);
+          }
+        }
+        stats.Merge(Search(model, s, layer, hooks, &with_hessian, f.backend().host_kernels()));
+        refine_seconds += t.Seconds();
+      };
+      report.layerwise = true;
+      report.checkpoint_dir = lo.checkpoint_dir.string();
+      report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
+      report.max = report.layerwise_report.max;
+      report.used_data = report.layerwise_report.used_data;
+    } else {
+      const CalibData calib = data();
+      report.used_data = true;
+      QF_CHECK(!calib.samples.empty(), "local_hessian needs calibration data: no calibration samples");
+      report.max = MaxCalibrate(fm, state, calib, mo);
+      Timer t;
+      HessianCaptureHooks hooks(fm, state, model.linear_modules(), lh_.block_size,
+                                FakeQuantHooks::FromState(model, state));
+      const int64_t bs = std::max<int64_t>(1, mo.batch_size);
+      const int64_t n = static_cast<int64_t>(calib.samples.size());
+      Progress progress("local_hessian", (n + bs - 1) / bs, "batches");
+      for (int64_t b0 = 0; b0 < n; b0 += bs) {
+        const int64_t b = std::min(bs, n - b0);
+        HiddenStates h = fm.Embed(BatchIds(calib, b0, b), b, calib.seq_len);
+        for (int l = 0; l < model.num_layers(); ++l) fm.RunLayer(l, h, &hooks);
+        if (HeadCaptured(model, state)) (void)fm.Logits(h, &hooks);
+        if (options.show_progress) progress.Add(1, "capture");
+      }
+      if (options.show_progress) progress.Finish();
+      report.max.forward_seconds += t.Seconds();
+      t.Reset();
+      for (int layer = -1; layer < model.num_layers(); ++layer) {
+        stats.Merge(Search(model, state, layer, hooks, &with_hessian, fm.backend().host_kernels()));
+      }
+      refine_seconds = t.Seconds();
+    }
+    report.max.weight_amax_seconds += refine_seconds;
+    report.max.notes.push_back(stats.Summary("local_hessian", search_) +
+                               fmt::format("; {} with a Hessian-weighted loss (block {}), the others plain MSE "
+                                           "({:.2f}s)", with_hessian, lh_.block_size, refine_seconds));
+    report.methods.push_back(algo_.method());
+    return report;
+  }
+
+  CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) override {
+    CalibrateReport report;
+    Model& model = fm.model();
+    int with_hessian = 0;
+    // The decoder layers come from the checkpoint; the head is calibrated again from the final hidden states,
+    // so its Hessians are captured again too.
+    report.max = RestoreLayerwiseCheckpoint(
+        fm, state, dir, BaseOptions(), [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
+          HessianCaptureHooks hooks(f, s, LinearsOf(model, layer), lh_.block_size, FakeQuantHooks::FromState(model, s));
+          if (HeadCaptured(model, s)) {
+            for (int64_t b = 0; b < inputs.size(); ++b) (void)f.Logits(inputs.Get(b), &hooks);
+          }
+          (void)Search(model, s, layer, hooks, &with_hessian, f.backend().host_kernels());
+        });
+    report.methods.push_back(algo_.method());
+    report.layerwise = true;
+    report.checkpoint_dir = dir.string();
+    return report;
+  }
+
+ private:
+  MaxCalibOptions BaseOptions() const {
+    MaxCalibOptions mo;
+    mo.shared_patterns = config::ResolveSharedPatterns(lh_.shared_states);
+    return mo;
+  }
+
+  static std::vector<int> LinearsOf(const Model& model, int layer) {
+    std::vector<int> out;
+    for (int m : model.linear_modules()) {
+      if (model.modules()[static_cast<size_t>(m)].layer == layer) out.push_back(m);
+    }
+    return out;
+  }
+
+  // The head's input is captured only when lm_head is a searched weight (a forward through the vocabulary
+  // otherwise buys nothing).
+  bool HeadCaptured(const Model& model, const QuantState& state) const {
+    const Quantizer* q = state.Get(model.lm_head_module(), QuantizerRole::kWeight);
+    return q != nullptr && q->enabled() && WeightSearchEligible(*q, search_);
+  }
+
+  // The search of `layer`'s weights, with the Hessian metric where the capture has one.
+  WeightSearchStats Search(const Model& model, QuantState& state, int layer, const HessianCaptureHooks& hooks,
+                           int* with_hessian, const HostQuantKernels* kernels) const {
+    std::map<int, std::unique_ptr<LocalHessianMetric>> metrics;
+    auto metric_for = [&](int m) -> const AmaxSearchMetric* {
+      std::vector<float> h = hooks.NormalizedHessian(m);
+      if (h.empty()) return nullptr;
+      const ModuleInfo& info = model.modules()[static_cast<size_t>(m)];
+      const Quantizer* q = state.Get(m, QuantizerRole::kWeight);
+      auto& slot = metrics[m];
+      slot = std::make_unique<LocalHessianMetric>(q->spec(), std::vector<int64_t>{info.out_features, info.in_features},
+                                                  lh_.block_size, std::move(h));
+      ++*with_hessian;
+      return slot.get();
+    };
+    return SearchLayerWeightAmax(model, state, layer, search_, kernels, metric_for);
+  }
+
+  const config::QuantizeConfig& quantize_config_;
+  const config::AlgorithmConfig& algo_;
+  const config::LocalHessianCalibConfig& lh_;
+  WeightSearchOptions search_;
+};
+
+}  // namespace
+
+std::unique_ptr<CalibAlgorithm> MakeLocalHessianAlgorithm(const config::QuantizeConfig& config,
+                                                          const config::AlgorithmConfig& algo) {
+  QF_ASSERT(algo.As<config::LocalHessianCalibConfig>() != nullptr, "MakeLocalHessianAlgorithm for method '{}'",
+            algo.method());
+  return std::make_unique<LocalHessianAlgorithm>(config, algo);
+}
+
+}  // namespace qforge

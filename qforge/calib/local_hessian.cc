@@ -1,0 +1,82 @@
+// Local-Hessian capture and loss (spec §6.4).
+#include "qforge/calib/local_hessian.h"
+
+#include "qforge/base/error.h"
+
+namespace qforge {
+
+HessianCaptureHooks::HessianCaptureHooks(ForwardModel& fm, const QuantState& state, const std::vector<int>& modules,
+                                         int64_t block, FakeQuantHooks activations)
+    : be_(fm.backend()), block_(block), inner_(std::move(activations)) {
+  QF_CHECK(block > 0, "local_hessian: block_size must be > 0, got {}", block);
+  for (int m : modules) {
+    const ModuleInfo& info = fm.modules()[static_cast<size_t>(m)];
+    const Quantizer* w = state.Get(m, QuantizerRole::kWeight);
+    if (w == nullptr || !w->enabled() || info.in_features % block != 0) continue;
+    Acc a;
+    a.cols = info.in_features;
+    const int64_t bytes = info.in_features * block * static_cast<int64_t>(sizeof(float));
+    a.h = be_.Alloc(bytes);
+    be_.Zero(a.h.data(), bytes);
+    acc_.emplace(m, std::move(a));
+  }
+}
+
+void HessianCaptureHooks::OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) {
+  auto it = acc_.find(module);
+  if (it != acc_.end()) {
+    QF_ASSERT(cols == it->second.cols, "Hessian capture: module {} input has {} columns, expected {}", module, cols,
+              it->second.cols);
+    be.BlockGram(x, rows, cols, block_, it->second.h.as<float>());
+    it->second.tokens += rows;
+  }
+  inner_.OnLinearInput(be, module, x, rows, cols);  // then the fake quantization, in place
+}
+
+std::vector<float> HessianCaptureHooks::NormalizedHessian(int module) const {
+  auto it = acc_.find(module);
+  if (it == acc_.end() || it->second.tokens == 0) return {};
+  std::vector<float> h(static_cast<size_t>(it->second.cols * block_));
+  be_.Download(h.data(), it->second.h.data(), static_cast<int64_t>(h.size() * sizeof(float)));
+  const float n = static_cast<float>(it->second.tokens);
+  for (float& v : h) v /= n;  // fp32, as ModelOpt's hessian_per_block / num_samples
+  return h;
+}
+
+int64_t HessianCaptureHooks::tokens(int module) const {
+  auto it = acc_.find(module);
+  return it == acc_.end() ? 0 : it->second.tokens;
+}
+
+LocalHessianMetric::LocalHessianMetric(QuantSpec spec, std::vector<int64_t> shape, int64_t block,
+                                       std::vector<float> hessian)
+    : spec_(std::move(spec)), shape_(std::move(shape)), block_(block), h_(std::move(hessian)) {
+  QF_ASSERT(shape_.size() == 2 && shape_[1] % block_ == 0 &&
+                static_cast<int64_t>(h_.size()) == shape_[1] * block_,
+            "LocalHessianMetric: weight [{} dims], Hessian of {} values for block {}", shape_.size(), h_.size(), block_);
+}
+
+void LocalHessianMetric::GroupLosses(std::span<const float> x, std::span<const float> xq,
+                                     std::span<double> losses) const {
+  const int64_t rows = shape_[0], cols = shape_[1], b = block_, nb = cols / b;
+  std::vector<double> per_element(x.size());
+  std::vector<double> dw(static_cast<size_t>(b));
+#pragma omp parallel for schedule(static) firstprivate(dw) if (rows * cols > (int64_t{1} << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < nb; ++j) {
+      const int64_t o = r * cols + j * b;
+      for (int64_t a = 0; a < b; ++a) dw[a] = static_cast<double>(x[o + a]) - static_cast<double>(xq[o + a]);
+      const float* h = h_.data() + j * b * b;
+      double loss = 0;
+      for (int64_t a = 0; a < b; ++a) {
+        double row = 0;
+        for (int64_t c = 0; c < b; ++c) row += static_cast<double>(h[a * b + c]) * dw[c];
+        loss += dw[a] * row;
+      }
+      for (int64_t a = 0; a < b; ++a) per_element[o + a] = loss;
+    }
+  }
+  GroupSum(spec_, shape_, per_element, losses);
+}
+
+}  // namespace qforge
