@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Perplexity before and after quantization for every recipe of issue 5 on llama-dense-26M and qwen2moe-25M:
+# Perplexity before and after quantization on llama-dense-26M and qwen2moe-25M, for every recipe of issue 5
+# (QF_PPL_PART=recipes) and for NVFP4 W4A4 + FP8 KV with each implemented calibration algorithm
+# (QF_PPL_PART=algorithms; default: both):
 # calibrated on Austen (Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma; never Persuasion),
 # 64 x 512 tokens; evaluated on Persuasion and WikiText-2 test (first 20,519 predicted tokens, 512-token
 # windows, as the references; QF_PPL_TOKENS=N evaluates fewer). Each export must pass `qforge check`. Prints a
@@ -14,19 +16,49 @@ T=$SHARED/data/text
 export QF_PROGRESS=0
 mkdir -p "$OUT"
 ppl() { "$QF" eval --model "$1" --text "$2" --max-tokens "${QF_PPL_TOKENS:-20519}" --batch-size 4 2>/dev/null | tail -1 | sed -E 's/ppl=([0-9.]+).*/\1/'; }
-echo "| model | recipe | check | persuasion | wikitext2_test |"
-echo "|---|---|---|---|---|"
-for model in llama-dense-26M qwen2moe-25M; do
-  M=$SHARED/data/models/$model
-  echo "| $model | (bf16 original) | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
-  for recipe in fp8_default-kv_fp8 nvfp4_default-kv_fp8 nvfp4_mlp_only-kv_fp8 nvfp4_experts_only-kv_fp8 \
-                nvfp4_omlp_only-kv_fp8 fp8_qkvo-nvfp4_mlp; do
-    d=$OUT/$model-$recipe
-    "$QF" quantize --model "$M" --recipe "general/ptq/$recipe" \
-      --calib "$T/janeausten/sensesensibility.txt" "$T/janeausten/prideprejudice.txt" \
-              "$T/janeausten/mansfieldpark.txt" "$T/janeausten/emma.txt" \
-      --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" --overwrite > "$d.log" 2>&1
-    if "$QF" check "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
-    echo "| $model | $recipe | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
+PART=${QF_PPL_PART:-all}
+calib=("$T/janeausten/sensesensibility.txt" "$T/janeausten/prideprejudice.txt" "$T/janeausten/mansfieldpark.txt"
+       "$T/janeausten/emma.txt")
+if [ "$PART" = all ] || [ "$PART" = recipes ]; then
+  echo "| model | recipe | check | persuasion | wikitext2_test |"
+  echo "|---|---|---|---|---|"
+  for model in llama-dense-26M qwen2moe-25M; do
+    M=$SHARED/data/models/$model
+    echo "| $model | (bf16 original) | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
+    for recipe in fp8_default-kv_fp8 nvfp4_default-kv_fp8 nvfp4_mlp_only-kv_fp8 nvfp4_experts_only-kv_fp8 \
+                  nvfp4_omlp_only-kv_fp8 fp8_qkvo-nvfp4_mlp; do
+      d=$OUT/$model-$recipe
+      "$QF" quantize --model "$M" --recipe "general/ptq/$recipe" \
+        --calib "$T/janeausten/sensesensibility.txt" "$T/janeausten/prideprejudice.txt" \
+                "$T/janeausten/mansfieldpark.txt" "$T/janeausten/emma.txt" \
+        --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" --overwrite > "$d.log" 2>&1
+      if "$QF" check "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
+      echo "| $model | $recipe | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
+    done
   done
-done
+fi
+
+# The algorithm axis (issue 11): NVFP4 W4A4 + FP8 KV cache. max and mse on ModelOpt's default NVFP4 (dynamic
+# weight blocks; mse searches the weight global amax with the 39 multipliers); max, mse + fp8_scale_sweep and
+# local_hessian on the static-weight preset the sweep applies to (ModelOpt's NVFP4_W4A4_WEIGHT_MSE_FP8_SWEEP_CFG
+# and NVFP4_W4A4_WEIGHT_LOCAL_HESSIAN_CFG).
+if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
+  echo
+  echo "| model | weights | algorithm | check | persuasion | wikitext2_test |"
+  echo "|---|---|---|---|---|---|"
+  for model in llama-dense-26M qwen2moe-25M; do
+    M=$SHARED/data/models/$model
+    echo "| $model | (bf16 original) | - | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
+    for row in "nvfp4 max" "nvfp4 mse" "nvfp4_w4a4_weight_mse_fp8_sweep max" \
+               "nvfp4_w4a4_weight_mse_fp8_sweep {method: mse, fp8_scale_sweep: true}" \
+               "nvfp4_w4a4_weight_local_hessian local_hessian"; do
+      q=${row%% *}
+      algo=${row#* }
+      d=$OUT/$model-$q-$(echo "$algo" | tr -cd 'a-z0-9_')
+      "$QF" quantize --model "$M" --qformat "$q" --kv-cache-qformat fp8 --algorithm "$algo" --calib "${calib[@]}" \
+        --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" --overwrite > "$d.log" 2>&1
+      if "$QF" check "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
+      echo "| $model | $q | $algo | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
+    done
+  done
+fi
