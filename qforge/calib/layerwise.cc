@@ -237,8 +237,8 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
 
   fm.ResetRowsSeen();
   // One set of activations, updated in place layer by layer, in the compute dtype's storage (bf16 on a bf16
-  // backend: exact, half the bytes). Device memory for it: half of what is free now (the embedding table is
-  // still resident), leaving room for the layer being calibrated and its workspace.
+  // backend: exact, half the bytes). Device memory for it: half of what is free now (head and embedding
+  // released), leaving room for the layer being calibrated and its workspace.
   const int64_t device_budget =
       be.host_accessible() ? 0
       : lo.device_activation_memory >= 0 ? lo.device_activation_memory

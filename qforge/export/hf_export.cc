@@ -375,7 +375,8 @@ ExportPlans PlanLinears(const Model& model, const QuantState& state, bool calibr
         for (auto* p : ms) g_max = std::max(g_max, *p->global_amax);
         for (auto* p : ms) p->global_amax = g_max;
         stat.unified_weight = true;
-      } else if (f == ExportFormat::kFp8 && weight_amax_known) {  // qforge's choice: one weight_scale, so vLLM need not requantize
+      } else if (f == ExportFormat::kFp8 && weight_amax_known) {
+        // qforge's choice: one weight_scale, so vLLM need not requantize.
         float w_max = 0;
         for (auto* p : ms) w_max = std::max(w_max, MaxOf(p->weight_amax));
         for (auto* p : ms) p->weight_amax = {w_max};
