@@ -36,8 +36,8 @@ std::unique_ptr<CalibAlgorithm> MakeCalibAlgorithm(const config::QuantizeConfig&
   for (const auto& r : kAlgorithms) {
     if (algo.method() == r.method) return r.make(config, algo);
   }
-  QF_FAIL("algorithm '{}' is not implemented yet; qforge calibrates with {} (use a recipe or --qformat whose "
-          "algorithm is one of them)",
+  QF_FAIL("algorithm '{}' is not implemented yet; qforge calibrates with {} (give one with --algorithm, or use a "
+          "recipe or --qformat whose algorithm is one of them)",
           algo.method(), fmt::join(ImplementedCalibMethods(), ", "));
 }
 
