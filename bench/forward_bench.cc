@@ -128,6 +128,9 @@ class TimingBackend final : public Backend {
   ErrorSums Nvfp4Error(const float* w, const uint8_t* p, const uint8_t* s, int64_t r, int64_t c, float ws2) override {
     return inner_.Nvfp4Error(w, p, s, r, c, ws2);
   }
+  bool Nvfp4SweepBlocks(const float* w, int64_t r, int64_t c, std::span<const float> s, int32_t* i) override {
+    return inner_.Nvfp4SweepBlocks(w, r, c, s, i);
+  }
   ErrorSums Fp8Error(const float* w, const uint8_t* c, const float* s, int64_t n, int64_t g) override {
     return inner_.Fp8Error(w, c, s, n, g);
   }

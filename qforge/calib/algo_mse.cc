@@ -40,6 +40,12 @@ class MseAlgorithm final : public CalibAlgorithm {
     mo.show_progress = options.show_progress;
     // No staged export: the weight amax are final only after the search.
     const HostQuantKernels* kernels = fm.backend().host_kernels();
+    // On a device the sweep runs there, on the weights resident for the forward (uploaded for it otherwise).
+    if (!fm.backend().host_accessible()) {
+      search_.device_sweep = [&fm](int module, std::span<const float> scales) {
+        return fm.SweepNvfp4Weight(module, scales);
+      };
+    }
     WeightSearchStats stats;
     Timer ts;
     double search_seconds = 0;

@@ -17,6 +17,7 @@
 #include "qforge/config/yaml_loader.h"
 #include "qforge/numerics/amax_search.h"
 #include "qforge/numerics/qdq.h"
+#include "tests/support/host_device_backend.h"
 
 namespace qforge {
 namespace {
@@ -120,6 +121,27 @@ TEST(MseAlgorithm, LayerwiseEqualsWholeModelAndResumesAfterAnInterruption) {
   SetKillPointHandler({});
   ExpectSameAmax(whole, Calibrated(*fm, sweep, o), "resumed");
   fs::remove_all(dir);
+}
+
+// On a device backend the sweep runs there (Backend::Nvfp4SweepBlocks on the resident weights): the same
+// amax as the host sweep, whole-model and layerwise (here a device whose ops are the CPU's).
+TEST(MseAlgorithm, DeviceSweepEqualsTheHostSweep) {
+  ModelLoadOptions lo;
+  lo.load_all_layers = false;
+  auto model = Model::Load(kModel, lo);
+  const config::QuantizeConfig sweep = SweepRecipe();
+  ForwardModel cpu(*model, DefaultCpuBackend());
+  const QuantState want = Calibrated(cpu, sweep);
+  testing_support::HostDeviceBackend dev;
+  for (bool layerwise : {false, true}) {
+    ForwardModel fm(*model, dev);
+    CalibrateOptions o;
+    if (layerwise) {
+      o.layerwise.enable = true;
+      o.layerwise.qdq_from_prev = false;
+    }
+    ExpectSameAmax(want, Calibrated(fm, sweep, o), layerwise ? "device, layerwise" : "device, whole model");
+  }
 }
 
 // Without the sweep every calibrated weight quantizer gets the multiplier search: NVFP4's dynamic global

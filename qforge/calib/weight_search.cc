@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "qforge/base/error.h"
+#include "qforge/numerics/qdq.h"
 
 namespace qforge {
 
@@ -33,6 +34,22 @@ std::string WeightSearchStats::Summary(std::string_view method, const WeightSear
   return s;
 }
 
+namespace {
+
+// Ratio statistics of one searched quantizer: chosen / max amax per group.
+void Record(WeightSearchStats& st, const std::vector<float>& before, const std::vector<float>& after) {
+  for (size_t g = 0; g < after.size(); ++g) {
+    if (!(before[g] > 0)) continue;  // all-zero groups: no ratio
+    const float ratio = after[g] / before[g];
+    st.sum_ratio += ratio;
+    st.min_ratio = std::min(st.min_ratio, ratio);
+    st.max_ratio = std::max(st.max_ratio, ratio);
+    ++st.groups;
+  }
+}
+
+}  // namespace
+
 bool WeightSearchEligible(const Quantizer& q, const WeightSearchOptions& o) {
   if (q.role != QuantizerRole::kWeight || !q.NeedsCalibration() || q.sequential() || !q.has_amax) return false;
   if (!o.fp8_scale_sweep) return true;
@@ -56,22 +73,34 @@ WeightSearchStats SearchLayerWeightAmax(const Model& model, QuantState& state, i
       continue;
     }
     const QuantSpec spec = q->spec();
-    const Tensor w = model.LinearWeight(m);
     const AmaxSearchMetric* metric = metric_for ? metric_for(m) : nullptr;
     const std::string what = info.name + ".weight";
+    std::optional<std::vector<int32_t>> device_index;
+    if (o.fp8_scale_sweep && metric == nullptr && o.device_sweep) {
+      const std::vector<int64_t> shape = {info.out_features, info.in_features};
+      const QdqPlan plan = MakeQdqPlan(spec, shape, what);
+      if (plan.extent[0] == 1 && plan.extent[1] == 16) {
+        device_index = o.device_sweep(m, Fp8SweepBlockScales(*q->global_amax, spec.block->four_over_six));
+      }
+    }
+    if (device_index) {
+      QF_ASSERT(device_index->size() == q->amax.size(), "{}: the device sweep chose {} blocks, the amax has {}", what,
+                device_index->size(), q->amax.size());
+      const std::vector<float> c = Fp8ScaleCandidates();
+      std::vector<float> amax(q->amax.size());
+      for (size_t g = 0; g < amax.size(); ++g) amax[g] = *q->global_amax * c[static_cast<size_t>((*device_index)[g])];
+      Record(st, q->amax, amax);
+      q->amax = std::move(amax);
+      ++st.searched;
+      continue;
+    }
+    const Tensor w = model.LinearWeight(m);
     AmaxSearchResult r = o.fp8_scale_sweep
                              ? SearchAmaxFp8Sweep(spec, w.span<float>(), w.shape(), q->amax, *q->global_amax, metric,
                                                   what, kernels)
                              : SearchAmaxMultiplier(spec, w.span<float>(), w.shape(), q->amax, q->global_amax,
                                                     o.multipliers, metric, what, kernels);
-    for (size_t g = 0; g < r.amax.size(); ++g) {
-      if (!(q->amax[g] > 0)) continue;  // all-zero groups: no ratio
-      const float ratio = r.amax[g] / q->amax[g];
-      st.sum_ratio += ratio;
-      st.min_ratio = std::min(st.min_ratio, ratio);
-      st.max_ratio = std::max(st.max_ratio, ratio);
-      ++st.groups;
-    }
+    Record(st, q->amax, r.amax);
     q->amax = std::move(r.amax);  // same shape, AmaxShape order
     ++st.searched;
   }

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -18,6 +21,10 @@ struct WeightSearchOptions {
   // quantizer keeps its max amax. Otherwise every eligible weight gets the multiplier search.
   bool fp8_scale_sweep = false;
   std::vector<float> multipliers;  // MseMultipliers(start, stop, step)
+  // The sweep of a static NVFP4 weight with 16-element row blocks on the compute backend
+  // (ForwardModel::SweepNvfp4Weight: module, block scales -> index per block), or nullopt / unset: on the host.
+  // Used only with the plain squared error; the choices are the host's exactly.
+  std::function<std::optional<std::vector<int32_t>>(int module, std::span<const float> scales)> device_sweep;
 };
 
 struct WeightSearchStats {

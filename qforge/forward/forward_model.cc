@@ -195,6 +195,29 @@ std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const Qua
   return result;
 }
 
+std::optional<std::vector<int32_t>> ForwardModel::SweepNvfp4Weight(int module, std::span<const float> scales,
+                                                                   int64_t chunk_rows) {
+  const ModuleInfo& mi = model_.modules().at(module);
+  const int64_t rows = mi.out_features, cols = mi.in_features;
+  if (rows <= 0 || cols <= 0) return std::nullopt;
+  const bool was_resident = IsResident(module);
+  const WeightRef w = Weight(module);
+  EvictAfter evict(*this, module, !was_resident);
+  if (!weight_exact_[module]) return std::nullopt;
+  const int64_t nb = (cols + 15) / 16;
+  Buffer index = be_.Alloc(rows * nb * static_cast<int64_t>(sizeof(int32_t)));
+  const int64_t step = std::max<int64_t>(1, std::min(chunk_rows, rows));
+  Buffer f32;
+  for (int64_t r0 = 0; r0 < rows; r0 += step) {
+    const int64_t n = std::min(step, rows - r0);
+    const float* x = RowsAsF32(w, r0, n, cols, step, f32);
+    if (!be_.Nvfp4SweepBlocks(x, n, cols, scales, index.as<int32_t>() + r0 * nb)) return std::nullopt;
+  }
+  std::vector<int32_t> out(static_cast<size_t>(rows * nb));
+  be_.Download(out.data(), index.data(), static_cast<int64_t>(out.size() * sizeof(int32_t)));
+  return out;
+}
+
 std::optional<EncodedWeight> ForwardModel::EncodeWeight(int module, PackFormat format, const PackInputs& in,
                                                         std::string_view what, int64_t chunk_rows) {
   const ModuleInfo& mi = model_.modules().at(module);

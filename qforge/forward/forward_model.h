@@ -120,6 +120,13 @@ class ForwardModel {
   // exactly the Model's weight, and non-finite weights (the host names them).
   std::optional<EncodedWeight> EncodeWeight(int module, PackFormat format, const PackInputs& inputs,
                                             std::string_view what, int64_t chunk_rows = 4096);
+  // mse's FP8 scale sweep of Linear `module`'s weight by the backend (Backend::Nvfp4SweepBlocks on its copy,
+  // `chunk_rows` rows of f32 scratch at a time; only the chosen indices come back): per 16-element row block
+  // the index into `scales`, exactly numerics Nvfp4SweepRowBlocks' choice on the Model's weight. A weight that
+  // is not resident is uploaded for the call and freed after. nullopt when the backend has no such op or its
+  // copy is not exactly the Model's weight: the caller sweeps the host weight.
+  std::optional<std::vector<int32_t>> SweepNvfp4Weight(int module, std::span<const float> scales,
+                                                       int64_t chunk_rows = 4096);
   // Frees the backend's embedding table / lm_head weight until the next Embed / head use uploads them again
   // (layerwise calibration between its first and last step).
   void ReleaseEmbedding();

@@ -164,16 +164,31 @@ AmaxSearchResult Fp8SweepRowBlocks(const QdqPlan& plan, std::span<const float> w
                                    std::span<const float> c) {
   const int64_t rows = plan.shape[0], cols = plan.shape[1];
   const int64_t nb = plan.groups[1];
-  const float fp8_norm = plan.spec.block->four_over_six ? 256.0f : 448.0f;
-  std::vector<float> scale(c.size());
-  for (size_t k = 0; k < c.size(); ++k) scale[k] = Nvfp4StaticBlockScale(global_amax * c[k], global_amax, fp8_norm);
+  const std::vector<float> scale = Fp8SweepBlockScales(global_amax, plan.spec.block->four_over_six);
   AmaxSearchResult r;
   r.index.assign(static_cast<size_t>(rows * nb), 0);
-  r.amax.resize(static_cast<size_t>(rows * nb));
+  Nvfp4SweepRowBlocks(w.data(), rows, cols, scale, r.index.data());
+  r.amax.resize(r.index.size());
+  for (size_t g = 0; g < r.amax.size(); ++g) r.amax[g] = global_amax * c[static_cast<size_t>(r.index[g])];
+  return r;
+}
+
+}  // namespace
+
+std::vector<float> Fp8SweepBlockScales(float global_amax, bool four_over_six) {
+  const std::vector<float> c = Fp8ScaleCandidates();
+  const float fp8_norm = four_over_six ? 256.0f : 448.0f;
+  std::vector<float> scale(c.size());
+  for (size_t k = 0; k < c.size(); ++k) scale[k] = Nvfp4StaticBlockScale(global_amax * c[k], global_amax, fp8_norm);
+  return scale;
+}
+
+void Nvfp4SweepRowBlocks(const float* w, int64_t rows, int64_t cols, std::span<const float> scale, int32_t* index) {
+  const int64_t nb = (cols + 15) / 16;
 #pragma omp parallel for schedule(static) if (rows * cols > (int64_t{1} << 16))
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t b = 0; b < nb; ++b) {
-      const float* x = w.data() + i * cols + b * 16;
+      const float* x = w + i * cols + b * 16;
       const int64_t n = std::min<int64_t>(16, cols - b * 16);
       double best = std::numeric_limits<double>::infinity();
       int32_t best_k = 0;
@@ -190,14 +205,10 @@ AmaxSearchResult Fp8SweepRowBlocks(const QdqPlan& plan, std::span<const float> w
           best_k = static_cast<int32_t>(k);
         }
       }
-      r.index[static_cast<size_t>(i * nb + b)] = best_k;
-      r.amax[static_cast<size_t>(i * nb + b)] = global_amax * c[static_cast<size_t>(best_k)];
+      index[i * nb + b] = best_k;
     }
   }
-  return r;
 }
-
-}  // namespace
 
 AmaxSearchResult SearchAmaxFp8Sweep(const QuantSpec& spec, std::span<const float> w, std::span<const int64_t> shape,
                                     std::span<const float> initial_amax, float global_amax,

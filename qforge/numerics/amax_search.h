@@ -64,6 +64,15 @@ AmaxSearchResult SearchAmaxFp8Sweep(const QuantSpec& spec, std::span<const float
                                     const AmaxSearchMetric* metric = nullptr, std::string_view what = "weight",
                                     const HostQuantKernels* kernels = nullptr, bool reference = false);
 
+// The sweep's block scales: Nvfp4StaticBlockScale(global_amax * c_k, global_amax, FP8_NORM) for the 126
+// candidates c_k (the same for every block, since each candidate is one amax for all blocks).
+std::vector<float> Fp8SweepBlockScales(float global_amax, bool four_over_six);
+// The sweep over the 16-element blocks along the rows of w [rows, cols] (a last partial block reads only its
+// elements): index[r * ceil(cols/16) + b] = the k whose scale (0: an all-zero block; non-finite: 1) gives
+// the smallest Σ (x − QDQ(x))² in double over the block, the first on ties. The reference of the backends'
+// Nvfp4SweepBlocks op.
+void Nvfp4SweepRowBlocks(const float* w, int64_t rows, int64_t cols, std::span<const float> scales, int32_t* index);
+
 // Per-group squared error Σ (x - xq)² in AmaxShape order of the spec's groups for `shape` (double sums).
 void GroupSquaredError(const QuantSpec& spec, std::span<const int64_t> shape, std::span<const float> x,
                        std::span<const float> xq, std::span<double> losses, std::string_view what = "weight");

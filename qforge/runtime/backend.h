@@ -282,6 +282,15 @@ class Backend {
                                int64_t cols, float weight_scale_2) = 0;
   virtual ErrorSums Fp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group) = 0;
 
+  // mse's FP8 scale sweep of a static NVFP4 weight w [rows, cols] (numerics Nvfp4SweepRowBlocks, whose choices
+  // it must equal exactly): index [rows, ceil(cols / 16)] int32 in backend memory gets each 16-element row
+  // block's best candidate among `scales` (host, one block scale per candidate). False: not implemented on
+  // this backend (the caller sweeps the host weight).
+  virtual bool Nvfp4SweepBlocks(const float* w, int64_t rows, int64_t cols, std::span<const float> scales,
+                                int32_t* index) {
+    return false;
+  }
+
  protected:
   explicit Backend(ComputeDType compute_dtype) : compute_dtype_(compute_dtype) {}
   // Raw memory primitives behind Alloc / Upload / Download (counted by the callers above).

@@ -2,6 +2,7 @@
 // of quant_kernels.h passed in (bit-identical either way; host memory is backend memory here).
 #include <span>
 
+#include "qforge/numerics/amax_search.h"
 #include "qforge/numerics/encode.h"
 #include "qforge/numerics/error_sums.h"
 #include "qforge/numerics/layout.h"
@@ -64,6 +65,12 @@ ErrorSums CpuBackend::Nvfp4Error(const float* w, const uint8_t* packed, const ui
     const uint8_t byte = packed[i / 2];
     return DecodeNvfp4Element((i % 2 == 0) ? (byte & 0xF) : (byte >> 4), scales[i / 16], weight_scale_2);
   });
+}
+
+bool CpuBackend::Nvfp4SweepBlocks(const float* w, int64_t rows, int64_t cols, std::span<const float> scales,
+                                  int32_t* index) {
+  Nvfp4SweepRowBlocks(w, rows, cols, scales, index);
+  return true;
 }
 
 ErrorSums CpuBackend::Fp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group) {
