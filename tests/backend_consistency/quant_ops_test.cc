@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "qforge/numerics/amax_search.h"
+
 #include "qforge/base/error.h"
 #include "qforge/numerics/format.h"
 #include "qforge/numerics/half.h"
@@ -194,6 +196,31 @@ struct QuantCheck {
 };
 
 const Shape kShapes[] = {{}, {1}, {5}, {1, 16}, {3, 7}, {7, 100}, {5, 37}, {64, 48}, {2, 3, 40}, {129, 32}, {300, 1000}};
+
+// mse's FP8 scale sweep: the device's choice per 16-element row block equals the CPU reference's exactly
+// (same QDQ, double losses in the same order), with a padded last block, zero blocks, outliers and tiny
+// values, for plain and four-over-six scales.
+TEST_P(DeviceBackendTest, Nvfp4SweepBlocksEqualsTheReference) {
+  Backend& be = dev();
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 16}, {7, 37}, {65, 256}, {300, 1000}}) {
+    for (bool four_over_six : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "rows " << rows << " cols " << cols << " 4/6 " << four_over_six);
+      std::vector<float> w = Input(static_cast<size_t>(rows * cols), 61, -3.f, 3.f);
+      for (int64_t j = 0; j < std::min<int64_t>(16, cols); ++j) w[static_cast<size_t>(j)] = 0.f;  // a zero block
+      w[static_cast<size_t>(rows * cols / 2)] = 250.f;
+      if (rows * cols > 40) w[40] = 1e-30f;
+      float global = 0;
+      for (float v : w) global = std::max(global, std::fabs(v));
+      const std::vector<float> scales = Fp8SweepBlockScales(global, four_over_six);
+      const int64_t nb = (cols + 15) / 16;
+      std::vector<int32_t> want(static_cast<size_t>(rows * nb));
+      Nvfp4SweepRowBlocks(w.data(), rows, cols, scales, want.data());
+      Buffer dw = consistency::ToDevice(be, w), di = be.Alloc(rows * nb * 4);
+      ASSERT_TRUE(be.Nvfp4SweepBlocks(dw.as<float>(), rows, cols, scales, di.as<int32_t>()));
+      EXPECT_EQ(consistency::FromDevice<int32_t>(be, di), want);
+    }
+  }
+}
 
 TEST_P(DeviceBackendTest, QuantIntegerEveryLayout) {
   QuantCheck c{dev(), cpu(), bf16()};

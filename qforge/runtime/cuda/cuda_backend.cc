@@ -101,6 +101,12 @@ class CudaBackend final : public Backend {
   ErrorSums Nvfp4Error(const float* w, const uint8_t* packed, const uint8_t* scales, int64_t rows, int64_t cols,
                        float weight_scale_2) override;
   ErrorSums Fp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group) override;
+  bool Nvfp4SweepBlocks(const float* w, int64_t rows, int64_t cols, std::span<const float> scales,
+                        int32_t* index) override {
+    Activate();
+    cuda::Nvfp4SweepBlocks(*this, stream_, w, rows, cols, scales, index);
+    return true;
+  }
 
  protected:
   void* AllocBytes(int64_t bytes) override;

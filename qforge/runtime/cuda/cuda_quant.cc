@@ -439,6 +439,15 @@ ErrorSums Nvfp4Error(Backend& be, cudaStream_t stream, const float* w, const uin
   return DownloadSums(be, sums);
 }
 
+void Nvfp4SweepBlocks(Backend& be, cudaStream_t stream, const float* w, int64_t rows, int64_t cols,
+                      std::span<const float> scales, int32_t* index) {
+  QF_CHECK(rows >= 0 && cols >= 0 && !scales.empty() && scales.size() <= 4096,
+           "nvfp4 sweep of a [{}, {}] weight over {} scales", rows, cols, scales.size());
+  const Buffer s = be.AllocCopy(scales.data(), static_cast<int64_t>(scales.size() * sizeof(float)));
+  Launched(q::LaunchNvfp4Sweep(w, rows, cols, s.as<float>(), static_cast<int>(scales.size()), index, stream),
+           "Nvfp4SweepBlocks");
+}
+
 ErrorSums Fp8Error(Backend& be, cudaStream_t stream, const float* w, const uint8_t* codes, const float* scales,
                    int64_t n, int64_t group) {
   QF_CHECK(n >= 0 && group > 0, "FP8 error of {} values needs a positive group size, got {}", n, group);

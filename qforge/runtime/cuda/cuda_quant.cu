@@ -14,6 +14,8 @@
 // stage (LaunchAbsMaxStats), or warp-per-segment reductions with one atomicMax per segment (grouped
 // layouts); elementwise kernels move float4 where the pointers are 16-byte aligned and a vector never
 // straddles a row; dynamic-block kernels keep a whole 16/32 block in registers (one read, one write).
+#include <math_constants.h>
+
 #include <cfloat>
 #include <cstdint>
 
@@ -859,6 +861,52 @@ cudaError_t LaunchEncodeFp8(const float* w, const float* scales, int64_t n, int6
     EncodeFp8Kernel<uint64_t><<<grid, kThreads, 0, stream>>>(w, scales, static_cast<uint64_t>(n),
                                                              static_cast<uint64_t>(group), codes, nonfinite);
   }
+  return cudaGetLastError();
+}
+
+namespace {
+
+// One thread per 16-element row block: numerics Nvfp4SweepRowBlocks' loop, with the same scalar QDQ and the
+// double loss summed in element order with explicit round-to-nearest adds and products (no FMA
+// contraction, which the host code does not do either), so every choice is the host's.
+__global__ void Nvfp4SweepKernel(const float* w, int64_t rows, int64_t cols, int64_t nb, const float* scales, int n,
+                                 int32_t* index) {
+  extern __shared__ float s_scales[];
+  for (int k = threadIdx.x; k < n; k += blockDim.x) s_scales[k] = scales[k];
+  __syncthreads();
+  for (int64_t t = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; t < rows * nb; t += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = t / nb, b = t % nb;
+    const float* x = w + r * cols + b * 16;
+    const int m = static_cast<int>(cols - b * 16 < 16 ? cols - b * 16 : 16);
+    float v[16];
+    for (int e = 0; e < 16; ++e) v[e] = e < m ? x[e] : 0.0f;
+    double best = CUDART_INF;
+    int32_t best_k = 0;
+    for (int k = 0; k < n; ++k) {
+      const float s = s_scales[k];
+      double loss = 0.0;
+      for (int e = 0; e < m; ++e) {
+        const float y = s == 0.0f ? 0.0f : Nvfp4QdqElement(v[e], IsFiniteF32(s) ? s : 1.0f);
+        const double d = __dsub_rn(static_cast<double>(v[e]), static_cast<double>(y));
+        loss = __dadd_rn(loss, __dmul_rn(d, d));
+      }
+      if (loss < best) {
+        best = loss;
+        best_k = k;
+      }
+    }
+    index[t] = best_k;
+  }
+}
+
+}  // namespace
+
+cudaError_t LaunchNvfp4Sweep(const float* w, int64_t rows, int64_t cols, const float* scales, int n, int32_t* index,
+                             cudaStream_t stream) {
+  const int64_t nb = (cols + 15) / 16;
+  if (rows * nb == 0) return cudaSuccess;
+  Nvfp4SweepKernel<<<Grid(rows * nb), kThreads, static_cast<size_t>(n) * sizeof(float), stream>>>(w, rows, cols, nb,
+                                                                                                  scales, n, index);
   return cudaGetLastError();
 }
 

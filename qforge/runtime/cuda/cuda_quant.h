@@ -67,6 +67,9 @@ ErrorSums Nvfp4Error(Backend& be, cudaStream_t stream, const float* w, const uin
                      int64_t rows, int64_t cols, float weight_scale_2);
 ErrorSums Fp8Error(Backend& be, cudaStream_t stream, const float* w, const uint8_t* codes, const float* scales,
                    int64_t n, int64_t group);
+// Backend::Nvfp4SweepBlocks on device (w, index device; scales host, uploaded).
+void Nvfp4SweepBlocks(Backend& be, cudaStream_t stream, const float* w, int64_t rows, int64_t cols,
+                      std::span<const float> scales, int32_t* index);
 
 // Calls of QuantAmax / FakeQuant in this process that ran on the host because their group layout has more
 // than quant::kMaxRank dims after merging (see above). Error paths are not counted. Thread-safe.

@@ -174,4 +174,9 @@ cudaError_t LaunchNvfp4Error(const float* w, const uint8_t* packed, const uint8_
 cudaError_t LaunchFp8Error(const float* w, const uint8_t* codes, const float* scales, int64_t n, int64_t group,
                            double* sums, cudaStream_t stream);
 
+// Backend::Nvfp4SweepBlocks: index[r * ceil(cols/16) + b] = the best of the n block scales (device) for each
+// 16-element row block of w [rows, cols] (numerics Nvfp4SweepRowBlocks exactly).
+cudaError_t LaunchNvfp4Sweep(const float* w, int64_t rows, int64_t cols, const float* scales, int n, int32_t* index,
+                             cudaStream_t stream);
+
 }  // namespace qforge::cuda::quant
