@@ -37,90 +37,47 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
 
   CalibrateReport Run(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
                       const CalibrateOptions& options) override {
-    CalibrateReport report;
-    MaxCalibOptions mo = BaseOptions();
-    mo.batch_size = options.batch_size;
-    mo.show_progress = options.show_progress;
     Model& model = fm.model();
     WeightSearchStats stats;
     int with_hessian = 0;
-    double refine_seconds = 0;
-    const LayerwiseOverrides& ov = options.layerwise;
-    if (ov.enable.value_or(algo_.layerwise().enable)) {
-      LayerwiseOptions lo = ResolveLayerwiseOptions(quantize_config_, algo_, ov);
-      lo.show_progress = options.show_progress;
-      lo.refine_reads_inputs = true;
-      lo.refine_layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
-        Timer t;
-        HessianCaptureHooks hooks(f, s, LinearsOf(model, layer), lh_.block_size, FakeQuantHooks::FromState(model, s));
-        for (int64_t b = 0; b < inputs.size(); ++b) {
-          HiddenStates h = inputs.Get(b);
-          if (layer >= 0) {
-            f.RunLayer(layer, h, &hooks);
-          } else if (HeadCaptured(model, s)) {
-            (void)f.Logits(h, &hooks);
-          }
-        }
-        stats.Merge(Search(model, s, layer, hooks, &with_hessian, f.backend().host_kernels()));
-        refine_seconds += t.Seconds();
-      };
-      report.layerwise = true;
-      report.checkpoint_dir = lo.checkpoint_dir.string();
-      report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
-      report.max = report.layerwise_report.max;
-      report.used_data = report.layerwise_report.used_data;
-    } else {
-      const CalibData calib = data();
-      report.used_data = true;
+    MaxRefinement refine;
+    refine.reads_inputs = true;
+    refine.layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
+      stats.Merge(RefineLayer(f, s, layer, inputs, &with_hessian));
+    };
+    refine.whole = [&](ForwardModel& f, QuantState& s, const CalibData& calib) {
       QF_CHECK(!calib.samples.empty(), "local_hessian needs calibration data: no calibration samples");
-      report.max = MaxCalibrate(fm, state, calib, mo);
-      Timer t;
-      HessianCaptureHooks hooks(fm, state, model.linear_modules(), lh_.block_size,
-                                FakeQuantHooks::FromState(model, state));
-      const int64_t bs = std::max<int64_t>(1, mo.batch_size);
+      HessianCaptureHooks hooks(f, s, model.linear_modules(), lh_.block_size, FakeQuantHooks::FromState(model, s));
+      const int64_t bs = std::max<int64_t>(1, options.batch_size);
       const int64_t n = static_cast<int64_t>(calib.samples.size());
       Progress progress("local_hessian", (n + bs - 1) / bs, "batches");
       for (int64_t b0 = 0; b0 < n; b0 += bs) {
         const int64_t b = std::min(bs, n - b0);
-        HiddenStates h = fm.Embed(BatchIds(calib, b0, b), b, calib.seq_len);
-        for (int l = 0; l < model.num_layers(); ++l) fm.RunLayer(l, h, &hooks);
-        if (HeadCaptured(model, state)) (void)fm.Logits(h, &hooks);
+        HiddenStates h = f.Embed(BatchIds(calib, b0, b), b, calib.seq_len);
+        for (int l = 0; l < model.num_layers(); ++l) f.RunLayer(l, h, &hooks);
+        if (HeadCaptured(model, s)) (void)f.Logits(h, &hooks);
         if (options.show_progress) progress.Add(1, "capture");
       }
       if (options.show_progress) progress.Finish();
-      report.max.forward_seconds += t.Seconds();
-      t.Reset();
       for (int layer = -1; layer < model.num_layers(); ++layer) {
-        stats.Merge(Search(model, state, layer, hooks, &with_hessian, fm.backend().host_kernels()));
+        stats.Merge(Search(model, s, layer, hooks, &with_hessian, f.backend().host_kernels()));
       }
-      refine_seconds = t.Seconds();
-    }
-    report.max.weight_amax_seconds += refine_seconds;
+    };
+    CalibrateReport report = RunMaxCalibration(*this, quantize_config_, fm, state, data, options, BaseOptions(), refine);
     report.max.notes.push_back(stats.Summary("local_hessian", search_) +
-                               fmt::format("; {} with a Hessian-weighted loss (block {}), the others plain MSE "
-                                           "({:.2f}s)", with_hessian, lh_.block_size, refine_seconds));
-    report.methods.push_back(algo_.method());
+                               fmt::format("; {} with a Hessian-weighted loss (block {}), the others plain MSE",
+                                           with_hessian, lh_.block_size));
     return report;
   }
 
   CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) override {
-    CalibrateReport report;
-    Model& model = fm.model();
     int with_hessian = 0;
     // The decoder layers come from the checkpoint; the head is calibrated again from the final hidden states,
     // so its Hessians are captured again too.
-    report.max = RestoreLayerwiseCheckpoint(
-        fm, state, dir, BaseOptions(), [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
-          HessianCaptureHooks hooks(f, s, LinearsOf(model, layer), lh_.block_size, FakeQuantHooks::FromState(model, s));
-          if (HeadCaptured(model, s)) {
-            for (int64_t b = 0; b < inputs.size(); ++b) (void)f.Logits(inputs.Get(b), &hooks);
-          }
-          (void)Search(model, s, layer, hooks, &with_hessian, f.backend().host_kernels());
-        });
-    report.methods.push_back(algo_.method());
-    report.layerwise = true;
-    report.checkpoint_dir = dir.string();
-    return report;
+    return RestoreMaxCalibration(*this, fm, state, dir, BaseOptions(),
+                                 [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
+                                   (void)RefineLayer(f, s, layer, inputs, &with_hessian);
+                                 });
   }
 
  private:
@@ -136,6 +93,24 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
       if (model.modules()[static_cast<size_t>(m)].layer == layer) out.push_back(m);
     }
     return out;
+  }
+
+  // One layer's capture on its inputs (the head, -1: through the final norm and lm_head, when captured) and
+  // its search.
+  WeightSearchStats RefineLayer(ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs,
+                                int* with_hessian) const {
+    const Model& model = f.model();
+    HessianCaptureHooks hooks(f, s, LinearsOf(model, layer), lh_.block_size, FakeQuantHooks::FromState(model, s));
+    const bool capture = layer >= 0 || HeadCaptured(model, s);
+    for (int64_t b = 0; capture && b < inputs.size(); ++b) {
+      HiddenStates h = inputs.Get(b);
+      if (layer >= 0) {
+        f.RunLayer(layer, h, &hooks);
+      } else {
+        (void)f.Logits(h, &hooks);
+      }
+    }
+    return Search(model, s, layer, hooks, with_hessian, f.backend().host_kernels());
   }
 
   // The head's input is captured only when lm_head is a searched weight (a forward through the vocabulary

@@ -27,40 +27,11 @@ class MaxAlgorithm final : public CalibAlgorithm {
 
   CalibrateReport Run(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
                       const CalibrateOptions& options) override {
-    CalibrateReport report;
-    MaxCalibOptions mo = BaseOptions();
-    mo.batch_size = options.batch_size;
-    mo.show_progress = options.show_progress;
-    mo.weights_final = options.weights_final;
-    const LayerwiseOverrides& ov = options.layerwise;
-    if (ov.enable.value_or(algo_.layerwise().enable)) {
-      LayerwiseOptions lo = ResolveLayerwiseOptions(quantize_config_, algo_, ov);
-      lo.show_progress = options.show_progress;
-      report.layerwise = true;
-      report.checkpoint_dir = lo.checkpoint_dir.string();
-      report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
-      report.max = report.layerwise_report.max;
-      report.used_data = report.layerwise_report.used_data;
-      report.methods.push_back(algo_.method());
-      return report;
-    }
-    CalibData calib;
-    if (Needs(state).forward) {
-      calib = data();
-      report.used_data = true;
-    }
-    report.max = MaxCalibrate(fm, state, calib, mo);
-    report.methods.push_back(algo_.method());
-    return report;
+    return RunMaxCalibration(*this, quantize_config_, fm, state, data, options, BaseOptions());
   }
 
   CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) override {
-    CalibrateReport report;
-    report.max = RestoreLayerwiseCheckpoint(fm, state, dir, BaseOptions());
-    report.methods.push_back(algo_.method());
-    report.layerwise = true;
-    report.checkpoint_dir = dir.string();
-    return report;
+    return RestoreMaxCalibration(*this, fm, state, dir, BaseOptions());
   }
 
  private:

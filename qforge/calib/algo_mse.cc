@@ -34,71 +34,48 @@ class MseAlgorithm final : public CalibAlgorithm {
 
   CalibrateReport Run(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
                       const CalibrateOptions& options) override {
-    CalibrateReport report;
-    MaxCalibOptions mo = BaseOptions();
-    mo.batch_size = options.batch_size;
-    mo.show_progress = options.show_progress;
-    // No staged export: the weight amax are final only after the search.
-    const HostQuantKernels* kernels = fm.backend().host_kernels();
+    WeightSearchOptions search = search_;
     // On a device the sweep runs there, on the weights resident for the forward (uploaded for it otherwise).
     if (!fm.backend().host_accessible()) {
-      search_.device_sweep = [&fm](int module, std::span<const float> scales) {
+      search.device_sweep = [&fm](int module, std::span<const float> scales) {
         return fm.SweepNvfp4Weight(module, scales);
       };
     }
+    const HostQuantKernels* kernels = fm.backend().host_kernels();
     WeightSearchStats stats;
-    Timer ts;
     double search_seconds = 0;
-    const LayerwiseOverrides& ov = options.layerwise;
-    if (ov.enable.value_or(algo_.layerwise().enable)) {
-      LayerwiseOptions lo = ResolveLayerwiseOptions(quantize_config_, algo_, ov);
-      lo.show_progress = options.show_progress;
-      lo.refine_layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore&) {
-        Timer t;
-        stats.Merge(SearchLayerWeightAmax(f.model(), s, layer, search_, kernels));
-        search_seconds += t.Seconds();
-      };
-      report.layerwise = true;
-      report.checkpoint_dir = lo.checkpoint_dir.string();
-      report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
-      report.max = report.layerwise_report.max;
-      report.used_data = report.layerwise_report.used_data;
-    } else {
-      CalibData calib;
-      if (Needs(state).forward) {
-        calib = data();
-        report.used_data = true;
-      }
-      report.max = MaxCalibrate(fm, state, calib, mo);
-      const Model& model = fm.model();
+    auto search_layer = [&](const Model& model, QuantState& s, int layer) {
+      Timer t;
+      stats.Merge(SearchLayerWeightAmax(model, s, layer, search, kernels));
+      search_seconds += t.Seconds();
+    };
+    MaxRefinement refine;
+    refine.layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore&) {
+      search_layer(f.model(), s, layer);
+    };
+    refine.whole = [&](ForwardModel& f, QuantState& s, const CalibData&) {
+      const Model& model = f.model();
       Progress progress("mse", model.num_layers() + 1, "layers");
-      ts.Reset();
       for (int layer = -1; layer < model.num_layers(); ++layer) {
-        stats.Merge(SearchLayerWeightAmax(model, state, layer, search_, kernels));
+        search_layer(model, s, layer);
         if (options.show_progress) progress.Add(1, layer < 0 ? "head" : fmt::format("layer {}", layer));
       }
       if (options.show_progress) progress.Finish();
-      search_seconds = ts.Seconds();
-    }
-    report.max.weight_amax_seconds += search_seconds;
+    };
+    // No staged export: the weight amax are final only after the search.
+    CalibrateReport report = RunMaxCalibration(*this, quantize_config_, fm, state, data, options, BaseOptions(), refine);
     report.max.notes.push_back(stats.Summary("mse", search_) + fmt::format(" ({:.2f}s)", search_seconds));
-    report.methods.push_back(algo_.method());
     return report;
   }
 
   CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) override {
-    CalibrateReport report;
     // The checkpoint holds the searched amax (and the promoted global amax) of every decoder layer; the
     // head is calibrated again, so searched again.
     const HostQuantKernels* kernels = fm.backend().host_kernels();
-    report.max = RestoreLayerwiseCheckpoint(fm, state, dir, BaseOptions(),
-                                            [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore&) {
-                                              (void)SearchLayerWeightAmax(f.model(), s, layer, search_, kernels);
-                                            });
-    report.methods.push_back(algo_.method());
-    report.layerwise = true;
-    report.checkpoint_dir = dir.string();
-    return report;
+    return RestoreMaxCalibration(*this, fm, state, dir, BaseOptions(),
+                                 [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore&) {
+                                   (void)SearchLayerWeightAmax(f.model(), s, layer, search_, kernels);
+                                 });
   }
 
  private:

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include "qforge/base/error.h"
+#include "qforge/base/progress.h"
 
 namespace qforge {
 namespace {
@@ -39,6 +40,53 @@ std::unique_ptr<CalibAlgorithm> MakeCalibAlgorithm(const config::QuantizeConfig&
   QF_FAIL("algorithm '{}' is not implemented yet; qforge calibrates with {} (give one with --algorithm, or use a "
           "recipe or --qformat whose algorithm is one of them)",
           algo.method(), fmt::join(ImplementedCalibMethods(), ", "));
+}
+
+CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::QuantizeConfig& config, ForwardModel& fm,
+                                  QuantState& state, const std::function<CalibData()>& data,
+                                  const CalibrateOptions& options, MaxCalibOptions mo, const MaxRefinement& refine) {
+  CalibrateReport report;
+  const config::AlgorithmConfig& ac = algo.config();
+  mo.batch_size = options.batch_size;
+  mo.show_progress = options.show_progress;
+  if (refine.empty()) mo.weights_final = options.weights_final;
+  const LayerwiseOverrides& ov = options.layerwise;
+  if (ov.enable.value_or(ac.layerwise().enable)) {
+    LayerwiseOptions lo = ResolveLayerwiseOptions(config, ac, ov);
+    lo.show_progress = options.show_progress;
+    lo.refine_layer = refine.layer;
+    lo.refine_reads_inputs = refine.reads_inputs;
+    report.layerwise = true;
+    report.checkpoint_dir = lo.checkpoint_dir.string();
+    report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);
+    report.max = report.layerwise_report.max;
+    report.used_data = report.layerwise_report.used_data;
+  } else {
+    CalibData calib;
+    if (algo.Needs(state).forward) {
+      calib = data();
+      report.used_data = true;
+    }
+    report.max = MaxCalibrate(fm, state, calib, mo);
+    if (refine.whole) {
+      Timer t;  // counted with the weight amax, as the layerwise driver counts refine_layer
+      refine.whole(fm, state, calib);
+      report.max.weight_amax_seconds += t.Seconds();
+    }
+  }
+  report.methods.push_back(ac.method());
+  return report;
+}
+
+CalibrateReport RestoreMaxCalibration(const CalibAlgorithm& algo, ForwardModel& fm, QuantState& state,
+                                      const std::filesystem::path& dir, const MaxCalibOptions& base,
+                                      const LayerwiseOptions::RefineLayer& refine_head) {
+  CalibrateReport report;
+  report.max = RestoreLayerwiseCheckpoint(fm, state, dir, base, refine_head);
+  report.methods.push_back(algo.config().method());
+  report.layerwise = true;
+  report.checkpoint_dir = dir.string();
+  return report;
 }
 
 }  // namespace qforge

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "qforge/calib/calibrate.h"
+#include "qforge/calib/layerwise.h"
 
 namespace qforge {
 
@@ -32,6 +33,29 @@ class CalibAlgorithm {
   // Fills `state` from a finished layerwise checkpoint directory this algorithm wrote, without calibrating.
   virtual CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) = 0;
 };
+
+// The drivers of the algorithms that are max calibration followed by a refinement (max: none; mse: the weight
+// search; local_hessian: its capture and search), whole model or layer by layer, and the restore of a
+// finished layerwise checkpoint. The report names `algo`'s method.
+struct MaxRefinement {
+  // Layer by layer: LayerwiseOptions::refine_layer (every decoder layer, then the head, -1) and its
+  // refine_reads_inputs. Also the head's step on restore.
+  LayerwiseOptions::RefineLayer layer;
+  bool reads_inputs = false;
+  // Whole model: after MaxCalibrate, with its calibration data (empty without a forward). The time of either
+  // step is counted in the report's weight_amax_seconds.
+  std::function<void(ForwardModel&, QuantState&, const CalibData&)> whole;
+  bool empty() const { return !layer && !whole; }
+};
+// `base`: the config's fields as the max drivers take them. Only without a refinement is the staged export
+// (options.weights_final) fed, since a refinement changes weight amax after the max step.
+CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::QuantizeConfig& config, ForwardModel& fm,
+                                  QuantState& state, const std::function<CalibData()>& data,
+                                  const CalibrateOptions& options, MaxCalibOptions base,
+                                  const MaxRefinement& refine = {});
+CalibrateReport RestoreMaxCalibration(const CalibAlgorithm& algo, ForwardModel& fm, QuantState& state,
+                                      const std::filesystem::path& dir, const MaxCalibOptions& base,
+                                      const LayerwiseOptions::RefineLayer& refine_head = {});
 
 // The algorithm for `algo` (an entry of `config.algorithm`), or qforge::Error naming the method and the
 // implemented ones.
