@@ -1,6 +1,8 @@
 // Backend memory bookkeeping (Buffer, counted copies) and the backend factory.
 #include "qforge/runtime/backend.h"
 
+#include <bit>
+#include <cmath>
 #include <cstring>
 
 #include "qforge/base/error.h"
@@ -77,6 +79,15 @@ Buffer Backend::Adopt(const void* host, int64_t bytes, std::shared_ptr<const voi
   return b;
 }
 
+int64_t Backend::UploadInBackground(void* dst, const void* host, int64_t bytes, std::shared_ptr<const void> owner) {
+  if (bytes <= 0) return 0;
+  if (!host_accessible()) {
+    stats_.h2d_bytes += bytes;
+    ++stats_.h2d_copies;
+  }
+  return CopyToDeviceInBackground(dst, host, bytes, std::move(owner));
+}
+
 void Backend::Upload(void* dst, const void* host, int64_t bytes) {
   if (bytes <= 0) return;
   CopyToDevice(dst, host, bytes);
@@ -107,6 +118,39 @@ Buffer Backend::UploadWeightStored(const void* host, DType dtype, int64_t numel,
   auto f32 = std::make_shared<std::vector<float>>(static_cast<size_t>(numel));
   ConvertToF32(dtype, host, f32->data(), numel);
   return UploadWeight(f32->data(), numel, f32);
+}
+
+void Backend::AmaxFold(const float* x, int64_t n, uint32_t* slot) {
+  if (n <= 0) return;
+  const float a = Amax(x, n);
+  const uint32_t bits = std::isnan(a) ? 0x7FC00000u : std::bit_cast<uint32_t>(a);
+  uint32_t old = 0;
+  Download(&old, slot, sizeof old);
+  if (bits > old) Upload(slot, &bits, sizeof bits);
+}
+
+void Backend::RopeToHeads(const float* x, float* y, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
+                          const float* cos, const float* sin) {
+  SwapMiddleAxes(x, y, batch, seq, heads, head_dim);
+  Rope(y, batch, heads, seq, head_dim, cos, sin);
+}
+
+void Backend::GemmShared(const float* x, int64_t m, int64_t k, std::span<const GemmOut> outs) {
+  for (const GemmOut& o : outs) Gemm(x, o.w, o.bias, o.y, m, o.n, k, false);
+}
+
+void Backend::GatedMlp(const float* x, int64_t m, int64_t k, WeightRef wg, WeightRef wu, int64_t inter, WeightRef wd,
+                       int64_t n_out, float* out, bool accumulate, float* gate, float* up, uint32_t* h_amax) {
+  GatedLinear(x, wg, wu, gate, up, m, inter, k);
+  if (h_amax != nullptr) AmaxFold(gate, m * inter, h_amax);
+  Gemm(gate, wd, nullptr, out, m, n_out, inter, accumulate);
+}
+
+void Backend::GatedLinear(const float* x, WeightRef wg, WeightRef wu, float* gate, float* up, int64_t m, int64_t n,
+                          int64_t k) {
+  Gemm(x, wg, nullptr, gate, m, n, k, false);
+  Gemm(x, wu, nullptr, up, m, n, k, false);
+  SiluMul(gate, up, gate, m * n);
 }
 
 ComputeDType DefaultComputeDType(std::string_view name) {

@@ -127,6 +127,16 @@ class Backend {
   void Upload(void* dst, const void* host, int64_t bytes);
   void Download(void* host, const void* src, int64_t bytes);
   virtual void Copy(void* dst, const void* src, int64_t bytes) = 0;
+  // Background upload (prefetch): copies `bytes` host bytes into backend memory `dst` off the calling
+  // thread and beside the ops, which go on running; `owner` keeps the host bytes alive until they have
+  // been read. The copy starts after every op issued before this call (dst may be memory those ops freed).
+  // Counted in stats() now. Returns a ticket for AwaitUpload; 0 if it copied synchronously already (the
+  // default, and every host-accessible backend).
+  int64_t UploadInBackground(void* dst, const void* host, int64_t bytes, std::shared_ptr<const void> owner);
+  // Every op issued after this call sees background uploads up to `ticket` (a device orders its op stream
+  // after the copies; the host does not wait for the device). Returns once those host bytes have been read.
+  // Throws the error of a failed background copy. Ticket 0: nothing to wait for.
+  virtual void AwaitUpload(int64_t ticket) {}
   // dst[0, bytes) = 0.
   virtual void Zero(void* dst, int64_t bytes) = 0;
   // Waits until every op issued so far has finished.
@@ -161,6 +171,33 @@ class Backend {
   virtual void Gemm(const float* x, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
                     bool accumulate, int64_t ldy = 0) = 0;
 
+  // The Linears that read one input (q/k/v, gate/up): for each out, y[m, n] = x[m, k] · w[n, k]^T (+ bias),
+  // exactly what Gemm(x, w, bias, y, m, n, k, false) computes. A device backend converts x to its GEMM
+  // operand dtype once for all of them. The default calls Gemm per output.
+  struct GemmOut {
+    WeightRef w;
+    const float* bias = nullptr;
+    float* y = nullptr;
+    int64_t n = 0;
+  };
+  virtual void GemmShared(const float* x, int64_t m, int64_t k, std::span<const GemmOut> outs);
+
+  // The first half of a gated MLP, x [m, k] -> gate [m, n]: gate = silu(x · wg^T) · (x · wu^T), equal to
+  // Gemm(x, wg, -> gate), Gemm(x, wu, -> up), SiluMul(gate, up, gate). `up` [m, n] is scratch whose
+  // contents are undefined afterwards: a device backend keeps both products in it as bf16 and writes gate
+  // in one fused pass, so neither product is stored in f32. The default runs the three ops.
+  virtual void GatedLinear(const float* x, WeightRef wg, WeightRef wu, float* gate, float* up, int64_t m, int64_t n,
+                           int64_t k);
+
+  // A whole gated MLP, x [m, k] -> out [m, n_out] (+= the old out when `accumulate`):
+  // h = silu(x · wg^T) · (x · wu^T) [m, inter], out = h · wd^T; with `h_amax` (not null) max |h| is folded
+  // into that slot as AmaxFold does. Equal to GatedLinear(x, wg, wu, gate, up, ...), AmaxFold(gate, ...),
+  // Gemm(gate, wd, ..., accumulate). `gate` and `up` [m, inter] are scratch with undefined contents
+  // afterwards: a device backend keeps h only as the bf16 operand of the down GEMM (never f32, and never
+  // read again for its amax). The default runs those ops.
+  virtual void GatedMlp(const float* x, int64_t m, int64_t k, WeightRef wg, WeightRef wu, int64_t inter, WeightRef wd,
+                        int64_t n_out, float* out, bool accumulate, float* gate, float* up, uint32_t* h_amax);
+
   // y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight[:] for r < rows; x, y: [rows, dim],
   // weight: [dim]. y may equal x (in place). Matches HF LlamaRMSNorm in fp32.
   virtual void RmsNorm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps) = 0;
@@ -172,6 +209,12 @@ class Backend {
   // x'[i+d/2] = x[i+d/2]·cos[i] + x[i]·sin[i].
   virtual void Rope(float* x, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, const float* cos,
                     const float* sin) = 0;
+
+  // RoPE into heads-major order: y [batch, heads, seq, head_dim] = Rope of x tokens-major [batch, seq, heads,
+  // head_dim], exactly SwapMiddleAxes(x, y, batch, seq, heads, head_dim) then Rope(y, ...), in one pass on a
+  // device. The default runs those two.
+  virtual void RopeToHeads(const float* x, float* y, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
+                           const float* cos, const float* sin);
 
   // Causal grouped-query attention. q: heads-major [batch, heads, seq, head_dim]; k, v: heads-major
   // [batch, kv_heads, seq, head_dim], heads % kv_heads == 0, query head h reads kv head
@@ -249,6 +292,12 @@ class Backend {
 
   // max |x[i]| over i < n (0 for n == 0; NaN if any element is NaN), returned on the host.
   virtual float Amax(const float* x, int64_t n) = 0;
+  // Folds max |x[i]| (i < n) into *slot, a uint32 in backend memory (0 to start): the largest IEEE bit
+  // pattern of |x| seen so far, which is the float max |x| while every value was finite; above
+  // 0x7F800000 once a NaN was seen, 0x7F800000 for an infinity. Nothing crosses to the host, so max
+  // calibration of per-tensor amax reads its slots once at the end instead of once per call. The default
+  // goes through Amax and a round trip of the slot.
+  virtual void AmaxFold(const float* x, int64_t n, uint32_t* slot);
 
   // Per-row cross entropy: nll[r] = logsumexp(logits[r, :]) − logits[r, targets[r]], r < rows;
   // logits: [rows, vocab], targets in [0, vocab) (backend memory), nll: host [rows]. Accumulated in double.
@@ -298,6 +347,12 @@ class Backend {
   virtual void FreeBytes(void* p, int64_t bytes) = 0;
   virtual void CopyToDevice(void* dst, const void* host, int64_t bytes) = 0;
   virtual void CopyToHost(void* host, const void* src, int64_t bytes) = 0;
+  // Behind UploadInBackground: the default copies now (CopyToDevice) and returns ticket 0.
+  virtual int64_t CopyToDeviceInBackground(void* dst, const void* host, int64_t bytes,
+                                           std::shared_ptr<const void> owner) {
+    CopyToDevice(dst, host, bytes);
+    return 0;
+  }
 
  private:
   friend class Buffer;

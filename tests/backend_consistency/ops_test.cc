@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -75,6 +76,116 @@ TEST_P(DeviceBackendTest, Gemm) {
               c.accumulate, ldy);
       EXPECT_TRUE(BitExact("Gemm with F32 weights in bf16", FromDevice<float>(be, dy2), got));
     }
+  }
+}
+
+// GemmShared is Gemm per output (x converted once), and GatedLinear is Gemm, Gemm, SiluMul: bit for bit
+// on the device itself (the same cuBLAS products, the same rounding), and near the CPU's composition.
+TEST_P(DeviceBackendTest, GemmSharedAndGatedLinear) {
+  Backend& be = dev();
+  for (auto [m, k] : {std::pair<int64_t, int64_t>{1, 8}, {37, 96}, {300, 256}, {2048, 512}}) {
+    SCOPED_TRACE(::testing::Message() << "m " << m << " k " << k);
+    const int64_t ns[3] = {64, 16, 24};
+    const auto x = Input(m * k, 61), bias = Input(ns[1], 62);
+    Buffer dx = ToDevice(be, x), dbias = ToDevice(be, bias);
+    std::vector<Buffer> dw, dy, ref;
+    std::vector<Backend::GemmOut> outs;
+    for (int i = 0; i < 3; ++i) {
+      const auto w = Input(ns[i] * k, 63 + i);
+      dw.push_back(i == 2 ? ToDevice(be, w) : be.UploadWeight(w.data(), ns[i] * k, nullptr));  // one f32 weight
+      const WeightRef wr(dw.back().data(), i == 2 ? DType::kF32 : be.weight_dtype());
+      dy.push_back(be.Alloc(m * ns[i] * 4));
+      ref.push_back(be.Alloc(m * ns[i] * 4));
+      const float* b = i == 1 ? dbias.as<float>() : nullptr;
+      be.Gemm(dx.as<float>(), wr, b, ref.back().as<float>(), m, ns[i], k, false);
+      outs.push_back({wr, b, dy.back().as<float>(), ns[i]});
+    }
+    be.GemmShared(dx.as<float>(), m, k, outs);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(BitExact("GemmShared output " + std::to_string(i), FromDevice<float>(be, dy[i]),
+                           FromDevice<float>(be, ref[i])));
+    }
+
+    const int64_t n = 72;
+    const auto wg = Input(n * k, 70), wu = Input(n * k, 71);
+    Buffer dwg = be.UploadWeight(wg.data(), n * k, nullptr), dwu = be.UploadWeight(wu.data(), n * k, nullptr);
+    const WeightRef g_ref(dwg.data(), be.weight_dtype()), u_ref(dwu.data(), be.weight_dtype());
+    Buffer g = be.Alloc(m * n * 4), u = be.Alloc(m * n * 4), g2 = be.Alloc(m * n * 4), u2 = be.Alloc(m * n * 4);
+    be.Gemm(dx.as<float>(), g_ref, nullptr, g2.as<float>(), m, n, k, false);
+    be.Gemm(dx.as<float>(), u_ref, nullptr, u2.as<float>(), m, n, k, false);
+    be.SiluMul(g2.as<float>(), u2.as<float>(), g2.as<float>(), m * n);
+    be.GatedLinear(dx.as<float>(), g_ref, u_ref, g.as<float>(), u.as<float>(), m, n, k);
+    const auto got = FromDevice<float>(be, g);
+    EXPECT_TRUE(BitExact("GatedLinear", got, FromDevice<float>(be, g2)));
+
+    std::vector<float> cg(m * n), cu(m * n);
+    cpu().Gemm(x.data(), wg.data(), nullptr, cg.data(), m, n, k, false);
+    cpu().Gemm(x.data(), wu.data(), nullptr, cu.data(), m, n, k, false);
+    if (bf16()) cg = RoundBf16(cg), cu = RoundBf16(cu);
+    cpu().SiluMul(cg.data(), cu.data(), cg.data(), m * n);
+    const std::vector<float> want = ReferenceOut(cg);
+    const double scale = std::max(1.f, MaxAbs(want));
+    // Two rounded products feed the SiluMul in bf16: each may be one ulp off, then the result is rounded.
+    const Tolerance tol =
+        bf16() ? Tolerance{3 * kBf16Ulp, 1e-5 * scale, 1e-5} : Tolerance{1e-5, 1e-5 * scale, 1e-10};
+    EXPECT_TRUE(Near("GatedLinear vs CPU", got, want, tol));
+  }
+}
+
+// GatedMlp is GatedLinear, AmaxFold of h and the down Gemm: bit for bit on the device (h reaches the down
+// GEMM as the same bf16 operand), with and without accumulation, at shapes whose bf16 arrays are not
+// 8-byte aligned (m * inter odd: the element-wise path).
+TEST_P(DeviceBackendTest, GatedMlp) {
+  Backend& be = dev();
+  for (auto [m, k, inter, n_out] : {std::array<int64_t, 4>{1, 8, 24, 8}, {3, 40, 7, 9}, {257, 128, 352, 96}}) {
+    for (bool accumulate : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "m " << m << " k " << k << " inter " << inter << " n_out " << n_out
+                                        << " accumulate " << accumulate);
+      const auto x = Input(m * k, 80), wg = Input(inter * k, 81), wu = Input(inter * k, 82),
+                 wd = Input(n_out * inter, 83), y0 = Input(m * n_out, 84);
+      Buffer dx = ToDevice(be, x);
+      Buffer dwg = be.UploadWeight(wg.data(), inter * k, nullptr), dwu = be.UploadWeight(wu.data(), inter * k, nullptr),
+             dwd = be.UploadWeight(wd.data(), n_out * inter, nullptr);
+      const DType wt = be.weight_dtype();
+      const WeightRef g_ref(dwg.data(), wt), u_ref(dwu.data(), wt), d_ref(dwd.data(), wt);
+      Buffer g = be.Alloc(m * inter * 4), u = be.Alloc(m * inter * 4), y = ToDevice(be, y0), slot = be.Alloc(4);
+      Buffer g2 = be.Alloc(m * inter * 4), u2 = be.Alloc(m * inter * 4), y2 = ToDevice(be, y0), slot2 = be.Alloc(4);
+      be.Zero(slot.data(), 4);
+      be.Zero(slot2.data(), 4);
+      be.GatedLinear(dx.as<float>(), g_ref, u_ref, g2.as<float>(), u2.as<float>(), m, inter, k);
+      be.AmaxFold(g2.as<float>(), m * inter, slot2.as<uint32_t>());
+      be.Gemm(g2.as<float>(), d_ref, nullptr, y2.as<float>(), m, n_out, inter, accumulate);
+      be.GatedMlp(dx.as<float>(), m, k, g_ref, u_ref, inter, d_ref, n_out, y.as<float>(), accumulate, g.as<float>(),
+                  u.as<float>(), slot.as<uint32_t>());
+      EXPECT_TRUE(BitExact("GatedMlp", FromDevice<float>(be, y), FromDevice<float>(be, y2)));
+      EXPECT_EQ(FromDevice<uint32_t>(be, slot)[0], FromDevice<uint32_t>(be, slot2)[0]);
+      EXPECT_GT(FromDevice<uint32_t>(be, slot)[0], 0u);
+      // Without a slot: the same output.
+      Buffer y3 = ToDevice(be, y0);
+      be.GatedMlp(dx.as<float>(), m, k, g_ref, u_ref, inter, d_ref, n_out, y3.as<float>(), accumulate, g.as<float>(),
+                  u.as<float>(), nullptr);
+      EXPECT_TRUE(BitExact("GatedMlp without amax", FromDevice<float>(be, y3), FromDevice<float>(be, y2)));
+    }
+  }
+}
+
+// RopeToHeads is SwapMiddleAxes then Rope, bit for bit: on the device itself and against the CPU (both
+// ops are bit-exact across backends).
+TEST_P(DeviceBackendTest, RopeToHeads) {
+  Backend& be = dev();
+  for (auto [b, h, s, d] : {std::array<int64_t, 4>{1, 1, 1, 2}, {2, 3, 5, 64}, {3, 8, 33, 128}}) {
+    SCOPED_TRACE(::testing::Message() << "batch " << b << " heads " << h << " seq " << s << " head_dim " << d);
+    const int64_t n = b * s * h * d;
+    const auto x = Input(n, 90, -4.f, 4.f), cos = Input(s * d / 2, 91), sin = Input(s * d / 2, 92);
+    Buffer dx = ToDevice(be, x), dc = ToDevice(be, cos), ds = ToDevice(be, sin), y = be.Alloc(n * 4), y2 = be.Alloc(n * 4);
+    be.RopeToHeads(dx.as<float>(), y.as<float>(), b, h, s, d, dc.as<float>(), ds.as<float>());
+    be.SwapMiddleAxes(dx.as<float>(), y2.as<float>(), b, s, h, d);
+    be.Rope(y2.as<float>(), b, h, s, d, dc.as<float>(), ds.as<float>());
+    const auto got = FromDevice<float>(be, y);
+    EXPECT_TRUE(BitExact("RopeToHeads on the device", got, FromDevice<float>(be, y2)));
+    std::vector<float> want(n);
+    cpu().RopeToHeads(x.data(), want.data(), b, h, s, d, cos.data(), sin.data());
+    EXPECT_TRUE(BitExact("RopeToHeads against the CPU", got, ReferenceOut(want)));
   }
 }
 
@@ -363,6 +474,32 @@ TEST_P(DeviceBackendTest, Amax) {
       EXPECT_TRUE(std::isnan(cpu().Amax(x.data(), n)));
     }
   }
+}
+
+// AmaxFold keeps the largest |x| bit pattern over calls: the max of the CPU's Amax of each array, at
+// aligned and unaligned starts (the float4 middle and the scalar ends); an infinity gives 0x7F800000, a NaN
+// more.
+TEST_P(DeviceBackendTest, AmaxFold) {
+  Backend& be = dev();
+  const auto x = Input(5003, 30, -2.f, 2.f);
+  Buffer dx = ToDevice(be, x), slot = be.Alloc(4);
+  be.Zero(slot.data(), 4);
+  uint32_t want = 0;
+  for (auto [off, n] : {std::pair<int64_t, int64_t>{0, 0}, {0, 7}, {1, 1000}, {3, 5000}, {2, 3}}) {
+    SCOPED_TRACE(::testing::Message() << "offset " << off << " n " << n);
+    be.AmaxFold(dx.as<float>() + off, n, slot.as<uint32_t>());
+    want = std::max(want, std::bit_cast<uint32_t>(cpu().Amax(x.data() + off, n)));
+    EXPECT_EQ(FromDevice<uint32_t>(be, slot)[0], want);
+  }
+  auto y = x;
+  y[4001] = -std::numeric_limits<float>::infinity();
+  Buffer dy = ToDevice(be, y);
+  be.AmaxFold(dy.as<float>() + 1, 4500, slot.as<uint32_t>());
+  EXPECT_EQ(FromDevice<uint32_t>(be, slot)[0], 0x7F800000u);
+  y[17] = std::numeric_limits<float>::quiet_NaN();
+  Buffer dz = ToDevice(be, y);
+  be.AmaxFold(dz.as<float>(), 20, slot.as<uint32_t>());
+  EXPECT_GT(FromDevice<uint32_t>(be, slot)[0], 0x7F800000u);
 }
 
 TEST_P(DeviceBackendTest, CrossEntropy) {

@@ -5,8 +5,12 @@
 // their results must equal the CPU backend's bit for bit.
 #pragma once
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <limits>
+#include <memory>
 
 #include "qforge/runtime/backend.h"
 
@@ -100,6 +104,20 @@ class HostDeviceBackend final : public Backend {
 
   int64_t free_bytes = int64_t{1} << 34;  // what MemoryInfo reports (sets the layerwise device budget)
 
+  // Background uploads copy nothing until they are awaited, and their destination holds NaN until then: a
+  // caller that uses the data without AwaitUpload computes NaN, deterministically.
+  void AwaitUpload(int64_t ticket) override {
+    while (!pending_.empty() && pending_.front().ticket <= ticket) {
+      const Pending& p = pending_.front();
+      std::memcpy(p.dst, p.host, static_cast<size_t>(p.bytes));
+      pending_.pop_front();
+      ++awaited_uploads;
+    }
+  }
+  int64_t background_uploads = 0;  // submitted
+  int64_t awaited_uploads = 0;     // copied by an AwaitUpload
+  int64_t pending_uploads() const { return static_cast<int64_t>(pending_.size()); }
+
  protected:
   void* AllocBytes(int64_t bytes) override {
     return std::aligned_alloc(64, (static_cast<size_t>(bytes) + 63) & ~size_t{63});
@@ -107,9 +125,26 @@ class HostDeviceBackend final : public Backend {
   void FreeBytes(void* p, int64_t) override { std::free(p); }
   void CopyToDevice(void* dst, const void* host, int64_t bytes) override { std::memcpy(dst, host, bytes); }
   void CopyToHost(void* host, const void* src, int64_t bytes) override { std::memcpy(host, src, bytes); }
+  int64_t CopyToDeviceInBackground(void* dst, const void* host, int64_t bytes,
+                                   std::shared_ptr<const void> owner) override {
+    auto* f = static_cast<float*>(dst);
+    for (int64_t i = 0; i < bytes / 4; ++i) f[i] = std::numeric_limits<float>::quiet_NaN();
+    pending_.push_back(Pending{dst, host, bytes, std::move(owner), ++last_ticket_});
+    ++background_uploads;
+    return last_ticket_;
+  }
 
  private:
   Backend& cpu_;
+  struct Pending {
+    void* dst;
+    const void* host;
+    int64_t bytes;
+    std::shared_ptr<const void> owner;
+    int64_t ticket;
+  };
+  std::deque<Pending> pending_;
+  int64_t last_ticket_ = 0;
 };
 
 }  // namespace qforge::testing_support

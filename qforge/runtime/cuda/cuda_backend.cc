@@ -10,11 +10,13 @@
 #include <bit>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "qforge/base/error.h"
+#include "qforge/runtime/cuda/background_upload.h"
 #include "qforge/runtime/cuda/cuda_kernels.h"
 #include "qforge/runtime/cuda/cuda_quant.h"
 
@@ -50,6 +52,10 @@ class CudaBackend final : public Backend {
   std::string Describe() const override { return describe_; }
 
   void Copy(void* dst, const void* src, int64_t bytes) override;
+  void AwaitUpload(int64_t ticket) override {
+    Activate();
+    uploader_->Await(ticket, stream_);
+  }
   void Zero(void* dst, int64_t bytes) override;
   void Synchronize() override;
   std::pair<int64_t, int64_t> MemoryInfo() const override;
@@ -61,9 +67,16 @@ class CudaBackend final : public Backend {
 
   void Gemm(const float* x, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
             bool accumulate, int64_t ldy = 0) override;
+  void GemmShared(const float* x, int64_t m, int64_t k, std::span<const GemmOut> outs) override;
+  void GatedMlp(const float* x, int64_t m, int64_t k, WeightRef wg, WeightRef wu, int64_t inter, WeightRef wd,
+                int64_t n_out, float* out, bool accumulate, float* gate, float* up, uint32_t* h_amax) override;
+  void GatedLinear(const float* x, WeightRef wg, WeightRef wu, float* gate, float* up, int64_t m, int64_t n,
+                   int64_t k) override;
   void RmsNorm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps) override;
   void Rope(float* x, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, const float* cos,
             const float* sin) override;
+  void RopeToHeads(const float* x, float* y, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
+                   const float* cos, const float* sin) override;
   void CausalAttention(const float* q, const float* k, const float* v, float* out, int64_t batch, int64_t heads,
                        int64_t kv_heads, int64_t seq, int64_t head_dim, float scale) override;
   void CausalAttentionProbs(const float* q, const float* k, float* probs, int64_t batch, int64_t heads,
@@ -88,6 +101,7 @@ class CudaBackend final : public Backend {
   void GatherRows(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim) override;
   void ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y, int64_t rows,
                       int64_t dim) override;
+  void AmaxFold(const float* x, int64_t n, uint32_t* slot) override;
   float Amax(const float* x, int64_t n) override;
   void CrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows, int64_t vocab) override;
 
@@ -113,9 +127,18 @@ class CudaBackend final : public Backend {
   void FreeBytes(void* p, int64_t bytes) override;
   void CopyToDevice(void* dst, const void* host, int64_t bytes) override;
   void CopyToHost(void* host, const void* src, int64_t bytes) override;
+  int64_t CopyToDeviceInBackground(void* dst, const void* host, int64_t bytes,
+                                   std::shared_ptr<const void> owner) override {
+    Activate();
+    return uploader_->Submit(dst, host, bytes, std::move(owner), stream_);
+  }
 
  private:
   bool round_bf16() const { return compute_dtype() == ComputeDType::kBF16; }
+  void CheckGemmDims(int64_t m, int64_t n, int64_t k, int64_t ldy) const;
+  static int64_t Bf16GemmTmpBytes(WeightRef w, int64_t m, int64_t n, int64_t k);
+  void Bf16Gemm(const uint16_t* xs, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+                bool accumulate, int64_t ldy, char* tmp);
   // Makes this backend's GPU current for the calling thread (ops may come from any one thread).
   void Activate() const;
   void Check(cudaError_t e, const char* what) const {
@@ -147,6 +170,9 @@ class CudaBackend final : public Backend {
 
   void* staging_[2] = {nullptr, nullptr};          // pinned host buffers of kStagingBytes
   cudaEvent_t staging_done_[2] = {nullptr, nullptr};  // recorded after the last copy that used each
+
+  // Reset first in the destructor: its worker must stop before the streams and the memory go.
+  std::unique_ptr<cuda::BackgroundUploader> uploader_ = std::make_unique<cuda::BackgroundUploader>(device_);
 };
 
 CudaBackend::CudaBackend(int device, ComputeDType compute_dtype)
@@ -173,6 +199,7 @@ CudaBackend::CudaBackend(int device, ComputeDType compute_dtype)
 
 CudaBackend::~CudaBackend() {
   // No throwing here: errors of the device at teardown are not actionable.
+  uploader_.reset();
   cudaSetDevice(device_);
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   if (cublas_ != nullptr) cublasDestroy(cublas_);
@@ -316,7 +343,17 @@ void CudaBackend::CopyToHost(void* host, const void* src, int64_t bytes) {
     const int i = static_cast<int>(c & 1);
     const int64_t off = c * chunk;
     Check(cudaEventSynchronize(staging_done_[i]), "cudaEventSynchronize (download)");
-    std::memcpy(h + off, staging_[i], static_cast<size_t>(std::min(chunk, bytes - off)));
+    // Several threads copy out: the destination is often fresh memory (an export's packed weight), whose
+    // first touch page-faults, and one thread alone is the slowest part of a large download.
+    const size_t len = static_cast<size_t>(std::min(chunk, bytes - off));
+    constexpr size_t kPiece = size_t{2} << 20;
+    const int64_t pieces = static_cast<int64_t>((len + kPiece - 1) / kPiece);
+    const char* stage = static_cast<const char*>(staging_[i]);
+#pragma omp parallel for schedule(dynamic, 1) if (pieces > 1)
+    for (int64_t p = 0; p < pieces; ++p) {
+      const size_t o = static_cast<size_t>(p) * kPiece;
+      std::memcpy(h + off + o, stage + o, std::min(kPiece, len - o));
+    }
   };
   for (int64_t c = 0; c < chunks; ++c) {
     const int i = static_cast<int>(c & 1);
@@ -400,49 +437,174 @@ Buffer CudaBackend::UploadWeightStored(const void* host, DType dtype, int64_t nu
 
 // Row-major y[m, n] = x[m, k] · w[n, k]^T is column-major y^T[n, m] = w^T · x^T: cuBLAS sees w as a
 // k x n column-major matrix (transposed) and x as a k x m one.
-void CudaBackend::Gemm(const float* x, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
-                       bool accumulate, int64_t ldy) {
-  if (ldy == 0) ldy = n;
+void CudaBackend::CheckGemmDims(int64_t m, int64_t n, int64_t k, int64_t ldy) const {
   QF_ASSERT(ldy >= n, "Gemm: ldy {} < n {}", ldy, n);
   QF_ASSERT(m >= 0 && n >= 0 && k >= 0, "Gemm: m {} n {} k {}", m, n, k);
-  if (m == 0 || n == 0) return;
   constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   QF_CHECK(m <= kIntMax && n <= kIntMax && k <= kIntMax && ldy <= kIntMax,
            "{}: GEMM of m {} n {} k {} exceeds cuBLAS's int dimensions", name_, m, n, k);
-  Activate();
+}
+
+namespace {
+int64_t Align256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
+}  // namespace
+
+int64_t CudaBackend::Bf16GemmTmpBytes(WeightRef w, int64_t m, int64_t n, int64_t k) {
+  return Align256(w.dtype == DType::kF32 ? n * k * 2 : 0) + m * n * 2;
+}
+
+// kBF16: xs [m, k] holds x's bf16 bits; `tmp` has Bf16GemmTmpBytes(w, m, n, k) bytes of device scratch
+// (f32 weights rounded to bf16 there, then room for a bf16 product).
+void CudaBackend::Bf16Gemm(const uint16_t* xs, WeightRef w, const float* bias, float* y, int64_t m, int64_t n,
+                           int64_t k, bool accumulate, int64_t ldy, char* tmp) {
+  QF_ASSERT(w.dtype == DType::kBF16 || w.dtype == DType::kF32, "{} Gemm in bf16: weights must be BF16 or F32, got {}",
+            name_, DTypeName(w.dtype));
   const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
   const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k), LDY = static_cast<int>(ldy);
+  const void* wp = w.data;
+  if (w.dtype == DType::kF32) {
+    Check(cuda::LaunchF32ToBf16(static_cast<const float*>(w.data), reinterpret_cast<uint16_t*>(tmp), n * k, stream_),
+          "Gemm (w to bf16)");
+    wp = tmp;
+    tmp += Align256(n * k * 2);
+  }
+  if (!accumulate && bias == nullptr && ldy == n) {
+    // The product straight to bf16 (cuBLAS rounds its fp32 sum once, to nearest even), widened exactly:
+    // 8 bytes of traffic per output element instead of 12 for an f32 product and a rounding pass.
+    auto* ys = reinterpret_cast<uint16_t*>(tmp);
+    CheckBlas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, wp, CUDA_R_16BF, K, xs, CUDA_R_16BF, K,
+                           &beta, ys, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+              "cublasGemmEx (bf16 out)");
+    Check(cuda::LaunchBf16ToF32(ys, y, m * n, stream_), "Gemm (bf16 product to f32)");
+    return;
+  }
+  CheckBlas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, wp, CUDA_R_16BF, K, xs, CUDA_R_16BF, K,
+                         &beta, y, CUDA_R_32F, LDY, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx (bf16)");
+  // Bias after the product (and the old y), then the one rounding of the whole sum.
+  Check(cuda::LaunchBiasRound(y, bias, m, n, ldy, true, stream_), "Gemm (bias / bf16 epilogue)");
+}
+
+void CudaBackend::Gemm(const float* x, WeightRef w, const float* bias, float* y, int64_t m, int64_t n, int64_t k,
+                       bool accumulate, int64_t ldy) {
+  if (ldy == 0) ldy = n;
+  CheckGemmDims(m, n, k, ldy);
+  if (m == 0 || n == 0) return;
+  Activate();
   if (k == 0) {
     if (!accumulate) {
       Check(cudaMemset2DAsync(y, static_cast<size_t>(ldy) * 4, 0, static_cast<size_t>(n) * 4,
                               static_cast<size_t>(m), stream_),
             "Gemm (k = 0)");
     }
-  } else if (!round_bf16()) {
+    Check(cuda::LaunchBiasRound(y, bias, m, n, ldy, round_bf16(), stream_), "Gemm (bias / bf16 epilogue)");
+    return;
+  }
+  if (!round_bf16()) {
     QF_ASSERT(w.dtype == DType::kF32, "{} Gemm in f32: weights must be F32, got {}", name_, DTypeName(w.dtype));
-    CheckBlas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w.data, CUDA_R_32F, K, x, CUDA_R_32F,
-                           K, &beta, y, CUDA_R_32F, LDY, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+    const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
+    CheckBlas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                           static_cast<int>(k), &alpha, w.data, CUDA_R_32F, static_cast<int>(k), x, CUDA_R_32F,
+                           static_cast<int>(k), &beta, y, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
+                           CUBLAS_GEMM_DEFAULT),
               "cublasGemmEx (f32)");
-  } else {
-    QF_ASSERT(w.dtype == DType::kBF16 || w.dtype == DType::kF32, "{} Gemm in bf16: weights must be BF16 or F32, got {}",
+    Check(cuda::LaunchBiasRound(y, bias, m, n, ldy, false, stream_), "Gemm (bias)");
+    return;
+  }
+  // x rounded to bf16 in scratch; tensor cores multiply, fp32 accumulates.
+  const int64_t xb = Align256(m * k * 2);
+  char* scratch = static_cast<char*>(Scratch(xb + Bf16GemmTmpBytes(w, m, n, k)));
+  auto* xs = reinterpret_cast<uint16_t*>(scratch);
+  Check(cuda::LaunchF32ToBf16(x, xs, m * k, stream_), "Gemm (x to bf16)");
+  Bf16Gemm(xs, w, bias, y, m, n, k, accumulate, ldy, scratch + xb);
+}
+
+void CudaBackend::GemmShared(const float* x, int64_t m, int64_t k, std::span<const GemmOut> outs) {
+  if (!round_bf16() || m == 0 || k == 0) return Backend::GemmShared(x, m, k, outs);
+  int64_t tmp = 0;
+  for (const GemmOut& o : outs) {
+    CheckGemmDims(m, o.n, k, o.n);
+    tmp = std::max(tmp, Bf16GemmTmpBytes(o.w, m, o.n, k));
+  }
+  Activate();
+  // x converted once for every output.
+  const int64_t xb = Align256(m * k * 2);
+  char* scratch = static_cast<char*>(Scratch(xb + tmp));
+  auto* xs = reinterpret_cast<uint16_t*>(scratch);
+  Check(cuda::LaunchF32ToBf16(x, xs, m * k, stream_), "GemmShared (x to bf16)");
+  for (const GemmOut& o : outs) {
+    if (o.n > 0) Bf16Gemm(xs, o.w, o.bias, o.y, m, o.n, k, false, o.n, scratch + xb);
+  }
+}
+
+void CudaBackend::GatedLinear(const float* x, WeightRef wg, WeightRef wu, float* gate, float* up, int64_t m, int64_t n,
+                              int64_t k) {
+  if (!round_bf16() || m == 0 || n == 0 || k == 0) return Backend::GatedLinear(x, wg, wu, gate, up, m, n, k);
+  CheckGemmDims(m, n, k, n);
+  Activate();
+  const int64_t xb = Align256(m * k * 2);
+  const int64_t wb = std::max(wg.dtype == DType::kF32 ? n * k * 2 : 0, wu.dtype == DType::kF32 ? n * k * 2 : 0);
+  char* scratch = static_cast<char*>(Scratch(xb + wb));
+  auto* xs = reinterpret_cast<uint16_t*>(scratch);
+  Check(cuda::LaunchF32ToBf16(x, xs, m * k, stream_), "GatedLinear (x to bf16)");
+  // Both bf16 products in up's [m, n] f32 slots (2 x m*n bf16), then silu(g)·u in one pass into gate.
+  auto* g16 = reinterpret_cast<uint16_t*>(up);
+  uint16_t* u16 = g16 + m * n;
+  const float alpha = 1.f, beta = 0.f;
+  const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
+  for (auto [w, out] : {std::pair{wg, g16}, std::pair{wu, u16}}) {
+    QF_ASSERT(w.dtype == DType::kBF16 || w.dtype == DType::kF32, "{} GatedLinear: weights must be BF16 or F32, got {}",
               name_, DTypeName(w.dtype));
-    // x (and f32 weights) rounded to bf16 in scratch; tensor cores multiply, fp32 accumulates.
-    const int64_t xb = m * k * 2, wb = w.dtype == DType::kF32 ? n * k * 2 : 0;
-    auto* scratch = static_cast<uint16_t*>(Scratch((xb + 255) / 256 * 256 + wb));
-    uint16_t* xs = scratch;
-    Check(cuda::LaunchF32ToBf16(x, xs, m * k, stream_), "Gemm (x to bf16)");
     const void* wp = w.data;
-    if (wb > 0) {
-      uint16_t* ws = scratch + (xb + 255) / 256 * 128;
-      Check(cuda::LaunchF32ToBf16(static_cast<const float*>(w.data), ws, n * k, stream_), "Gemm (w to bf16)");
+    if (w.dtype == DType::kF32) {
+      auto* ws = reinterpret_cast<uint16_t*>(scratch + xb);
+      Check(cuda::LaunchF32ToBf16(static_cast<const float*>(w.data), ws, n * k, stream_), "GatedLinear (w to bf16)");
       wp = ws;
     }
-    CheckBlas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, wp, CUDA_R_16BF, K, xs, CUDA_R_16BF,
-                           K, &beta, y, CUDA_R_32F, LDY, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-              "cublasGemmEx (bf16)");
+    CheckBlas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, wp, CUDA_R_16BF, K, xs, CUDA_R_16BF, K,
+                           &beta, out, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+              "cublasGemmEx (GatedLinear)");
   }
-  // Bias after the product (and the old y); in bf16 the one rounding of the whole sum.
-  Check(cuda::LaunchBiasRound(y, bias, m, n, ldy, round_bf16(), stream_), "Gemm (bias / bf16 epilogue)");
+  Check(cuda::LaunchSiluMulBf16(g16, u16, gate, m * n, stream_), "GatedLinear (silu * up)");
+}
+
+void CudaBackend::GatedMlp(const float* x, int64_t m, int64_t k, WeightRef wg, WeightRef wu, int64_t inter,
+                           WeightRef wd, int64_t n_out, float* out, bool accumulate, float* gate, float* up,
+                           uint32_t* h_amax) {
+  if (!round_bf16() || m == 0 || inter == 0 || k == 0 || n_out == 0) {
+    return Backend::GatedMlp(x, m, k, wg, wu, inter, wd, n_out, out, accumulate, gate, up, h_amax);
+  }
+  CheckGemmDims(m, inter, k, inter);
+  CheckGemmDims(m, n_out, inter, n_out);
+  Activate();
+  // Scratch: x as bf16 and an f32 gate/up weight's bf16 copy for the first GEMMs, then (x no longer needed)
+  // the down GEMM's room from the start.
+  const int64_t xb = Align256(m * k * 2);
+  const int64_t wb = std::max(wg.dtype == DType::kF32 ? inter * k * 2 : 0, wu.dtype == DType::kF32 ? inter * k * 2 : 0);
+  char* scratch = static_cast<char*>(Scratch(std::max(xb + wb, Bf16GemmTmpBytes(wd, m, n_out, inter))));
+  auto* xs = reinterpret_cast<uint16_t*>(scratch);
+  Check(cuda::LaunchF32ToBf16(x, xs, m * k, stream_), "GatedMlp (x to bf16)");
+  // Both bf16 products in up's [m, inter] f32 slots; h as bf16 in gate's.
+  auto* g16 = reinterpret_cast<uint16_t*>(up);
+  uint16_t* u16 = g16 + m * inter;
+  auto* h16 = reinterpret_cast<uint16_t*>(gate);
+  const float alpha = 1.f, beta = 0.f;
+  const int M = static_cast<int>(m), N = static_cast<int>(inter), K = static_cast<int>(k);
+  for (auto [w, prod] : {std::pair{wg, g16}, std::pair{wu, u16}}) {
+    QF_ASSERT(w.dtype == DType::kBF16 || w.dtype == DType::kF32, "{} GatedMlp: weights must be BF16 or F32, got {}",
+              name_, DTypeName(w.dtype));
+    const void* wp = w.data;
+    if (w.dtype == DType::kF32) {
+      auto* ws = reinterpret_cast<uint16_t*>(scratch + xb);
+      Check(cuda::LaunchF32ToBf16(static_cast<const float*>(w.data), ws, inter * k, stream_), "GatedMlp (w to bf16)");
+      wp = ws;
+    }
+    CheckBlas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, wp, CUDA_R_16BF, K, xs, CUDA_R_16BF, K,
+                           &beta, prod, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+              "cublasGemmEx (GatedMlp gate/up)");
+  }
+  Check(cuda::LaunchSiluMulToBf16(g16, u16, h16, m * inter, h_amax, stream_), "GatedMlp (silu * up)");
+  Bf16Gemm(h16, wd, nullptr, out, m, n_out, inter, accumulate, n_out, scratch);
 }
 
 // --- fused ops ----------------------------------------------------------------------------------------
@@ -457,6 +619,13 @@ void CudaBackend::Rope(float* x, int64_t batch, int64_t heads, int64_t seq, int6
   QF_ASSERT(head_dim % 2 == 0, "Rope: odd head_dim {}", head_dim);
   Activate();
   Check(cuda::LaunchRope(x, batch * heads, seq, head_dim, cos, sin, round_bf16(), stream_), "Rope");
+}
+
+void CudaBackend::RopeToHeads(const float* x, float* y, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
+                              const float* cos, const float* sin) {
+  QF_ASSERT(head_dim % 2 == 0, "RopeToHeads: odd head_dim {}", head_dim);
+  Activate();
+  Check(cuda::LaunchRopeToHeads(x, y, batch, heads, seq, head_dim, cos, sin, round_bf16(), stream_), "RopeToHeads");
 }
 
 void CudaBackend::CausalAttention(const float* q, const float* k, const float* v, float* out, int64_t batch,
@@ -636,6 +805,11 @@ void CudaBackend::ScatterAddRows(const float* x, const int32_t* rows_idx, const 
                                  int64_t rows, int64_t dim) {
   Activate();
   Check(cuda::LaunchScatterAddRows(x, rows_idx, row_weights, y, rows, dim, round_bf16(), stream_), "ScatterAddRows");
+}
+
+void CudaBackend::AmaxFold(const float* x, int64_t n, uint32_t* slot) {
+  Activate();
+  Check(cuda::LaunchAmaxFold(x, n, slot, stream_), "AmaxFold");
 }
 
 float CudaBackend::Amax(const float* x, int64_t n) {

@@ -37,9 +37,18 @@ cudaError_t LaunchRmsNorm(const float* x, const float* weight, float* y, int64_t
 // Backend::Rope on x [rows = batch*heads, seq, head_dim] (head_dim even).
 cudaError_t LaunchRope(float* x, int64_t rows, int64_t seq, int64_t head_dim, const float* cos, const float* sin,
                        bool round_bf16, cudaStream_t stream);
+// Backend::RopeToHeads: x tokens-major [batch, seq, heads, head_dim] -> y heads-major, RoPE applied.
+cudaError_t LaunchRopeToHeads(const float* x, float* y, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
+                              const float* cos, const float* sin, bool round_bf16, cudaStream_t stream);
 // Backend::SiluMul, Add (y += x), SwapMiddleAxes, Softmax, SigmoidScaleRows, GatherRows, ScatterAddRows.
 cudaError_t LaunchSiluMul(const float* gate, const float* up, float* out, int64_t n, bool round_bf16,
                           cudaStream_t stream);
+// SiluMul in kBF16 mode of bf16 gate / up (bits), exactly SiluMul on their f32 widenings, into f32 out.
+cudaError_t LaunchSiluMulBf16(const uint16_t* gate, const uint16_t* up, float* out, int64_t n, cudaStream_t stream);
+// Backend::GatedMlp's middle in kBF16 mode: h = SiluMul(gate, up) as bf16 bits, max |h| folded into *amax
+// when amax is not null (as LaunchAmaxFold).
+cudaError_t LaunchSiluMulToBf16(const uint16_t* gate, const uint16_t* up, uint16_t* h, int64_t n, uint32_t* amax,
+                                cudaStream_t stream);
 cudaError_t LaunchAdd(float* y, const float* x, int64_t n, bool round_bf16, cudaStream_t stream);
 cudaError_t LaunchSwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b, int64_t c, int64_t d,
                                  bool round_bf16, cudaStream_t stream);
@@ -81,6 +90,8 @@ cudaError_t LaunchGroupRowsByExpert(const int32_t* expert_ids, const float* topk
 // Backend::Amax: *result (device, one uint32) = the largest bit pattern of |x[i]| (0 for n == 0), which is
 // the float max |x| and above 0x7F800000 iff some x[i] is NaN.
 cudaError_t LaunchAmax(const float* x, int64_t n, uint32_t* result, cudaStream_t stream);
+// Backend::AmaxFold: LaunchAmax without zeroing *result first (its old value takes part in the max).
+cudaError_t LaunchAmaxFold(const float* x, int64_t n, uint32_t* result, cudaStream_t stream);
 
 // Backend::CrossEntropy into nll (device, rows doubles); sums of exponentials in double.
 cudaError_t LaunchCrossEntropy(const float* logits, const int32_t* targets, double* nll, int64_t rows,

@@ -32,6 +32,9 @@ struct SiluMulOp {
     return RoundOut(__fmul_rn(g / __fadd_rn(1.f, expf(-g)), u), round_bf16);
   }
 };
+struct UMax {
+  __device__ __forceinline__ uint32_t operator()(uint32_t a, uint32_t b) const { return a > b ? a : b; }
+};
 struct AddOp {
   bool round_bf16;
   __device__ float operator()(float y, float x) const { return RoundOut(__fadd_rn(y, x), round_bf16); }
@@ -99,6 +102,54 @@ __global__ void Bf16ToF32Kernel4(const ushort4* x, float4* y, int64_t n4) {
   }
 }
 
+// out[i] = SiluMulOp(gate[i], up[i]) of bf16 operands (the bf16 GEMM outputs of GatedLinear), exactly
+// SiluMul on their f32 widenings.
+__global__ void SiluMulBf16Kernel(const uint16_t* gate, const uint16_t* up, float* out, int64_t n) {
+  const SiluMulOp op{true};
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    out[i] = op(Bf16ToF32(gate[i]), Bf16ToF32(up[i]));
+  }
+}
+
+__global__ void SiluMulBf16Kernel4(const ushort4* gate, const ushort4* up, float4* out, int64_t n4) {
+  const SiluMulOp op{true};
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n4; i += int64_t{gridDim.x} * blockDim.x) {
+    const ushort4 g = gate[i], u = up[i];
+    out[i] = make_float4(op(Bf16ToF32(g.x), Bf16ToF32(u.x)), op(Bf16ToF32(g.y), Bf16ToF32(u.y)),
+                         op(Bf16ToF32(g.z), Bf16ToF32(u.z)), op(Bf16ToF32(g.w), Bf16ToF32(u.w)));
+  }
+}
+
+// h[i] = SiluMulOp(gate[i], up[i]) as bf16 bits (the value is a bf16 already: exact), and, with amax not
+// null, the largest |h| bit pattern folded into *amax (AmaxFold). With `vec` (all three arrays 8-byte
+// aligned) n / 4 ushort4 groups first, then the tail; otherwise element by element.
+__global__ void SiluMulToBf16Kernel(const uint16_t* gate, const uint16_t* up, uint16_t* h, int64_t n, bool vec,
+                                    uint32_t* amax) {
+  __shared__ uint32_t scratch[33];
+  const SiluMulOp op{true};
+  uint32_t m = 0;
+  const auto one = [&](uint16_t g, uint16_t u) {
+    const float v = op(Bf16ToF32(g), Bf16ToF32(u));
+    const uint32_t bits = __float_as_uint(v) & 0x7FFFFFFFu;
+    m = bits > m ? bits : m;
+    return F32ToBf16Rne(v);
+  };
+  const int64_t n4 = vec ? n / 4 : 0, stride = int64_t{gridDim.x} * blockDim.x;
+  const int64_t first = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  const auto* g4 = reinterpret_cast<const ushort4*>(gate);
+  const auto* u4 = reinterpret_cast<const ushort4*>(up);
+  auto* h4 = reinterpret_cast<ushort4*>(h);
+  for (int64_t i = first; i < n4; i += stride) {
+    const ushort4 g = g4[i], u = u4[i];
+    h4[i] = make_ushort4(one(g.x, u.x), one(g.y, u.y), one(g.z, u.z), one(g.w, u.w));
+  }
+  for (int64_t i = 4 * n4 + first; i < n; i += stride) h[i] = one(gate[i], up[i]);
+  if (amax != nullptr) {
+    m = BlockReduce(m, UMax{}, 0u, scratch);
+    if (threadIdx.x == 0 && m != 0) atomicMax(amax, m);
+  }
+}
+
 // Rows r < m stride gridDim.y, columns j < n stride the x grid: the shape of every [rows, cols] kernel here.
 #define QF_FOR_ROWS_COLS(m, n)                                                 \
   for (int64_t r = blockIdx.y; r < (m); r += gridDim.y)                        \
@@ -162,6 +213,22 @@ __global__ void RopeKernel(float* x, int64_t pairs, int64_t seq, int64_t half, c
     const float c = cos[pos * half + i], s = sin[pos * half + i];
     v[i] = RoundOut(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)), round_bf16);
     v[i + half] = RoundOut(__fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)), round_bf16);
+  }
+}
+
+// RopeKernel reading tokens-major x [batch, seq, heads, 2*half] and writing heads-major y [batch, heads, seq,
+// 2*half] (SwapMiddleAxes' rounding, then RoPE's): one thread per output pair, p over y's order.
+__global__ void RopeToHeadsKernel(const float* x, float* y, int64_t pairs, int64_t heads, int64_t seq, int64_t half,
+                                  const float* cos, const float* sin, bool round_bf16) {
+  for (int64_t p = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; p < pairs; p += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t rs = p / half, i = p - rs * half;  // rs: row of y, ((b * heads + h) * seq + pos)
+    const int64_t pos = rs % seq, bh = rs / seq, h = bh % heads, b = bh / heads;
+    const float* u = x + ((b * seq + pos) * heads + h) * 2 * half;
+    float* v = y + rs * 2 * half;
+    const float a = RoundOut(u[i], round_bf16), bb = RoundOut(u[i + half], round_bf16);
+    const float c = cos[pos * half + i], s = sin[pos * half + i];
+    v[i] = RoundOut(__fsub_rn(__fmul_rn(a, c), __fmul_rn(bb, s)), round_bf16);
+    v[i + half] = RoundOut(__fadd_rn(__fmul_rn(bb, c), __fmul_rn(a, s)), round_bf16);
   }
 }
 
@@ -313,6 +380,15 @@ cudaError_t LaunchRope(float* x, int64_t rows, int64_t seq, int64_t head_dim, co
   return cudaGetLastError();
 }
 
+cudaError_t LaunchRopeToHeads(const float* x, float* y, int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
+                              const float* cos, const float* sin, bool round_bf16, cudaStream_t stream) {
+  const int64_t half = head_dim / 2, pairs = batch * heads * seq * half;
+  if (pairs <= 0) return cudaSuccess;
+  RopeToHeadsKernel<<<GridFor(pairs, kThreads), kThreads, 0, stream>>>(x, y, pairs, heads, seq, half, cos, sin,
+                                                                       round_bf16);
+  return cudaGetLastError();
+}
+
 cudaError_t LaunchBf16ToF32(const uint16_t* x, float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   int64_t done = 0;
@@ -329,6 +405,35 @@ cudaError_t LaunchBf16ToF32(const uint16_t* x, float* y, int64_t n, cudaStream_t
 cudaError_t LaunchSiluMul(const float* gate, const float* up, float* out, int64_t n, bool round_bf16,
                           cudaStream_t stream) {
   return LaunchMap(gate, up, out, n, SiluMulOp{round_bf16}, stream);
+}
+
+cudaError_t LaunchSiluMulBf16(const uint16_t* gate, const uint16_t* up, float* out, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  int64_t done = 0;
+  const auto a8 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; };
+  if (a8(gate) && a8(up) && Aligned16(out) && n >= 4) {
+    const int64_t n4 = n / 4;
+    SiluMulBf16Kernel4<<<GridFor(n4, kThreads), kThreads, 0, stream>>>(
+        reinterpret_cast<const ushort4*>(gate), reinterpret_cast<const ushort4*>(up), reinterpret_cast<float4*>(out),
+        n4);
+    done = n4 * 4;
+  }
+  if (done < n) {
+    SiluMulBf16Kernel<<<GridFor(n - done, kThreads), kThreads, 0, stream>>>(gate + done, up + done, out + done,
+                                                                           n - done);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSiluMulToBf16(const uint16_t* gate, const uint16_t* up, uint16_t* h, int64_t n, uint32_t* amax,
+                                cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  const auto a8 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; };
+  const bool vec = a8(gate) && a8(up) && a8(h);
+  unsigned blocks = GridFor(vec ? (n + 3) / 4 : n, kThreads);
+  if (blocks > 132 * 16) blocks = 132 * 16;  // grid-stride: a few waves, few atomics
+  SiluMulToBf16Kernel<<<blocks, kThreads, 0, stream>>>(gate, up, h, n, vec, amax);
+  return cudaGetLastError();
 }
 
 cudaError_t LaunchAdd(float* y, const float* x, int64_t n, bool round_bf16, cudaStream_t stream) {
