@@ -140,6 +140,7 @@ void FinishCalibration(ForwardModel& fm, QuantState& state, const ActivationStor
   if (report->ran_forward && HeadNeedsCalibration(model, state)) {
     MaxCalibHooks hooks(state);
     for (int64_t b = 0; b < final_states.size(); ++b) (void)fm.Logits(final_states.Get(b), &hooks);
+    hooks.Flush(fm.backend());
   }
   if (report->ran_forward) CheckActivationAmax(model, state);
   FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, report);
@@ -302,6 +303,8 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       }
     }
     fm.LoadLayer(l);
+    // The next layer's weights cross while this one computes (a device only: two layers resident).
+    if (l + 1 < L) fm.PrefetchLayer(l + 1);
     Timer tw;
     CalibrateWeightAmax(fm, state, l);
     mr.weight_amax_seconds += tw.Seconds();
@@ -326,6 +329,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
           inputs.Put(b, std::move(h));
         }
       }
+      hooks.Flush(be);
     }
     mr.forward_seconds += tf.Seconds();
 

@@ -15,6 +15,7 @@
 #include "qforge/calib/layerwise.h"
 #include "qforge/calib/layerwise_checkpoint.h"
 #include "qforge/calib/layerwise_conformance.h"
+#include "qforge/calib/synthetic_model.h"
 #include "qforge/config/yaml_loader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/numerics/half.h"
@@ -213,6 +214,43 @@ TEST_P(LayerwiseModels, DevicePathsEqualTheCpuBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, LayerwiseModels, ::testing::Values("llama-dense-26M", "qwen2moe-25M"));
+
+// On a device, layerwise calibration uploads layer l+1's weights in the background while layer l computes
+// (ForwardModel::PrefetchLayer). The test backend copies a background upload only when it is awaited and
+// fills its destination with NaN until then, so a weight used before its AwaitUpload would give NaN amax:
+// the state must equal the CPU's bit for bit, with every prefetched weight awaited. (A checkpoint stored
+// in f32: its bytes are the f32 backend's weights, which is what is prefetched.)
+TEST(LayerwisePrefetch, NextLayerUploadsInTheBackgroundAndTheStateIsBitIdentical) {
+  TempDir tmp;
+  SyntheticLlamaSpec spec;
+  spec.layers = 3;
+  spec.dtype = DType::kF32;
+  WriteSyntheticLlama(tmp.path / "m", spec);
+  const config::QuantizeConfig c = Recipe();
+  ModelLoadOptions lo;
+  lo.load_all_layers = false;
+  auto model = Model::Load(tmp.path / "m", lo);
+  std::vector<int32_t> ids(4 * 32);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % 500 + 5);
+  const CalibData data = CutCalibSamples(ids, 4, 32);
+  QuantState ref = QuantState::ForModel(*model);
+  ref.Apply(c.quant_cfg);
+  {
+    ForwardModel cpu(*model, DefaultCpuBackend());
+    MaxCalibrate(cpu, ref, data, MaxOptions(c));
+  }
+  testing_support::HostDeviceBackend dev;
+  ForwardModel fm(*model, dev);
+  QuantState s = QuantState::ForModel(*model);
+  s.Apply(c.quant_cfg);
+  LayerwiseOptions o;
+  o.show_progress = false;
+  LayerwiseMaxCalibrate(fm, s, [&] { return data; }, MaxOptions(c), o);
+  ExpectSameState(ref, s, "layerwise with prefetch");
+  EXPECT_EQ(dev.background_uploads, 2 * 7);  // layers 1 and 2, seven Linears each
+  EXPECT_EQ(dev.awaited_uploads, dev.background_uploads);
+  EXPECT_EQ(dev.pending_uploads(), 0);
+}
 
 TEST(ActivationStore, SpillsBeyondBudgetAndRoundTripsThroughAFile) {
   TempDir tmp;

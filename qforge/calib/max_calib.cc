@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <map>
 
 #include "qforge/base/error.h"
@@ -74,17 +75,113 @@ MaxCalibHooks::MaxCalibHooks(QuantState& state) : state_(state) {
   }
 }
 
-void MaxCalibHooks::Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape) {
+void MaxCalibHooks::Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape,
+                            AmaxCache* cache) {
   Quantizer* q = state_.Get(module, role);
   if (q == nullptr || !q->NeedsCalibration()) return;
   QF_CHECK(!q->sequential(), "quantizer '{}': sequential activation quantizers are not supported", q->slot.name);
   const QuantSpec spec = q->spec();
-  std::vector<float> amax = be.QuantAmax(spec, x, shape, q->slot.name);
-  q->MergeAmax(amax, AmaxShape(spec, shape).value_or(std::vector<int64_t>{}));
+  if (Fold(be, *q, spec, x, shape, cache)) return;
+  const auto merge = [&](const std::vector<float>& amax) {
+    q->MergeAmax(amax, AmaxShape(spec, shape).value_or(std::vector<int64_t>{}));
+  };
+  if (cache == nullptr) return merge(be.QuantAmax(spec, x, shape, q->slot.name));
+  auto& values = cache->values;
+  auto it = std::find_if(values.begin(), values.end(), [&](const auto& d) { return d.first == spec; });
+  if (it == values.end()) it = values.emplace(values.end(), spec, be.QuantAmax(spec, x, shape, q->slot.name));
+  merge(it->second);
+}
+
+uint32_t* MaxCalibHooks::FoldSlot(Backend& be, const Quantizer& q, const QuantSpec& spec,
+                                  const std::vector<int64_t>& shape) {
+  if (be.host_accessible()) return nullptr;  // the CPU reads its amax directly (and names a bad element)
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  // One max|x| per tensor, as QuantAmax computes it: not MX, unsigned or pinned amax.
+  if (n <= 0 || spec.IsMx() || spec.is_unsigned || spec.use_constant_amax || spec.constant_amax) return nullptr;
+  try {
+    const auto amax_shape = AmaxShape(spec, shape);
+    if (!amax_shape || !amax_shape->empty()) return nullptr;
+  } catch (const Error&) {
+    return nullptr;  // QuantAmax names the problem
+  }
+  auto& all = state_.quantizers();
+  if (slots_.empty()) {
+    slots_ = be.Alloc(static_cast<int64_t>(all.size() * sizeof(uint32_t)));
+    be.Zero(slots_.data(), slots_.bytes());
+    sources_.assign(all.size(), {});
+  }
+  return slots_.as<uint32_t>() + (&q - all.data());
+}
+
+bool MaxCalibHooks::Fold(Backend& be, Quantizer& q, const QuantSpec& spec, const float* x,
+                         const std::vector<int64_t>& shape, AmaxCache* cache) {
+  uint32_t* slot = FoldSlot(be, q, spec, shape);
+  if (slot == nullptr) return false;
+  const int qi = static_cast<int>(&q - state_.quantizers().data());
+  int src = -1;  // the slot holding max|x| of this call
+  if (cache != nullptr) {
+    auto it = std::find_if(cache->slots.begin(), cache->slots.end(), [&](const auto& d) { return d.first == spec; });
+    if (it != cache->slots.end()) src = it->second;  // x already folded by another module of this call
+  }
+  if (src < 0) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    be.AmaxFold(x, n, slot);
+    src = qi;
+    if (cache != nullptr) cache->slots.emplace_back(spec, qi);
+  }
+  auto& s = sources_[static_cast<size_t>(qi)];
+  if (std::find(s.begin(), s.end(), src) == s.end()) s.push_back(src);
+  folded_ = true;
+  return true;
+}
+
+ForwardHooks::InputTap MaxCalibHooks::LinearInputTap(Backend& be, int module, int64_t rows, int64_t cols) {
+  Quantizer* q = state_.Get(module, QuantizerRole::kInput);
+  if (q == nullptr || !q->NeedsCalibration()) return {false, nullptr};
+  if (q->sequential()) return {};  // OnLinearInput names it
+  uint32_t* slot = FoldSlot(be, *q, q->spec(), {rows, cols});
+  if (slot == nullptr) return {};
+  // The caller folds into the slot: recorded as this quantizer's own source, as Fold does.
+  const int qi = static_cast<int>(q - state_.quantizers().data());
+  auto& s = sources_[static_cast<size_t>(qi)];
+  if (std::find(s.begin(), s.end(), qi) == s.end()) s.push_back(qi);
+  folded_ = true;
+  return {true, slot};
+}
+
+void MaxCalibHooks::Flush(Backend& be) {
+  if (!folded_) return;
+  auto& all = state_.quantizers();
+  std::vector<uint32_t> bits(all.size());
+  be.Download(bits.data(), slots_.data(), slots_.bytes());
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (sources_[i].empty()) continue;
+    uint32_t m = 0;
+    for (int s : sources_[i]) m = std::max(m, bits[static_cast<size_t>(s)]);
+    QF_CHECK(m < 0x7F800000u, "quantizer '{}': its calibration activations hold {}; max calibration needs finite values",
+             all[i].slot.name, m == 0x7F800000u ? "an infinity" : "a NaN");
+    all[i].MergeAmax({std::bit_cast<float>(m)}, {});
+    sources_[i].clear();
+  }
+  be.Zero(slots_.data(), slots_.bytes());
+  folded_ = false;
 }
 
 void MaxCalibHooks::OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) {
   Collect(be, module, QuantizerRole::kInput, x, {rows, cols});
+}
+
+void MaxCalibHooks::OnLinearInputs(Backend& be, std::span<const int> modules, float* x, int64_t rows,
+                                   int64_t cols) {
+  AmaxCache cache;
+  for (int module : modules) Collect(be, module, QuantizerRole::kInput, x, {rows, cols}, &cache);
+}
+
+bool MaxCalibHooks::WantsLinearOutput(int module) const {
+  const Quantizer* q = state_.Get(module, QuantizerRole::kOutput);
+  return q != nullptr && q->NeedsCalibration();
 }
 
 void MaxCalibHooks::OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) {
@@ -285,6 +382,7 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
       report.tokens += b * seq;
       if (options.show_progress) progress.Add(b * seq, fmt::format("batch {}/{}", report.batches, (n + bs - 1) / bs));
     }
+    hooks.Flush(fm.backend());
     if (options.show_progress) progress.Finish();
   }
   report.forward_seconds = t.Seconds();

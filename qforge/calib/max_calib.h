@@ -6,7 +6,9 @@
 #include <functional>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qforge/calib/calib_data.h"
@@ -87,14 +89,41 @@ class MaxCalibHooks : public ForwardHooks {
   // max over all of it, bit for bit.
   bool RowLocal() const override { return row_local_; }
   void OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) override;
+  // One amax per distinct spec among the modules' input quantizers (q/k/v usually share one).
+  void OnLinearInputs(Backend& be, std::span<const int> modules, float* x, int64_t rows, int64_t cols) override;
+  bool WantsLinearOutput(int module) const override;
+  // On a device, a calibrating per-tensor input quantizer takes max |x| folded into its slot.
+  InputTap LinearInputTap(Backend& be, int module, int64_t rows, int64_t cols) override;
+  // Merges what was folded on a device since the last Flush into the quantizers' amax (one download);
+  // throws naming the quantizer if its activations held a NaN or an infinity. The drivers call it after
+  // their forward passes, before the amax is read; without a device it has nothing to do.
+  void Flush(Backend& be);
   void OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) override;
   void OnAttentionBmm(Backend& be, int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
                       int64_t head_dim) override;
 
  private:
-  void Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape);
+  // Per spec, the amax of one activation (host path) or the slot it was folded into (device path), for
+  // quantizers of modules that read the same x.
+  struct AmaxCache {
+    std::vector<std::pair<QuantSpec, std::vector<float>>> values;
+    std::vector<std::pair<QuantSpec, int>> slots;
+  };
+  // Folds max|x| into the (module, role) quantizer's amax if it calibrates; with `cache`, a spec's amax is
+  // computed once.
+  void Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape,
+               AmaxCache* cache = nullptr);
+  // On a device, a per-tensor amax is folded into a slot of backend memory (Backend::AmaxFold) and read
+  // by Flush: no round trip per call.
+  bool Fold(Backend& be, Quantizer& q, const QuantSpec& spec, const float* x, const std::vector<int64_t>& shape,
+            AmaxCache* cache);
+  // q's slot (allocated on first use) if its amax may be folded on `be` for inputs of `shape`, else null.
+  uint32_t* FoldSlot(Backend& be, const Quantizer& q, const QuantSpec& spec, const std::vector<int64_t>& shape);
   QuantState& state_;
   bool row_local_ = true;
+  Buffer slots_;                           // uint32 per quantizer (index in state_.quantizers())
+  std::vector<std::vector<int>> sources_;  // per quantizer: the slots whose max is its amax
+  bool folded_ = false;
 };
 
 // MoE step 3 of spec §6.2: every expert input quantizer's amax becomes the element-wise max across the

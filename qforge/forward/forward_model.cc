@@ -67,6 +67,7 @@ ForwardModel::ForwardModel(Model& model, Backend& backend) : model_(model), be_(
   biases_.resize(n);
   weight_versions_.assign(n, -1);
   weight_exact_.assign(n, 0);
+  upload_ticket_.assign(n, 0);
   rows_seen_.assign(n, 0);
   for (int l = 0; l < model_.num_layers(); ++l) layers_.push_back(std::make_unique<DeviceLayer>());
   ws_ = std::make_unique<Workspace>();
@@ -80,7 +81,16 @@ ForwardModel::ForwardModel(Model& model, Backend& backend) : model_(model), be_(
   }
 }
 
-ForwardModel::~ForwardModel() = default;
+ForwardModel::~ForwardModel() {
+  // A background copy must not write into memory that is freed (and reused) with the weights.
+  for (size_t m = 0; m < upload_ticket_.size(); ++m) {
+    if (upload_ticket_[m] == 0) continue;
+    try {
+      be_.AwaitUpload(upload_ticket_[m]);
+    } catch (const std::exception&) {  // a failed copy: nothing is waiting for its data any more
+    }
+  }
+}
 
 std::unique_ptr<ForwardModel> ForwardModel::Load(const std::filesystem::path& dir, const ModelLoadOptions& options,
                                                  Backend* backend) {
@@ -102,10 +112,44 @@ Buffer ForwardModel::UploadF32(const Tensor& host) {
   return UploadHost(host);
 }
 
+void ForwardModel::DropWeight(int module) {
+  FinishUpload(module);  // later ops (and reuses of the memory) come after its copy
+  resident_bytes_ -= weights_[module].bytes();
+  weights_[module] = Buffer();
+  weight_versions_[module] = -1;
+}
+
+void ForwardModel::FinishUpload(int module) {
+  if (upload_ticket_[module] == 0) return;
+  be_.AwaitUpload(upload_ticket_[module]);
+  upload_ticket_[module] = 0;
+  model_.ReleaseStoredPages(module);
+}
+
+void ForwardModel::PrefetchLayer(int layer) {
+  if (be_.host_accessible() || layer < 0 || layer >= num_layers() || layers_[layer]->loaded) return;
+  for (int m : model_.layer_modules(layer).linears) {
+    if (IsResident(m)) continue;
+    // Only a weight whose stored bytes are its backend copy (a bf16 checkpoint in bf16 compute, f32 in
+    // f32): a conversion runs on the op stream, so such a weight uploads in LoadLayer instead.
+    auto owner = std::make_shared<Tensor>(model_.StoredLinearWeight(m));
+    if (owner->dtype() != be_.weight_dtype()) continue;
+    const int64_t version = model_.weight_version(m);
+    DropWeight(m);
+    const auto bytes = static_cast<int64_t>(owner->nbytes());
+    weights_[m] = be_.Alloc(bytes);
+    const void* host = owner->raw();
+    upload_ticket_[m] = be_.UploadInBackground(weights_[m].data(), host, bytes, std::move(owner));
+    if (upload_ticket_[m] == 0) model_.ReleaseStoredPages(m);
+    weight_exact_[m] = 1;
+    resident_bytes_ += bytes;
+    weight_versions_[m] = version;
+  }
+}
+
 void ForwardModel::UploadLinear(int module) {
   const int64_t version = model_.weight_version(module);
-  resident_bytes_ -= weights_[module].bytes();
-  weights_[module] = Buffer();  // free the stale copy before allocating the new one
+  DropWeight(module);  // free the stale copy before allocating the new one
   if (be_.host_accessible()) {
     // The CPU computes on the Model's f32 weights themselves (adopted, no copy).
     auto owner = std::make_shared<Tensor>(model_.LinearWeight(module));
@@ -128,14 +172,12 @@ bool ForwardModel::IsResident(int module) const {
 }
 
 ForwardModel::EvictAfter::~EvictAfter() {
-  if (!on_) return;
-  fm_.resident_bytes_ -= fm_.weights_[m_].bytes();
-  fm_.weights_[m_] = Buffer();
-  fm_.weight_versions_[m_] = -1;
+  if (on_) fm_.DropWeight(m_);
 }
 
 WeightRef ForwardModel::Weight(int module) {
   if (weights_[module].empty() || weight_versions_[module] != model_.weight_version(module)) UploadLinear(module);
+  FinishUpload(module);
   return WeightRef(weights_[module].data(), be_.weight_dtype());
 }
 
@@ -252,7 +294,9 @@ std::optional<EncodedWeight> ForwardModel::EncodeWeight(int module, PackFormat f
     for (size_t i = 0; i < in.amax.size(); ++i) p.scale_f32[i] = Fp8ExportScale(in.amax[i]);
     scales = be_.AllocCopy(p.scale_f32.data(), static_cast<int64_t>(p.scale_f32.size() * sizeof(float)));
   }
-  const int64_t step = std::max<int64_t>(1, std::min(chunk_rows, rows));
+  // At most 64 MiB of f32 rows at a time (a layerwise budget has room for little beside two layers).
+  constexpr int64_t kMaxChunkBytes = int64_t{64} << 20;
+  const int64_t step = std::max<int64_t>(1, std::min({chunk_rows, rows, kMaxChunkBytes / (4 * cols)}));
   Buffer f32;
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t n = std::min(step, rows - r0);
@@ -287,10 +331,7 @@ std::optional<EncodedWeight> ForwardModel::EncodeWeight(int module, PackFormat f
 void ForwardModel::ReleaseEmbedding() { embed_table_ = Buffer(); }
 
 void ForwardModel::ReleaseHead() {
-  const int head = model_.lm_head_module();
-  resident_bytes_ -= weights_[head].bytes();
-  weights_[head] = Buffer();
-  weight_versions_[head] = -1;
+  DropWeight(model_.lm_head_module());
 }
 
 void ForwardModel::UploadEmbedding() {
@@ -333,10 +374,8 @@ void ForwardModel::ReleaseLayer(int layer) {
   QF_CHECK(layer >= 0 && layer < num_layers(), "layer {} out of range [0, {})", layer, num_layers());
   DeviceLayer& D = *layers_[layer];
   for (int m : model_.layer_modules(layer).linears) {
-    resident_bytes_ -= weights_[m].bytes();
-    weights_[m] = Buffer();
+    DropWeight(m);
     biases_[m] = Buffer();
-    weight_versions_[m] = -1;
   }
   D.input_norm = Buffer();
   D.post_norm = Buffer();
@@ -431,14 +470,73 @@ void ForwardModel::Linear(int module, const float* x, int64_t rows, float* y, bo
   }
 }
 
+void ForwardModel::SharedLinears(std::span<const int> modules, const float* x, int64_t rows,
+                                 std::span<float* const> ys, ForwardHooks* hooks) {
+  QF_ASSERT(modules.size() == ys.size(), "SharedLinears: {} modules, {} outputs", modules.size(), ys.size());
+  if (hooks != nullptr && hooks->ModifiesActivations()) {
+    for (size_t i = 0; i < modules.size(); ++i) Linear(modules[i], x, rows, ys[i], false, hooks);
+    return;
+  }
+  const int64_t k = model_.modules()[modules[0]].in_features;
+  std::vector<Backend::GemmOut> outs;
+  for (size_t i = 0; i < modules.size(); ++i) {
+    const ModuleInfo& mi = model_.modules()[modules[i]];
+    QF_ASSERT(mi.in_features == k, "SharedLinears: {} reads {} features, not {}", mi.name, mi.in_features, k);
+    rows_seen_[modules[i]] += rows;
+    outs.push_back({Weight(modules[i]), Bias(modules[i]), ys[i], mi.out_features});
+  }
+  // Read-only hooks never write through this pointer.
+  if (hooks != nullptr) hooks->OnLinearInputs(be_, modules, const_cast<float*>(x), rows, k);
+  be_.GemmShared(x, rows, k, outs);
+  if (hooks != nullptr) {
+    for (size_t i = 0; i < modules.size(); ++i) hooks->OnLinearOutput(be_, modules[i], ys[i], rows, outs[i].n);
+  }
+}
+
 void ForwardModel::GatedMlp(const int ids[3], const float* x, int64_t rows, float* out, bool accumulate,
                             ForwardHooks* hooks) {
-  const int64_t inter = model_.modules()[ids[0]].out_features;
+  const ModuleInfo& gm = model_.modules()[ids[0]];
+  const int64_t inter = gm.out_features;
   float* g = Grow<float>(be_, ws_->gate, rows * inter);
   float* u = Grow<float>(be_, ws_->up, rows * inter);
-  Linear(ids[0], x, rows, g, false, hooks);
-  Linear(ids[1], x, rows, u, false, hooks);
-  be_.SiluMul(g, u, g, rows * inter);
+  // The whole MLP in one backend op when the hooks want none of its outputs and at most max |h| of the
+  // down projection's input h: h then never exists in f32.
+  const bool no_bias = Bias(ids[0]) == nullptr && Bias(ids[1]) == nullptr && Bias(ids[2]) == nullptr;
+  if (no_bias && (hooks == nullptr || (!hooks->ModifiesActivations() && !hooks->WantsLinearOutput(ids[0]) &&
+                                       !hooks->WantsLinearOutput(ids[1]) && !hooks->WantsLinearOutput(ids[2])))) {
+    const ForwardHooks::InputTap tap =
+        hooks == nullptr ? ForwardHooks::InputTap{false, nullptr} : hooks->LinearInputTap(be_, ids[2], rows, inter);
+    if (!tap.needed || tap.amax_slot != nullptr) {
+      for (int i = 0; i < 3; ++i) rows_seen_[ids[i]] += rows;
+      if (hooks != nullptr) hooks->OnLinearInputs(be_, std::span<const int>(ids, 2), const_cast<float*>(x), rows,
+                                                  gm.in_features);
+      const ModuleInfo& dm = model_.modules()[ids[2]];
+      // With hooks the residual is added after the product, as Linear does for hooked calls, so that the
+      // calibration forward computes the same values fused or not.
+      const bool add_after = accumulate && hooks != nullptr;
+      float* y = add_after ? Grow<float>(be_, ws_->hook_out, rows * dm.out_features) : out;
+      be_.GatedMlp(x, rows, gm.in_features, Weight(ids[0]), Weight(ids[1]), inter, Weight(ids[2]), dm.out_features, y,
+                   accumulate && !add_after, g, u, tap.amax_slot);
+      if (add_after) be_.Add(out, y, rows * dm.out_features);
+      return;
+    }
+  }
+  // Fused when nothing needs gate's and up's outputs apart (and neither has a bias): the backend's
+  // GatedLinear, after one read-only look at the shared input.
+  const bool fused = Bias(ids[0]) == nullptr && Bias(ids[1]) == nullptr &&
+                     (hooks == nullptr || (!hooks->ModifiesActivations() && !hooks->WantsLinearOutput(ids[0]) &&
+                                           !hooks->WantsLinearOutput(ids[1])));
+  if (fused) {
+    rows_seen_[ids[0]] += rows;
+    rows_seen_[ids[1]] += rows;
+    if (hooks != nullptr) hooks->OnLinearInputs(be_, std::span<const int>(ids, 2), const_cast<float*>(x), rows,
+                                                gm.in_features);
+    be_.GatedLinear(x, Weight(ids[0]), Weight(ids[1]), g, u, rows, inter, gm.in_features);
+  } else {
+    float* const ys[2] = {g, u};
+    SharedLinears(std::span<const int>(ids, 2), x, rows, ys, hooks);
+    be_.SiluMul(g, u, g, rows * inter);
+  }
   Linear(ids[2], g, rows, out, accumulate, hooks);
 }
 
@@ -454,9 +552,9 @@ void ForwardModel::Attention(int layer, float* hid, int64_t B, int64_t S, Forwar
   float* q = Grow<float>(be_, ws_->q, T * Hq * Dh);
   float* k = Grow<float>(be_, ws_->k, T * Hkv * Dh);
   float* v = Grow<float>(be_, ws_->v, T * Hkv * Dh);
-  Linear(L.q, xn, T, q, false, hooks);
-  Linear(L.k, xn, T, k, false, hooks);
-  Linear(L.v, xn, T, v, false, hooks);
+  const int qkv[3] = {L.q, L.k, L.v};
+  float* const qkv_out[3] = {q, k, v};
+  SharedLinears(qkv, xn, T, qkv_out, hooks);
   if (!D.q_norm.empty()) {
     be_.RmsNorm(q, D.q_norm.as<const float>(), q, T * Hq, Dh, eps);
     be_.RmsNorm(k, D.k_norm.as<const float>(), k, T * Hkv, Dh, eps);
@@ -464,12 +562,10 @@ void ForwardModel::Attention(int layer, float* hid, int64_t B, int64_t S, Forwar
   float* qh = Grow<float>(be_, ws_->qh, T * Hq * Dh);
   float* kh = Grow<float>(be_, ws_->kh, T * Hkv * Dh);
   float* vh = Grow<float>(be_, ws_->vh, T * Hkv * Dh);
-  be_.SwapMiddleAxes(q, qh, B, S, Hq, Dh);
-  be_.SwapMiddleAxes(k, kh, B, S, Hkv, Dh);
-  be_.SwapMiddleAxes(v, vh, B, S, Hkv, Dh);
   EnsureRope(S);
-  be_.Rope(qh, B, Hq, S, Dh, rope_cos_.as<const float>(), rope_sin_.as<const float>());
-  be_.Rope(kh, B, Hkv, S, Dh, rope_cos_.as<const float>(), rope_sin_.as<const float>());
+  be_.RopeToHeads(q, qh, B, Hq, S, Dh, rope_cos_.as<const float>(), rope_sin_.as<const float>());
+  be_.RopeToHeads(k, kh, B, Hkv, S, Dh, rope_cos_.as<const float>(), rope_sin_.as<const float>());
+  be_.SwapMiddleAxes(v, vh, B, S, Hkv, Dh);
   if (hooks != nullptr) {
     hooks->OnAttentionBmm(be_, L.attention, BmmInput::kQ, qh, B, Hq, S, Dh);
     hooks->OnAttentionBmm(be_, L.attention, BmmInput::kK, kh, B, Hkv, S, Dh);

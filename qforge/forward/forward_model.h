@@ -44,6 +44,24 @@ class ForwardHooks {
   // each other's changes. For a routed expert only the rows routed to it are passed; an expert that got no
   // token is not called.
   virtual void OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) {}
+  // The one input x that Linears `modules` all read (q/k/v, gate/up), for read-only hooks
+  // (ModifiesActivations() false): the forward then runs their GEMMs together. The default calls
+  // OnLinearInput per module; hooks that compute something per distinct quantizer may do it once.
+  virtual void OnLinearInputs(Backend& be, std::span<const int> modules, float* x, int64_t rows, int64_t cols) {
+    for (int m : modules) OnLinearInput(be, m, x, rows, cols);
+  }
+  // False if OnLinearOutput of `module` does nothing: the forward may then fuse that output into the op
+  // that consumes it (the gated MLP's gate and up products are never stored apart).
+  virtual bool WantsLinearOutput(int module) const { return true; }
+  // What read-only hooks need of Linear `module`'s input [rows, cols], so that the forward may fuse the op
+  // that produces it (the gated MLP's down_proj input): nothing (needed = false), only max |x| folded into
+  // a slot of backend memory (amax_slot, Backend::AmaxFold's semantics; the hooks then count that fold as
+  // their OnLinearInput), or, by default, the tensor itself through OnLinearInput.
+  struct InputTap {
+    bool needed = true;
+    uint32_t* amax_slot = nullptr;
+  };
+  virtual InputTap LinearInputTap(Backend& be, int module, int64_t rows, int64_t cols) { return {}; }
   // The output of Linear `module` (bias included): y [rows, cols = out_features], changeable in place.
   virtual void OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) {}
   // q, k or v of attention `module` after RoPE (and q_norm / k_norm), heads-major
@@ -98,6 +116,11 @@ class ForwardModel {
   // --- weight residency in backend memory ---
   // Makes layer `layer`'s weights resident on the backend (loading the host weights first if needed).
   void LoadLayer(int layer);
+  // Starts uploading layer `layer`'s Linear weights in the background (Backend::UploadInBackground), to
+  // overlap with the current layer's compute; LoadLayer / the first use of a weight waits for its copy on
+  // the device only. Weights whose stored dtype is not the backend's weight dtype, and norms and biases,
+  // upload in LoadLayer. No-op on a host-accessible backend or for a loaded layer.
+  void PrefetchLayer(int layer);
   // Frees the layer's backend weights, and its host weights (Model::ReleaseLayer).
   void ReleaseLayer(int layer);
   bool IsLayerLoaded(int layer) const;
@@ -191,7 +214,15 @@ class ForwardModel {
   const int32_t* Iota(int64_t n);
   const float* Bias(int module) const;
   void UploadLinear(int module);
+  // Frees module's backend weight (after its background upload, if one is pending).
+  void DropWeight(int module);
+  // Orders later ops after module's background upload, if pending, and drops its mmap pages.
+  void FinishUpload(int module);
   void Linear(int module, const float* x, int64_t rows, float* y, bool accumulate, ForwardHooks* hooks);
+  // Linears `modules` on one input x, outputs ys[i] (not accumulated): one GemmShared when the hooks only
+  // read activations, else Linear per module (each gets its own copy of x to change).
+  void SharedLinears(std::span<const int> modules, const float* x, int64_t rows, std::span<float* const> ys,
+                     ForwardHooks* hooks);
   void GatedMlp(const int ids[3], const float* x, int64_t rows, float* out, bool accumulate, ForwardHooks* hooks);
   // Attention block of `layer` on the B sequences of S tokens at hid [B*S, hidden], residual added in place.
   void Attention(int layer, float* hid, int64_t B, int64_t S, ForwardHooks* hooks);
@@ -211,6 +242,7 @@ class ForwardModel {
   std::vector<Buffer> weights_, biases_;
   std::vector<int64_t> weight_versions_;
   std::vector<char> weight_exact_;  // the backend copy holds exactly the Model's values
+  std::vector<int64_t> upload_ticket_;  // a pending background upload of the weight (PrefetchLayer), or 0
   Buffer iota_;                     // int32 0, 1, 2, ... (row indices for converting a weight with EmbedRows)
   int64_t iota_len_ = 0;
   int64_t resident_bytes_ = 0;
