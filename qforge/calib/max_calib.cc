@@ -48,6 +48,12 @@ void WeightAmaxPass(Model& model, QuantState& state, std::optional<int> layer, c
   }
 }
 
+int64_t Numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
 }  // namespace
 
 void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer,
@@ -95,8 +101,7 @@ void MaxCalibHooks::Collect(Backend& be, int module, QuantizerRole role, const f
 uint32_t* MaxCalibHooks::FoldSlot(Backend& be, const Quantizer& q, const QuantSpec& spec,
                                   const std::vector<int64_t>& shape) {
   if (be.host_accessible()) return nullptr;  // the CPU reads its amax directly (and names a bad element)
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  const int64_t n = Numel(shape);
   // One max|x| per tensor, as QuantAmax computes it: not MX, unsigned or pinned amax.
   if (n <= 0 || spec.IsMx() || spec.is_unsigned || spec.use_constant_amax || spec.constant_amax) return nullptr;
   try {
@@ -125,9 +130,7 @@ bool MaxCalibHooks::Fold(Backend& be, Quantizer& q, const QuantSpec& spec, const
     if (it != cache->slots.end()) src = it->second;  // x already folded by another module of this call
   }
   if (src < 0) {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    be.AmaxFold(x, n, slot);
+    be.AmaxFold(x, Numel(shape), slot);
     src = qi;
     if (cache != nullptr) cache->slots.emplace_back(spec, qi);
   }

@@ -499,11 +499,13 @@ void ForwardModel::GatedMlp(const int ids[3], const float* x, int64_t rows, floa
   const int64_t inter = gm.out_features;
   float* g = Grow<float>(be_, ws_->gate, rows * inter);
   float* u = Grow<float>(be_, ws_->up, rows * inter);
-  // The whole MLP in one backend op when the hooks want none of its outputs and at most max |h| of the
-  // down projection's input h: h then never exists in f32.
-  const bool no_bias = Bias(ids[0]) == nullptr && Bias(ids[1]) == nullptr && Bias(ids[2]) == nullptr;
-  if (no_bias && (hooks == nullptr || (!hooks->ModifiesActivations() && !hooks->WantsLinearOutput(ids[0]) &&
-                                       !hooks->WantsLinearOutput(ids[1]) && !hooks->WantsLinearOutput(ids[2])))) {
+  // gate and up fuse when nothing needs their outputs apart and neither has a bias (the backend's
+  // GatedLinear, after one read-only look at the shared input); the whole MLP (GatedMlp) when, beyond that,
+  // down_proj has no bias, its output is not wanted, and its input h at most as max |h|: h then never
+  // exists in f32.
+  const auto quiet = [&](int m) { return Bias(m) == nullptr && (hooks == nullptr || !hooks->WantsLinearOutput(m)); };
+  const bool fuse_gate_up = (hooks == nullptr || !hooks->ModifiesActivations()) && quiet(ids[0]) && quiet(ids[1]);
+  if (fuse_gate_up && quiet(ids[2])) {
     const ForwardHooks::InputTap tap =
         hooks == nullptr ? ForwardHooks::InputTap{false, nullptr} : hooks->LinearInputTap(be_, ids[2], rows, inter);
     if (!tap.needed || tap.amax_slot != nullptr) {
@@ -521,12 +523,7 @@ void ForwardModel::GatedMlp(const int ids[3], const float* x, int64_t rows, floa
       return;
     }
   }
-  // Fused when nothing needs gate's and up's outputs apart (and neither has a bias): the backend's
-  // GatedLinear, after one read-only look at the shared input.
-  const bool fused = Bias(ids[0]) == nullptr && Bias(ids[1]) == nullptr &&
-                     (hooks == nullptr || (!hooks->ModifiesActivations() && !hooks->WantsLinearOutput(ids[0]) &&
-                                           !hooks->WantsLinearOutput(ids[1])));
-  if (fused) {
+  if (fuse_gate_up) {
     rows_seen_[ids[0]] += rows;
     rows_seen_[ids[1]] += rows;
     if (hooks != nullptr) hooks->OnLinearInputs(be_, std::span<const int>(ids, 2), const_cast<float*>(x), rows,
