@@ -57,6 +57,21 @@ MaxCalibOptions MaxOptions(const config::QuantizeConfig& c) {
   return mo;
 }
 
+// A fresh state of `model` with the recipe applied (uncalibrated).
+QuantState Fresh(Model& model, const config::QuantizeConfig& c) {
+  QuantState s = QuantState::ForModel(model);
+  s.Apply(c.quant_cfg);
+  return s;
+}
+
+// Whole-model max calibration on the CPU backend: the reference the device paths must equal.
+QuantState CpuMaxReference(Model& model, const config::QuantizeConfig& c, const CalibData& data) {
+  QuantState ref = Fresh(model, c);
+  ForwardModel cpu(model, DefaultCpuBackend());
+  MaxCalibrate(cpu, ref, data, MaxOptions(c));
+  return ref;
+}
+
 void ExpectSameState(const QuantState& a, const QuantState& b, const std::string& what) {
   ASSERT_EQ(a.quantizers().size(), b.quantizers().size());
   int with_amax = 0;
@@ -80,13 +95,11 @@ TEST_P(LayerwiseModels, NoQdqFromPrevEqualsWholeModelMaxBitForBit) {
   lo.load_all_layers = false;
   auto model = Model::Load(ModelDir(GetParam()), lo);
   ForwardModel fm(*model, DefaultCpuBackend());
-  QuantState whole = QuantState::ForModel(*model);
-  whole.Apply(c.quant_cfg);
+  QuantState whole = Fresh(*model, c);
   const CalibData data = Samples();
   MaxCalibrate(fm, whole, data, MaxOptions(c));
 
-  QuantState lw = QuantState::ForModel(*model);
-  lw.Apply(c.quant_cfg);
+  QuantState lw = Fresh(*model, c);
   LayerwiseOptions o;
   o.show_progress = false;
   o.activation_memory = 50000;  // forces spilling part of every activation set
@@ -95,8 +108,7 @@ TEST_P(LayerwiseModels, NoQdqFromPrevEqualsWholeModelMaxBitForBit) {
   ExpectSameState(whole, lw, "layerwise vs whole-model");
 
   // With the next layer's inputs captured through the quantized layer, later layers see other activations.
-  QuantState q = QuantState::ForModel(*model);
-  q.Apply(c.quant_cfg);
+  QuantState q = Fresh(*model, c);
   o.qdq_from_prev = true;
   LayerwiseMaxCalibrate(fm, q, [&] { return data; }, MaxOptions(c), o);
   bool any_differs = false;
@@ -113,16 +125,14 @@ TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
   auto model = Model::Load(ModelDir(GetParam()), lo);
   ForwardModel fm(*model, DefaultCpuBackend());
   TempDir tmp;
-  QuantState full = QuantState::ForModel(*model);
-  full.Apply(c.quant_cfg);
+  QuantState full = Fresh(*model, c);
   LayerwiseOptions o;
   o.show_progress = false;
   o.checkpoint_dir = tmp.path;
   o.save_every = 3;
   const CalibData data = Samples();
   LayerwiseMaxCalibrate(fm, full, [&] { return data; }, MaxOptions(c), o);
-  QuantState restored = QuantState::ForModel(*model);
-  restored.Apply(c.quant_cfg);
+  QuantState restored = Fresh(*model, c);
   for (int l = -1; l < model->num_layers(); ++l) {
     if (l >= 0) {
       LoadLayerQuantizers(LayerDir(tmp.path, l), *model, restored, l);
@@ -147,8 +157,7 @@ TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
     LayerwiseManifest rewound = *m;
     rewound.last_completed_layer = k;
     WriteManifest(tmp.path, rewound);
-    QuantState resumed = QuantState::ForModel(*model);
-    resumed.Apply(c.quant_cfg);
+    QuantState resumed = Fresh(*model, c);
     LayerwiseReport r = LayerwiseMaxCalibrate(fm, resumed, [&] { return data; }, MaxOptions(c), o);
     EXPECT_EQ(r.start_layer, k + 1);
     ExpectSameState(full, resumed, "resumed at " + std::to_string(k + 1));
@@ -157,8 +166,7 @@ TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
   LayerwiseManifest bad = *m;
   bad.last_completed_layer = 0;  // layer 0 is not a window boundary with save_every 3: no next_inputs
   WriteManifest(tmp.path, bad);
-  QuantState s = QuantState::ForModel(*model);
-  s.Apply(c.quant_cfg);
+  QuantState s = Fresh(*model, c);
   try {
     LayerwiseMaxCalibrate(fm, s, [&] { return data; }, MaxOptions(c), o);
     ADD_FAILURE() << "resume without next_inputs succeeded";
@@ -176,17 +184,11 @@ TEST_P(LayerwiseModels, DevicePathsEqualTheCpuBitForBit) {
   lo.load_all_layers = false;
   auto model = Model::Load(ModelDir(GetParam()), lo);
   const CalibData data = Samples();
-  QuantState ref = QuantState::ForModel(*model);
-  ref.Apply(c.quant_cfg);
-  {
-    ForwardModel cpu(*model, DefaultCpuBackend());
-    MaxCalibrate(cpu, ref, data, MaxOptions(c));
-  }
+  const QuantState ref = CpuMaxReference(*model, c, data);
   testing_support::HostDeviceBackend dev;
   {
     ForwardModel fm(*model, dev);
-    QuantState s = QuantState::ForModel(*model);
-    s.Apply(c.quant_cfg);
+    QuantState s = Fresh(*model, c);
     MaxCalibrate(fm, s, data, MaxOptions(c));
     ExpectSameState(ref, s, "device, whole model");
     EXPECT_GT(dev.stats().h2d_bytes, 0);  // weights and ids went up as uploads
@@ -196,8 +198,7 @@ TEST_P(LayerwiseModels, DevicePathsEqualTheCpuBitForBit) {
   // second on whole batches: max hooks of per-tensor amax are row-local, so both are bit-identical.
   for (int64_t device_budget : {int64_t{-1}, int64_t{2 * 32 * 4} * model->config().hidden_size}) {
     ForwardModel fm(*model, dev);
-    QuantState s = QuantState::ForModel(*model);
-    s.Apply(c.quant_cfg);
+    QuantState s = Fresh(*model, c);
     LayerwiseOptions o;
     o.show_progress = false;
     o.device_chunk_rows = device_budget < 0 ? 32 : 0;
@@ -233,16 +234,10 @@ TEST(LayerwisePrefetch, NextLayerUploadsInTheBackgroundAndTheStateIsBitIdentical
   std::vector<int32_t> ids(4 * 32);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % 500 + 5);
   const CalibData data = CutCalibSamples(ids, 4, 32);
-  QuantState ref = QuantState::ForModel(*model);
-  ref.Apply(c.quant_cfg);
-  {
-    ForwardModel cpu(*model, DefaultCpuBackend());
-    MaxCalibrate(cpu, ref, data, MaxOptions(c));
-  }
+  const QuantState ref = CpuMaxReference(*model, c, data);
   testing_support::HostDeviceBackend dev;
   ForwardModel fm(*model, dev);
-  QuantState s = QuantState::ForModel(*model);
-  s.Apply(c.quant_cfg);
+  QuantState s = Fresh(*model, c);
   LayerwiseOptions o;
   o.show_progress = false;
   LayerwiseMaxCalibrate(fm, s, [&] { return data; }, MaxOptions(c), o);
@@ -445,8 +440,7 @@ TEST(LayerwiseCheckpoint, NonFiniteAmaxInACheckpointIsRefused) {
   mlo.load_all_layers = false;
   auto model = Model::Load(ModelDir("llama-dense-26M"), mlo);
   config::QuantizeConfig c = Recipe();
-  QuantState state = QuantState::ForModel(*model);
-  state.Apply(c.quant_cfg);
+  QuantState state = Fresh(*model, c);
   model->LoadLayer(0);
   CalibrateWeightAmax(*model, state, 0);
   for (auto& q : state.quantizers()) {  // a poisoned weight amax in layer 0
@@ -456,8 +450,7 @@ TEST(LayerwiseCheckpoint, NonFiniteAmaxInACheckpointIsRefused) {
     }
   }
   SaveLayerQuantizers(tmp.path, *model, state, 0);
-  QuantState fresh = QuantState::ForModel(*model);
-  fresh.Apply(c.quant_cfg);
+  QuantState fresh = Fresh(*model, c);
   try {
     LoadLayerQuantizers(tmp.path, *model, fresh, 0);
     ADD_FAILURE() << "non-finite amax accepted";
