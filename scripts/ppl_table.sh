@@ -41,7 +41,8 @@ fi
 # The algorithm axis (issue 11): NVFP4 W4A4 + FP8 KV cache. max and mse on ModelOpt's default NVFP4 (dynamic
 # weight blocks; mse searches the weight global amax with the 39 multipliers); max, mse + fp8_scale_sweep and
 # local_hessian on the static-weight preset the sweep applies to (ModelOpt's NVFP4_W4A4_WEIGHT_MSE_FP8_SWEEP_CFG
-# and NVFP4_W4A4_WEIGHT_LOCAL_HESSIAN_CFG).
+# and NVFP4_W4A4_WEIGHT_LOCAL_HESSIAN_CFG); nvfp4_act_headroom (activation global scales from the block-amax
+# histogram, weights by max) on the default NVFP4.
 if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
   echo
   echo "| model | weights | algorithm | check | persuasion | wikitext2_test |"
@@ -51,7 +52,7 @@ if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
     echo "| $model | (bf16 original) | - | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
     for row in "nvfp4 max" "nvfp4 mse" "nvfp4_w4a4_weight_mse_fp8_sweep max" \
                "nvfp4_w4a4_weight_mse_fp8_sweep {method: mse, fp8_scale_sweep: true}" \
-               "nvfp4_w4a4_weight_local_hessian local_hessian"; do
+               "nvfp4_w4a4_weight_local_hessian local_hessian" "nvfp4 nvfp4_act_headroom"; do
       q=${row%% *}
       algo=${row#* }
       d=$OUT/$model-$q-$(echo "$algo" | tr -cd 'a-z0-9_')

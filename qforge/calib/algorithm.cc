@@ -22,6 +22,7 @@ constexpr Registration kAlgorithms[] = {
     {"max", &MakeMaxAlgorithm},
     {"mse", &MakeMseAlgorithm},
     {"local_hessian", &MakeLocalHessianAlgorithm},
+    {"nvfp4_act_headroom", &MakeActHeadroomAlgorithm},
 };
 
 }  // namespace
@@ -46,7 +47,8 @@ CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::Quan
                                   QuantState& state, const std::function<CalibData()>& data,
                                   const CalibrateOptions& options, MaxCalibOptions mo, const MaxRefinement& refine) {
   CalibrateReport report;
-  const config::AlgorithmConfig& ac = algo.config();
+  const config::AlgorithmConfig& ac = algo.wrapper().config != nullptr ? *algo.wrapper().config : algo.config();
+  mo.act_headroom = algo.wrapper().act_headroom;
   mo.batch_size = options.batch_size;
   mo.show_progress = options.show_progress;
   if (refine.empty()) mo.weights_final = options.weights_final;
@@ -75,6 +77,7 @@ CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::Quan
     }
   }
   report.methods.push_back(ac.method());
+  if (&ac != &algo.config()) report.methods.push_back(algo.config().method());
   return report;
 }
 
@@ -82,7 +85,10 @@ CalibrateReport RestoreMaxCalibration(const CalibAlgorithm& algo, ForwardModel& 
                                       const std::filesystem::path& dir, const MaxCalibOptions& base,
                                       const LayerwiseOptions::RefineLayer& refine_head) {
   CalibrateReport report;
-  report.max = RestoreLayerwiseCheckpoint(fm, state, dir, base, refine_head);
+  MaxCalibOptions mo = base;
+  mo.act_headroom = algo.wrapper().act_headroom;
+  report.max = RestoreLayerwiseCheckpoint(fm, state, dir, mo, refine_head);
+  if (algo.wrapper().config != nullptr) report.methods.push_back(algo.wrapper().config->method());
   report.methods.push_back(algo.config().method());
   report.layerwise = true;
   report.checkpoint_dir = dir.string();

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -25,6 +26,15 @@ class CalibAlgorithm {
  public:
   virtual ~CalibAlgorithm() = default;
   virtual const config::AlgorithmConfig& config() const = 0;
+  // Set by an algorithm that runs this one as its weight algorithm (nvfp4_act_headroom's
+  // weight_scale_algorithm): its config's layerwise block and method apply, and its activation policy
+  // (MaxCalibOptions::act_headroom) goes to the max drivers.
+  struct Wrapper {
+    const config::AlgorithmConfig* config = nullptr;
+    std::optional<ActHeadroomParams> act_headroom;
+  };
+  void set_wrapper(Wrapper w) { wrapper_ = std::move(w); }
+  const Wrapper& wrapper() const { return wrapper_; }
   virtual CalibNeeds Needs(const QuantState& state) const = 0;
   // Calibrates `state` on `fm`, whole model or layer by layer (options.layerwise over the config's
   // layerwise block). `data` is called at most once, only if Needs(state).forward.
@@ -32,6 +42,9 @@ class CalibAlgorithm {
                               const CalibrateOptions& options) = 0;
   // Fills `state` from a finished layerwise checkpoint directory this algorithm wrote, without calibrating.
   virtual CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) = 0;
+
+ private:
+  Wrapper wrapper_;
 };
 
 // The drivers of the algorithms that are max calibration followed by a refinement (max: none; mse: the weight
@@ -71,5 +84,7 @@ std::unique_ptr<CalibAlgorithm> MakeMseAlgorithm(const config::QuantizeConfig& c
                                                  const config::AlgorithmConfig& algo);
 std::unique_ptr<CalibAlgorithm> MakeLocalHessianAlgorithm(const config::QuantizeConfig& config,
                                                           const config::AlgorithmConfig& algo);
+std::unique_ptr<CalibAlgorithm> MakeActHeadroomAlgorithm(const config::QuantizeConfig& config,
+                                                         const config::AlgorithmConfig& algo);
 
 }  // namespace qforge

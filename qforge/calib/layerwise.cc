@@ -138,7 +138,7 @@ void FinishCalibration(ForwardModel& fm, QuantState& state, const ActivationStor
                        const MaxCalibOptions& mo, MaxCalibReport* report, const LayerwiseOptions::RefineLayer& refine) {
   Model& model = fm.model();
   if (report->ran_forward && HeadNeedsCalibration(model, state)) {
-    MaxCalibHooks hooks(state);
+    MaxCalibHooks hooks(state, mo.act_headroom);
     for (int64_t b = 0; b < final_states.size(); ++b) (void)fm.Logits(final_states.Get(b), &hooks);
     hooks.Flush(fm.backend());
   }
@@ -318,7 +318,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     // The inputs stay for a pass after the max step: the fake-quantized one, or the refinement's.
     const bool keep_inputs = lo.qdq_from_prev || (lo.refine_layer && lo.refine_reads_inputs);
     if (needs_forward) {
-      MaxCalibHooks hooks(state);
+      MaxCalibHooks hooks(state, mo.act_headroom);
       for (int64_t b = 0; b < inputs.size(); ++b) {
         if (keep_inputs) {
           HiddenStates h = inputs.Get(b);

@@ -260,6 +260,7 @@ void RegisterCalibConformanceOps(config::ConformanceRegistry& registry) {
   registry.Register("layerwise_set_layer_states", OpSetLayerStates);
   registry.Register("layerwise_checkpoint_run", OpCheckpointRun);
   registry.Register("layerwise_resume_detect", OpResumeDetect);
+  RegisterActHeadroomConformanceOp(registry);
 }
 
 }  // namespace qforge

@@ -9,7 +9,9 @@
 
 namespace qforge {
 
-// Registers the ops on `registry` (config/ cannot depend on calib/, so the CLI and tests call this).
+// Registers the ops on `registry` (config/ cannot depend on calib/, so the CLI and tests call this), and
+// nvfp4_act_headroom's `nvfp4_act_headroom_calibrator` (algo_act_headroom.cc).
 void RegisterCalibConformanceOps(config::ConformanceRegistry& registry);
+void RegisterActHeadroomConformanceOp(config::ConformanceRegistry& registry);
 
 }  // namespace qforge

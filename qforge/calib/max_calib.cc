@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <map>
 
 #include "qforge/base/error.h"
@@ -66,7 +67,33 @@ void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int>
   WeightAmaxPass(fm.model(), state, layer, be.host_kernels(), be.host_accessible() ? nullptr : &fm, keep_resident);
 }
 
-MaxCalibHooks::MaxCalibHooks(QuantState& state) : state_(state) {
+namespace {
+bool IsHeadroomQuantizer(const Quantizer& q) {
+  // ModelOpt: an enabled quantizer named *input_quantizer, not `type: dynamic` itself, whose blocks are
+  // dynamic NVFP4 ((2,1) elements, (4,3) scales).
+  if (q.role != QuantizerRole::kInput || !q.NeedsCalibration()) return false;
+  const QuantSpec spec = q.spec();
+  return spec.IsNvfp4Dynamic() && !spec.dynamic;
+}
+}  // namespace
+
+MaxCalibHooks::MaxCalibHooks(QuantState& state, std::optional<ActHeadroomParams> act_headroom)
+    : state_(state), act_headroom_(act_headroom) {
+  if (act_headroom_) {
+    ValidateActHeadroomParams(*act_headroom_);
+    headroom_.assign(state.quantizers().size(), 0);
+    hist_.assign(state.quantizers().size(), std::nullopt);
+    for (size_t i = 0; i < state.quantizers().size(); ++i) {
+      const Quantizer& q = state.quantizers()[i];
+      if (!IsHeadroomQuantizer(q)) continue;
+      QF_CHECK(!q.sequential(),
+               "nvfp4_act_headroom does not support sequential (multi-stage) activation quantizers, but '{}' is one "
+               "wrapping an NVFP4 dynamic-block quantizer; give these modules a single activation quantizer, or "
+               "calibrate with 'max'",
+               q.slot.name);
+      headroom_[i] = 1;
+    }
+  }
   for (const auto& q : state.quantizers()) {
     if (!Traits(q.role).is_activation || !q.NeedsCalibration()) continue;
     std::optional<std::vector<int64_t>> shape;
@@ -87,6 +114,10 @@ void MaxCalibHooks::Collect(Backend& be, int module, QuantizerRole role, const f
   if (q == nullptr || !q->NeedsCalibration()) return;
   QF_CHECK(!q->sequential(), "quantizer '{}': sequential activation quantizers are not supported", q->slot.name);
   const QuantSpec spec = q->spec();
+  if (!headroom_.empty() && headroom_[static_cast<size_t>(q - state_.quantizers().data())]) {
+    QF_ASSERT(shape.size() == 2, "{}: a Linear input is [rows, cols]", q->slot.name);
+    return CollectHistogram(be, *q, spec, x, shape[0], shape[1], cache);
+  }
   if (Fold(be, *q, spec, x, shape, cache)) return;
   const auto merge = [&](const std::vector<float>& amax) {
     q->MergeAmax(amax, AmaxShape(spec, shape).value_or(std::vector<int64_t>{}));
@@ -96,6 +127,34 @@ void MaxCalibHooks::Collect(Backend& be, int module, QuantizerRole role, const f
   auto it = std::find_if(values.begin(), values.end(), [&](const auto& d) { return d.first == spec; });
   if (it == values.end()) it = values.emplace(values.end(), spec, be.QuantAmax(spec, x, shape, q->slot.name));
   merge(it->second);
+}
+
+void MaxCalibHooks::CollectHistogram(Backend& be, Quantizer& q, const QuantSpec& spec, const float* x, int64_t rows,
+                                     int64_t cols, AmaxCache* cache) {
+  const size_t qi = static_cast<size_t>(&q - state_.quantizers().data());
+  if (!hist_[qi]) hist_[qi].emplace();
+  if (cache != nullptr) {
+    for (const auto& [s, h] : cache->histograms) {
+      if (s == spec) return hist_[qi]->Merge(h);  // x already taken by another module of this call
+    }
+  }
+  // Per-16-block amax along the input features (spec §6.5) on the host. A device's activations come down
+  // for it: a device kernel for the histogram is not written yet.
+  std::vector<float> host;
+  const float* hx = x;
+  if (!be.host_accessible()) {
+    host.resize(static_cast<size_t>(rows * cols));
+    be.Download(host.data(), x, rows * cols * static_cast<int64_t>(sizeof(float)));
+    hx = host.data();
+  }
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    QF_CHECK(std::isfinite(hx[i]), "quantizer '{}': its calibration activations hold {} (element {}); "
+             "nvfp4_act_headroom needs finite values", q.slot.name, hx[i], i);
+  }
+  BlockAmaxHistogram h;
+  h.AddRows(hx, rows, cols, 16);
+  hist_[qi]->Merge(h);
+  if (cache != nullptr) cache->histograms.emplace_back(spec, std::move(h));
 }
 
 uint32_t* MaxCalibHooks::FoldSlot(Backend& be, const Quantizer& q, const QuantSpec& spec,
@@ -144,6 +203,7 @@ ForwardHooks::InputTap MaxCalibHooks::LinearInputTap(Backend& be, int module, in
   Quantizer* q = state_.Get(module, QuantizerRole::kInput);
   if (q == nullptr || !q->NeedsCalibration()) return {false, nullptr};
   if (q->sequential()) return {};  // OnLinearInput names it
+  if (!headroom_.empty() && headroom_[static_cast<size_t>(q - state_.quantizers().data())]) return {};
   uint32_t* slot = FoldSlot(be, *q, q->spec(), {rows, cols});
   if (slot == nullptr) return {};
   // The caller folds into the slot: recorded as this quantizer's own source, as Fold does.
@@ -155,8 +215,24 @@ ForwardHooks::InputTap MaxCalibHooks::LinearInputTap(Backend& be, int module, in
 }
 
 void MaxCalibHooks::Flush(Backend& be) {
-  if (!folded_) return;
   auto& all = state_.quantizers();
+  for (size_t i = 0; i < hist_.size(); ++i) {
+    if (!hist_[i]) continue;
+    const std::optional<BlockAmaxHistogram::Result> r = hist_[i]->Compute(*act_headroom_);
+    QF_CHECK(r.has_value(), "quantizer '{}': nvfp4_act_headroom saw only zero activations, so no block amax "
+             "distribution defines its global scale", all[i].slot.name);
+    if (r->no_headroom) {
+      LogWarning("nvfp4_act_headroom: '{}': per-block amax range {:.1f} leaves no headroom at rho={}; the scale is the "
+              "top of the calibrated range{}",
+              all[i].slot.name, r->upper / r->anchor, act_headroom_->rho,
+              r->upper / r->anchor > 28672.0 ? " (the range exceeds FP8's scale range: no rho can clear it)" : "");
+    }
+    all[i].amax.clear();
+    all[i].has_amax = false;
+    all[i].MergeAmax({r->amax}, {});
+    hist_[i].reset();
+  }
+  if (!folded_) return;
   std::vector<uint32_t> bits(all.size());
   be.Download(bits.data(), slots_.data(), slots_.bytes());
   for (size_t i = 0; i < all.size(); ++i) {
@@ -369,7 +445,7 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
   if (needs_forward) {
     QF_CHECK(!data.samples.empty(), "calibration needs data: no calibration samples");
     report.ran_forward = true;
-    MaxCalibHooks hooks(state);
+    MaxCalibHooks hooks(state, options.act_headroom);
     const int64_t seq = data.seq_len;
     const int64_t n = static_cast<int64_t>(data.samples.size());
     const int64_t bs = std::max<int64_t>(1, options.batch_size);

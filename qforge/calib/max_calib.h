@@ -14,6 +14,7 @@
 #include "qforge/calib/calib_data.h"
 #include "qforge/forward/forward_model.h"
 #include "qforge/model/model.h"
+#include "qforge/numerics/act_headroom.h"
 #include "qforge/quant/quant_state.h"
 #include "qforge/quant/shared_state.h"
 
@@ -43,6 +44,9 @@ struct MaxCalibOptions {
   bool sync_expert_weight_amax = false;
   bool show_progress = true;
   WeightsFinalSink* weights_final = nullptr;  // not owned; nullptr: none
+  // nvfp4_act_headroom (spec §6.5): every calibrating NVFP4 dynamic-block input quantizer takes its amax
+  // from the histogram of its per-16-block amax instead of the plain max.
+  std::optional<ActHeadroomParams> act_headroom;
 };
 
 // Per-MoE-layer routing statistics: how many calibration tokens each expert received.
@@ -83,7 +87,8 @@ void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int>
 // the backend's QuantAmax op on backend memory: only the few amax values reach the host.
 class MaxCalibHooks : public ForwardHooks {
  public:
-  explicit MaxCalibHooks(QuantState& state);
+  // `act_headroom`: MaxCalibOptions::act_headroom (such quantizers then get the tensor, never a fold).
+  explicit MaxCalibHooks(QuantState& state, std::optional<ActHeadroomParams> act_headroom = std::nullopt);
   bool ModifiesActivations() const override { return false; }
   // When every activation amax collected is one number per tensor: the max over parts of a batch is the
   // max over all of it, bit for bit.
@@ -95,8 +100,9 @@ class MaxCalibHooks : public ForwardHooks {
   // On a device, a calibrating per-tensor input quantizer takes max |x| folded into its slot.
   InputTap LinearInputTap(Backend& be, int module, int64_t rows, int64_t cols) override;
   // Merges what was folded on a device since the last Flush into the quantizers' amax (one download);
-  // throws naming the quantizer if its activations held a NaN or an infinity. The drivers call it after
-  // their forward passes, before the amax is read; without a device it has nothing to do.
+  // throws naming the quantizer if its activations held a NaN or an infinity; and sets each act_headroom
+  // quantizer that saw data to its histogram's amax. The drivers call it after their forward passes, before
+  // the amax is read.
   void Flush(Backend& be);
   void OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) override;
   void OnAttentionBmm(Backend& be, int module, BmmInput which, float* x, int64_t batch, int64_t heads, int64_t seq,
@@ -108,7 +114,11 @@ class MaxCalibHooks : public ForwardHooks {
   struct AmaxCache {
     std::vector<std::pair<QuantSpec, std::vector<float>>> values;
     std::vector<std::pair<QuantSpec, int>> slots;
+    std::vector<std::pair<QuantSpec, BlockAmaxHistogram>> histograms;
   };
+  // nvfp4_act_headroom's collection for quantizer q (a headroom quantizer) of x [rows, cols].
+  void CollectHistogram(Backend& be, Quantizer& q, const QuantSpec& spec, const float* x, int64_t rows, int64_t cols,
+                        AmaxCache* cache);
   // Folds max|x| into the (module, role) quantizer's amax if it calibrates; with `cache`, a spec's amax is
   // computed once.
   void Collect(Backend& be, int module, QuantizerRole role, const float* x, std::vector<int64_t> shape,
@@ -124,6 +134,9 @@ class MaxCalibHooks : public ForwardHooks {
   Buffer slots_;                           // uint32 per quantizer (index in state_.quantizers())
   std::vector<std::vector<int>> sources_;  // per quantizer: the slots whose max is its amax
   bool folded_ = false;
+  std::optional<ActHeadroomParams> act_headroom_;
+  std::vector<char> headroom_;                          // per quantizer: calibrated by act_headroom_
+  std::vector<std::optional<BlockAmaxHistogram>> hist_;  // per quantizer, since the last Flush
 };
 
 // MoE step 3 of spec §6.2: every expert input quantizer's amax becomes the element-wise max across the

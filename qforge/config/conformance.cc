@@ -1,7 +1,9 @@
 // Conformance runner and the handlers of config/'s ops.
 #include "qforge/config/conformance.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -68,7 +70,8 @@ const Json* LookupDotted(const Json& root, const std::string& dotted) {
 }
 
 std::string CompareExpectations(const Json& expect, const Json& actual) {
-  static const char* kHandled[] = {"ok", "warnings", "error_contains", "error_regex", "error_type"};
+  static const char* kHandled[] = {"ok", "warnings", "warning_contains", "error_contains", "error_regex", "error_type",
+                                   "rel_tol"};
   for (auto it = expect.begin(); it != expect.end(); ++it) {
     const std::string& k = it.key();
     if (std::find(std::begin(kHandled), std::end(kHandled), k) != std::end(kHandled)) continue;
@@ -96,6 +99,13 @@ std::string CompareExpectations(const Json& expect, const Json& actual) {
         } else if (!JsonEqual(g, q.value())) {
           return fmt::format("{}['{}'] = {}, want {}", k, q.key(), Brief(g), Brief(q.value()));
         }
+      }
+    } else if (k == "amax_approx") {  // |amax - want| <= rel_tol * |want|
+      const double tol = expect.value("rel_tol", 0.0);
+      if (!actual.contains("amax") || !actual["amax"].is_number()) return fmt::format("'amax' not produced (want ~{})", Brief(want));
+      const double got = actual["amax"].get<double>(), w = want.get<double>();
+      if (!(std::fabs(got - w) <= tol * std::fabs(w))) {
+        return fmt::format("amax = {}, want {} within relative {}", got, w, tol);
       }
     } else if (k == "dump_has_no_key") {
       if (actual.contains("dump") && actual["dump"].contains(want.get<std::string>())) {
@@ -174,6 +184,13 @@ ConformanceCaseResult ConformanceRegistry::RunCase(const Json& c) const {
       if (!WarningMatches(w.get<std::string>(), got)) {
         return fail(fmt::format("expected warning '{}', got [{}]", w.get<std::string>(), fmt::join(got, " | ")));
       }
+    }
+  }
+  if (expect.contains("warning_contains")) {
+    const std::string want = expect["warning_contains"].get<std::string>();
+    std::vector<std::string> got = capture.Messages(LogLevel::kWarning);
+    if (std::none_of(got.begin(), got.end(), [&](const std::string& m) { return m.find(want) != std::string::npos; })) {
+      return fail(fmt::format("expected a warning containing '{}', got [{}]", want, fmt::join(got, " | ")));
     }
   }
   if (want_ok) {

@@ -4,7 +4,19 @@
 #include <algorithm>
 #include <cmath>
 
+#include "qforge/base/error.h"
+
 namespace qforge {
+
+void ValidateActHeadroomParams(const ActHeadroomParams& p) {
+  QF_CHECK(p.rho > 0 && p.rho < 28672.0,
+           "rho must be in (0, 28672) (the FP8 E4M3 normal range 448 / 2^-6), got {}; a larger rho gives more headroom "
+           "above the calibrated range but less room below it", p.rho);
+  QF_CHECK(p.anchor_percentile > 0 && p.anchor_percentile <= 100.0, "anchor_percentile must be in (0, 100], got {}",
+           p.anchor_percentile);
+  QF_CHECK(p.upper_percentile > 0 && p.upper_percentile <= 100.0, "upper_percentile must be in (0, 100], got {}",
+           p.upper_percentile);
+}
 
 int BlockAmaxHistogram::Bin(float block_amax) {
   // (log2(v) - min) / (max - min) * bins, each step in fp32, then floor and clamp.

@@ -23,6 +23,10 @@ struct ActHeadroomParams {
   double rho = 16384.0;            // (0, 28672)
 };
 
+// Throws qforge::Error naming the parameter outside its range (ModelOpt's calibrator does the same):
+// rho in (0, 28672), anchor_percentile and upper_percentile in (0, 100].
+void ValidateActHeadroomParams(const ActHeadroomParams& p);
+
 class BlockAmaxHistogram {
  public:
   static constexpr int kBins = 512;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end: every recipe of issue 5 on llama-dense-26M and qwen2moe-25M quantizes (small calibration) and
 # the export passes `qforge check`; a second export over the first replaces it atomically. The mse recipes
-# (issue 11) too: the MLP one on both models, the experts one on the MoE model (a dense model has no expert).
+# (issue 11) too: the MLP one on both models, the experts one on the MoE model (a dense model has no expert);
+# and nvfp4_act_headroom on both.
 set -euo pipefail
 QF=$1
 SHARED=$2
@@ -35,6 +36,23 @@ for pair in "llama-dense-26M nvfp4_mlp_only_mse-kv_fp8_cast" "qwen2moe-25M nvfp4
   fi
   if ! grep -q "note: mse: .* searched (FP8 scale sweep" "$OUT/log"; then
     echo "FAIL $model $recipe: no FP8 scale sweep reported"; cat "$OUT/log"; fail=1; continue
+  fi
+  if ! "$QF" check "$dir" > "$OUT/check" 2>&1; then
+    echo "FAIL check $model $recipe"; cat "$OUT/check"; fail=1; continue
+  fi
+  echo "ok $model $recipe: $(tail -1 "$OUT/check")"
+done
+# nvfp4_act_headroom (issue 11) on both models: the headroom calibration ran on the NVFP4 input quantizers.
+for model in llama-dense-26M qwen2moe-25M; do
+  recipe=nvfp4_act_headroom-kv_fp8_cast
+  dir="$OUT/$model-$recipe"
+  if ! "$QF" quantize --model "$SHARED/data/models/$model" --recipe "general/ptq/$recipe" \
+       --calib "$SHARED/data/text/janeausten/emma.txt" --calib-size 4 --calib-seq-len 128 \
+       --export "$dir" --no-progress > "$OUT/log" 2>&1; then
+    echo "FAIL quantize $model $recipe"; cat "$OUT/log"; fail=1; continue
+  fi
+  if ! grep -q "nvfp4_act_headroom: calibrating [1-9][0-9]* NVFP4 activation quantizer" "$OUT/log"; then
+    echo "FAIL $model $recipe: no headroom calibration reported"; cat "$OUT/log"; fail=1; continue
   fi
   if ! "$QF" check "$dir" > "$OUT/check" 2>&1; then
     echo "FAIL check $model $recipe"; cat "$OUT/check"; fail=1; continue
