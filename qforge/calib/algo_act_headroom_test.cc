@@ -14,37 +14,17 @@
 #include "qforge/calib/layerwise_conformance.h"
 #include "qforge/config/yaml_loader.h"
 #include "qforge/numerics/act_headroom.h"
+#include "tests/support/calib_algorithm_util.h"
 #include "tests/support/host_device_backend.h"
 
 namespace qforge {
 namespace {
 
-namespace fs = std::filesystem;
-const fs::path kModel = fs::path(QF_SHARED_DIR) / "data" / "models" / "stories260K" / "hf";
-
-CalibData Samples() {
-  std::vector<int32_t> ids(4 * 32);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % 500 + 10);
-  return CutCalibSamples(ids, 4, 32);
-}
-
+using testing_support::Calibrated;
+using testing_support::WithAlgorithm;
+const std::filesystem::path kModel = testing_support::Stories260K();
+CalibData Samples() { return testing_support::FixedSamples(); }
 config::QuantizeConfig Recipe() { return *config::LoadRecipe("general/ptq/nvfp4_act_headroom-kv_fp8_cast").quantize; }
-
-config::QuantizeConfig WithAlgorithm(config::QuantizeConfig c, const config::Json& algo) {
-  c.algorithm = config::AlgorithmSpec::FromJson(algo, "algorithm");
-  return c;
-}
-
-QuantState Calibrated(ForwardModel& fm, const config::QuantizeConfig& c, const CalibrateOptions& o = {}) {
-  QuantState s = QuantState::ForModel(fm.model());
-  s.Apply(c.quant_cfg);
-  CalibrateOptions opt = o;
-  opt.show_progress = false;
-  opt.batch_size = 2;
-  const CalibData data = Samples();
-  Calibrate(fm, s, c, [&] { return data; }, opt);
-  return s;
-}
 
 // Every Linear's input, into a histogram per module (CPU forward, the same batches of 2).
 class InputHistograms : public ForwardHooks {
@@ -60,13 +40,6 @@ bool IsNvfp4DynamicInput(const Quantizer& q) {
   return q.role == QuantizerRole::kInput && q.NeedsCalibration() && q.spec().IsNvfp4Dynamic() && !q.spec().dynamic;
 }
 
-void ExpectSameState(const QuantState& a, const QuantState& b, const std::string& what) {
-  ASSERT_EQ(a.quantizers().size(), b.quantizers().size());
-  for (size_t i = 0; i < a.quantizers().size(); ++i) {
-    EXPECT_TRUE(a.quantizers()[i].amax == b.quantizers()[i].amax) << what << " " << a.quantizers()[i].slot.name;
-    EXPECT_EQ(a.quantizers()[i].global_amax, b.quantizers()[i].global_amax) << what << " " << a.quantizers()[i].slot.name;
-  }
-}
 
 TEST(ActHeadroomAlgorithm, InputAmaxIsTheHistogramsAndEverythingElseIsMax) {
   ModelLoadOptions lo;
@@ -139,11 +112,11 @@ TEST(ActHeadroomAlgorithm, LayerwiseAndADeviceGiveTheSameState) {
   CalibrateOptions lw;
   lw.layerwise.enable = true;
   lw.layerwise.qdq_from_prev = false;
-  ExpectSameState(want, Calibrated(cpu, c, lw), "layerwise");
+  testing_support::ExpectSameAmax(want, Calibrated(cpu, c, lw), "layerwise");
   testing_support::HostDeviceBackend dev;  // its activations come down for the histograms
   ForwardModel fm(*model, dev);
-  ExpectSameState(want, Calibrated(fm, c), "device, whole model");
-  ExpectSameState(want, Calibrated(fm, c, lw), "device, layerwise");
+  testing_support::ExpectSameAmax(want, Calibrated(fm, c), "device, whole model");
+  testing_support::ExpectSameAmax(want, Calibrated(fm, c, lw), "device, layerwise");
 }
 
 // ModelOpt's own calibrator tests (conformance cases nvfp4_act_headroom_calibrator): rho x anchor, the

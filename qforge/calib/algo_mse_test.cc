@@ -17,39 +17,19 @@
 #include "qforge/config/yaml_loader.h"
 #include "qforge/numerics/amax_search.h"
 #include "qforge/numerics/qdq.h"
+#include "tests/support/calib_algorithm_util.h"
 #include "tests/support/host_device_backend.h"
 
 namespace qforge {
 namespace {
 
 namespace fs = std::filesystem;
-// The trained 260K-parameter Llama: 5 layers, down_proj in_features 172 (a padded last NVFP4 block).
-const fs::path kModel = fs::path(QF_SHARED_DIR) / "data" / "models" / "stories260K" / "hf";
-
-CalibData Samples() {
-  std::vector<int32_t> ids(4 * 32);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % 500 + 10);
-  return CutCalibSamples(ids, 4, 32);
-}
+using testing_support::Calibrated;
+using testing_support::ExpectSameAmax;
+using testing_support::WithAlgorithm;
+const fs::path kModel = testing_support::Stories260K();
 
 config::QuantizeConfig SweepRecipe() { return *config::LoadRecipe("general/ptq/nvfp4_mlp_only_mse-kv_fp8_cast").quantize; }
-
-// The recipe with its algorithm replaced.
-config::QuantizeConfig WithAlgorithm(config::QuantizeConfig c, const config::Json& algo) {
-  c.algorithm = config::AlgorithmSpec::FromJson(algo, "algorithm");
-  return c;
-}
-
-QuantState Calibrated(ForwardModel& fm, const config::QuantizeConfig& c, const CalibrateOptions& o = {}) {
-  QuantState s = QuantState::ForModel(fm.model());
-  s.Apply(c.quant_cfg);
-  CalibrateOptions opt = o;
-  opt.show_progress = false;
-  opt.batch_size = 2;
-  const CalibData data = Samples();
-  Calibrate(fm, s, c, [&] { return data; }, opt);
-  return s;
-}
 
 double WeightError(const Model& model, const Quantizer& q) {
   const Tensor w = model.LinearWeight(q.module);
@@ -60,13 +40,6 @@ double WeightError(const Model& model, const Quantizer& q) {
   return e;
 }
 
-void ExpectSameAmax(const QuantState& a, const QuantState& b, const std::string& what) {
-  ASSERT_EQ(a.quantizers().size(), b.quantizers().size());
-  for (size_t i = 0; i < a.quantizers().size(); ++i) {
-    EXPECT_TRUE(a.quantizers()[i].amax == b.quantizers()[i].amax) << what << " " << a.quantizers()[i].slot.name;
-    EXPECT_EQ(a.quantizers()[i].global_amax, b.quantizers()[i].global_amax) << what << " " << a.quantizers()[i].slot.name;
-  }
-}
 
 TEST(MseAlgorithm, Fp8SweepMovesOnlyStaticNvfp4WeightsOntoTheGridAtNoMoreError) {
   ModelLoadOptions lo;

@@ -14,18 +14,14 @@
 #include "qforge/config/presets.h"
 #include "qforge/config/yaml_loader.h"
 #include "qforge/numerics/qdq.h"
+#include "tests/support/calib_algorithm_util.h"
 
 namespace qforge {
 namespace {
 
 namespace fs = std::filesystem;
-const fs::path kModel = fs::path(QF_SHARED_DIR) / "data" / "models" / "stories260K" / "hf";
-
-CalibData Samples() {
-  std::vector<int32_t> ids(4 * 32);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % 500 + 10);
-  return CutCalibSamples(ids, 4, 32);
-}
+const fs::path kModel = testing_support::Stories260K();
+CalibData Samples() { return testing_support::FixedSamples(); }
 
 QuantSpec Nvfp4StaticSpec() {
   QuantSpec s;
