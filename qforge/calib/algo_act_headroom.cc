@@ -21,8 +21,6 @@ class ActHeadroomAlgorithm final : public CalibAlgorithm {
  public:
   ActHeadroomAlgorithm(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo)
       : algo_(algo), cfg_(*algo.As<config::Nvfp4ActHeadroomCalibConfig>()) {
-    QF_CHECK(!cfg_.moe_calib_experts_ratio.has_value(),
-             "algorithm 'nvfp4_act_headroom': moe_calib_experts_ratio is not supported yet");
     if (cfg_.weight_scale_algorithm && cfg_.weight_scale_algorithm->config) {
       weights_config_ = cfg_.weight_scale_algorithm->config;
     } else {  // null: max, so that choosing this activation policy never changes how weights calibrate

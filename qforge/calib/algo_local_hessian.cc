@@ -24,8 +24,6 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
  public:
   LocalHessianAlgorithm(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo)
       : quantize_config_(config), algo_(algo), lh_(*algo.As<config::LocalHessianCalibConfig>()) {
-    QF_CHECK(!lh_.moe_calib_experts_ratio.has_value(),
-             "algorithm 'local_hessian': moe_calib_experts_ratio is not supported yet");
     search_.fp8_scale_sweep = lh_.fp8_scale_sweep;
     search_.multipliers = MseMultipliers(lh_.start_multiplier, lh_.stop_multiplier, lh_.step_size);
   }

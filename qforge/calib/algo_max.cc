@@ -13,7 +13,6 @@ class MaxAlgorithm final : public CalibAlgorithm {
  public:
   MaxAlgorithm(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo)
       : quantize_config_(config), algo_(algo), max_(*algo.As<config::MaxCalibConfig>()) {
-    QF_CHECK(!max_.moe_calib_experts_ratio.has_value(), "algorithm 'max': moe_calib_experts_ratio is not supported yet");
   }
 
   const config::AlgorithmConfig& config() const override { return algo_; }

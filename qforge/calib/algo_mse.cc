@@ -18,7 +18,6 @@ class MseAlgorithm final : public CalibAlgorithm {
  public:
   MseAlgorithm(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo)
       : quantize_config_(config), algo_(algo), mse_(*algo.As<config::MseCalibConfig>()) {
-    QF_CHECK(!mse_.moe_calib_experts_ratio.has_value(), "algorithm 'mse': moe_calib_experts_ratio is not supported yet");
     search_.fp8_scale_sweep = mse_.fp8_scale_sweep;
     search_.multipliers = MseMultipliers(mse_.start_multiplier, mse_.stop_multiplier, mse_.step_size);
   }

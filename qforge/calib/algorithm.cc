@@ -49,6 +49,7 @@ CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::Quan
   CalibrateReport report;
   const config::AlgorithmConfig& ac = algo.wrapper().config != nullptr ? *algo.wrapper().config : algo.config();
   mo.act_headroom = algo.wrapper().act_headroom;
+  mo.moe_calib_experts_ratio = ac.moe_calib_experts_ratio();
   mo.batch_size = options.batch_size;
   mo.show_progress = options.show_progress;
   if (refine.empty()) mo.weights_final = options.weights_final;

@@ -138,7 +138,7 @@ void FinishCalibration(ForwardModel& fm, QuantState& state, const ActivationStor
                        const MaxCalibOptions& mo, MaxCalibReport* report, const LayerwiseOptions::RefineLayer& refine) {
   Model& model = fm.model();
   if (report->ran_forward && HeadNeedsCalibration(model, state)) {
-    MaxCalibHooks hooks(state, mo.act_headroom);
+    MaxCalibHooks hooks(state, mo);
     for (int64_t b = 0; b < final_states.size(); ++b) (void)fm.Logits(final_states.Get(b), &hooks);
     hooks.Flush(fm.backend());
   }
@@ -191,7 +191,8 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   auto layer_weights_final = [&](int layer) {
     if (sink == nullptr) return;
     Timer ts;
-    SyncMoeExperts(model, {}, state, mo.sync_expert_weight_amax, nullptr, layer);
+    SyncMoeExperts(model, {}, state, mo.sync_expert_weight_amax, nullptr, layer,
+                   mo.moe_calib_experts_ratio.has_value());
     FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, nullptr);
     mr.reduce_seconds += ts.Seconds();
     ts.Reset();
@@ -318,7 +319,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     // The inputs stay for a pass after the max step: the fake-quantized one, or the refinement's.
     const bool keep_inputs = lo.qdq_from_prev || (lo.refine_layer && lo.refine_reads_inputs);
     if (needs_forward) {
-      MaxCalibHooks hooks(state, mo.act_headroom);
+      MaxCalibHooks hooks(state, mo);
       for (int64_t b = 0; b < inputs.size(); ++b) {
         if (keep_inputs) {
           HiddenStates h = inputs.Get(b);
@@ -335,7 +336,8 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
 
     Timer tr;
     MaxCalibReport layer_report;
-    SyncMoeExperts(model, fm.rows_seen(), state, mo.sync_expert_weight_amax, &layer_report, l);
+    SyncMoeExperts(model, fm.rows_seen(), state, mo.sync_expert_weight_amax, &layer_report, l,
+                   mo.moe_calib_experts_ratio.has_value());
     if (needs_forward) CheckActivationAmax(model, state, l);
     FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, nullptr);
     mr.reduce_seconds += tr.Seconds();

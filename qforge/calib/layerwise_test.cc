@@ -1,5 +1,6 @@
 // Layerwise calibration: bit equality with whole-model max, checkpoint contents, activation spilling and the
 // layerwise_* conformance cases.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -456,6 +457,70 @@ TEST(LayerwiseCheckpoint, NonFiniteAmaxInACheckpointIsRefused) {
     ADD_FAILURE() << "non-finite amax accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("non-finite amax"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace qforge
+
+namespace qforge {
+namespace {
+
+// moe_calib_experts_ratio (spec §6.0) on qwen2moe-25M (8 experts, top 2, a shared expert): at ratio 1 every
+// expert sees every token, so each expert's input amax is the shared expert's (the same normalized input);
+// at 0.5 each token reaches round(4) = 4 experts. The block's output stays the original top-2 routing: every
+// quantizer outside the routed experts equals plain max's. Layerwise equals whole-model.
+TEST(MoeCalibExpertsRatio, WideRoutingForStatisticsOriginalRoutingForTheOutput) {
+  const config::QuantizeConfig c = Recipe();
+  ModelLoadOptions lo;
+  lo.load_all_layers = false;
+  auto model = Model::Load(ModelDir("qwen2moe-25M"), lo);
+  const CalibData data = Samples();
+  const QuantState ref = CpuMaxReference(*model, c, data);
+  const int64_t tokens = 4 * 32;
+  ForwardModel cpu(*model, DefaultCpuBackend());
+  for (double ratio : {1.0, 0.5}) {
+    SCOPED_TRACE(::testing::Message() << "ratio " << ratio);
+    MaxCalibOptions mo = MaxOptions(c);
+    mo.moe_calib_experts_ratio = ratio;
+    QuantState s = Fresh(*model, c);
+    const MaxCalibReport r = MaxCalibrate(cpu, s, data, mo);
+    ASSERT_FALSE(r.expert_tokens.empty());
+    for (const auto& layer : r.expert_tokens) {
+      int64_t sum = 0;
+      for (int64_t t : layer.tokens) {
+        if (ratio == 1.0) {
+          EXPECT_EQ(t, tokens) << layer.block;
+        }
+        sum += t;
+      }
+      EXPECT_EQ(sum, tokens * (ratio == 1.0 ? 8 : 4)) << layer.block;
+    }
+    int experts = 0, others = 0;
+    for (size_t i = 0; i < s.quantizers().size(); ++i) {
+      const Quantizer& q = s.quantizers()[i];
+      const ModuleInfo& m = model->modules()[static_cast<size_t>(q.module)];
+      if (m.expert < 0) {  // attention, shared expert, KV: the original routing's inputs
+        EXPECT_TRUE(q.amax == ref.quantizers()[i].amax) << q.slot.name;
+        others += q.has_amax;
+      } else if (ratio == 1.0 && q.role == QuantizerRole::kInput && m.role == LinearRole::kGate) {
+        const std::string shared = fmt::format("model.layers.{}.mlp.shared_expert.gate_proj", m.layer);
+        const Quantizer* sq = s.Get(model->FindModule(shared), QuantizerRole::kInput);
+        ASSERT_NE(sq, nullptr) << shared;
+        EXPECT_TRUE(q.amax == sq->amax) << q.slot.name;
+        ++experts;
+      }
+    }
+    EXPECT_GT(others, 10);
+    if (ratio == 1.0) {
+      EXPECT_EQ(experts, 4 * 8);
+    }
+    // Layer by layer: the same state.
+    QuantState lw = Fresh(*model, c);
+    LayerwiseOptions o;
+    o.show_progress = false;
+    LayerwiseMaxCalibrate(cpu, lw, [&] { return data; }, mo, o);
+    ExpectSameState(s, lw, "layerwise");
   }
 }
 

@@ -77,8 +77,8 @@ bool IsHeadroomQuantizer(const Quantizer& q) {
 }
 }  // namespace
 
-MaxCalibHooks::MaxCalibHooks(QuantState& state, std::optional<ActHeadroomParams> act_headroom)
-    : state_(state), act_headroom_(act_headroom) {
+MaxCalibHooks::MaxCalibHooks(QuantState& state, const MaxCalibOptions& options)
+    : state_(state), act_headroom_(options.act_headroom), moe_ratio_(options.moe_calib_experts_ratio) {
   if (act_headroom_) {
     ValidateActHeadroomParams(*act_headroom_);
     headroom_.assign(state.quantizers().size(), 0);
@@ -288,7 +288,7 @@ std::set<std::string> ModuleListNames(const Model& model) {
 }
 
 void SyncMoeExperts(const Model& model, const std::vector<int64_t>& rows, QuantState& state, bool sync_weights,
-                    MaxCalibReport* report, std::optional<int> layer) {
+                    MaxCalibReport* report, std::optional<int> layer, bool independent) {
   const auto& modules = model.modules();
   // Group routed-expert Linears by (layer, role): gate/up/down (or w1/w3/w2) of every expert.
   std::map<std::pair<int, int>, std::vector<int>> groups;
@@ -309,7 +309,7 @@ void SyncMoeExperts(const Model& model, const std::vector<int64_t>& rows, QuantS
   }
   for (auto& [key, members] : groups) {
     for (QuantizerRole role : {QuantizerRole::kInput, QuantizerRole::kWeight}) {
-      if (role == QuantizerRole::kWeight && !sync_weights) continue;
+      if (role == QuantizerRole::kWeight && (!sync_weights || independent)) continue;
       std::vector<float> merged;
       std::vector<int64_t> shape;
       bool any = false;
@@ -330,10 +330,11 @@ void SyncMoeExperts(const Model& model, const std::vector<int64_t>& rows, QuantS
       for (int m : members) {
         Quantizer* q = state.Get(m, role);
         if (q == nullptr || !q->enabled() || !q->NeedsCalibration()) continue;
+        if (independent && q->has_amax) continue;  // calibrated on its own tokens
         if (!q->has_amax && report != nullptr && role == QuantizerRole::kInput) {
-          report->notes.push_back(fmt::format("{} saw no calibration token; its input amax is the max over its "
+          report->notes.push_back(fmt::format("{} saw no calibration token{}; its input amax is the max over its "
                                               "layer's experts",
-                                              q->slot.name));
+                                              q->slot.name, independent ? " even with moe_calib_experts_ratio" : ""));
         }
         q->amax = merged;
         q->amax_shape = shape;
@@ -430,7 +431,8 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
   if (options.weights_final != nullptr) {
     // The weight-side steps of the end of calibration, on a copy (they read no activation statistics).
     QuantState weights_final = state;
-    SyncMoeExperts(model, {}, weights_final, options.sync_expert_weight_amax, nullptr);
+    SyncMoeExperts(model, {}, weights_final, options.sync_expert_weight_amax, nullptr, std::nullopt,
+                   options.moe_calib_experts_ratio.has_value());
     FinalizeSharedStateAndPromote(model, weights_final, options.shared_patterns, nullptr);
     t.Reset();
     options.weights_final->AllWeights(weights_final);
@@ -445,7 +447,7 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
   if (needs_forward) {
     QF_CHECK(!data.samples.empty(), "calibration needs data: no calibration samples");
     report.ran_forward = true;
-    MaxCalibHooks hooks(state, options.act_headroom);
+    MaxCalibHooks hooks(state, options);
     const int64_t seq = data.seq_len;
     const int64_t n = static_cast<int64_t>(data.samples.size());
     const int64_t bs = std::max<int64_t>(1, options.batch_size);
@@ -467,7 +469,8 @@ MaxCalibReport MaxCalibrate(ForwardModel& fm, QuantState& state, const CalibData
   report.forward_seconds = t.Seconds();
 
   t.Reset();
-  SyncMoeExperts(model, fm.rows_seen(), state, options.sync_expert_weight_amax, &report);
+  SyncMoeExperts(model, fm.rows_seen(), state, options.sync_expert_weight_amax, &report, std::nullopt,
+                 options.moe_calib_experts_ratio.has_value());
   // Any enabled activation quantizer still without amax (a module no token reached) is an error by
   // default: its export would have no scale.
   if (report.ran_forward) CheckActivationAmax(model, state);

@@ -47,6 +47,10 @@ struct MaxCalibOptions {
   // nvfp4_act_headroom (spec §6.5): every calibrating NVFP4 dynamic-block input quantizer takes its amax
   // from the histogram of its per-16-block amax instead of the plain max.
   std::optional<ActHeadroomParams> act_headroom;
+  // moe_calib_experts_ratio (spec §6.0): calibration forwards route each MoE block's tokens to
+  // max(top_k, round(experts * ratio)) experts for the statistics, then run the original top_k for the
+  // output; each expert then keeps its own input amax (no sync across the layer's experts).
+  std::optional<double> moe_calib_experts_ratio;
 };
 
 // Per-MoE-layer routing statistics: how many calibration tokens each expert received.
@@ -87,8 +91,10 @@ void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int>
 // the backend's QuantAmax op on backend memory: only the few amax values reach the host.
 class MaxCalibHooks : public ForwardHooks {
  public:
-  // `act_headroom`: MaxCalibOptions::act_headroom (such quantizers then get the tensor, never a fold).
-  explicit MaxCalibHooks(QuantState& state, std::optional<ActHeadroomParams> act_headroom = std::nullopt);
+  // options.act_headroom: such quantizers then get the tensor, never a fold; options.moe_calib_experts_ratio:
+  // MoeCalibExpertsRatio().
+  explicit MaxCalibHooks(QuantState& state, const MaxCalibOptions& options = {});
+  std::optional<double> MoeCalibExpertsRatio() const override { return moe_ratio_; }
   bool ModifiesActivations() const override { return false; }
   // When every activation amax collected is one number per tensor: the max over parts of a batch is the
   // max over all of it, bit for bit.
@@ -135,6 +141,7 @@ class MaxCalibHooks : public ForwardHooks {
   std::vector<std::vector<int>> sources_;  // per quantizer: the slots whose max is its amax
   bool folded_ = false;
   std::optional<ActHeadroomParams> act_headroom_;
+  std::optional<double> moe_ratio_;
   std::vector<char> headroom_;                          // per quantizer: calibrated by act_headroom_
   std::vector<std::optional<BlockAmaxHistogram>> hist_;  // per quantizer, since the last Flush
 };
@@ -143,8 +150,10 @@ class MaxCalibHooks : public ForwardHooks {
 // layer's experts for that projection (covering experts that saw no token); with `sync_weights` the
 // expert weight amax too. Records per-expert token counts from `rows_seen` (ForwardModel::rows_seen()). With
 // `layer`, only that decoder layer's experts.
+// With `independent` (moe_calib_experts_ratio), each expert keeps its own amax: only an expert input
+// quantizer that saw no token at all takes the max over its siblings (with a note), and weights are not synced.
 void SyncMoeExperts(const Model& model, const std::vector<int64_t>& rows_seen, QuantState& state, bool sync_weights,
-                    MaxCalibReport* report, std::optional<int> layer = std::nullopt);
+                    MaxCalibReport* report, std::optional<int> layer = std::nullopt, bool independent = false);
 
 // Spec §6.2 step 5 / §8.4: shared weight global amax per group, then promotion of the static NVFP4 weights
 // that have no global amax yet (global_amax = group value, or the max of the quantizer's own per-block amax).

@@ -219,6 +219,10 @@ const AlgorithmTraits& AlgorithmConfig::traits() const {
   return std::visit([](const auto& cfg) -> const AlgorithmTraits& { return std::decay_t<decltype(cfg)>::kTraits; },
                     value);
 }
+std::optional<double> AlgorithmConfig::moe_calib_experts_ratio() const {
+  return std::visit([](const auto& c) { return c.moe_calib_experts_ratio; }, value);
+}
+
 const LayerwiseConfig& AlgorithmConfig::layerwise() const {
   return std::visit([](const auto& c) -> const LayerwiseConfig& { return c.layerwise; }, value);
 }

@@ -317,6 +317,7 @@ struct AlgorithmConfig {
   const std::string& method() const;
   const AlgorithmTraits& traits() const;
   const LayerwiseConfig& layerwise() const;
+  std::optional<double> moe_calib_experts_ratio() const;  // the field every algorithm config has
   template <class T>
   const T* As() const { return std::get_if<T>(&value); }
 

@@ -30,8 +30,8 @@ struct ForwardModel::DeviceLayer {
 
 // Scratch buffers of the forward, grown on demand (a forward allocates nothing once they are large enough).
 struct ForwardModel::Workspace {
-  Buffer xn, q, k, v, qh, kh, vh, attn, probs, gate, up, hook_in, hook_out, router, moe_out, xe, eo, so, gl, final_xn,
-      logits, ids, targets, topk_ids, topk_w, expert_rows, expert_w;
+  Buffer xn, q, k, v, qh, kh, vh, attn, probs, gate, up, hook_in, hook_out, router, moe_out, moe_dropped, xe, eo, so, gl,
+      final_xn, logits, ids, targets, topk_ids, topk_w, expert_rows, expert_w;
 };
 
 Tensor DownloadHidden(Backend& be, const HiddenStates& h) {
@@ -583,8 +583,23 @@ void ForwardModel::Attention(int layer, float* hid, int64_t B, int64_t S, Forwar
 
 void ForwardModel::MoeBlock(int layer, const float* x, int64_t rows, float* h, ForwardHooks* hooks) {
   const ModelConfig& c = config();
+  const std::optional<double> ratio = hooks != nullptr ? hooks->MoeCalibExpertsRatio() : std::nullopt;
+  if (!ratio) return MoeRouted(layer, x, rows, h, hooks, c.top_k);
+  // moe_calib_experts_ratio: the hooks see a routing to more experts (Python's round: half to even), whose
+  // output is dropped; the block's output is the original routing's, computed without hooks (its inputs
+  // are a subset of what the hooks already saw), and rows_seen() keeps the first routing's counts.
+  const int64_t wide = std::max<int64_t>(c.top_k, static_cast<int64_t>(std::nearbyint(c.num_experts * *ratio)));
+  float* dropped = Grow<float>(be_, ws_->moe_dropped, rows * c.hidden_size);
+  MoeRouted(layer, x, rows, dropped, hooks, wide);
+  const std::vector<int64_t> counted = rows_seen_;
+  MoeRouted(layer, x, rows, h, nullptr, c.top_k);
+  rows_seen_ = counted;
+}
+
+void ForwardModel::MoeRouted(int layer, const float* x, int64_t rows, float* h, ForwardHooks* hooks, int64_t top_k) {
+  const ModelConfig& c = config();
   const Model::LayerModules& L = model_.layer_modules(layer);
-  const int64_t E = c.num_experts, K = c.top_k, H = c.hidden_size;
+  const int64_t E = c.num_experts, K = top_k, H = c.hidden_size;
   float* logits = Grow<float>(be_, ws_->router, rows * E);
   Linear(L.router, x, rows, logits, false, hooks);
   int32_t* topk_ids = Grow<int32_t>(be_, ws_->topk_ids, rows * K);

@@ -62,6 +62,10 @@ class ForwardHooks {
     uint32_t* amax_slot = nullptr;
   };
   virtual InputTap LinearInputTap(Backend& be, int module, int64_t rows, int64_t cols) { return {}; }
+  // moe_calib_experts_ratio: when set, each MoE block first routes its tokens to max(top_k, round(experts *
+  // ratio)) experts with these hooks (its output discarded), then computes its real output with the original
+  // top_k without hooks; rows_seen() counts the first routing.
+  virtual std::optional<double> MoeCalibExpertsRatio() const { return std::nullopt; }
   // The output of Linear `module` (bias included): y [rows, cols = out_features], changeable in place.
   virtual void OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) {}
   // q, k or v of attention `module` after RoPE (and q_norm / k_norm), heads-major
@@ -227,6 +231,8 @@ class ForwardModel {
   // Attention block of `layer` on the B sequences of S tokens at hid [B*S, hidden], residual added in place.
   void Attention(int layer, float* hid, int64_t B, int64_t S, ForwardHooks* hooks);
   void MoeBlock(int layer, const float* x, int64_t rows, float* h, ForwardHooks* hooks);
+  // The MoE block with each token routed to its `top_k` best experts: h [rows, hidden] += its output.
+  void MoeRouted(int layer, const float* x, int64_t rows, float* h, ForwardHooks* hooks, int64_t top_k);
   void EnsureRope(int64_t seq);
   const float* FinalNormed(const HiddenStates& h);
   void EnsureHead();
