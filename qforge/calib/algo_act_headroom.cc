@@ -41,11 +41,7 @@ class ActHeadroomAlgorithm final : public CalibAlgorithm {
   CalibrateReport Run(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
                       const CalibrateOptions& options) override {
     int matched = 0;
-    for (const auto& q : state.quantizers()) {
-      if (q.role != QuantizerRole::kInput || !q.NeedsCalibration()) continue;
-      const QuantSpec spec = q.spec();
-      matched += spec.IsNvfp4Dynamic() && !spec.dynamic;
-    }
+    for (const auto& q : state.quantizers()) matched += IsActHeadroomQuantizer(q);
     if (matched == 0) {
       LogWarning("nvfp4_act_headroom: no NVFP4 dynamic-block input quantizer matched, so this is plain max "
                  "calibration of the activations; check that the recipe enables NVFP4 activation quantizers");

@@ -40,7 +40,6 @@ bool IsNvfp4DynamicInput(const Quantizer& q) {
   return q.role == QuantizerRole::kInput && q.NeedsCalibration() && q.spec().IsNvfp4Dynamic() && !q.spec().dynamic;
 }
 
-
 TEST(ActHeadroomAlgorithm, InputAmaxIsTheHistogramsAndEverythingElseIsMax) {
   ModelLoadOptions lo;
   lo.load_all_layers = false;

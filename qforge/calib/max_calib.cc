@@ -13,6 +13,7 @@
 #include "qforge/base/progress.h"
 #include "qforge/base/strings.h"
 #include "qforge/numerics/qdq.h"
+#include "qforge/tensor/tensor.h"
 
 namespace qforge {
 
@@ -49,11 +50,6 @@ void WeightAmaxPass(Model& model, QuantState& state, std::optional<int> layer, c
   }
 }
 
-int64_t Numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
 
 }  // namespace
 
@@ -67,15 +63,11 @@ void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int>
   WeightAmaxPass(fm.model(), state, layer, be.host_kernels(), be.host_accessible() ? nullptr : &fm, keep_resident);
 }
 
-namespace {
-bool IsHeadroomQuantizer(const Quantizer& q) {
-  // ModelOpt: an enabled quantizer named *input_quantizer, not `type: dynamic` itself, whose blocks are
-  // dynamic NVFP4 ((2,1) elements, (4,3) scales).
+bool IsActHeadroomQuantizer(const Quantizer& q) {
   if (q.role != QuantizerRole::kInput || !q.NeedsCalibration()) return false;
   const QuantSpec spec = q.spec();
   return spec.IsNvfp4Dynamic() && !spec.dynamic;
 }
-}  // namespace
 
 MaxCalibHooks::MaxCalibHooks(QuantState& state, const MaxCalibOptions& options)
     : state_(state), act_headroom_(options.act_headroom), moe_ratio_(options.moe_calib_experts_ratio) {
@@ -85,7 +77,7 @@ MaxCalibHooks::MaxCalibHooks(QuantState& state, const MaxCalibOptions& options)
     hist_.assign(state.quantizers().size(), std::nullopt);
     for (size_t i = 0; i < state.quantizers().size(); ++i) {
       const Quantizer& q = state.quantizers()[i];
-      if (!IsHeadroomQuantizer(q)) continue;
+      if (!IsActHeadroomQuantizer(q)) continue;
       QF_CHECK(!q.sequential(),
                "nvfp4_act_headroom does not support sequential (multi-stage) activation quantizers, but '{}' is one "
                "wrapping an NVFP4 dynamic-block quantizer; give these modules a single activation quantizer, or "
@@ -160,7 +152,7 @@ void MaxCalibHooks::CollectHistogram(Backend& be, Quantizer& q, const QuantSpec&
 uint32_t* MaxCalibHooks::FoldSlot(Backend& be, const Quantizer& q, const QuantSpec& spec,
                                   const std::vector<int64_t>& shape) {
   if (be.host_accessible()) return nullptr;  // the CPU reads its amax directly (and names a bad element)
-  const int64_t n = Numel(shape);
+  const int64_t n = NumElements(shape);
   // One max|x| per tensor, as QuantAmax computes it: not MX, unsigned or pinned amax.
   if (n <= 0 || spec.IsMx() || spec.is_unsigned || spec.use_constant_amax || spec.constant_amax) return nullptr;
   try {
@@ -189,14 +181,18 @@ bool MaxCalibHooks::Fold(Backend& be, Quantizer& q, const QuantSpec& spec, const
     if (it != cache->slots.end()) src = it->second;  // x already folded by another module of this call
   }
   if (src < 0) {
-    be.AmaxFold(x, Numel(shape), slot);
+    be.AmaxFold(x, NumElements(shape), slot);
     src = qi;
     if (cache != nullptr) cache->slots.emplace_back(spec, qi);
   }
+  MarkFolded(qi, src);
+  return true;
+}
+
+void MaxCalibHooks::MarkFolded(int qi, int src) {
   auto& s = sources_[static_cast<size_t>(qi)];
   if (std::find(s.begin(), s.end(), src) == s.end()) s.push_back(src);
   folded_ = true;
-  return true;
 }
 
 ForwardHooks::InputTap MaxCalibHooks::LinearInputTap(Backend& be, int module, int64_t rows, int64_t cols) {
@@ -208,9 +204,7 @@ ForwardHooks::InputTap MaxCalibHooks::LinearInputTap(Backend& be, int module, in
   if (slot == nullptr) return {};
   // The caller folds into the slot: recorded as this quantizer's own source, as Fold does.
   const int qi = static_cast<int>(q - state_.quantizers().data());
-  auto& s = sources_[static_cast<size_t>(qi)];
-  if (std::find(s.begin(), s.end(), qi) == s.end()) s.push_back(qi);
-  folded_ = true;
+  MarkFolded(qi, qi);
   return {true, slot};
 }
 

@@ -86,6 +86,10 @@ void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> lay
 void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int> layer = std::nullopt,
                          bool keep_resident = true);
 
+// True for a quantizer that nvfp4_act_headroom calibrates (spec §6.5, ModelOpt's choice): a calibrating
+// input quantizer, not `type: dynamic` itself, whose blocks are dynamic NVFP4 ((2,1) elements, (4,3) scales).
+bool IsActHeadroomQuantizer(const Quantizer& q);
+
 // Forward hooks that fold max|x| into the amax of every calibrating activation quantizer (inputs, outputs,
 // q/k/v bmm). Activations are not modified (ModelOpt calibrates on unquantized activations). The amax is
 // the backend's QuantAmax op on backend memory: only the few amax values reach the host.
@@ -135,6 +139,8 @@ class MaxCalibHooks : public ForwardHooks {
             AmaxCache* cache);
   // q's slot (allocated on first use) if its amax may be folded on `be` for inputs of `shape`, else null.
   uint32_t* FoldSlot(Backend& be, const Quantizer& q, const QuantSpec& spec, const std::vector<int64_t>& shape);
+  // Quantizer qi's amax at Flush is the max of slot src (its own, or a sibling's that read the same x).
+  void MarkFolded(int qi, int src);
   QuantState& state_;
   bool row_local_ = true;
   Buffer slots_;                           // uint32 per quantizer (index in state_.quantizers())

@@ -9,55 +9,38 @@ SHARED=$2
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 fail=0
+# quantize_and_check MODEL RECIPE [LOG_PATTERN WHAT]: quantizes with the recipe, requires LOG_PATTERN (grep -E) in
+# the log when given (WHAT names it in the failure), and `qforge check` of the export.
+quantize_and_check() {
+  local model=$1 recipe=$2 pattern=${3:-} what=${4:-}
+  local dir="$OUT/$model-$recipe"
+  if ! "$QF" quantize --model "$SHARED/data/models/$model" --recipe "general/ptq/$recipe" \
+       --calib "$SHARED/data/text/janeausten/emma.txt" --calib-size 4 --calib-seq-len 128 \
+       --export "$dir" --no-progress > "$OUT/log" 2>&1; then
+    echo "FAIL quantize $model $recipe"; cat "$OUT/log"; fail=1; return
+  fi
+  if [ -n "$pattern" ] && ! grep -qE "$pattern" "$OUT/log"; then
+    echo "FAIL $model $recipe: no $what reported"; cat "$OUT/log"; fail=1; return
+  fi
+  if ! "$QF" check "$dir" > "$OUT/check" 2>&1; then
+    echo "FAIL check $model $recipe"; cat "$OUT/check"; fail=1; return
+  fi
+  echo "ok $model $recipe: $(tail -1 "$OUT/check")"
+}
 for model in llama-dense-26M qwen2moe-25M; do
   for recipe in fp8_default-kv_fp8 nvfp4_default-kv_fp8 nvfp4_mlp_only-kv_fp8 nvfp4_experts_only-kv_fp8 \
                 nvfp4_omlp_only-kv_fp8 fp8_qkvo-nvfp4_mlp; do
-    dir="$OUT/$model-$recipe"
-    if ! "$QF" quantize --model "$SHARED/data/models/$model" --recipe "general/ptq/$recipe" \
-         --calib "$SHARED/data/text/janeausten/emma.txt" --calib-size 4 --calib-seq-len 128 \
-         --export "$dir" --no-progress > "$OUT/log" 2>&1; then
-      echo "FAIL quantize $model $recipe"; cat "$OUT/log"; fail=1; continue
-    fi
-    if ! "$QF" check "$dir" > "$OUT/check" 2>&1; then
-      echo "FAIL check $model $recipe"; cat "$OUT/check"; fail=1; continue
-    fi
-    echo "ok $model $recipe: $(tail -1 "$OUT/check")"
+    quantize_and_check "$model" "$recipe"
   done
 done
 for pair in "llama-dense-26M nvfp4_mlp_only_mse-kv_fp8_cast" "qwen2moe-25M nvfp4_mlp_only_mse-kv_fp8_cast" \
             "qwen2moe-25M nvfp4_experts_only_mse-kv_fp8_cast"; do
-  model=${pair%% *}
-  recipe=${pair#* }
-  dir="$OUT/$model-$recipe"
-  if ! "$QF" quantize --model "$SHARED/data/models/$model" --recipe "general/ptq/$recipe" \
-       --calib "$SHARED/data/text/janeausten/emma.txt" --calib-size 4 --calib-seq-len 128 \
-       --export "$dir" --no-progress > "$OUT/log" 2>&1; then
-    echo "FAIL quantize $model $recipe"; cat "$OUT/log"; fail=1; continue
-  fi
-  if ! grep -q "note: mse: .* searched (FP8 scale sweep" "$OUT/log"; then
-    echo "FAIL $model $recipe: no FP8 scale sweep reported"; cat "$OUT/log"; fail=1; continue
-  fi
-  if ! "$QF" check "$dir" > "$OUT/check" 2>&1; then
-    echo "FAIL check $model $recipe"; cat "$OUT/check"; fail=1; continue
-  fi
-  echo "ok $model $recipe: $(tail -1 "$OUT/check")"
+  quantize_and_check "${pair%% *}" "${pair#* }" "note: mse: .* searched \(FP8 scale sweep" "FP8 scale sweep"
 done
 # nvfp4_act_headroom (issue 11) on both models: the headroom calibration ran on the NVFP4 input quantizers.
 for model in llama-dense-26M qwen2moe-25M; do
-  recipe=nvfp4_act_headroom-kv_fp8_cast
-  dir="$OUT/$model-$recipe"
-  if ! "$QF" quantize --model "$SHARED/data/models/$model" --recipe "general/ptq/$recipe" \
-       --calib "$SHARED/data/text/janeausten/emma.txt" --calib-size 4 --calib-seq-len 128 \
-       --export "$dir" --no-progress > "$OUT/log" 2>&1; then
-    echo "FAIL quantize $model $recipe"; cat "$OUT/log"; fail=1; continue
-  fi
-  if ! grep -q "nvfp4_act_headroom: calibrating [1-9][0-9]* NVFP4 activation quantizer" "$OUT/log"; then
-    echo "FAIL $model $recipe: no headroom calibration reported"; cat "$OUT/log"; fail=1; continue
-  fi
-  if ! "$QF" check "$dir" > "$OUT/check" 2>&1; then
-    echo "FAIL check $model $recipe"; cat "$OUT/check"; fail=1; continue
-  fi
-  echo "ok $model $recipe: $(tail -1 "$OUT/check")"
+  quantize_and_check "$model" nvfp4_act_headroom-kv_fp8_cast \
+    "nvfp4_act_headroom: calibrating [1-9][0-9]* NVFP4 activation quantizer" "headroom calibration"
 done
 # No temporary directories are left behind.
 if ls "$OUT" | grep -q '\.tmp\.'; then echo "FAIL: temporary export directory left behind"; fail=1; fi
