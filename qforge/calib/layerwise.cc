@@ -147,6 +147,13 @@ void FinishCalibration(ForwardModel& fm, QuantState& state, const ActivationStor
   if (refine) refine(fm, state, -1, final_states);
 }
 
+bool HasMoeLayer(const Model& model) {
+  for (int l = 0; l < model.num_layers(); ++l) {
+    if (model.layer_modules(l).moe) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
@@ -237,6 +244,8 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     return ckpt ? dir / fmt::format("activations_{}.bin", which) : fs::path();
   };
 
+  // The inputs stay for a pass after the max step: the fake-quantized one, or the refinement's.
+  const bool keep_inputs = lo.qdq_from_prev || (lo.refine_layer && lo.refine_reads_inputs);
   fm.ResetRowsSeen();
   // One set of activations, updated in place layer by layer, in the compute dtype's storage (bf16 on a bf16
   // backend: exact, half the bytes). Device memory for it: half of what is free now (head and embedding
@@ -281,10 +290,24 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       fm.ReleaseEmbedding();
       fm.set_embed_rows_from_host(true);
     }
+    // On a device a dense layer computes each batch in parts of about device_chunk_rows rows anyway (the
+    // forward's chunking, for hooks whose effect does not depend on how rows are grouped). Storing the
+    // activations in parts of that many whole sequences gives the same values and keeps only one part's f32
+    // hidden states on the device beside the stored set, not a whole batch's. Kept whole: MoE blocks (their
+    // expert GEMMs take the whole batch), passes that re-read the inputs (fake-quantized or refinement passes,
+    // whose hooks may depend on the batch), and the CPU.
+    int64_t part = bs;
+    if (!be.host_accessible() && lo.device_chunk_rows > 0 && !keep_inputs && !HasMoeLayer(model) &&
+        MaxCalibHooks(state, mo).RowLocal()) {
+      part = std::clamp<int64_t>(lo.device_chunk_rows / std::max<int64_t>(calib.seq_len, 1), 1, bs);
+    }
     Timer te;  // embedding is part of the calibration forward, as in MaxCalibrate
     for (int64_t b0 = 0; b0 < n; b0 += bs) {
       const int64_t b = std::min(bs, n - b0);
-      inputs.Append(fm.Embed(BatchIds(calib, b0, b), b, calib.seq_len));
+      for (int64_t p0 = 0; p0 < b; p0 += part) {
+        const int64_t pb = std::min(part, b - p0);
+        inputs.Append(fm.Embed(BatchIds(calib, b0 + p0, pb), pb, calib.seq_len));
+      }
       ++mr.batches;
       mr.tokens += b * calib.seq_len;
     }
@@ -316,8 +339,6 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     // Layer l's outputs replace its inputs in `inputs`, batch by batch (also for the last layer: head
     // calibration and its checkpoint read them).
     const bool want_next = needs_forward;
-    // The inputs stay for a pass after the max step: the fake-quantized one, or the refinement's.
-    const bool keep_inputs = lo.qdq_from_prev || (lo.refine_layer && lo.refine_reads_inputs);
     if (needs_forward) {
       MaxCalibHooks hooks(state, mo);
       for (int64_t b = 0; b < inputs.size(); ++b) {

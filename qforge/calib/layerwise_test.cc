@@ -195,8 +195,9 @@ TEST_P(LayerwiseModels, DevicePathsEqualTheCpuBitForBit) {
     EXPECT_GT(dev.stats().h2d_bytes, 0);  // weights and ids went up as uploads
   }
   // Device tier large enough, then one that holds a single batch of 2 x 32 tokens (the rest goes to host
-  // RAM, 50000 bytes, then spills). The first runs each layer on parts of one sequence (32 rows), the
-  // second on whole batches: max hooks of per-tensor amax are row-local, so both are bit-identical.
+  // RAM, 50000 bytes, then spills). The first stores the activations of the dense model in parts of one
+  // sequence and runs each layer on parts of 32 rows (the MoE model: whole batches, run in parts), the second
+  // stores and runs whole batches: max hooks of per-tensor amax are row-local, so both are bit-identical.
   for (int64_t device_budget : {int64_t{-1}, int64_t{2 * 32 * 4} * model->config().hidden_size}) {
     ForwardModel fm(*model, dev);
     QuantState s = Fresh(*model, c);

@@ -194,6 +194,11 @@ int RunQuantize(const QuantizeArgs& a) {
   // weights are encoded and handed to the writer threads, which write them while the forward runs (whole
   // model: all of them before the forward; layerwise: each layer's before its forward, from the weights
   // resident for it).
+  // Whole model on a device: the encoding runs on a thread of its own, on a second stream of the device
+  // (Backend::Fork), beside the calibration forward; the packed bytes cross and are handed to the writers
+  // there, off the forward's critical path. (Declared before `staged`, which joins that thread first.)
+  std::unique_ptr<Backend> encode_backend;
+  std::optional<DeviceWeightEncoder> background_encoder;
   std::optional<StagedHfExport> staged;
   struct Sink final : WeightsFinalSink {
     std::function<void(const QuantState&, std::optional<int>)> fn;
@@ -208,6 +213,13 @@ int RunQuantize(const QuantizeArgs& a) {
     }
     if (layer) {
       staged->EncodeLayer(s, *layer);
+      return;
+    }
+    if (device_encoder) encode_backend = backend->Fork();
+    if (encode_backend) {
+      backend->Synchronize();  // the weights' uploads and their amax are done before the other stream reads them
+      background_encoder.emplace(fm, eo.kernels, encode_backend.get());
+      staged->EncodeWeightsInBackground(*background_encoder);
     } else {
       staged->EncodeWeights();
     }
@@ -254,19 +266,28 @@ int RunQuantize(const QuantizeArgs& a) {
     std::printf("shared weight global amax groups (calibration): %zu\n", cr.max.shared_groups.size());
   }
   std::printf("%s", FormatExportSummary(er).c_str());
-  if (device_encoder) {
-    std::printf("export encoding: %d weights on %s, %d on the host\n", device_encoder->on_device(),
-                std::string(backend->name()).c_str(), device_encoder->on_host());
+  const DeviceWeightEncoder* used_encoder = background_encoder ? &*background_encoder
+                                            : device_encoder   ? &*device_encoder
+                                                               : nullptr;
+  if (used_encoder != nullptr) {
+    std::printf("export encoding: %d weights on %s%s, %d on the host\n", used_encoder->on_device(),
+                std::string(backend->name()).c_str(), background_encoder ? " (a second stream, beside the forward)" : "",
+                used_encoder->on_host());
   }
-  // encode: the weights' encoding (before the forward when staged); write threads: their busy time, which
-  // overlaps everything else; export: the wall time from the end of calibration until the export is in place.
+  // encode: the weights' encoding (staged: before the forward, or beside it on a device's second stream);
+  // write threads: their busy time, which overlaps everything else; export: the wall time from the end of
+  // calibration until the export is in place.
   std::printf("time: load %.2fs, tokenize %.2fs, weight amax %.2fs, encode %.2fs, calibration forward %.2fs, amax "
               "reduction %.3fs, write threads %.2fs, export %.2fs, total %.2fs\n",
               load_s, tokenize_s, cr.max.weight_amax_seconds, er.encode_seconds, cr.max.forward_seconds,
               cr.max.reduce_seconds, er.write_seconds, export_after_calib_s, total.Seconds());
   if (staged) {
-    std::printf("export: staged (weights encoded before the calibration forward%s, written during it); %.2fs from "
-                "planning to the directory in place\n", cr.layerwise ? " of their layer" : "", er.total_seconds);
+    std::printf("export: staged (weights encoded %s, written during it); %.2fs from planning to the directory in "
+                "place\n",
+                cr.layerwise           ? "before the calibration forward of their layer"
+                : background_encoder ? "during the calibration forward"
+                                       : "before the calibration forward",
+                er.total_seconds);
   }
   std::printf("peak RSS: %.1f MiB (%.1f MiB by the end of calibration)\n", PeakRssMiB(), calib_peak_rss);
   if (!backend->host_accessible()) {
@@ -277,6 +298,12 @@ int RunQuantize(const QuantizeArgs& a) {
                 std::string(ComputeDTypeName(backend->compute_dtype())).c_str(),
                 ms.peak_allocated_bytes / double(1 << 20), static_cast<long long>(ms.h2d_copies),
                 ms.h2d_bytes / double(1 << 20), static_cast<long long>(ms.d2h_copies), ms.d2h_bytes / double(1 << 20));
+    if (encode_backend) {
+      const MemoryStats& es = encode_backend->stats();
+      std::printf("device %s, export encoding stream: peak memory %.1f MiB; device->host %lld copies %.1f MiB\n",
+                  std::string(backend->name()).c_str(), es.peak_allocated_bytes / double(1 << 20),
+                  static_cast<long long>(es.d2h_copies), es.d2h_bytes / double(1 << 20));
+    }
   }
   return 0;
 }

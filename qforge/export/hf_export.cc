@@ -4,11 +4,15 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <cstring>
 #include <set>
+#include <thread>
+#include <utility>
 
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
@@ -450,6 +454,10 @@ struct StagedHfExport::Impl {
   bool copied_added = false;  // the copied tensors are queued
   std::map<int, size_t> plan_of;                    // module -> index into plans.linears
   std::vector<std::optional<LayerExportStat>> stats;  // per plans.linears entry, once encoded
+  // EncodeWeightsInBackground: its thread, the error it ended with, and the flag that stops it early.
+  std::thread encode_thread;
+  std::exception_ptr encode_error;
+  std::atomic<bool> cancel{false};
 
   Impl(Model& m, const HfExportOptions& o, bool c)
       : model(m), options(o), calibrated(c), ckpt(CheckpointTensors::Open(m.dir())) {}
@@ -458,7 +466,30 @@ struct StagedHfExport::Impl {
   void EncodeLinear(const LinearPlan& p, WeightEncoder& encoder);
   // Queues every checkpoint tensor copied as stored (once).
   void AddCopied();
+  // Encodes every planned Linear with `encoder`, then queues the copied tensors.
+  void EncodeAll(WeightEncoder& encoder, bool show_progress);
+  // Waits for EncodeWeightsInBackground's thread; rethrows its error.
+  void JoinEncoder();
 };
+
+void StagedHfExport::Impl::EncodeAll(WeightEncoder& encoder, bool show_progress) {
+  int64_t total = 0;
+  for (const auto& p : plans.linears) total += p.format != ExportFormat::kNone ? 1 : 0;
+  Progress progress("export", total, "layers");
+  for (const auto& p : plans.linears) {
+    if (p.format == ExportFormat::kNone) continue;
+    if (cancel.load(std::memory_order_relaxed)) return;
+    EncodeLinear(p, encoder);
+    if (show_progress) progress.Add(1, model.modules()[static_cast<size_t>(p.module)].name);
+  }
+  if (show_progress && total > 0) progress.Finish();
+  AddCopied();
+}
+
+void StagedHfExport::Impl::JoinEncoder() {
+  if (encode_thread.joinable()) encode_thread.join();
+  if (encode_error) std::rethrow_exception(std::exchange(encode_error, nullptr));
+}
 
 void StagedHfExport::Impl::EncodeLinear(const LinearPlan& p, WeightEncoder& encoder) {
   const ModuleInfo& info = model.modules()[static_cast<size_t>(p.module)];
@@ -545,24 +576,32 @@ StagedHfExport::StagedHfExport(Model& model, const QuantState& state, const fs::
   x.writer = std::make_unique<CheckpointWriter>(out_dir, std::move(layout), wo);
 }
 
-StagedHfExport::~StagedHfExport() = default;
+StagedHfExport::~StagedHfExport() {
+  // An export abandoned (an error in calibration) stops its encoding thread after the weight at hand.
+  impl_->cancel = true;
+  if (impl_->encode_thread.joinable()) impl_->encode_thread.join();
+}
 
 void StagedHfExport::EncodeWeights() {
   Impl& x = *impl_;
   QF_ASSERT(!x.by_layer, "EncodeWeights on a layer-by-layer export (EncodeLayer encodes it)");
-  QF_ASSERT(!x.copied_added, "EncodeWeights called twice");
+  QF_ASSERT(!x.copied_added && !x.encode_thread.joinable(), "EncodeWeights called twice");
   HostWeightEncoder host_encoder(x.model, x.options.kernels);
-  WeightEncoder& encoder = x.options.encoder != nullptr ? *x.options.encoder : host_encoder;
-  int64_t total = 0;
-  for (const auto& p : x.plans.linears) total += p.format != ExportFormat::kNone ? 1 : 0;
-  Progress progress("export", total, "layers");
-  for (const auto& p : x.plans.linears) {
-    if (p.format == ExportFormat::kNone) continue;
-    x.EncodeLinear(p, encoder);
-    if (x.options.show_progress) progress.Add(1, x.model.modules()[static_cast<size_t>(p.module)].name);
-  }
-  if (x.options.show_progress && total > 0) progress.Finish();
-  x.AddCopied();
+  x.EncodeAll(x.options.encoder != nullptr ? *x.options.encoder : host_encoder, x.options.show_progress);
+}
+
+void StagedHfExport::EncodeWeightsInBackground(WeightEncoder& encoder) {
+  Impl& x = *impl_;
+  QF_ASSERT(!x.by_layer, "EncodeWeightsInBackground on a layer-by-layer export (EncodeLayer encodes it)");
+  QF_ASSERT(!x.copied_added && !x.encode_thread.joinable(), "EncodeWeights called twice");
+  // No progress lines: the calibration's own progress owns the terminal meanwhile.
+  x.encode_thread = std::thread([&x, &encoder] {
+    try {
+      x.EncodeAll(encoder, /*show_progress=*/false);
+    } catch (...) {
+      x.encode_error = std::current_exception();
+    }
+  });
 }
 
 void StagedHfExport::EncodeLayer(const QuantState& state, int layer) {
@@ -586,6 +625,7 @@ void StagedHfExport::EncodeLayer(const QuantState& state, int layer) {
 
 std::optional<HfExportReport> StagedHfExport::Finish(const QuantState& state) {
   Impl& x = *impl_;
+  x.JoinEncoder();
   QF_ASSERT(x.copied_added, "Finish before EncodeWeights / EncodeLayer");
   Model& model = x.model;
   const auto& modules = model.modules();

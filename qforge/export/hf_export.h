@@ -116,6 +116,10 @@ class StagedHfExport {
   StagedHfExport(const StagedHfExport&) = delete;
   StagedHfExport& operator=(const StagedHfExport&) = delete;
   void EncodeWeights();
+  // EncodeWeights on a thread of its own, with `encoder` (which must outlive Finish and be safe to use from
+  // that thread while the caller computes, e.g. a DeviceWeightEncoder on a Fork of the calibration's
+  // backend). Finish waits for it and throws its error; the destructor stops it.
+  void EncodeWeightsInBackground(WeightEncoder& encoder);
   void EncodeLayer(const QuantState& state, int layer);
   std::optional<HfExportReport> Finish(const QuantState& calibrated_state);
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -15,6 +16,7 @@
 #include "qforge/config/presets.h"
 #include "qforge/export/check.h"
 #include "qforge/io/safetensors.h"
+#include "qforge/model/weight_encoder.h"
 #include "qforge/numerics/qdq.h"
 
 namespace qforge {
@@ -232,7 +234,10 @@ class StagedExport : public ::testing::Test {
   std::unique_ptr<Model> model_;
 };
 
+// Background: the encoding on a thread of its own (EncodeWeightsInBackground), as the whole-model
+// calibration on a device runs it beside the forward. Same bytes either way.
 TEST_F(StagedExport, WritesTheBytesOfAOneCallExport) {
+  for (const bool background : {false, true})
   for (const char* qformat : {"nvfp4", "fp8"}) {
     const QuantState before = WeightsCalibrated(qformat);
     const QuantState after = Calibrated(before);
@@ -242,8 +247,13 @@ TEST_F(StagedExport, WritesTheBytesOfAOneCallExport) {
     const HfExportReport want = ExportHfCheckpoint(*model_, after, root_ / "one", o);
     std::optional<HfExportReport> got;
     {
+      HostWeightEncoder encoder(*model_);
       StagedHfExport e(*model_, before, root_ / "staged", o, /*calibrated=*/false);
-      e.EncodeWeights();
+      if (background) {
+        e.EncodeWeightsInBackground(encoder);
+      } else {
+        e.EncodeWeights();
+      }
       EXPECT_FALSE(fs::exists(root_ / "staged"));  // nothing in place before Finish
       got = e.Finish(after);
     }
@@ -335,6 +345,48 @@ TEST_F(StagedExport, AMissingInputAmaxFailsAsInAOneCallExportAndLeavesNothing) {
   EXPECT_FALSE(fs::exists(root_ / "staged"));
   for (const auto& entry : fs::directory_iterator(root_)) {
     EXPECT_EQ(entry.path().filename().string().find("staged"), std::string::npos) << entry.path();
+  }
+}
+
+// An encoder that fails on its third weight, on the background thread: Finish throws that error and
+// leaves nothing; an export abandoned while its thread encodes stops it and leaves nothing either.
+TEST_F(StagedExport, ABackgroundEncodingErrorReachesFinishAndAnAbandonedOneStops) {
+  struct Failing final : WeightEncoder {
+    explicit Failing(Model& m) : host(m) {}
+    EncodedWeight Encode(int module, PackFormat f, const PackInputs& in, std::string_view what) override {
+      if (++calls == 3) QF_CHECK(false, "encoding '{}' failed (test)", what);
+      return host.Encode(module, f, in, what);
+    }
+    HostWeightEncoder host;
+    std::atomic<int> calls{0};
+  };
+  const QuantState before = WeightsCalibrated("nvfp4");
+  const QuantState after = Calibrated(before);
+  HfExportOptions o;
+  o.show_progress = false;
+  std::string error;
+  {
+    Failing encoder(*model_);
+    StagedHfExport e(*model_, before, root_ / "staged", o, /*calibrated=*/false);
+    e.EncodeWeightsInBackground(encoder);
+    try {
+      (void)e.Finish(after);
+    } catch (const Error& err) {
+      error = err.what();
+    }
+    EXPECT_EQ(encoder.calls.load(), 3);  // nothing encoded after the error
+  }
+  EXPECT_HAS(error, "failed (test)");
+  EXPECT_FALSE(fs::exists(root_ / "staged"));
+  {
+    HostWeightEncoder encoder(*model_);
+    StagedHfExport e(*model_, before, root_ / "abandoned", o, /*calibrated=*/false);
+    e.EncodeWeightsInBackground(encoder);
+  }  // destroyed without Finish
+  EXPECT_FALSE(fs::exists(root_ / "abandoned"));
+  for (const auto& entry : fs::directory_iterator(root_)) {
+    EXPECT_EQ(entry.path().filename().string().find("staged"), std::string::npos) << entry.path();
+    EXPECT_EQ(entry.path().filename().string().find("abandoned"), std::string::npos) << entry.path();
   }
 }
 

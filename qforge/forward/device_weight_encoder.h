@@ -11,11 +11,13 @@ namespace qforge {
 
 class DeviceWeightEncoder final : public WeightEncoder {
  public:
-  // `host_kernels`: for the host fallback (nullptr: numerics' scalar reference). Both not owned.
-  DeviceWeightEncoder(ForwardModel& fm, const HostQuantKernels* host_kernels)
-      : fm_(fm), host_(fm.model(), host_kernels) {}
+  // `host_kernels`: for the host fallback (nullptr: numerics' scalar reference). `ops`: run the device work
+  // on this Fork of fm's backend instead of on fm's own (an encoder used from another thread while fm
+  // computes; see ForwardModel::EncodeWeight). None owned.
+  DeviceWeightEncoder(ForwardModel& fm, const HostQuantKernels* host_kernels, Backend* ops = nullptr)
+      : fm_(fm), host_(fm.model(), host_kernels), ops_(ops) {}
   EncodedWeight Encode(int module, PackFormat format, const PackInputs& inputs, std::string_view what) override {
-    if (auto e = fm_.EncodeWeight(module, format, inputs, what)) {
+    if (auto e = fm_.EncodeWeight(module, format, inputs, what, 4096, ops_)) {
       ++on_device_;
       return std::move(*e);
     }
@@ -28,6 +30,7 @@ class DeviceWeightEncoder final : public WeightEncoder {
  private:
   ForwardModel& fm_;
   HostWeightEncoder host_;
+  Backend* ops_;
   int on_device_ = 0, on_host_ = 0;
 };
 

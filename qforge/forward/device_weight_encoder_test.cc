@@ -8,6 +8,9 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <memory>
+#include <thread>
+#include <vector>
 
 #include "qforge/base/error.h"
 #include "qforge/numerics/qdq.h"
@@ -84,6 +87,54 @@ TEST(DeviceWeightEncoder, PacksEveryByteAsTheHostDoes) {
   }
   EXPECT_FALSE(fm->EncodeWeight(q, PackFormat::kFp8, PackInputs{}, "q").has_value());
   EXPECT_EQ(device.on_host(), 3);
+}
+
+// On a Fork of the backend, from another thread while the forward runs on the original one (the whole-model
+// export beside the calibration forward): the same bytes; the fork does the device work and its copies, the
+// original's stats see none of them; a weight that is not resident goes to the host instead of being uploaded.
+TEST(DeviceWeightEncoder, OnAForkBesideTheForward) {
+  testing_support::HostDeviceBackend dev;
+  auto fm = ForwardModel::Load(kModels / "llama-dense-26M", {}, &dev);
+  Model& m = fm->model();
+  for (int l = 0; l < m.num_layers(); ++l) fm->LoadLayer(l);
+  std::unique_ptr<Backend> fork = dev.Fork();
+  ASSERT_NE(fork, nullptr);
+  HostWeightEncoder host(m, dev.host_kernels());
+  DeviceWeightEncoder device(*fm, dev.host_kernels(), fork.get());
+  std::vector<int> mods;
+  for (int mod : m.linear_modules()) {
+    if (m.modules()[static_cast<size_t>(mod)].layer >= 0) mods.push_back(mod);
+  }
+  std::vector<PackInputs> ins;
+  for (int mod : mods) ins.push_back(InputsFor(PackFormat::kNvfp4, m.LinearWeight(mod)));
+  std::vector<EncodedWeight> got(mods.size());
+  const MemoryStats before = dev.stats();
+  std::thread encoder([&] {
+    for (size_t i = 0; i < mods.size(); ++i) got[i] = device.Encode(mods[i], PackFormat::kNvfp4, ins[i], "w");
+  });
+  // The forward meanwhile, on the original backend.
+  std::vector<int32_t> ids(2 * 16);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i * 7 % 256);
+  HiddenStates h = fm->Embed(ids, 2, 16);
+  for (int l = 0; l < m.num_layers(); ++l) fm->RunLayer(l, h);
+  encoder.join();
+  for (size_t i = 0; i < mods.size(); ++i) {
+    ExpectSame(got[i], host.Encode(mods[i], PackFormat::kNvfp4, ins[i], "w"), m.modules()[static_cast<size_t>(mods[i])].name);
+  }
+  EXPECT_EQ(device.on_device(), static_cast<int>(mods.size()));
+  EXPECT_EQ(fork->stats().d2h_copies, static_cast<int64_t>(2 * mods.size()));  // codes and scales
+  EXPECT_EQ(dev.stats().d2h_copies, before.d2h_copies);
+  EXPECT_EQ(fork->stats().allocated_bytes, 0);  // every buffer of the fork freed
+
+  fm->ReleaseLayer(1);
+  const int64_t resident = fm->resident_weight_bytes();
+  const int down = m.FindModule("model.layers.1.mlp.down_proj");
+  const Tensor w = m.LinearWeight(down);
+  const PackInputs in = InputsFor(PackFormat::kNvfp4, w);
+  EXPECT_FALSE(fm->EncodeWeight(down, PackFormat::kNvfp4, in, "w", 4096, fork.get()).has_value());
+  EXPECT_EQ(fm->resident_weight_bytes(), resident);  // not uploaded for the fork
+  ExpectSame(device.Encode(down, PackFormat::kNvfp4, in, "w"), host.Encode(down, PackFormat::kNvfp4, in, "w"), "down");
+  EXPECT_EQ(device.on_host(), 1);
 }
 
 TEST(DeviceWeightEncoder, NonFiniteWeightsAreNamedByTheHost) {

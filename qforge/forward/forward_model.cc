@@ -181,21 +181,34 @@ WeightRef ForwardModel::Weight(int module) {
   return WeightRef(weights_[module].data(), be_.weight_dtype());
 }
 
-const float* ForwardModel::RowsAsF32(WeightRef w, int64_t r0, int64_t n, int64_t cols, int64_t max_rows,
-                                    Buffer& scratch) {
+const float* ForwardModel::RowsAsF32(Backend& be, const int32_t* iota, WeightRef w, int64_t r0, int64_t n,
+                                    int64_t cols, int64_t max_rows, Buffer& scratch) {
   const void* src = static_cast<const char*>(w.data) + static_cast<size_t>(r0 * cols) * DTypeSize(w.dtype);
   if (w.dtype == DType::kF32) return static_cast<const float*>(src);
   // bf16 rows become f32 through the embedding op (rows 0, 1, 2, ... of the chunk): exact.
-  if (scratch.empty()) scratch = be_.Alloc(max_rows * cols * static_cast<int64_t>(sizeof(float)));
-  be_.EmbedRows(src, w.dtype, Iota(max_rows), scratch.as<float>(), n, cols);
+  if (scratch.empty()) scratch = be.Alloc(max_rows * cols * static_cast<int64_t>(sizeof(float)));
+  be.EmbedRows(src, w.dtype, iota, scratch.as<float>(), n, cols);
   return scratch.as<const float>();
 }
 
+int64_t ForwardModel::ChunkRows(int64_t chunk_rows, int64_t rows, int64_t cols) {
+  constexpr int64_t kMaxChunkBytes = int64_t{32} << 20;
+  return std::max<int64_t>(1, std::min({chunk_rows, rows, kMaxChunkBytes / (4 * std::max<int64_t>(cols, 1))}));
+}
+
+namespace {
+
+Buffer MakeIota(Backend& be, int64_t n) {
+  std::vector<int32_t> idx(static_cast<size_t>(n));
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>(i);
+  return be.AllocCopy(idx.data(), static_cast<int64_t>(idx.size() * sizeof(int32_t)));
+}
+
+}  // namespace
+
 const int32_t* ForwardModel::Iota(int64_t n) {
   if (iota_len_ < n) {
-    std::vector<int32_t> idx(static_cast<size_t>(n));
-    for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>(i);
-    iota_ = be_.AllocCopy(idx.data(), static_cast<int64_t>(idx.size() * sizeof(int32_t)));
+    iota_ = MakeIota(be_, n);
     iota_len_ = n;
   }
   return iota_.as<const int32_t>();
@@ -213,8 +226,9 @@ std::optional<std::vector<float>> ForwardModel::WeightAmax(int module, const Qua
   // One amax over the whole tensor (per tensor, NVFP4's global amax, constant amax) is the max of the
   // amax of row chunks: such specs go chunk by chunk, so a bf16 weight needs only a chunk of f32 scratch.
   const auto amax_shape = AmaxShape(spec, shape);
-  const bool per_tensor = amax_shape.has_value() && amax_shape->empty() && !spec.dynamic;
-  const int64_t step = per_tensor ? std::max<int64_t>(1, std::min(chunk_rows, rows)) : rows;
+  // (NVFP4's dynamic block spec has the [] shape: its global amax, max |w|, goes by chunks too.)
+  const bool per_tensor = amax_shape.has_value() && amax_shape->empty();
+  const int64_t step = per_tensor ? ChunkRows(chunk_rows, rows, cols) : rows;
   Buffer f32;
   std::vector<float> result;
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
@@ -248,7 +262,7 @@ std::optional<std::vector<int32_t>> ForwardModel::SweepNvfp4Weight(int module, s
   if (!weight_exact_[module]) return std::nullopt;
   const int64_t nb = (cols + 15) / 16;
   Buffer index = be_.Alloc(rows * nb * static_cast<int64_t>(sizeof(int32_t)));
-  const int64_t step = std::max<int64_t>(1, std::min(chunk_rows, rows));
+  const int64_t step = ChunkRows(chunk_rows, rows, cols);
   Buffer f32;
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t n = std::min(step, rows - r0);
@@ -261,16 +275,19 @@ std::optional<std::vector<int32_t>> ForwardModel::SweepNvfp4Weight(int module, s
 }
 
 std::optional<EncodedWeight> ForwardModel::EncodeWeight(int module, PackFormat format, const PackInputs& in,
-                                                        std::string_view what, int64_t chunk_rows) {
+                                                        std::string_view what, int64_t chunk_rows, Backend* ops) {
   const ModuleInfo& mi = model_.modules().at(module);
   const int64_t rows = mi.out_features, cols = mi.in_features;
   const bool nvfp4 = format == PackFormat::kNvfp4 && !in.nvfp4_static && in.global_amax && cols % 16 == 0;
   const bool fp8 = (format == PackFormat::kFp8 && in.amax.size() == 1) ||
                    (format == PackFormat::kFp8PerChannel && static_cast<int64_t>(in.amax.size()) == rows);
   if ((!nvfp4 && !fp8) || rows <= 0 || cols <= 0) return std::nullopt;
-  // A weight that was not resident (layerwise calibration released it) is uploaded for this call only.
+  // A weight that was not resident (layerwise calibration released it) is uploaded for this call only; on
+  // another thread's backend (`ops`) only a resident weight is encoded, and nothing of this object changes.
   const bool was_resident = IsResident(module);
-  const WeightRef w = Weight(module);
+  if (ops != nullptr && (!was_resident || upload_ticket_[module] != 0 || !weight_exact_[module])) return std::nullopt;
+  Backend& be = ops != nullptr ? *ops : be_;
+  const WeightRef w = ops != nullptr ? WeightRef(weights_[module].data(), be_.weight_dtype()) : Weight(module);
   EvictAfter evict(*this, module, !was_resident);
   if (!weight_exact_[module]) return std::nullopt;
 
@@ -283,47 +300,50 @@ std::optional<EncodedWeight> ForwardModel::EncodeWeight(int module, PackFormat f
   p.weight_shape = layout.weight_shape;
   p.scale_shape = layout.scale_shape;
   const int64_t code_bytes = nvfp4 ? rows * cols / 2 : rows * cols;
-  Buffer codes = be_.Alloc(code_bytes), scales;
+  Buffer codes = be.Alloc(code_bytes), scales;
   float ws2 = 0;
   if (nvfp4) {
     ws2 = Nvfp4DynamicScale2(*in.global_amax);
     p.weight_scale_2 = ws2;
-    scales = be_.Alloc(rows * cols / 16);
+    scales = be.Alloc(rows * cols / 16);
   } else {
     p.scale_f32.resize(in.amax.size());
     for (size_t i = 0; i < in.amax.size(); ++i) p.scale_f32[i] = Fp8ExportScale(in.amax[i]);
-    scales = be_.AllocCopy(p.scale_f32.data(), static_cast<int64_t>(p.scale_f32.size() * sizeof(float)));
+    scales = be.AllocCopy(p.scale_f32.data(), static_cast<int64_t>(p.scale_f32.size() * sizeof(float)));
   }
-  // At most 64 MiB of f32 rows at a time (a layerwise budget has room for little beside two layers).
-  constexpr int64_t kMaxChunkBytes = int64_t{64} << 20;
-  const int64_t step = std::max<int64_t>(1, std::min({chunk_rows, rows, kMaxChunkBytes / (4 * cols)}));
-  Buffer f32;
+  const int64_t step = ChunkRows(chunk_rows, rows, cols);
+  Buffer f32, own_iota;
+  const int32_t* iota = nullptr;
+  if (w.dtype != DType::kF32) {
+    if (ops != nullptr) own_iota = MakeIota(be, step);
+    iota = ops != nullptr ? own_iota.as<const int32_t>() : Iota(step);
+  }
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     const int64_t n = std::min(step, rows - r0);
-    const float* x = RowsAsF32(w, r0, n, cols, step, f32);
+    const float* x = RowsAsF32(be, iota, w, r0, n, cols, step, f32);
     ErrorSums s;
     if (nvfp4) {
       uint8_t* pc = codes.as<uint8_t>() + r0 * cols / 2;
       uint8_t* sc = scales.as<uint8_t>() + r0 * cols / 16;
       // false: a non-finite weight, or a weight_scale_2 the device declines; the host names / handles it.
-      if (!be_.PackNvfp4(x, n, cols, ws2, pc, sc)) return std::nullopt;
-      s = be_.Nvfp4Error(x, pc, sc, n, cols, ws2);
+      if (!be.PackNvfp4(x, n, cols, ws2, pc, sc)) return std::nullopt;
+      s = be.Nvfp4Error(x, pc, sc, n, cols, ws2);
     } else {
       const bool per_tensor = format == PackFormat::kFp8;
       const float* sc = scales.as<const float>() + (per_tensor ? 0 : r0);
       const int64_t group = per_tensor ? n * cols : cols;
       uint8_t* pc = codes.as<uint8_t>() + r0 * cols;
-      if (!be_.EncodeFp8(x, sc, n * cols, group, pc)) return std::nullopt;
-      s = be_.Fp8Error(x, pc, sc, n * cols, group);
+      if (!be.EncodeFp8(x, sc, n * cols, group, pc)) return std::nullopt;
+      s = be.Fp8Error(x, pc, sc, n * cols, group);
     }
     e.sq_err += s.sq_err;
     e.sq_ref += s.sq_ref;
   }
   p.weight.resize(static_cast<size_t>(code_bytes));
-  be_.Download(p.weight.data(), codes.data(), code_bytes);
+  be.Download(p.weight.data(), codes.data(), code_bytes);
   if (nvfp4) {
     p.scale_bytes.resize(static_cast<size_t>(rows * cols / 16));
-    be_.Download(p.scale_bytes.data(), scales.data(), rows * cols / 16);
+    be.Download(p.scale_bytes.data(), scales.data(), rows * cols / 16);
   }
   return e;
 }

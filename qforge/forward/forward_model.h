@@ -145,8 +145,13 @@ class ForwardModel {
   // nullopt when the backend cannot do it exactly, and the caller encodes the host weight: formats other
   // than nvfp4 (dynamic path, global amax given), fp8 and fp8_pc (amax given), a backend copy that is not
   // exactly the Model's weight, and non-finite weights (the host names them).
+  // `ops` (not null): the encoding's ops run on that backend, a Fork of this one's driven from another
+  // thread while this one computes (the whole-model export during the calibration forward). The weight
+  // must then be resident with its upload finished (nullopt otherwise: the host encodes it), and the
+  // caller keeps it resident and unchanged until the call returns; this ForwardModel is only read.
   std::optional<EncodedWeight> EncodeWeight(int module, PackFormat format, const PackInputs& inputs,
-                                            std::string_view what, int64_t chunk_rows = 4096);
+                                            std::string_view what, int64_t chunk_rows = 4096,
+                                            Backend* ops = nullptr);
   // mse's FP8 scale sweep of Linear `module`'s weight by the backend (Backend::Nvfp4SweepBlocks on its copy,
   // `chunk_rows` rows of f32 scratch at a time; only the chosen indices come back): per 16-element row block
   // the index into `scales`, exactly numerics Nvfp4SweepRowBlocks' choice on the Model's weight. A weight that
@@ -211,9 +216,16 @@ class ForwardModel {
     int m_;
     bool on_;
   };
-  // Rows [r0, r0 + n) of a [*, cols] weight as f32 in backend memory: the weight itself when it is f32,
-  // else converted into `scratch` (allocated on first use for `max_rows` rows).
-  const float* RowsAsF32(WeightRef w, int64_t r0, int64_t n, int64_t cols, int64_t max_rows, Buffer& scratch);
+  // Rows [r0, r0 + n) of a [*, cols] weight as f32 in `be`'s memory: the weight itself when it is f32, else
+  // converted by `be` into `scratch` (allocated on first use for `max_rows` rows; `iota` holds 0..max_rows-1).
+  static const float* RowsAsF32(Backend& be, const int32_t* iota, WeightRef w, int64_t r0, int64_t n, int64_t cols,
+                                int64_t max_rows, Buffer& scratch);
+  const float* RowsAsF32(WeightRef w, int64_t r0, int64_t n, int64_t cols, int64_t max_rows, Buffer& scratch) {
+    return RowsAsF32(be_, w.dtype == DType::kF32 ? nullptr : Iota(max_rows), w, r0, n, cols, max_rows, scratch);
+  }
+  // Rows of f32 scratch per chunk for a weight of `cols` columns: `chunk_rows`, at most `rows`, and at most
+  // 32 MiB (a layerwise budget has room for little beside two layers and the activations).
+  static int64_t ChunkRows(int64_t chunk_rows, int64_t rows, int64_t cols);
   // int32 0, 1, ..., n-1 in backend memory (grown on demand).
   const int32_t* Iota(int64_t n);
   const float* Bias(int module) const;

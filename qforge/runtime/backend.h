@@ -113,6 +113,12 @@ class Backend {
   bool host_accessible() const { return device() == Device::kCpu; }
   // One line for logs: "cuda:0 (NVIDIA H200, 139.8 GiB, sm_90)".
   virtual std::string Describe() const { return std::string(name()); }
+  // Another backend on the same device with its own op stream, memory pool, staging and stats, so that its
+  // ops run beside this one's, driven from another host thread (the export's encoding during the
+  // calibration forward). Either one's ops may read the other's buffers once the writes to them have
+  // finished (Synchronize the writer first); neither may free or write what the other is reading. nullptr
+  // where this has no meaning (the CPU: its ops already use every core).
+  virtual std::unique_ptr<Backend> Fork() const { return nullptr; }
 
   // --- memory ---------------------------------------------------------------------------------------
   // `bytes` of backend memory, contents undefined. Throws qforge::Error naming the size and what is free

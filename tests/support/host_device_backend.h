@@ -20,6 +20,11 @@ class HostDeviceBackend final : public Backend {
  public:
   HostDeviceBackend() : Backend(ComputeDType::kF32), cpu_(DefaultCpuBackend()) {}
   std::string_view name() const override { return "host-device"; }
+  std::unique_ptr<Backend> Fork() const override {
+    auto f = std::make_unique<HostDeviceBackend>();
+    f->free_bytes = free_bytes;
+    return f;
+  }
   Device device() const override { return Device::kCuda; }
   void Copy(void* dst, const void* src, int64_t bytes) override { cpu_.Copy(dst, src, bytes); }
   void Zero(void* dst, int64_t bytes) override { cpu_.Zero(dst, bytes); }

@@ -127,6 +127,9 @@ class CudaBackend final : public Backend {
   void FreeBytes(void* p, int64_t bytes) override;
   void CopyToDevice(void* dst, const void* host, int64_t bytes) override;
   void CopyToHost(void* host, const void* src, int64_t bytes) override;
+  std::unique_ptr<Backend> Fork() const override {
+    return std::make_unique<CudaBackend>(device_, compute_dtype());
+  }
   int64_t CopyToDeviceInBackground(void* dst, const void* host, int64_t bytes,
                                    std::shared_ptr<const void> owner) override {
     Activate();
