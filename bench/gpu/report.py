@@ -55,6 +55,9 @@ def parse_qforge(log):
             r["calibration"] = line.split(":", 1)[1].strip()
         elif line.startswith("layerwise:"):
             r["layerwise"] = line.split(":", 1)[1].strip()
+        m = re.match(r"device \S+ \(.*\): peak memory ([0-9.]+) MiB", line)
+        if m:
+            r["own_peak_mib"] = float(m.group(1))
         if re.search(r"\b(gpu|GPU|cuda|CUDA|device|h2d|d2h|host.?to.?device|gemm|GEMM|TFLOP)", line) and \
                 not line.startswith("time:"):
             r["gpu_lines"].append(line.strip())
@@ -258,6 +261,10 @@ def main():
           None if lw_peak is None else lw_peak / GIB, budget / GIB, 1.0,
           note=f" (2 layers bf16 {two_layers / GIB:.2f} GiB + one activation set {N}x{S}x{H} bf16 {act / GIB:.2f} GiB;"
                f" two sets: {1.1 * (two_layers + 2 * act) / GIB:.2f} GiB)")
+    own = qf["layerwise"].get("own_peak_mib") if qf["layerwise"] else None
+    ratio("qforge --layerwise peak of qforge's own device allocations / (2 layers' weights + activations) x 1.1",
+          None if own is None else own * 2**20 / GIB, budget / GIB, 1.0,
+          note=" (nvidia-smi's figure above adds the CUDA context, cuBLAS's workspace and the allocator's cache)")
     if th and qph("whole", "calibration forward"):
         qf_rate = th["decoder_gemm_flop"] / qph("whole", "calibration forward") / 1e12
         ratio("qforge decoder GEMM rate, lower bound (GEMM FLOPs / whole calibration forward) / cuBLAS rate",
