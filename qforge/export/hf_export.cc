@@ -463,23 +463,36 @@ struct StagedHfExport::Impl {
       : model(m), options(o), calibrated(c), ckpt(CheckpointTensors::Open(m.dir())) {}
 
   // Packs Linear `p`'s weight with the encoder and queues its tensors.
-  void EncodeLinear(const LinearPlan& p, WeightEncoder& encoder);
+  void EncodeLinear(const LinearPlan& p, WeightEncoder& encoder) { EncodeLinear(p, InputsOf(p), encoder); }
+  void EncodeLinear(const LinearPlan& p, const PackInputs& in, WeightEncoder& encoder);
+  // What the encoder takes for `p`, read from its weight quantizer (so only on the thread that owns the state).
+  static PackInputs InputsOf(const LinearPlan& p);
   // Queues every checkpoint tensor copied as stored (once).
   void AddCopied();
-  // Encodes every planned Linear with `encoder`, then queues the copied tensors.
-  void EncodeAll(WeightEncoder& encoder, bool show_progress);
+  // Encodes every planned Linear (with `inputs[i]` for plans.linears[i]) with `encoder`, then queues the
+  // copied tensors. Reads no quantizer: the calibration may change the state meanwhile.
+  void EncodeAll(WeightEncoder& encoder, const std::vector<PackInputs>& inputs, bool show_progress);
+  std::vector<PackInputs> AllInputs() const {
+    std::vector<PackInputs> out;
+    for (const auto& p : plans.linears) out.push_back(p.format == ExportFormat::kNone ? PackInputs{} : InputsOf(p));
+    return out;
+  }
   // Waits for EncodeWeightsInBackground's thread; rethrows its error.
   void JoinEncoder();
 };
 
-void StagedHfExport::Impl::EncodeAll(WeightEncoder& encoder, bool show_progress) {
+void StagedHfExport::Impl::EncodeAll(WeightEncoder& encoder, const std::vector<PackInputs>& inputs,
+                                     bool show_progress) {
+  QF_ASSERT(inputs.size() == plans.linears.size(), "EncodeAll: {} inputs for {} Linears", inputs.size(),
+            plans.linears.size());
   int64_t total = 0;
   for (const auto& p : plans.linears) total += p.format != ExportFormat::kNone ? 1 : 0;
   Progress progress("export", total, "layers");
-  for (const auto& p : plans.linears) {
+  for (size_t i = 0; i < plans.linears.size(); ++i) {
+    const LinearPlan& p = plans.linears[i];
     if (p.format == ExportFormat::kNone) continue;
     if (cancel.load(std::memory_order_relaxed)) return;
-    EncodeLinear(p, encoder);
+    EncodeLinear(p, inputs[i], encoder);
     if (show_progress) progress.Add(1, model.modules()[static_cast<size_t>(p.module)].name);
   }
   if (show_progress && total > 0) progress.Finish();
@@ -491,14 +504,18 @@ void StagedHfExport::Impl::JoinEncoder() {
   if (encode_error) std::rethrow_exception(std::exchange(encode_error, nullptr));
 }
 
-void StagedHfExport::Impl::EncodeLinear(const LinearPlan& p, WeightEncoder& encoder) {
-  const ModuleInfo& info = model.modules()[static_cast<size_t>(p.module)];
+PackInputs StagedHfExport::Impl::InputsOf(const LinearPlan& p) {
   PackInputs in;
   in.amax = p.weight_amax;
   in.global_amax = p.global_amax;
   const QuantSpec ws = p.weight->spec();
   in.nvfp4_static = ws.IsNvfp4Static();
   in.four_over_six = ws.block && ws.block->four_over_six;
+  return in;
+}
+
+void StagedHfExport::Impl::EncodeLinear(const LinearPlan& p, const PackInputs& in, WeightEncoder& encoder) {
+  const ModuleInfo& info = model.modules()[static_cast<size_t>(p.module)];
   Timer et;
   EncodedWeight e = encoder.Encode(p.module, *PackFormatForExport(p.format), in, info.name + ".weight");
   encode_seconds += et.Seconds();
@@ -587,17 +604,18 @@ void StagedHfExport::EncodeWeights() {
   QF_ASSERT(!x.by_layer, "EncodeWeights on a layer-by-layer export (EncodeLayer encodes it)");
   QF_ASSERT(!x.copied_added && !x.encode_thread.joinable(), "EncodeWeights called twice");
   HostWeightEncoder host_encoder(x.model, x.options.kernels);
-  x.EncodeAll(x.options.encoder != nullptr ? *x.options.encoder : host_encoder, x.options.show_progress);
+  x.EncodeAll(x.options.encoder != nullptr ? *x.options.encoder : host_encoder, x.AllInputs(), x.options.show_progress);
 }
 
 void StagedHfExport::EncodeWeightsInBackground(WeightEncoder& encoder) {
   Impl& x = *impl_;
   QF_ASSERT(!x.by_layer, "EncodeWeightsInBackground on a layer-by-layer export (EncodeLayer encodes it)");
   QF_ASSERT(!x.copied_added && !x.encode_thread.joinable(), "EncodeWeights called twice");
-  // No progress lines: the calibration's own progress owns the terminal meanwhile.
-  x.encode_thread = std::thread([&x, &encoder] {
+  // The quantizers are read here, before the calibration goes on changing the state; the thread reads only
+  // the plans' copies. No progress lines: the calibration's own progress owns the terminal meanwhile.
+  x.encode_thread = std::thread([&x, &encoder, inputs = x.AllInputs()] {
     try {
-      x.EncodeAll(encoder, /*show_progress=*/false);
+      x.EncodeAll(encoder, inputs, /*show_progress=*/false);
     } catch (...) {
       x.encode_error = std::current_exception();
     }

@@ -248,12 +248,17 @@ TEST_F(StagedExport, WritesTheBytesOfAOneCallExport) {
     std::optional<HfExportReport> got;
     {
       HostWeightEncoder encoder(*model_);
-      StagedHfExport e(*model_, before, root_ / "staged", o, /*calibrated=*/false);
+      // The state it was planned from goes away (or changes, as calibration changes it) while the thread
+      // encodes: the thread must read none of it.
+      auto planned = std::make_unique<QuantState>(before);
+      StagedHfExport e(*model_, *planned, root_ / "staged", o, /*calibrated=*/false);
       if (background) {
         e.EncodeWeightsInBackground(encoder);
       } else {
         e.EncodeWeights();
       }
+      for (auto& q : planned->quantizers()) q = Quantizer{};
+      planned.reset();
       EXPECT_FALSE(fs::exists(root_ / "staged"));  // nothing in place before Finish
       got = e.Finish(after);
     }
