@@ -23,6 +23,7 @@ constexpr Registration kAlgorithms[] = {
     {"mse", &MakeMseAlgorithm},
     {"local_hessian", &MakeLocalHessianAlgorithm},
     {"nvfp4_act_headroom", &MakeActHeadroomAlgorithm},
+    {"gptq", &MakeGptqAlgorithm},
 };
 
 }  // namespace
@@ -59,6 +60,7 @@ CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::Quan
     lo.show_progress = options.show_progress;
     lo.refine_layer = refine.layer;
     lo.refine_reads_inputs = refine.reads_inputs;
+    lo.refine_mutates_weights = refine.mutates_weights;
     report.layerwise = true;
     report.checkpoint_dir = lo.checkpoint_dir.string();
     report.layerwise_report = LayerwiseMaxCalibrate(fm, state, data, mo, lo);

@@ -55,6 +55,7 @@ struct MaxRefinement {
   // refine_reads_inputs. Also the head's step on restore.
   LayerwiseOptions::RefineLayer layer;
   bool reads_inputs = false;
+  bool mutates_weights = false;  // LayerwiseOptions::refine_mutates_weights
   // Whole model: after MaxCalibrate, with its calibration data (empty without a forward). The time of either
   // step is counted in the report's weight_amax_seconds.
   std::function<void(ForwardModel&, QuantState&, const CalibData&)> whole;
@@ -86,5 +87,7 @@ std::unique_ptr<CalibAlgorithm> MakeLocalHessianAlgorithm(const config::Quantize
                                                           const config::AlgorithmConfig& algo);
 std::unique_ptr<CalibAlgorithm> MakeActHeadroomAlgorithm(const config::QuantizeConfig& config,
                                                          const config::AlgorithmConfig& algo);
+std::unique_ptr<CalibAlgorithm> MakeGptqAlgorithm(const config::QuantizeConfig& config,
+                                                  const config::AlgorithmConfig& algo);
 
 }  // namespace qforge

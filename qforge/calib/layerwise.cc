@@ -193,6 +193,9 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   // Max calibration changes no weight (unless an algorithm updates them): a staged export encodes and
   // writes each layer's weights as soon as their amax is final, from the copy resident for the forward.
   WeightsFinalSink* sink = lo.weight_update || lo.refine_layer ? nullptr : mo.weights_final;
+  // Weights changed by the calibration (weight_update, or a refinement that sets them: GPTQ) are Model
+  // overrides that the checkpoint stores.
+  const bool mutates_weights = static_cast<bool>(lo.weight_update) || lo.refine_mutates_weights;
   // The weight-side steps of the end of calibration for `layer` (idempotent: the same again after its
   // forward), then the sink.
   auto layer_weights_final = [&](int layer) {
@@ -387,7 +390,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
         fm.RunLayer(l, h, &fq);
         inputs.Put(b, std::move(h));
       }
-      RestoreLayerWeights(model, std::move(previous), static_cast<bool>(lo.weight_update));
+      RestoreLayerWeights(model, std::move(previous), mutates_weights);
       mr.forward_seconds += tq.Seconds();
     }
     report.peak_activation_bytes = std::max(report.peak_activation_bytes, inputs.bytes());
@@ -399,7 +402,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       const bool boundary = (l + 1) % lo.save_every == 0 || last;
       AtomicDirectory ad(LayerDir(dir, l));
       SaveLayerQuantizers(ad.path(), model, state, l);
-      if (lo.weight_update && !lo.save_quantizers_only) SaveLayerWeights(ad.path(), model, l);
+      if (mutates_weights && !lo.save_quantizers_only) SaveLayerWeights(ad.path(), model, l);
       Json meta = Json::object();
       meta["layer"] = l;
       Json shapes = Json::array();

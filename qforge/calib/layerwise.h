@@ -64,6 +64,9 @@ struct LayerwiseOptions {
   using RefineLayer = std::function<void(ForwardModel&, QuantState&, int layer, const ActivationStore& inputs)>;
   RefineLayer refine_layer;
   bool refine_reads_inputs = false;
+  // The refinement changes the layer's weights (Model::SetLinearWeight overrides: GPTQ), so the checkpoint
+  // stores them as with weight_update.
+  bool refine_mutates_weights = false;
   std::string method = "max";
   bool show_progress = true;
 };

@@ -6,16 +6,18 @@
 namespace qforge {
 
 HessianCaptureHooks::HessianCaptureHooks(ForwardModel& fm, const QuantState& state, const std::vector<int>& modules,
-                                         int64_t block, FakeQuantHooks activations)
-    : be_(fm.backend()), block_(block), inner_(std::move(activations)) {
-  QF_CHECK(block > 0, "local_hessian: block_size must be > 0, got {}", block);
+                                         int64_t block, FakeQuantHooks activations, bool after_quant)
+    : be_(fm.backend()), after_quant_(after_quant), inner_(std::move(activations)) {
+  QF_CHECK(block >= 0, "local_hessian: block_size must be > 0, got {}", block);
   for (int m : modules) {
     const ModuleInfo& info = fm.modules()[static_cast<size_t>(m)];
     const Quantizer* w = state.Get(m, QuantizerRole::kWeight);
-    if (w == nullptr || !w->enabled() || info.in_features % block != 0) continue;
+    const int64_t b = block == 0 ? info.in_features : block;
+    if (w == nullptr || !w->enabled() || b == 0 || info.in_features % b != 0) continue;
     Acc a;
     a.cols = info.in_features;
-    const int64_t bytes = info.in_features * block * static_cast<int64_t>(sizeof(float));
+    a.block = b;
+    const int64_t bytes = info.in_features * b * static_cast<int64_t>(sizeof(float));
     a.h = be_.Alloc(bytes);
     be_.Zero(a.h.data(), bytes);
     acc_.emplace(m, std::move(a));
@@ -23,23 +25,29 @@ HessianCaptureHooks::HessianCaptureHooks(ForwardModel& fm, const QuantState& sta
 }
 
 void HessianCaptureHooks::OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) {
+  if (after_quant_) inner_.OnLinearInput(be, module, x, rows, cols);  // the fake quantization, in place
   auto it = acc_.find(module);
   if (it != acc_.end()) {
     QF_ASSERT(cols == it->second.cols, "Hessian capture: module {} input has {} columns, expected {}", module, cols,
               it->second.cols);
-    be.BlockGram(x, rows, cols, block_, it->second.h.as<float>());
+    be.BlockGram(x, rows, cols, it->second.block, it->second.h.as<float>());
     it->second.tokens += rows;
   }
-  inner_.OnLinearInput(be, module, x, rows, cols);  // then the fake quantization, in place
+  if (!after_quant_) inner_.OnLinearInput(be, module, x, rows, cols);  // then the fake quantization, in place
 }
 
-std::vector<float> HessianCaptureHooks::NormalizedHessian(int module) const {
+std::vector<float> HessianCaptureHooks::NormalizedHessian(int module, float scale) const {
   auto it = acc_.find(module);
   if (it == acc_.end() || it->second.tokens == 0) return {};
-  std::vector<float> h(static_cast<size_t>(it->second.cols * block_));
+  std::vector<float> h(static_cast<size_t>(it->second.cols * it->second.block));
   be_.Download(h.data(), it->second.h.data(), static_cast<int64_t>(h.size() * sizeof(float)));
   const float n = static_cast<float>(it->second.tokens);
-  for (float& v : h) v /= n;  // fp32, as ModelOpt's hessian_per_block / num_samples
+  if (scale == 1.0f) {
+    for (float& v : h) v /= n;  // fp32, as ModelOpt's hessian_per_block / num_samples
+  } else {
+    const float f = scale / n;  // GPTQ: (2 / n) Σ x xᵀ
+    for (float& v : h) v *= f;
+  }
   return h;
 }
 

@@ -18,11 +18,13 @@ namespace qforge {
 // Accumulates the Hessians of the Linears of `modules` whose weight quantizer is enabled and whose
 // in_features is a multiple of `block` (the others fall back to plain MSE), in backend memory, while
 // forwarding every call to `activations` (the fake quantization of the activations; weights stay
-// unquantized because the forward's weights are). The input is captured before it is fake-quantized.
+// unquantized because the forward's weights are). The input is captured before it is fake-quantized
+// (local_hessian), or after it (`after_quant`: GPTQ's Hessian of the quantized input). `block` 0: one block
+// of the whole row, H = Σ x xᵀ [in, in] (GPTQ).
 class HessianCaptureHooks final : public ForwardHooks {
  public:
   HessianCaptureHooks(ForwardModel& fm, const QuantState& state, const std::vector<int>& modules, int64_t block,
-                      FakeQuantHooks activations);
+                      FakeQuantHooks activations, bool after_quant = false);
   bool ModifiesActivations() const override { return true; }
   void OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) override;
   void OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) override {
@@ -38,18 +40,19 @@ class HessianCaptureHooks final : public ForwardHooks {
   }
 
   // The normalized Hessians H_j / tokens of `module` ([in/block, block, block] f32, host), or empty when it
-  // has none (not captured, no token reached it).
-  std::vector<float> NormalizedHessian(int module) const;
+  // has none (not captured, no token reached it). `scale`: the factor over 1 / tokens (GPTQ's 2).
+  std::vector<float> NormalizedHessian(int module, float scale = 1.0f) const;
   int64_t tokens(int module) const;
 
  private:
   struct Acc {
     Buffer h;  // [in/block, block, block] f32, backend memory
     int64_t cols = 0;
+    int64_t block = 0;
     int64_t tokens = 0;
   };
   Backend& be_;
-  int64_t block_;
+  bool after_quant_;
   std::map<int, Acc> acc_;
   FakeQuantHooks inner_;
 };

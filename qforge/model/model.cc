@@ -390,6 +390,11 @@ Tensor Model::StoredLinearWeight(int module) const {
   return ckpt_.Get(mi.weight_tensor);  // validated F32 / F16 / BF16 at Load
 }
 
+DType Model::CheckpointWeightDType(int module) const {
+  const ModuleInfo& mi = LinearInfo(module);
+  return ckpt_.Contains(mi.weight_tensor) ? ckpt_.Info(mi.weight_tensor).dtype : DType::kF32;
+}
+
 void Model::ReleaseStoredPages(int module) const {
   const ModuleInfo& mi = modules_.at(module);
   if (ckpt_.Contains(mi.weight_tensor)) ckpt_.Release(mi.weight_tensor);

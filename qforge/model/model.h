@@ -118,6 +118,9 @@ class Model {
   // the resident f32 copy, else the checkpoint tensor as on disk (an mmap view, F32 / F16 / BF16). Routers
   // come converted and checked like LinearWeight. ReleaseStoredPages drops the mmap pages afterwards.
   Tensor StoredLinearWeight(int module) const;
+  // The dtype of Linear `module`'s weight in the checkpoint (F32 / F16 / BF16; F32 for a provided tensor):
+  // what an algorithm that changes weights rounds them to, as ModelOpt writes them back in the model's dtype.
+  DType CheckpointWeightDType(int module) const;
   void ReleaseStoredPages(int module) const;
   // Replaces the weight of Linear `module` by `weight` (f32 [out_features, in_features]; shape checked).
   // Survives ReleaseLayer / LoadLayer until RestoreLinearWeight.

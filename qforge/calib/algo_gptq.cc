@@ -1,0 +1,193 @@
+// The `gptq` calibration algorithm (spec §6.9): max calibration (with the promotion of static NVFP4 weights);
+// a Hessian forward with the activation quantizers applied and the weights unquantized, accumulating every
+// quantized Linear's H = (2 / tokens) Σ x xᵀ of its input after the input quantizer (calib/local_hessian.h's
+// capture, whole rows); then GPTQ's blockwise update of each weight with the max step's fixed scales
+// (calib/gptq.h). The updated weights, rounded to the checkpoint's dtype as ModelOpt writes them back, become
+// Model overrides: the export packs them, layerwise checkpoints store them.
+// Whole model: one Hessian forward over every batch after max calibration (every layer from the original
+// activations, as ModelOpt's non-layerwise mode). Layer by layer (the recipes' mode): each layer's Hessians
+// come from its kept inputs after its max step, and get_qdq_activations_from_prev_layer (true by default for
+// gptq) gives the next layer the outputs of this one quantized with its updated weights.
+#include <map>
+#include <memory>
+
+#include "qforge/base/error.h"
+#include "qforge/base/log.h"
+#include "qforge/base/progress.h"
+#include "qforge/calib/algorithm.h"
+#include "qforge/calib/gptq.h"
+#include "qforge/calib/layerwise.h"
+#include "qforge/calib/local_hessian.h"
+#include "qforge/calib/max_calib.h"
+#include "qforge/numerics/half.h"
+
+namespace qforge {
+namespace {
+
+struct GptqSummary {
+  int updated = 0, identity = 0, no_tokens = 0;
+  int64_t dead_columns = 0;
+  double error_sum = 0, error_max = 0;
+  std::string worst;
+  void Add(const std::string& name, const GptqStats& s, bool had_tokens) {
+    ++updated;
+    identity += s.identity_fallback ? 1 : 0;
+    no_tokens += had_tokens ? 0 : 1;
+    dead_columns += s.dead_columns;
+    error_sum += s.relative_error;
+    if (s.relative_error >= error_max) {
+      error_max = s.relative_error;
+      worst = name;
+    }
+  }
+  std::string Note(const config::GptqCalibConfig& g, bool act_order) const {
+    return fmt::format("gptq: {} weights updated (perc_damp {}, block_size {}{}); Hessian-weighted relative error "
+                       "mean {:.3e}, max {:.3e} ({}); {} with a Hessian that was not positive definite (identity, "
+                       "plain rounding), {} that no token reached, {} dead input columns",
+                       updated, g.perc_damp, g.block_size, act_order ? ", act_order" : "",
+                       updated > 0 ? error_sum / updated : 0.0, error_max, worst.empty() ? "-" : worst, identity,
+                       no_tokens, dead_columns);
+  }
+};
+
+class GptqAlgorithm final : public CalibAlgorithm {
+ public:
+  GptqAlgorithm(const config::QuantizeConfig& config, const config::AlgorithmConfig& algo)
+      : quantize_config_(config), algo_(algo), g_(*algo.As<config::GptqCalibConfig>()) {
+    options_.perc_damp = g_.perc_damp;
+    options_.block_size = g_.block_size;
+  }
+
+  const config::AlgorithmConfig& config() const override { return algo_; }
+
+  // The Hessians come from data whatever the activation quantizers need; the weights change.
+  CalibNeeds Needs(const QuantState&) const override { return CalibNeeds{true, true}; }
+
+  CalibrateReport Run(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
+                      const CalibrateOptions& options) override {
+    Model& model = fm.model();
+    GptqSummary summary;
+    MaxRefinement refine;
+    refine.reads_inputs = true;
+    refine.mutates_weights = true;
+    refine.layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
+      RefineLayer(f, s, layer, inputs, &summary);
+    };
+    refine.whole = [&](ForwardModel& f, QuantState& s, const CalibData& calib) {
+      QF_CHECK(!calib.samples.empty(), "gptq needs calibration data: no calibration samples");
+      HessianCaptureHooks hooks(f, s, UpdatedLinears(model, s, std::nullopt), 0, FakeQuantHooks::FromState(model, s),
+                                /*after_quant=*/true);
+      const int64_t bs = std::max<int64_t>(1, options.batch_size);
+      const int64_t n = static_cast<int64_t>(calib.samples.size());
+      Progress progress("gptq", (n + bs - 1) / bs, "batches");
+      for (int64_t b0 = 0; b0 < n; b0 += bs) {
+        const int64_t b = std::min(bs, n - b0);
+        HiddenStates h = f.Embed(BatchIds(calib, b0, b), b, calib.seq_len);
+        for (int l = 0; l < model.num_layers(); ++l) f.RunLayer(l, h, &hooks);
+        if (HeadUpdated(model, s)) (void)f.Logits(h, &hooks);
+        if (options.show_progress) progress.Add(1, "Hessians");
+      }
+      if (options.show_progress) progress.Finish();
+      for (int layer = -1; layer < model.num_layers(); ++layer) Update(model, s, layer, hooks, &summary, f);
+    };
+    CalibrateReport report = RunMaxCalibration(*this, quantize_config_, fm, state, data, options, BaseOptions(), refine);
+    report.max.notes.push_back(summary.Note(g_, options_.act_order));
+    return report;
+  }
+
+  CalibrateReport Restore(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir) override {
+    GptqSummary summary;
+    // The decoder layers' weights come from the checkpoint; the head is calibrated again from the final hidden
+    // states, so its update runs again too.
+    return RestoreMaxCalibration(*this, fm, state, dir, BaseOptions(),
+                                 [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
+                                   RefineLayer(f, s, layer, inputs, &summary);
+                                 });
+  }
+
+ private:
+  // ModelOpt's gptq runs max_calibrate with its defaults: the default shared-state groups.
+  static MaxCalibOptions BaseOptions() {
+    MaxCalibOptions mo;
+    mo.shared_patterns = config::ResolveSharedPatterns(std::nullopt);
+    return mo;
+  }
+
+  // The Linears of `layer` (every layer: nullopt) whose weight quantizer is enabled.
+  static std::vector<int> UpdatedLinears(const Model& model, const QuantState& state, std::optional<int> layer) {
+    std::vector<int> out;
+    for (int m : model.linear_modules()) {
+      if (layer && model.modules()[static_cast<size_t>(m)].layer != *layer) continue;
+      const Quantizer* q = state.Get(m, QuantizerRole::kWeight);
+      if (q != nullptr && q->enabled()) out.push_back(m);
+    }
+    return out;
+  }
+
+  static bool HeadUpdated(const Model& model, const QuantState& state) {
+    const Quantizer* q = state.Get(model.lm_head_module(), QuantizerRole::kWeight);
+    return q != nullptr && q->enabled();
+  }
+
+  // One layer's Hessian pass on its inputs (the head, -1: through the final norm and lm_head) and its update.
+  void RefineLayer(ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs,
+                   GptqSummary* summary) const {
+    const Model& model = f.model();
+    const std::vector<int> linears = UpdatedLinears(model, s, layer);
+    if (linears.empty()) return;
+    HessianCaptureHooks hooks(f, s, linears, 0, FakeQuantHooks::FromState(model, s), /*after_quant=*/true);
+    for (int64_t b = 0; b < inputs.size(); ++b) {
+      HiddenStates h = inputs.Get(b);
+      if (layer >= 0) {
+        f.RunLayer(layer, h, &hooks);
+      } else {
+        (void)f.Logits(h, &hooks);
+      }
+    }
+    Update(f.model(), s, layer, hooks, summary, f);
+  }
+
+  // GPTQ of every updated Linear of `layer` with its captured Hessian.
+  void Update(Model& model, const QuantState& state, int layer, const HessianCaptureHooks& hooks,
+              GptqSummary* summary, ForwardModel& f) const {
+    for (int m : UpdatedLinears(model, state, layer)) {
+      const ModuleInfo& info = model.modules()[static_cast<size_t>(m)];
+      const Quantizer& q = *state.Get(m, QuantizerRole::kWeight);
+      QF_CHECK(!q.sequential(), "gptq: quantizer '{}' is sequential (multi-stage); GPTQ updates a weight against one "
+               "quantizer", q.slot.name);
+      const int64_t rows = info.out_features, cols = info.in_features;
+      std::vector<float> h = hooks.NormalizedHessian(m, 2.0f);
+      const bool had_tokens = !h.empty();
+      // No token (a routed expert nobody chose): a zero Hessian, as ModelOpt's; the damped matrix is then not
+      // positive definite, and the update is plain rounding with the fixed scales.
+      if (h.empty()) h.assign(static_cast<size_t>(cols * cols), 0.0f);
+      const WeightColumnQuantizer wq(q, rows, cols, f.backend().host_kernels());
+      Tensor w = model.LinearWeight(m).Clone();
+      const GptqStats st = GptqUpdate(w.mutable_span<float>(), rows, cols, h, wq, options_);
+      // Written back in the checkpoint's dtype, as ModelOpt's module.weight.data = weight.to(dtype).
+      const DType stored = model.CheckpointWeightDType(m);
+      if (stored == DType::kBF16) {
+        for (float& v : w.mutable_span<float>()) v = Bf16ToF32(F32ToBf16Rne(v));
+      } else if (stored == DType::kF16) {
+        for (float& v : w.mutable_span<float>()) v = F16ToF32(F32ToF16Rne(v));
+      }
+      model.SetLinearWeight(m, std::move(w));
+      summary->Add(info.name, st, had_tokens);
+    }
+  }
+
+  const config::QuantizeConfig& quantize_config_;
+  const config::AlgorithmConfig& algo_;
+  const config::GptqCalibConfig& g_;
+  GptqOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<CalibAlgorithm> MakeGptqAlgorithm(const config::QuantizeConfig& config,
+                                                  const config::AlgorithmConfig& algo) {
+  QF_ASSERT(algo.As<config::GptqCalibConfig>() != nullptr, "MakeGptqAlgorithm for method '{}'", algo.method());
+  return std::make_unique<GptqAlgorithm>(config, algo);
+}
+
+}  // namespace qforge
