@@ -18,6 +18,8 @@
 #include <tuple>
 #include <vector>
 
+#include "qforge/base/blas_core.h"
+#include "qforge/runtime/backend.h"
 #include "qforge/base/progress.h"
 #include "qforge/forward/forward_model.h"
 #include "qforge/runtime/cpu/cpu_backend.h"
@@ -251,4 +253,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace qforge
 
-int main(int argc, char** argv) { return qforge::Main(argc, argv); }
+int main(int argc, char** argv) {
+  qforge::ReexecForOpenBlasCore(argv, qforge::CpuBlasCoreName());  // the kernels users get (base/blas_core.h)
+  return qforge::Main(argc, argv);
+}

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "qforge/base/blas_core.h"
+#include "qforge/runtime/backend.h"
 #include "qforge/numerics/encode.h"
 #include "qforge/numerics/qdq.h"
 #include "qforge/runtime/cpu/quant_kernels.h"
@@ -153,6 +155,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  qforge::ReexecForOpenBlasCore(argv, qforge::CpuBlasCoreName());  // the kernels users get (base/blas_core.h)
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     if (std::strncmp(argv[i], "--elements=", 11) == 0) {

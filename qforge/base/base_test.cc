@@ -4,8 +4,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <string>
 
+#include "qforge/base/blas_core.h"
 #include "qforge/base/error.h"
 #include "qforge/base/file.h"
 #include "qforge/base/hash.h"
@@ -260,6 +263,41 @@ TEST(Strings, ParseIntIsStrict) {
   EXPECT_FALSE(ParseInt("").has_value());
   EXPECT_EQ(Split("a,b,,c", ',').size(), 4u);
   EXPECT_EQ(Trim("  x \n"), "x");
+}
+
+}  // namespace
+}  // namespace qforge
+
+namespace qforge {
+namespace {
+
+// OpenBLAS's Prescott fallback is overridden by what the CPU has; other cores, and a user's setting, are kept.
+TEST(BlasCore, OnlyThePrescottFallbackIsOverriddenAndTheUsersSettingWins) {
+  const char* saved = std::getenv("OPENBLAS_CORETYPE");
+  const std::string keep = saved != nullptr ? saved : "";
+  ::unsetenv("OPENBLAS_CORETYPE");
+  EXPECT_EQ(OpenBlasCoreOverride("SkylakeX"), nullptr);
+  EXPECT_EQ(OpenBlasCoreOverride("Haswell"), nullptr);
+  EXPECT_EQ(OpenBlasCoreOverride(nullptr), nullptr);
+  const char* o = OpenBlasCoreOverride("Prescott");
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl")) {
+    EXPECT_STREQ(o, "SkylakeX");
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    EXPECT_STREQ(o, "Haswell");
+  } else {
+    EXPECT_EQ(o, nullptr);
+  }
+#endif
+  ::setenv("OPENBLAS_CORETYPE", "Sandybridge", 1);
+  EXPECT_EQ(OpenBlasCoreOverride("Prescott"), nullptr);
+  if (saved != nullptr) {
+    ::setenv("OPENBLAS_CORETYPE", keep.c_str(), 1);
+  } else {
+    ::unsetenv("OPENBLAS_CORETYPE");
+  }
 }
 
 }  // namespace

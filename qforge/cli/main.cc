@@ -3,9 +3,11 @@
 #include <cstdlib>
 #include <memory>
 
+#include "qforge/base/blas_core.h"
 #include "qforge/base/error.h"
 #include "qforge/base/interrupt.h"
 #include "qforge/cli/command.h"
+#include "qforge/runtime/backend.h"
 
 namespace qforge::cli {
 std::vector<CommandSpec>& CommandRegistry() {
@@ -16,6 +18,8 @@ std::vector<CommandSpec>& CommandRegistry() {
 
 int main(int argc, char** argv) {
   using namespace qforge::cli;
+  // OpenBLAS on a CPU model it does not know runs its slowest kernels; run again with the right ones.
+  qforge::ReexecForOpenBlasCore(argv, qforge::CpuBlasCoreName());
   // Idle OpenMP threads sleep instead of spinning: on a shared or loaded machine spinning workers steal the
   // cores the busy ones need (measured 2.4x slower forwards on 2 loaded cores). Must precede the first
   // parallel region; a user's explicit setting wins.

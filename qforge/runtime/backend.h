@@ -379,5 +379,7 @@ std::vector<std::string> AvailableBackends();
 // The process-wide CPU backend (runtime/cpu/cpu_backend.h: OpenBLAS sgemm, OpenMP loops); thread count
 // follows OMP_NUM_THREADS / OPENBLAS_NUM_THREADS.
 Backend& DefaultCpuBackend();
+// The kernel set the CPU backend's OpenBLAS runs ("SkylakeX", "Haswell", "Prescott", ...; base/blas_core.h).
+const char* CpuBlasCoreName();
 
 }  // namespace qforge

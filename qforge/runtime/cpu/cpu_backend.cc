@@ -483,4 +483,6 @@ Backend& DefaultCpuBackend() {
 
 std::unique_ptr<Backend> CreateCpuBackend(ComputeDType) { return std::make_unique<CpuBackend>(); }
 
+const char* CpuBlasCoreName() { return openblas_get_corename(); }
+
 }  // namespace qforge
