@@ -56,6 +56,7 @@ class GptqAlgorithm final : public CalibAlgorithm {
       : quantize_config_(config), algo_(algo), g_(*algo.As<config::GptqCalibConfig>()) {
     options_.perc_damp = g_.perc_damp;
     options_.block_size = g_.block_size;
+    options_.act_order = g_.act_order;
   }
 
   const config::AlgorithmConfig& config() const override { return algo_; }

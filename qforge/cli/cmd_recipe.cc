@@ -3,6 +3,7 @@
 
 #include "qforge/base/error.h"
 #include "qforge/cli/command.h"
+#include "qforge/config/algorithm_config.h"
 #include "qforge/config/builtin_library.h"
 #include "qforge/config/yaml_loader.h"
 
@@ -31,6 +32,17 @@ CommandRegistrar reg("recipe", "list, show and check quantization recipes", [](C
     }
     if (show->parsed()) {
       config::Json n = config::NormalizedContent(*name);
+      // Fields qforge adds to ModelOpt's algorithm configs: this recipe runs in qforge only.
+      const config::Json* algo = n.contains("quantize") && n["quantize"].is_object() && n["quantize"].contains("algorithm")
+                                     ? &n["quantize"]["algorithm"]
+                                 : n.contains("algorithm") ? &n["algorithm"]
+                                                           : nullptr;
+      if (algo != nullptr) {
+        for (const auto& f : config::QforgeExtensionFieldsSet(*algo)) {
+          std::cerr << "note: algorithm field '" << f << "' is a qforge extension: ModelOpt refuses this recipe "
+                       "(its configs forbid unknown fields); qforge runs it\n";
+        }
+      }
       if (*as_json) {
         std::cout << n.dump(2) << "\n";
       } else {

@@ -428,4 +428,21 @@ Json AlgorithmSpec::ToJson() const {
   }
 }
 
+std::vector<std::string> QforgeExtensionFieldsSet(const nlohmann::ordered_json& algorithm) {
+  std::vector<std::string> out;
+  auto one = [&](const nlohmann::ordered_json& a) {
+    if (!a.is_object() || !a.contains("method") || !a["method"].is_string()) return;
+    const std::string method = a["method"].get<std::string>();
+    for (const auto& f : kQforgeExtensionFields) {
+      if (method == f.method && a.contains(f.field)) out.push_back(method + "." + f.field);
+    }
+  };
+  if (algorithm.is_array()) {
+    for (const auto& a : algorithm) one(a);
+  } else {
+    one(algorithm);
+  }
+  return out;
+}
+
 }  // namespace qforge::config

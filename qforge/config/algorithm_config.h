@@ -63,6 +63,19 @@ const std::vector<std::string>& DefaultSharedPatterns();
 // Effective weight patterns of an optional shared_states value (null/absent => defaults).
 std::vector<std::string> ResolveSharedPatterns(const std::optional<SharedStatesConfig>& s);
 
+// Algorithm fields that qforge adds to ModelOpt's configs (one row per field: method, field). ModelOpt 0.47
+// forbids unknown fields, so a config that sets one runs in qforge only.
+struct QforgeExtensionField {
+  const char* method;
+  const char* field;
+};
+inline constexpr QforgeExtensionField kQforgeExtensionFields[] = {
+    {"gptq", "act_order"},
+};
+// The extension fields an `algorithm` value (a method name, a mapping or a list of them, as in a config)
+// sets, as "<method>.<field>".
+std::vector<std::string> QforgeExtensionFieldsSet(const nlohmann::ordered_json& algorithm);
+
 struct AlgorithmConfig;
 // A nested algorithm (nvfp4_act_headroom.weight_scale_algorithm, lsq.scale_algorithm): max/mse/local_hessian.
 struct NestedAlgorithm {
@@ -275,13 +288,17 @@ struct GptqCalibConfig : AlgoBase {
   double perc_damp;
   int64_t block_size;
   bool fused;
+  bool act_order;  // qforge extension (kQforgeExtensionFields)
   GptqCalibConfig() { SetDefaults(*this); }
   template <class Self, class V>
   static void VisitFields(Self& s, V& v) {
     QF_ALGO_BASE_FIELDS(s, v, "gptq");
     v.Field("perc_damp", s.perc_damp, 0.01, "Hessian dampening fraction in (0, 1]", CheckOpenClosed01);
     v.Field("block_size", s.block_size, int64_t{128}, "columns updated per block", CheckPositiveInt);
-    v.Field("fused", s.fused, false, "fused static-NVFP4 kernel");
+    v.Field("fused", s.fused, false, "fused static-NVFP4 kernel (the same update; qforge has one path)");
+    v.Field("act_order", s.act_order, false,
+            "qforge extension: update columns in order of decreasing Hessian diagonal (GPTQModel's and "
+            "llm-compressor's act_order); ModelOpt refuses the field");
   }
 };
 

@@ -300,6 +300,18 @@ TEST(AlgorithmConfig, EveryMethodParsesToTheClassOfItsTraitsRow) {
   EXPECT_EQ(FindAlgorithmTraits("nope"), nullptr);
 }
 
+// qforge's extension fields parse where they belong, and are named as such (recipe show says so).
+TEST(AlgorithmConfig, QforgeExtensionFieldsAreNamed) {
+  const AlgorithmSpec a = AlgorithmSpec::FromJson(J(R"({"method": "gptq", "act_order": true, "block_size": 64})"), "a");
+  ASSERT_EQ(a.configs.size(), 1u);
+  EXPECT_TRUE(a.configs[0].As<GptqCalibConfig>()->act_order);
+  EXPECT_EQ(QforgeExtensionFieldsSet(J(R"({"method": "gptq", "act_order": false})")),
+            std::vector<std::string>{"gptq.act_order"});
+  EXPECT_TRUE(QforgeExtensionFieldsSet(J(R"({"method": "gptq", "perc_damp": 0.02})")).empty());
+  EXPECT_EQ(QforgeExtensionFieldsSet(J(R"([{"method": "max"}, {"method": "gptq", "act_order": true}])")).size(), 1u);
+  EXPECT_THROW(AlgorithmSpec::FromJson(J(R"({"method": "mse", "act_order": true})"), "a"), Error);
+}
+
 }  // namespace
 }  // namespace qforge::config
 

@@ -108,5 +108,36 @@ for spec in "${specs[@]}"; do
   quant $m "$W/$m.rs" --layerwise --checkpoint-dir "$W/$m.ck1" --save-every $((every + 1)) --restart ||
     { echo "FAIL $m --restart"; cat "$W/log"; fail=1; }
   same "$W/$m.whole" "$W/$m.rs" "$m: --restart with another save_every"
+
+  # GPTQ (issue 11) changes the weights: its layerwise checkpoints store them, a killed run resumes to the
+  # same bytes, and a finished checkpoint re-exports them.
+  gq() {  # gq EXPORT CKDIR [extra args...]
+    local out=$1 ck=$2
+    shift 2
+    "$Q" quantize --model "$S/data/models/$m" --recipe general/ptq/nvfp4_default-kv_none-gptq --calib "$T" \
+      --calib-size 4 --calib-seq-len 64 --batch-size 2 --export "$out" --overwrite --no-progress \
+      --checkpoint-dir "$ck" --save-every $every "$@" >"$W/log" 2>&1
+  }
+  gq "$W/$m.gptq" "$W/$m.gck0" || { echo "FAIL $m gptq"; cat "$W/log"; fail=1; }
+  if ! grep -q "note: gptq: [1-9][0-9]* weights updated" "$W/log"; then echo "FAIL $m gptq: no update reported"; fail=1; fi
+  for k in "after_manifest:1" "layer_calibrated:2 after_manifest:1 layer_file:3"; do
+    for kk in $k; do
+      (QF_TEST_KILL_AT=$kk gq "$W/$m.gkill" "$W/$m.gck1") 2>/dev/null
+      rc=$?
+      if [ $rc -ne 137 ] && [ $rc -ne 0 ]; then echo "FAIL $m gptq kill $kk: exit $rc"; cat "$W/log"; fail=1; fi
+      check_invariant "$W/$m.gck1" "$m gptq kill $kk"
+    done
+    gq "$W/$m.gres" "$W/$m.gck1" || { echo "FAIL $m gptq resume"; cat "$W/log"; fail=1; }
+    same "$W/$m.gptq" "$W/$m.gres" "$m: gptq killed at [$k] (save_every $every), resumed"
+    rm -rf "$W/$m.gck1"
+  done
+  if "$Q" export --from "$W/$m.gck0" --model "$S/data/models/$m" --export "$W/$m.gfrom" >"$W/log" 2>&1; then
+    same "$W/$m.gptq" "$W/$m.gfrom" "$m: gptq: qforge export --from its finished checkpoint"
+  else
+    echo "FAIL $m gptq export --from"; cat "$W/log"; fail=1
+  fi
+  if diff -q "$W/$m.gptq/model.safetensors" "$W/$m.whole/model.safetensors" >/dev/null 2>&1; then
+    echo "FAIL $m gptq: the export equals max's"; fail=1
+  fi
 done
 exit $fail

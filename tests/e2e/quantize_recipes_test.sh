@@ -2,7 +2,7 @@
 # End to end: every recipe of issue 5 on llama-dense-26M and qwen2moe-25M quantizes (small calibration) and
 # the export passes `qforge check`; a second export over the first replaces it atomically. The mse recipes
 # (issue 11) too: the MLP one on both models, the experts one on the MoE model (a dense model has no expert);
-# and nvfp4_act_headroom on both.
+# nvfp4_act_headroom on both; gptq on both.
 set -euo pipefail
 QF=$1
 SHARED=$2
@@ -41,6 +41,15 @@ done
 for model in llama-dense-26M qwen2moe-25M; do
   quantize_and_check "$model" nvfp4_act_headroom-kv_fp8_cast \
     "nvfp4_act_headroom: calibrating [1-9][0-9]* NVFP4 activation quantizer" "headroom calibration"
+done
+# gptq (issue 11) on both models, from the recipe (layerwise, with its relative checkpoint_dir: run where
+# that directory may be created).
+mkdir -p "$OUT/cwd"
+for model in llama-dense-26M qwen2moe-25M; do
+  rm -rf "$OUT/cwd/output"
+  cd "$OUT/cwd"
+  quantize_and_check "$model" nvfp4_default-kv_none-gptq "note: gptq: [1-9][0-9]* weights updated" "GPTQ update"
+  cd - > /dev/null
 done
 # No temporary directories are left behind.
 if ls "$OUT" | grep -q '\.tmp\.'; then echo "FAIL: temporary export directory left behind"; fail=1; fi
