@@ -42,7 +42,8 @@ fi
 # weight blocks; mse searches the weight global amax with the 39 multipliers); max, mse + fp8_scale_sweep and
 # local_hessian on the static-weight preset the sweep applies to (ModelOpt's NVFP4_W4A4_WEIGHT_MSE_FP8_SWEEP_CFG
 # and NVFP4_W4A4_WEIGHT_LOCAL_HESSIAN_CFG); nvfp4_act_headroom (activation global scales from the block-amax
-# histogram, weights by max) on the default NVFP4.
+# histogram, weights by max) on the default NVFP4; gptq (layerwise, as its recipe) on the static-weight preset
+# (ModelOpt's nvfp4_default-kv_none-gptq weights), with qforge's act_order, and on the default NVFP4.
 if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
   echo
   echo "| model | weights | algorithm | check | persuasion | wikitext2_test |"
@@ -52,7 +53,10 @@ if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
     echo "| $model | (bf16 original) | - | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
     for row in "nvfp4 max" "nvfp4 mse" "nvfp4_w4a4_weight_mse_fp8_sweep max" \
                "nvfp4_w4a4_weight_mse_fp8_sweep {method: mse, fp8_scale_sweep: true}" \
-               "nvfp4_w4a4_weight_local_hessian local_hessian" "nvfp4 nvfp4_act_headroom"; do
+               "nvfp4_w4a4_weight_local_hessian local_hessian" "nvfp4 nvfp4_act_headroom" \
+               "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, layerwise: {enable: true}}" \
+               "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, act_order: true, layerwise: {enable: true}}" \
+               "nvfp4 {method: gptq, layerwise: {enable: true}}"; do
       q=${row%% *}
       algo=${row#* }
       d=$OUT/$model-$q-$(echo "$algo" | tr -cd 'a-z0-9_')
