@@ -43,7 +43,8 @@ fi
 # local_hessian on the static-weight preset the sweep applies to (ModelOpt's NVFP4_W4A4_WEIGHT_MSE_FP8_SWEEP_CFG
 # and NVFP4_W4A4_WEIGHT_LOCAL_HESSIAN_CFG); nvfp4_act_headroom (activation global scales from the block-amax
 # histogram, weights by max) on the default NVFP4; gptq (layerwise, as its recipe) on the static-weight preset
-# (ModelOpt's nvfp4_default-kv_none-gptq weights), with qforge's act_order, and on the default NVFP4.
+# (ModelOpt's nvfp4_default-kv_none-gptq weights), with qforge's act_order, on the default NVFP4, and with qforge's
+# scale_algorithm (the FP8-sweep mse scales instead of max's).
 if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
   echo
   echo "| model | weights | algorithm | check | persuasion | wikitext2_test |"
@@ -56,7 +57,8 @@ if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
                "nvfp4_w4a4_weight_local_hessian local_hessian" "nvfp4 nvfp4_act_headroom" \
                "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, layerwise: {enable: true}}" \
                "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, act_order: true, layerwise: {enable: true}}" \
-               "nvfp4 {method: gptq, layerwise: {enable: true}}"; do
+               "nvfp4 {method: gptq, layerwise: {enable: true}}" \
+               "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, scale_algorithm: {method: mse, fp8_scale_sweep: true}, layerwise: {enable: true}}"; do
       q=${row%% *}
       algo=${row#* }
       d=$OUT/$model-$q-$(echo "$algo" | tr -cd 'a-z0-9_')

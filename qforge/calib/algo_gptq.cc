@@ -3,7 +3,8 @@
 // quantized Linear's H = (2 / tokens) Σ x xᵀ of its input after the input quantizer (calib/local_hessian.h's
 // capture, whole rows); then GPTQ's blockwise update of each weight with the max step's fixed scales
 // (calib/gptq.h). The updated weights, rounded to the checkpoint's dtype as ModelOpt writes them back, become
-// Model overrides: the export packs them, layerwise checkpoints store them.
+// Model overrides: the export packs them, layerwise checkpoints store them. qforge extensions: act_order, and
+// scale_algorithm mse (the fixed scales from mse's weight search after the max step instead of max's).
 // Whole model: one Hessian forward over every batch after max calibration (every layer from the original
 // activations, as ModelOpt's non-layerwise mode). Layer by layer (the recipes' mode): each layer's Hessians
 // come from its kept inputs after its max step, and get_qdq_activations_from_prev_layer (true by default for
@@ -19,6 +20,7 @@
 #include "qforge/calib/layerwise.h"
 #include "qforge/calib/local_hessian.h"
 #include "qforge/calib/max_calib.h"
+#include "qforge/calib/weight_search.h"
 #include "qforge/numerics/half.h"
 
 namespace qforge {
@@ -57,6 +59,18 @@ class GptqAlgorithm final : public CalibAlgorithm {
     options_.perc_damp = g_.perc_damp;
     options_.block_size = g_.block_size;
     options_.act_order = g_.act_order;
+    // scale_algorithm (qforge extension): max, or mse's weight search after the max step.
+    if (g_.scale_algorithm && g_.scale_algorithm->config) {
+      const config::AlgorithmConfig& sa = *g_.scale_algorithm->config;
+      QF_CHECK(sa.method() == "max" || sa.method() == "mse",
+               "algorithm.scale_algorithm: gptq takes its fixed weight scales from 'max' or 'mse', not '{}'",
+               sa.method());
+      if (const auto* mse = sa.As<config::MseCalibConfig>()) {
+        mse_ = mse;
+        search_.fp8_scale_sweep = mse->fp8_scale_sweep;
+        search_.multipliers = MseMultipliers(mse->start_multiplier, mse->stop_multiplier, mse->step_size);
+      }
+    }
   }
 
   const config::AlgorithmConfig& config() const override { return algo_; }
@@ -68,14 +82,24 @@ class GptqAlgorithm final : public CalibAlgorithm {
                       const CalibrateOptions& options) override {
     Model& model = fm.model();
     GptqSummary summary;
+    WeightSearchOptions search = search_;
+    if (!fm.backend().host_accessible()) {  // mse's FP8 sweep on the device, as mse runs it
+      search.device_sweep = [&fm](int module, std::span<const float> scales) { return fm.SweepNvfp4Weight(module, scales); };
+    }
+    WeightSearchStats scale_stats;
+    auto scales = [&](const Model& m, QuantState& s, int layer) {
+      if (mse_ != nullptr) scale_stats.Merge(SearchLayerWeightAmax(m, s, layer, search, fm.backend().host_kernels()));
+    };
     MaxRefinement refine;
     refine.reads_inputs = true;
     refine.mutates_weights = true;
     refine.layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
+      scales(f.model(), s, layer);
       RefineLayer(f, s, layer, inputs, &summary);
     };
     refine.whole = [&](ForwardModel& f, QuantState& s, const CalibData& calib) {
       QF_CHECK(!calib.samples.empty(), "gptq needs calibration data: no calibration samples");
+      for (int layer = -1; layer < model.num_layers(); ++layer) scales(model, s, layer);
       HessianCaptureHooks hooks(f, s, UpdatedLinears(model, s, std::nullopt), 0, FakeQuantHooks::FromState(model, s),
                                 /*after_quant=*/true);
       const int64_t bs = std::max<int64_t>(1, options.batch_size);
@@ -92,6 +116,7 @@ class GptqAlgorithm final : public CalibAlgorithm {
       for (int layer = -1; layer < model.num_layers(); ++layer) Update(model, s, layer, hooks, &summary, f);
     };
     CalibrateReport report = RunMaxCalibration(*this, quantize_config_, fm, state, data, options, BaseOptions(), refine);
+    if (mse_ != nullptr) report.max.notes.push_back(scale_stats.Summary("gptq scale_algorithm mse", search_));
     report.max.notes.push_back(summary.Note(g_, options_.act_order));
     return report;
   }
@@ -102,15 +127,19 @@ class GptqAlgorithm final : public CalibAlgorithm {
     // states, so its update runs again too.
     return RestoreMaxCalibration(*this, fm, state, dir, BaseOptions(),
                                  [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
+                                   if (mse_ != nullptr) {
+                                     (void)SearchLayerWeightAmax(f.model(), s, layer, search_, f.backend().host_kernels());
+                                   }
                                    RefineLayer(f, s, layer, inputs, &summary);
                                  });
   }
 
  private:
-  // ModelOpt's gptq runs max_calibrate with its defaults: the default shared-state groups.
-  static MaxCalibOptions BaseOptions() {
+  // ModelOpt's gptq runs max_calibrate with its defaults: the default shared-state groups (an mse
+  // scale_algorithm's own shared_states where it gives them).
+  MaxCalibOptions BaseOptions() const {
     MaxCalibOptions mo;
-    mo.shared_patterns = config::ResolveSharedPatterns(std::nullopt);
+    mo.shared_patterns = config::ResolveSharedPatterns(mse_ != nullptr ? mse_->shared_states : std::nullopt);
     return mo;
   }
 
@@ -181,6 +210,8 @@ class GptqAlgorithm final : public CalibAlgorithm {
   const config::AlgorithmConfig& algo_;
   const config::GptqCalibConfig& g_;
   GptqOptions options_;
+  const config::MseCalibConfig* mse_ = nullptr;  // scale_algorithm mse
+  WeightSearchOptions search_;                    // its search
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "qforge/base/error.h"
 #include "qforge/calib/calibrate.h"
 #include "qforge/config/yaml_loader.h"
 #include "qforge/numerics/qdq.h"
@@ -71,6 +72,32 @@ TEST(GptqAlgorithm, UpdatesEveryQuantizedWeightOntoItsGridWithTheMaxScales) {
     EXPECT_LE(off, after.numel() / 100) << model.modules()[static_cast<size_t>(m)].name;
   }
   EXPECT_GT(updated, 10);
+}
+
+// scale_algorithm mse (qforge extension): the fixed scales are mse's searched ones (its search reads only the
+// layer's own weights, before their update), and the weights are still updated onto that grid.
+TEST(GptqAlgorithm, ScaleAlgorithmMseKeepsMsesSearchedScales) {
+  const config::QuantizeConfig base = GptqRecipe();
+  const config::QuantizeConfig c = WithAlgorithm(base, config::ParseYaml(
+      "{method: gptq, scale_algorithm: {method: mse, fp8_scale_sweep: true}, layerwise: {enable: true}}"));
+  auto fm = Load();
+  auto ref = Load();
+  const QuantState mse = Calibrated(*ref, WithAlgorithm(base, config::ParseYaml(
+      "{method: mse, fp8_scale_sweep: true, layerwise: {enable: true}}")), NoCheckpoint());
+  const QuantState s = Calibrated(*fm, c, NoCheckpoint());
+  int moved = 0;
+  for (size_t i = 0; i < s.quantizers().size(); ++i) {
+    const Quantizer& q = s.quantizers()[i];
+    if (q.role != QuantizerRole::kWeight || !q.enabled()) continue;
+    EXPECT_TRUE(q.amax == mse.quantizers()[i].amax) << q.slot.name;
+    const Tensor before = ref->model().LinearWeight(q.module), after = fm->model().LinearWeight(q.module);
+    moved += std::equal(before.span<float>().begin(), before.span<float>().end(), after.span<float>().begin()) ? 0 : 1;
+  }
+  EXPECT_GT(moved, 10);
+  auto other = Load();
+  EXPECT_THROW(Calibrated(*other, WithAlgorithm(base, config::ParseYaml("{method: gptq, scale_algorithm: local_hessian}")),
+                          NoCheckpoint()),
+               Error);  // (parses as a nested algorithm; gptq refuses it by name)
 }
 
 TEST(GptqAlgorithm, LayerwiseOnTheDeviceShapedBackendEqualsTheCpu) {

@@ -71,6 +71,7 @@ struct QforgeExtensionField {
 };
 inline constexpr QforgeExtensionField kQforgeExtensionFields[] = {
     {"gptq", "act_order"},
+    {"gptq", "scale_algorithm"},
 };
 // The extension fields an `algorithm` value (a method name, a mapping or a list of them, as in a config)
 // sets, as "<method>.<field>".
@@ -288,7 +289,8 @@ struct GptqCalibConfig : AlgoBase {
   double perc_damp;
   int64_t block_size;
   bool fused;
-  bool act_order;  // qforge extension (kQforgeExtensionFields)
+  bool act_order;                                 // qforge extension (kQforgeExtensionFields)
+  std::optional<NestedAlgorithm> scale_algorithm;  // qforge extension
   GptqCalibConfig() { SetDefaults(*this); }
   template <class Self, class V>
   static void VisitFields(Self& s, V& v) {
@@ -299,6 +301,9 @@ struct GptqCalibConfig : AlgoBase {
     v.Field("act_order", s.act_order, false,
             "qforge extension: update columns in order of decreasing Hessian diagonal (GPTQModel's and "
             "llm-compressor's act_order); ModelOpt refuses the field");
+    v.Field("scale_algorithm", s.scale_algorithm, std::nullopt,
+            "qforge extension: the weight scales GPTQ keeps fixed, from max (null) or mse (with its fields, e.g. "
+            "fp8_scale_sweep); ModelOpt refuses the field");
   }
 };
 

@@ -310,6 +310,8 @@ TEST(AlgorithmConfig, QforgeExtensionFieldsAreNamed) {
   EXPECT_TRUE(QforgeExtensionFieldsSet(J(R"({"method": "gptq", "perc_damp": 0.02})")).empty());
   EXPECT_EQ(QforgeExtensionFieldsSet(J(R"([{"method": "max"}, {"method": "gptq", "act_order": true}])")).size(), 1u);
   EXPECT_THROW(AlgorithmSpec::FromJson(J(R"({"method": "mse", "act_order": true})"), "a"), Error);
+  EXPECT_EQ(QforgeExtensionFieldsSet(J(R"({"method": "gptq", "scale_algorithm": {"method": "mse"}})")),
+            std::vector<std::string>{"gptq.scale_algorithm"});
 }
 
 }  // namespace
