@@ -45,7 +45,8 @@ struct GptqSummary {
   std::string Note(const config::GptqCalibConfig& g, bool act_order) const {
     return fmt::format("gptq: {} weights updated (perc_damp {}, block_size {}{}); Hessian-weighted relative error "
                        "mean {:.3e}, max {:.3e} ({}); {} with a Hessian that was not positive definite (identity, "
-                       "plain rounding), {} that no token reached, {} dead input columns",
+                       "plain rounding), {} that no token reached, {} dead input columns (the export's weight error "
+                       "below is against the updated weights)",
                        updated, g.perc_damp, g.block_size, act_order ? ", act_order" : "",
                        updated > 0 ? error_sum / updated : 0.0, error_max, worst.empty() ? "-" : worst, identity,
                        no_tokens, dead_columns);
