@@ -112,14 +112,19 @@ std::vector<float> GptqInverseHessianFactor(std::span<const float> hessian, int6
 
 namespace {
 
-// mean((d H) ∘ d) over [rows, cols] for d [rows, cols], H [cols, cols]: Σ_r d_r H d_rᵀ / (rows cols), over at
-// most kErrorRows evenly spaced rows (all of them when there are fewer): the logged error is an estimate on
-// large weights, where the exact sum would cost 2 rows cols² flops, more than the update.
+// mean((d H) ∘ d) over [rows, cols] for d = x − y (y empty: d = x) [rows, cols], H [cols, cols]:
+// Σ_r d_r H d_rᵀ / (rows cols), over at most kErrorRows evenly spaced rows (all of them when there are fewer):
+// the logged error is an estimate on large weights, where the exact sum would cost 2 rows cols² flops, more
+// than the update.
 constexpr int64_t kErrorRows = 256;
-double HessianWeightedMean(std::span<const float> d, int64_t rows, int64_t cols, std::span<const float> h) {
+double HessianWeightedMean(std::span<const float> x, std::span<const float> y, int64_t rows, int64_t cols,
+                           std::span<const float> h) {
   const int64_t step = std::max<int64_t>(1, rows / kErrorRows), n = (rows + step - 1) / step;
   std::vector<float> ds(static_cast<size_t>(n * cols)), dh(ds.size());
-  for (int64_t i = 0; i < n; ++i) std::copy_n(d.data() + i * step * cols, cols, ds.data() + i * cols);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t o = i * step * cols;
+    for (int64_t c = 0; c < cols; ++c) ds[i * cols + c] = y.empty() ? x[o + c] : x[o + c] - y[o + c];
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(cols),
               static_cast<int>(cols), 1.0f, ds.data(), static_cast<int>(cols), h.data(), static_cast<int>(cols), 0.0f,
               dh.data(), static_cast<int>(cols));
@@ -154,15 +159,24 @@ GptqStats GptqUpdate(std::span<float> w, int64_t rows, int64_t cols, std::span<c
     for (int64_t c : dead) diag[c] = 1.0f;
     std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return diag[a] > diag[b]; });
   }
-  // Permuted weight wp [rows, cols] (column k = original perm[k]) and Hessian.
-  std::vector<float> wp(w.size()), hp(hessian.size());
   std::vector<int64_t> inv(static_cast<size_t>(cols));
   for (int64_t k = 0; k < cols; ++k) inv[perm[k]] = k;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t k = 0; k < cols; ++k) wp[r * cols + k] = w[r * cols + perm[k]];
-  }
-  for (int64_t a = 0; a < cols; ++a) {
-    for (int64_t b = 0; b < cols; ++b) hp[a * cols + b] = hessian[perm[a] * cols + perm[b]];
+  // The weight wp [rows, cols] (column k = original perm[k]) and Hessian in processing order: w and the
+  // Hessian themselves, or (act_order) permuted copies.
+  std::span<float> wp = w;
+  std::span<const float> hp = hessian;
+  std::vector<float> wp_permuted, hp_permuted;
+  if (options.act_order) {
+    wp_permuted.resize(w.size());
+    hp_permuted.resize(hessian.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t k = 0; k < cols; ++k) wp_permuted[r * cols + k] = w[r * cols + perm[k]];
+    }
+    for (int64_t a = 0; a < cols; ++a) {
+      for (int64_t b = 0; b < cols; ++b) hp_permuted[a * cols + b] = hessian[perm[a] * cols + perm[b]];
+    }
+    wp = wp_permuted;
+    hp = hp_permuted;
   }
   std::vector<int64_t> dead_p;
   for (int64_t c : dead) dead_p.push_back(inv[c]);
@@ -209,13 +223,13 @@ GptqStats GptqUpdate(std::span<float> w, int64_t rows, int64_t cols, std::span<c
                   static_cast<int>(cols), 1.0f, wp.data() + b1, static_cast<int>(cols));
     }
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t k = 0; k < cols; ++k) w[r * cols + perm[k]] = wp[r * cols + k];
+  if (options.act_order) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t k = 0; k < cols; ++k) w[r * cols + perm[k]] = wp[r * cols + k];
+    }
   }
-  std::vector<float> delta(w.size());
-  for (size_t i = 0; i < w.size(); ++i) delta[i] = w[i] - original[i];
-  const double num = HessianWeightedMean(delta, rows, cols, hessian);
-  const double den = HessianWeightedMean(original, rows, cols, hessian);
+  const double num = HessianWeightedMean(w, original, rows, cols, hessian);
+  const double den = HessianWeightedMean(original, {}, rows, cols, hessian);
   stats.relative_error = num / (den + 1e-6);
   return stats;
 }
