@@ -108,9 +108,7 @@ void RegisterActHeadroomConformanceOp(config::ConformanceRegistry& registry) {
 
 std::unique_ptr<CalibAlgorithm> MakeActHeadroomAlgorithm(const config::QuantizeConfig& config,
                                                          const config::AlgorithmConfig& algo) {
-  QF_ASSERT(algo.As<config::Nvfp4ActHeadroomCalibConfig>() != nullptr, "MakeActHeadroomAlgorithm for method '{}'",
-            algo.method());
-  return std::make_unique<ActHeadroomAlgorithm>(config, algo);
+  return MakeAlgorithmOf<ActHeadroomAlgorithm, config::Nvfp4ActHeadroomCalibConfig>(config, algo);
 }
 
 }  // namespace qforge

@@ -41,9 +41,7 @@ bool IsNvfp4DynamicInput(const Quantizer& q) {
 }
 
 TEST(ActHeadroomAlgorithm, InputAmaxIsTheHistogramsAndEverythingElseIsMax) {
-  ModelLoadOptions lo;
-  lo.load_all_layers = false;
-  auto fm = ForwardModel::Load(kModel, lo);
+  auto fm = testing_support::LoadStories260K();
   const config::QuantizeConfig c = Recipe();
   const QuantState headroom = Calibrated(*fm, c);
   const QuantState max = Calibrated(*fm, WithAlgorithm(c, "max"));
@@ -78,9 +76,7 @@ TEST(ActHeadroomAlgorithm, InputAmaxIsTheHistogramsAndEverythingElseIsMax) {
 }
 
 TEST(ActHeadroomAlgorithm, WeightScaleAlgorithmCalibratesTheWeights) {
-  ModelLoadOptions lo;
-  lo.load_all_layers = false;
-  auto fm = ForwardModel::Load(kModel, lo);
+  auto fm = testing_support::LoadStories260K();
   const config::QuantizeConfig c = Recipe();
   const QuantState with_mse =
       Calibrated(*fm, WithAlgorithm(c, config::Json::parse(R"({"method": "nvfp4_act_headroom",
@@ -121,12 +117,8 @@ TEST(ActHeadroomAlgorithm, LayerwiseAndADeviceGiveTheSameState) {
 // ModelOpt's own calibrator tests (conformance cases nvfp4_act_headroom_calibrator): rho x anchor, the
 // no-headroom fallback to the calibrated top with its warning, and the refused percentiles.
 TEST(ActHeadroomAlgorithm, ModelOptCalibratorCasesPass) {
-  config::ConformanceRegistry& reg = config::DefaultConformanceRegistry();
-  RegisterCalibConformanceOps(reg);
-  std::ostringstream failures;
-  const config::ConformanceSummary s = reg.RunFile(QF_SHARED_DIR "/conformance/modelopt_cases.jsonl", &failures);
   int cases = 0;
-  for (const auto& r : s.results) {
+  for (const auto& r : testing_support::CalibConformanceResults()) {
     if (r.name.find("test_nvfp4_act_headroom") == std::string::npos) continue;
     ++cases;
     EXPECT_EQ(r.status, config::ConformanceCaseResult::Status::kPass) << r.name << ": " << r.message;

@@ -103,17 +103,7 @@ class GptqAlgorithm final : public CalibAlgorithm {
       for (int layer = -1; layer < model.num_layers(); ++layer) scales(model, s, layer);
       HessianCaptureHooks hooks(f, s, UpdatedLinears(model, s, std::nullopt), 0, FakeQuantHooks::FromState(model, s),
                                 /*after_quant=*/true);
-      const int64_t bs = std::max<int64_t>(1, options.batch_size);
-      const int64_t n = static_cast<int64_t>(calib.samples.size());
-      Progress progress("gptq", (n + bs - 1) / bs, "batches");
-      for (int64_t b0 = 0; b0 < n; b0 += bs) {
-        const int64_t b = std::min(bs, n - b0);
-        HiddenStates h = f.Embed(BatchIds(calib, b0, b), b, calib.seq_len);
-        for (int l = 0; l < model.num_layers(); ++l) f.RunLayer(l, h, &hooks);
-        if (HeadUpdated(model, s)) (void)f.Logits(h, &hooks);
-        if (options.show_progress) progress.Add(1, "Hessians");
-      }
-      if (options.show_progress) progress.Finish();
+      CaptureForward(f, calib, options.batch_size, hooks, HeadUpdated(model, s), options.show_progress, "gptq");
       for (int layer = -1; layer < model.num_layers(); ++layer) Update(model, s, layer, hooks, &summary, f);
     };
     CalibrateReport report = RunMaxCalibration(*this, quantize_config_, fm, state, data, options, BaseOptions(), refine);
@@ -167,14 +157,7 @@ class GptqAlgorithm final : public CalibAlgorithm {
     const std::vector<int> linears = UpdatedLinears(model, s, layer);
     if (linears.empty()) return;
     HessianCaptureHooks hooks(f, s, linears, 0, FakeQuantHooks::FromState(model, s), /*after_quant=*/true);
-    for (int64_t b = 0; b < inputs.size(); ++b) {
-      HiddenStates h = inputs.Get(b);
-      if (layer >= 0) {
-        f.RunLayer(layer, h, &hooks);
-      } else {
-        (void)f.Logits(h, &hooks);
-      }
-    }
+    CaptureLayer(f, layer, inputs, hooks);
     Update(f.model(), s, layer, hooks, summary, f);
   }
 
@@ -219,8 +202,7 @@ class GptqAlgorithm final : public CalibAlgorithm {
 
 std::unique_ptr<CalibAlgorithm> MakeGptqAlgorithm(const config::QuantizeConfig& config,
                                                   const config::AlgorithmConfig& algo) {
-  QF_ASSERT(algo.As<config::GptqCalibConfig>() != nullptr, "MakeGptqAlgorithm for method '{}'", algo.method());
-  return std::make_unique<GptqAlgorithm>(config, algo);
+  return MakeAlgorithmOf<GptqAlgorithm, config::GptqCalibConfig>(config, algo);
 }
 
 }  // namespace qforge

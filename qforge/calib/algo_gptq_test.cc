@@ -16,19 +16,11 @@
 namespace qforge {
 namespace {
 
-namespace fs = std::filesystem;
 using testing_support::Calibrated;
 using testing_support::ExpectSameAmax;
 using testing_support::WithAlgorithm;
-const fs::path kModel = testing_support::Stories260K();
 
 config::QuantizeConfig GptqRecipe() { return *config::LoadRecipe("general/ptq/nvfp4_default-kv_none-gptq").quantize; }
-
-std::unique_ptr<ForwardModel> Load(Backend* be = nullptr) {
-  ModelLoadOptions lo;
-  lo.load_all_layers = false;
-  return ForwardModel::Load(kModel, lo, be);
-}
 
 CalibrateOptions NoCheckpoint() {
   CalibrateOptions o;
@@ -37,10 +29,10 @@ CalibrateOptions NoCheckpoint() {
 }
 
 TEST(GptqAlgorithm, UpdatesEveryQuantizedWeightOntoItsGridWithTheMaxScales) {
-  auto fm = Load();
+  auto fm = testing_support::LoadStories260K();
   Model& model = fm->model();
   const config::QuantizeConfig c = GptqRecipe();
-  auto ref = Load();  // max calibration of the same recipe, on untouched weights
+  auto ref = testing_support::LoadStories260K();  // max calibration of the same recipe, on untouched weights
   const QuantState max = Calibrated(*ref, WithAlgorithm(c, config::ParseYaml("{method: max, layerwise: {enable: true}}")),
                                     NoCheckpoint());
   const QuantState s = Calibrated(*fm, c, NoCheckpoint());
@@ -80,8 +72,8 @@ TEST(GptqAlgorithm, ScaleAlgorithmMseKeepsMsesSearchedScales) {
   const config::QuantizeConfig base = GptqRecipe();
   const config::QuantizeConfig c = WithAlgorithm(base, config::ParseYaml(
       "{method: gptq, scale_algorithm: {method: mse, fp8_scale_sweep: true}, layerwise: {enable: true}}"));
-  auto fm = Load();
-  auto ref = Load();
+  auto fm = testing_support::LoadStories260K();
+  auto ref = testing_support::LoadStories260K();
   const QuantState mse = Calibrated(*ref, WithAlgorithm(base, config::ParseYaml(
       "{method: mse, fp8_scale_sweep: true, layerwise: {enable: true}}")), NoCheckpoint());
   const QuantState s = Calibrated(*fm, c, NoCheckpoint());
@@ -94,7 +86,7 @@ TEST(GptqAlgorithm, ScaleAlgorithmMseKeepsMsesSearchedScales) {
     moved += std::equal(before.span<float>().begin(), before.span<float>().end(), after.span<float>().begin()) ? 0 : 1;
   }
   EXPECT_GT(moved, 10);
-  auto other = Load();
+  auto other = testing_support::LoadStories260K();
   EXPECT_THROW(Calibrated(*other, WithAlgorithm(base, config::ParseYaml("{method: gptq, scale_algorithm: local_hessian}")),
                           NoCheckpoint()),
                Error);  // (parses as a nested algorithm; gptq refuses it by name)
@@ -102,10 +94,10 @@ TEST(GptqAlgorithm, ScaleAlgorithmMseKeepsMsesSearchedScales) {
 
 TEST(GptqAlgorithm, LayerwiseOnTheDeviceShapedBackendEqualsTheCpu) {
   const config::QuantizeConfig c = GptqRecipe();
-  auto cpu = Load();
+  auto cpu = testing_support::LoadStories260K();
   const QuantState a = Calibrated(*cpu, c, NoCheckpoint());
   testing_support::HostDeviceBackend dev;
-  auto gpu = Load(&dev);
+  auto gpu = testing_support::LoadStories260K(&dev);
   const QuantState b = Calibrated(*gpu, c, NoCheckpoint());
   ExpectSameAmax(a, b, "device-shaped");
   for (int m : cpu->model().linear_modules()) {
@@ -117,8 +109,8 @@ TEST(GptqAlgorithm, LayerwiseOnTheDeviceShapedBackendEqualsTheCpu) {
 
 TEST(GptqAlgorithm, WholeModelModeUpdatesFromTheOriginalActivations) {
   const config::QuantizeConfig c = WithAlgorithm(GptqRecipe(), config::ParseYaml("{method: gptq}"));
-  auto fm = Load();
-  auto ref = Load();
+  auto fm = testing_support::LoadStories260K();
+  auto ref = testing_support::LoadStories260K();
   (void)Calibrated(*fm, c);
   int changed = 0;
   for (int m : fm->model().linear_modules()) {

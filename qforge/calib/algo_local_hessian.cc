@@ -46,17 +46,8 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
     refine.whole = [&](ForwardModel& f, QuantState& s, const CalibData& calib) {
       QF_CHECK(!calib.samples.empty(), "local_hessian needs calibration data: no calibration samples");
       HessianCaptureHooks hooks(f, s, model.linear_modules(), lh_.block_size, FakeQuantHooks::FromState(model, s));
-      const int64_t bs = std::max<int64_t>(1, options.batch_size);
-      const int64_t n = static_cast<int64_t>(calib.samples.size());
-      Progress progress("local_hessian", (n + bs - 1) / bs, "batches");
-      for (int64_t b0 = 0; b0 < n; b0 += bs) {
-        const int64_t b = std::min(bs, n - b0);
-        HiddenStates h = f.Embed(BatchIds(calib, b0, b), b, calib.seq_len);
-        for (int l = 0; l < model.num_layers(); ++l) f.RunLayer(l, h, &hooks);
-        if (HeadCaptured(model, s)) (void)f.Logits(h, &hooks);
-        if (options.show_progress) progress.Add(1, "capture");
-      }
-      if (options.show_progress) progress.Finish();
+      CaptureForward(f, calib, options.batch_size, hooks, HeadCaptured(model, s), options.show_progress,
+                     "local_hessian");
       for (int layer = -1; layer < model.num_layers(); ++layer) {
         stats.Merge(Search(model, s, layer, hooks, &with_hessian, f.backend().host_kernels()));
       }
@@ -99,15 +90,7 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
                                 int* with_hessian) const {
     const Model& model = f.model();
     HessianCaptureHooks hooks(f, s, LinearsOf(model, layer), lh_.block_size, FakeQuantHooks::FromState(model, s));
-    const bool capture = layer >= 0 || HeadCaptured(model, s);
-    for (int64_t b = 0; capture && b < inputs.size(); ++b) {
-      HiddenStates h = inputs.Get(b);
-      if (layer >= 0) {
-        f.RunLayer(layer, h, &hooks);
-      } else {
-        (void)f.Logits(h, &hooks);
-      }
-    }
+    if (layer >= 0 || HeadCaptured(model, s)) CaptureLayer(f, layer, inputs, hooks);
     return Search(model, s, layer, hooks, with_hessian, f.backend().host_kernels());
   }
 
@@ -146,9 +129,7 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
 
 std::unique_ptr<CalibAlgorithm> MakeLocalHessianAlgorithm(const config::QuantizeConfig& config,
                                                           const config::AlgorithmConfig& algo) {
-  QF_ASSERT(algo.As<config::LocalHessianCalibConfig>() != nullptr, "MakeLocalHessianAlgorithm for method '{}'",
-            algo.method());
-  return std::make_unique<LocalHessianAlgorithm>(config, algo);
+  return MakeAlgorithmOf<LocalHessianAlgorithm, config::LocalHessianCalibConfig>(config, algo);
 }
 
 }  // namespace qforge

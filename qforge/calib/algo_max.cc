@@ -51,8 +51,7 @@ class MaxAlgorithm final : public CalibAlgorithm {
 
 std::unique_ptr<CalibAlgorithm> MakeMaxAlgorithm(const config::QuantizeConfig& config,
                                                  const config::AlgorithmConfig& algo) {
-  QF_ASSERT(algo.As<config::MaxCalibConfig>() != nullptr, "MakeMaxAlgorithm for method '{}'", algo.method());
-  return std::make_unique<MaxAlgorithm>(config, algo);
+  return MakeAlgorithmOf<MaxAlgorithm, config::MaxCalibConfig>(config, algo);
 }
 
 }  // namespace qforge

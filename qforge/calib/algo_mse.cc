@@ -94,8 +94,7 @@ class MseAlgorithm final : public CalibAlgorithm {
 
 std::unique_ptr<CalibAlgorithm> MakeMseAlgorithm(const config::QuantizeConfig& config,
                                                  const config::AlgorithmConfig& algo) {
-  QF_ASSERT(algo.As<config::MseCalibConfig>() != nullptr, "MakeMseAlgorithm for method '{}'", algo.method());
-  return std::make_unique<MseAlgorithm>(config, algo);
+  return MakeAlgorithmOf<MseAlgorithm, config::MseCalibConfig>(config, algo);
 }
 
 }  // namespace qforge

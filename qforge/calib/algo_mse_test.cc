@@ -42,9 +42,7 @@ double WeightError(const Model& model, const Quantizer& q) {
 
 
 TEST(MseAlgorithm, Fp8SweepMovesOnlyStaticNvfp4WeightsOntoTheGridAtNoMoreError) {
-  ModelLoadOptions lo;
-  lo.load_all_layers = false;
-  auto fm = ForwardModel::Load(kModel, lo);
+  auto fm = testing_support::LoadStories260K();
   const config::QuantizeConfig sweep = SweepRecipe();
   const QuantState mse = Calibrated(*fm, sweep);
   const QuantState max = Calibrated(*fm, WithAlgorithm(sweep, "max"));
@@ -74,9 +72,7 @@ TEST(MseAlgorithm, Fp8SweepMovesOnlyStaticNvfp4WeightsOntoTheGridAtNoMoreError) 
 }
 
 TEST(MseAlgorithm, LayerwiseEqualsWholeModelAndResumesAfterAnInterruption) {
-  ModelLoadOptions lo;
-  lo.load_all_layers = false;
-  auto fm = ForwardModel::Load(kModel, lo);
+  auto fm = testing_support::LoadStories260K();
   const config::QuantizeConfig sweep = SweepRecipe();
   const QuantState whole = Calibrated(*fm, sweep);
   CalibrateOptions o;
@@ -120,9 +116,7 @@ TEST(MseAlgorithm, DeviceSweepEqualsTheHostSweep) {
 // Without the sweep every calibrated weight quantizer gets the multiplier search: NVFP4's dynamic global
 // amax and per-channel FP8 become initial amax times one of the 39 multipliers.
 TEST(MseAlgorithm, MultiplierSearchScalesTheMaxAmax) {
-  ModelLoadOptions lo;
-  lo.load_all_layers = false;
-  auto fm = ForwardModel::Load(kModel, lo);
+  auto fm = testing_support::LoadStories260K();
   const std::vector<float> m = MseMultipliers(0.25, 4.0, 0.1);
   for (const char* qformat : {"nvfp4", "fp8_pc_pt"}) {
     const config::QuantizeConfig base = config::ResolveQformat(qformat, "none");

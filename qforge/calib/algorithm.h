@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "qforge/base/error.h"
 #include "qforge/calib/calibrate.h"
 #include "qforge/calib/layerwise.h"
 
@@ -77,6 +78,15 @@ std::unique_ptr<CalibAlgorithm> MakeCalibAlgorithm(const config::QuantizeConfig&
                                                    const config::AlgorithmConfig& algo);
 // The methods MakeCalibAlgorithm knows, in registry order.
 std::vector<std::string_view> ImplementedCalibMethods();
+
+// The body of every factory below: algorithm class `A`, built from (config, algo), for config class `C`
+// (a mismatch is a bug of the registry).
+template <class A, class C>
+std::unique_ptr<CalibAlgorithm> MakeAlgorithmOf(const config::QuantizeConfig& config,
+                                                const config::AlgorithmConfig& algo) {
+  QF_ASSERT(algo.As<C>() != nullptr, "the {} factory called for method '{}'", C::kTraits.method, algo.method());
+  return std::make_unique<A>(config, algo);
+}
 
 // Factories, one per algorithm file (the registry's rows).
 std::unique_ptr<CalibAlgorithm> MakeMaxAlgorithm(const config::QuantizeConfig& config,

@@ -20,6 +20,7 @@
 #include "qforge/config/yaml_loader.h"
 #include "qforge/io/safetensors.h"
 #include "qforge/numerics/half.h"
+#include "tests/support/calib_algorithm_util.h"
 #include "tests/support/host_device_backend.h"
 
 namespace qforge {
@@ -326,12 +327,8 @@ TEST(ActivationStore, TakeAndPutUpdateInPlaceInEveryTierAndStorage) {
 }
 
 TEST(LayerwiseConformance, LayerwiseCasesPass) {
-  config::ConformanceRegistry& reg = config::DefaultConformanceRegistry();
-  RegisterCalibConformanceOps(reg);
-  std::ostringstream failures;
-  const config::ConformanceSummary s = reg.RunFile(QF_SHARED_DIR "/conformance/modelopt_cases.jsonl", &failures);
   int layerwise = 0;
-  for (const auto& r : s.results) {
+  for (const auto& r : testing_support::CalibConformanceResults()) {
     if (r.name.find("layerwise") == std::string::npos && r.name.find("sequential_checkpoint") == std::string::npos) {
       continue;
     }

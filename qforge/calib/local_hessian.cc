@@ -1,7 +1,11 @@
 // Local-Hessian capture and loss (spec §6.4).
 #include "qforge/calib/local_hessian.h"
 
+#include <algorithm>
+
 #include "qforge/base/error.h"
+#include "qforge/base/progress.h"
+#include "qforge/calib/max_calib.h"
 
 namespace qforge {
 
@@ -54,6 +58,32 @@ std::vector<float> HessianCaptureHooks::NormalizedHessian(int module, float scal
 int64_t HessianCaptureHooks::tokens(int module) const {
   auto it = acc_.find(module);
   return it == acc_.end() ? 0 : it->second.tokens;
+}
+
+void CaptureForward(ForwardModel& fm, const CalibData& calib, int64_t batch_size, ForwardHooks& hooks,
+                    bool through_head, bool show_progress, std::string_view name) {
+  const int64_t bs = std::max<int64_t>(1, batch_size);
+  const int64_t n = static_cast<int64_t>(calib.samples.size());
+  Progress progress(std::string(name), (n + bs - 1) / bs, "batches");
+  for (int64_t b0 = 0; b0 < n; b0 += bs) {
+    const int64_t b = std::min(bs, n - b0);
+    HiddenStates h = fm.Embed(BatchIds(calib, b0, b), b, calib.seq_len);
+    for (int l = 0; l < fm.num_layers(); ++l) fm.RunLayer(l, h, &hooks);
+    if (through_head) (void)fm.Logits(h, &hooks);
+    if (show_progress) progress.Add(1, "capture");
+  }
+  if (show_progress) progress.Finish();
+}
+
+void CaptureLayer(ForwardModel& fm, int layer, const ActivationStore& inputs, ForwardHooks& hooks) {
+  for (int64_t b = 0; b < inputs.size(); ++b) {
+    HiddenStates h = inputs.Get(b);
+    if (layer >= 0) {
+      fm.RunLayer(layer, h, &hooks);
+    } else {
+      (void)fm.Logits(h, &hooks);
+    }
+  }
 }
 
 LocalHessianMetric::LocalHessianMetric(QuantSpec spec, std::vector<int64_t> shape, int64_t block,

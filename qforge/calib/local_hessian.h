@@ -6,8 +6,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string_view>
 #include <vector>
 
+#include "qforge/calib/activation_store.h"
+#include "qforge/calib/calib_data.h"
 #include "qforge/forward/fake_quant_hooks.h"
 #include "qforge/forward/forward_model.h"
 #include "qforge/numerics/amax_search.h"
@@ -56,6 +59,15 @@ class HessianCaptureHooks final : public ForwardHooks {
   std::map<int, Acc> acc_;
   FakeQuantHooks inner_;
 };
+
+// The capture passes of the algorithms built on these hooks (local_hessian, gptq), with `hooks`:
+// Whole model: the calibration data batch by batch through every decoder layer, and through the final norm
+// and lm_head when `through_head`; progress lines named `name` when `show_progress`.
+void CaptureForward(ForwardModel& fm, const CalibData& calib, int64_t batch_size, ForwardHooks& hooks,
+                    bool through_head, bool show_progress, std::string_view name);
+// Layer by layer: decoder layer `layer`'s inputs through it (-1: the last layer's outputs through the final
+// norm and lm_head), batch by batch.
+void CaptureLayer(ForwardModel& fm, int layer, const ActivationStore& inputs, ForwardHooks& hooks);
 
 // The weight-search metric of one Linear: for a weight [out, in] and per row r and input block j,
 // loss(r, j) = dwᵀ Hn_j dw with dw = w[r, j·b:(j+1)·b] − wq[r, j·b:(j+1)·b] (double sums); each element of

@@ -1,15 +1,19 @@
 // What the calibration-algorithm tests share: the small trained Llama they run on, a fixed batch of token
-// ids, a recipe with its algorithm replaced, a state calibrated through Calibrate, and a comparison of two
-// states' amax bit for bit.
+// ids, a recipe with its algorithm replaced, a state calibrated through Calibrate, a comparison of two
+// states' amax bit for bit, and the conformance cases' results.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "qforge/calib/calibrate.h"
+#include "qforge/calib/layerwise_conformance.h"
+#include "qforge/config/conformance.h"
 #include "qforge/config/yaml_loader.h"
 
 namespace qforge::testing_support {
@@ -17,6 +21,21 @@ namespace qforge::testing_support {
 // The trained 260K-parameter Llama: 5 layers, down_proj in_features 172 (a ragged last NVFP4 block).
 inline std::filesystem::path Stories260K() {
   return std::filesystem::path(QF_SHARED_DIR) / "data" / "models" / "stories260K" / "hf";
+}
+
+// Its ForwardModel with layers loaded on first use, on `backend` (nullptr: the CPU).
+inline std::unique_ptr<ForwardModel> LoadStories260K(Backend* backend = nullptr) {
+  ModelLoadOptions lo;
+  lo.load_all_layers = false;
+  return ForwardModel::Load(Stories260K(), lo, backend);
+}
+
+// Every case of ModelOpt's conformance file, run with the calibration ops registered (tests filter by name).
+inline std::vector<config::ConformanceCaseResult> CalibConformanceResults() {
+  config::ConformanceRegistry& reg = config::DefaultConformanceRegistry();
+  RegisterCalibConformanceOps(reg);
+  std::ostringstream failures;
+  return reg.RunFile(QF_SHARED_DIR "/conformance/modelopt_cases.jsonl", &failures).results;
 }
 
 // 4 samples of 32 ids in [10, 510), the same every time.
