@@ -24,6 +24,8 @@ struct LayerwiseOverrides {
   std::optional<bool> save_quantizers_only;
   int64_t activation_memory = int64_t{2} << 30;
   bool restart = false;
+  int64_t device_chunk_rows = LayerwiseOptions{}.device_chunk_rows;  // (LayerwiseOptions, on a device)
+  int64_t device_mlp_rows = LayerwiseOptions{}.device_mlp_rows;
 };
 
 struct CalibrateOptions {

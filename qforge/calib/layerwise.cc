@@ -261,9 +261,14 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   struct ChunkRestore {
     ForwardModel& fm;
     int64_t before;
-    ~ChunkRestore() { fm.set_max_chunk_rows(before); }
-  } chunk_restore{fm, fm.max_chunk_rows()};
+    int64_t before_mlp;
+    ~ChunkRestore() {
+      fm.set_max_chunk_rows(before);
+      fm.set_max_mlp_rows(before_mlp);
+    }
+  } chunk_restore{fm, fm.max_chunk_rows(), fm.max_mlp_rows()};
   fm.set_max_chunk_rows(lo.device_chunk_rows);
+  fm.set_max_mlp_rows(lo.device_mlp_rows);
   ActivationStore inputs(be, lo.activation_memory, spill("a"), device_budget, storage);
   if (start > 0) {
     LogInfo("layerwise: resuming {} at layer {} of {}", dir.string(), start, L);
@@ -432,6 +437,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     }
     for (auto& c : layer_report.expert_tokens) mr.expert_tokens.push_back(std::move(c));
     for (auto& n : layer_report.notes) mr.notes.push_back(std::move(n));
+    if (sink != nullptr) sink->LayerDone(l);
     fm.ReleaseLayer(l);
     ++report.layers_calibrated;
     if (lo.show_progress) progress.Add(1, fmt::format("layer {}/{}", l + 1, L));

@@ -44,10 +44,13 @@ struct LayerwiseOptions {
   // Bytes of activations kept in device memory on a GPU backend (-1: half the memory free when calibration
   // starts); ignored on the CPU.
   int64_t device_activation_memory = -1;
-  // On a device backend, a layer's forward runs on parts of about this many rows of each batch
-  // (ForwardModel::set_max_chunk_rows; 0: whole batches), so the workspace stays small beside the
-  // activations (1024 rows of a Llama-3-8B layer: about 210 MiB); ignored on the CPU.
-  int64_t device_chunk_rows = 1024;
+  // On a device backend, a layer's attention runs on parts of about this many rows (whole sequences) of
+  // each batch (ForwardModel::set_max_chunk_rows; 0: whole batches), and a dense MLP on at most
+  // device_mlp_rows rows (set_max_mlp_rows; 0: the attention's part), so the workspace stays small beside
+  // the activations. Attention and MLP share their scratch: a Llama-3-8B layer needs about 130 MiB for
+  // attention on 2048 rows and the MLP on 1024. Ignored on the CPU.
+  int64_t device_chunk_rows = 2048;
+  int64_t device_mlp_rows = 1024;
   bool restart = false;                  // discard an existing checkpoint
   std::string config_json;               // resolved QuantizeConfig, stored as <checkpoint>/config.json
   std::string config_hash;               // hash of the config without its layerwise block (manifest)

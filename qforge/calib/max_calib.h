@@ -36,6 +36,9 @@ class WeightsFinalSink {
   // is the calibration's own state: later layers have no weight amax yet. Layers resumed from a checkpoint
   // come too, with the quantizers the checkpoint holds.
   virtual void LayerWeights(const QuantState& state, int layer) = 0;
+  // Layerwise calibration: layer `layer` is done and its weights are about to be released (a sink that
+  // encodes a layer's weights beside its forward waits for that here).
+  virtual void LayerDone(int /*layer*/) {}
 };
 
 struct MaxCalibOptions {

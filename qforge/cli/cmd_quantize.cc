@@ -63,6 +63,8 @@ struct QuantizeArgs {
   bool no_qdq_from_prev = false;
   int64_t activation_memory = int64_t{2} << 30;
   bool restart = false;
+  int64_t device_chunk_rows = LayerwiseOptions{}.device_chunk_rows;
+  int64_t device_mlp_rows = LayerwiseOptions{}.device_mlp_rows;
   DeviceArgs device;
 };
 
@@ -178,6 +180,8 @@ int RunQuantize(const QuantizeArgs& a) {
   if (a.no_qdq_from_prev) co.layerwise.qdq_from_prev = false;
   co.layerwise.activation_memory = a.activation_memory;
   co.layerwise.restart = a.restart;
+  co.layerwise.device_chunk_rows = a.device_chunk_rows;
+  co.layerwise.device_mlp_rows = a.device_mlp_rows;
   double tokenize_s = 0;
   auto data = [&]() {
     QF_CHECK(!a.calib.empty(), "this config calibrates activations: give calibration text with --calib FILE...");
@@ -202,21 +206,35 @@ int RunQuantize(const QuantizeArgs& a) {
   std::optional<StagedHfExport> staged;
   struct Sink final : WeightsFinalSink {
     std::function<void(const QuantState&, std::optional<int>)> fn;
+    std::function<void()> done;
     void AllWeights(const QuantState& s) override { fn(s, std::nullopt); }
     void LayerWeights(const QuantState& s, int layer) override { fn(s, layer); }
+    void LayerDone(int /*layer*/) override { done(); }
   } sink;
+  sink.done = [&] {
+    if (staged) staged->WaitLayer();
+  };
   sink.fn = [&](const QuantState& s, std::optional<int> layer) {
     if (!staged) {
       HfExportOptions so = eo;
       so.max_queued_bytes = StagedQueueBytes();  // encode everything before the forward, if memory allows
       staged.emplace(*model, s, a.export_dir, so, /*calibrated=*/false, /*by_layer=*/layer.has_value());
     }
+    if (device_encoder && !encode_backend) encode_backend = backend->Fork();
     if (layer) {
-      staged->EncodeLayer(s, *layer);
+      // Layerwise on a device: a decoder layer's weights are encoded on the second stream while the layer's
+      // forward runs (LayerDone waits before they are released). The head (-1) and layers resumed from a
+      // checkpoint are not resident and are encoded here.
+      if (encode_backend && *layer >= 0 && fm.IsLayerLoaded(*layer)) {
+        if (!background_encoder) background_encoder.emplace(fm, eo.kernels, encode_backend.get());
+        backend->Synchronize();  // the layer's uploads and weight amax are done before the other stream reads
+        staged->EncodeLayerInBackground(s, *layer, *background_encoder);
+      } else {
+        staged->EncodeLayer(s, *layer);
+      }
       return;
     }
-    if (device_encoder) encode_backend = backend->Fork();
-    if (encode_backend) {
+    if (encode_backend) {  // whole model on a device
       backend->Synchronize();  // the weights' uploads and their amax are done before the other stream reads them
       background_encoder.emplace(fm, eo.kernels, encode_backend.get());
       staged->EncodeWeightsInBackground(*background_encoder);
@@ -266,13 +284,13 @@ int RunQuantize(const QuantizeArgs& a) {
     std::printf("shared weight global amax groups (calibration): %zu\n", cr.max.shared_groups.size());
   }
   std::printf("%s", FormatExportSummary(er).c_str());
-  const DeviceWeightEncoder* used_encoder = background_encoder ? &*background_encoder
-                                            : device_encoder   ? &*device_encoder
-                                                               : nullptr;
-  if (used_encoder != nullptr) {
-    std::printf("export encoding: %d weights on %s%s, %d on the host\n", used_encoder->on_device(),
-                std::string(backend->name()).c_str(), background_encoder ? " (a second stream, beside the forward)" : "",
-                used_encoder->on_host());
+  if (device_encoder) {
+    const int bg_device = background_encoder ? background_encoder->on_device() : 0;
+    const int bg_host = background_encoder ? background_encoder->on_host() : 0;
+    std::printf("export encoding: %d weights on %s%s, %d on the host\n", device_encoder->on_device() + bg_device,
+                std::string(backend->name()).c_str(),
+                background_encoder ? fmt::format(" ({} on a second stream, beside the forward)", bg_device).c_str() : "",
+                device_encoder->on_host() + bg_host);
   }
   // encode: the weights' encoding (staged: before the forward, or beside it on a device's second stream);
   // write threads: their busy time, which overlaps everything else; export: the wall time from the end of
@@ -284,9 +302,10 @@ int RunQuantize(const QuantizeArgs& a) {
   if (staged) {
     std::printf("export: staged (weights encoded %s, written during it); %.2fs from planning to the directory in "
                 "place\n",
-                cr.layerwise           ? "before the calibration forward of their layer"
-                : background_encoder ? "during the calibration forward"
-                                       : "before the calibration forward",
+                cr.layerwise && background_encoder ? "during the calibration forward of their layer"
+                : cr.layerwise                     ? "before the calibration forward of their layer"
+                : background_encoder               ? "during the calibration forward"
+                                                   : "before the calibration forward",
                 er.total_seconds);
   }
   std::printf("peak RSS: %.1f MiB (%.1f MiB by the end of calibration)\n", PeakRssMiB(), calib_peak_rss);
@@ -351,6 +370,16 @@ CommandRegistrar reg(
                      "bytes of captured activations per set kept in RAM before spilling to the checkpoint dir")
           ->capture_default_str();
       sub.add_flag("--restart", a->restart, "discard an existing layerwise checkpoint and start over");
+      sub.add_option("--device-chunk-rows", a->device_chunk_rows,
+                     "layerwise on a device: rows of a batch (whole sequences) per attention part, and per stored "
+                     "activation part of a dense model; 0: whole batches. Larger parts are faster and need more "
+                     "device memory")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+      sub.add_option("--device-mlp-rows", a->device_mlp_rows,
+                     "layerwise on a device: at most this many rows per dense-MLP part (0: the attention part's)")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
       a->device.Add(sub);
       return [a, qformat] {
         a->qformat_given = qformat->count() > 0;

@@ -477,8 +477,11 @@ struct StagedHfExport::Impl {
     for (const auto& p : plans.linears) out.push_back(p.format == ExportFormat::kNone ? PackInputs{} : InputsOf(p));
     return out;
   }
-  // Waits for EncodeWeightsInBackground's thread; rethrows its error.
+  // Waits for EncodeWeightsInBackground's (or EncodeLayerInBackground's) thread; rethrows its error.
   void JoinEncoder();
+  // EncodeLayer's planning, on the caller's thread: records layer `layer`'s plans and returns, per Linear to
+  // encode, its index in plans.linears and its encoder inputs (read from `state` now).
+  std::vector<std::pair<size_t, PackInputs>> PlanLayer(const QuantState& state, int layer);
 };
 
 void StagedHfExport::Impl::EncodeAll(WeightEncoder& encoder, const std::vector<PackInputs>& inputs,
@@ -622,24 +625,49 @@ void StagedHfExport::EncodeWeightsInBackground(WeightEncoder& encoder) {
   });
 }
 
+std::vector<std::pair<size_t, PackInputs>> StagedHfExport::Impl::PlanLayer(const QuantState& state, int layer) {
+  QF_ASSERT(by_layer, "EncodeLayer on an export planned with its weight amax (EncodeWeights encodes it)");
+  JoinEncoder();  // the previous layer's background encoding
+  AddCopied();    // first: the writer threads copy these while the layers calibrate
+  std::vector<std::pair<size_t, PackInputs>> todo;
+  ExportPlans lp = PlanLinears(model, state, calibrated, layer);
+  for (auto& p : lp.linears) {
+    const size_t i = plan_of.at(p.module);
+    QF_ASSERT(p.format == plans.linears[i].format, "module '{}': its export format changed since the layout was "
+              "planned", model.modules()[static_cast<size_t>(p.module)].name);
+    QF_ASSERT(!stats[i].has_value(), "module '{}' encoded twice", model.modules()[static_cast<size_t>(p.module)].name);
+    if (p.format != ExportFormat::kNone) todo.emplace_back(i, InputsOf(p));
+    p.weight = p.input = nullptr;  // `state` may not outlive this call: Finish compares the values only
+    plans.linears[i] = std::move(p);
+    if (plans.linears[i].format == ExportFormat::kNone) stats[i] = LayerExportStat{};  // nothing to encode
+  }
+  return todo;
+}
+
 void StagedHfExport::EncodeLayer(const QuantState& state, int layer) {
   Impl& x = *impl_;
-  QF_ASSERT(x.by_layer, "EncodeLayer on an export planned with its weight amax (EncodeWeights encodes it)");
-  x.AddCopied();  // first: the writer threads copy these while the layers calibrate
   HostWeightEncoder host_encoder(x.model, x.options.kernels);
   WeightEncoder& encoder = x.options.encoder != nullptr ? *x.options.encoder : host_encoder;
-  ExportPlans lp = PlanLinears(x.model, state, x.calibrated, layer);
-  for (auto& p : lp.linears) {
-    const size_t i = x.plan_of.at(p.module);
-    QF_ASSERT(p.format == x.plans.linears[i].format, "module '{}': its export format changed since the layout was "
-              "planned", x.model.modules()[static_cast<size_t>(p.module)].name);
-    QF_ASSERT(!x.stats[i].has_value(), "module '{}' encoded twice", x.model.modules()[static_cast<size_t>(p.module)].name);
-    if (p.format != ExportFormat::kNone) x.EncodeLinear(p, encoder);
-    p.weight = p.input = nullptr;  // `state` may not outlive this call: Finish compares the values only
-    x.plans.linears[i] = std::move(p);
-    if (x.plans.linears[i].format == ExportFormat::kNone) x.stats[i] = LayerExportStat{};  // nothing to encode
-  }
+  for (const auto& [i, in] : x.PlanLayer(state, layer)) x.EncodeLinear(x.plans.linears[i], in, encoder);
 }
+
+void StagedHfExport::EncodeLayerInBackground(const QuantState& state, int layer, WeightEncoder& encoder) {
+  Impl& x = *impl_;
+  // The thread reads only its copies of the inputs and the plans' module and format, which no later call
+  // changes before it is joined.
+  x.encode_thread = std::thread([&x, &encoder, todo = x.PlanLayer(state, layer)] {
+    try {
+      for (const auto& [i, in] : todo) {
+        if (x.cancel.load(std::memory_order_relaxed)) return;
+        x.EncodeLinear(x.plans.linears[i], in, encoder);
+      }
+    } catch (...) {
+      x.encode_error = std::current_exception();
+    }
+  });
+}
+
+void StagedHfExport::WaitLayer() { impl_->JoinEncoder(); }
 
 std::optional<HfExportReport> StagedHfExport::Finish(const QuantState& state) {
   Impl& x = *impl_;

@@ -121,6 +121,11 @@ class StagedHfExport {
   // backend). Finish waits for it and throws its error; the destructor stops it.
   void EncodeWeightsInBackground(WeightEncoder& encoder);
   void EncodeLayer(const QuantState& state, int layer);
+  // EncodeLayer with `encoder` on a thread of its own (the layer's quantizers are read before this returns;
+  // the thread reads none). The layer's weights must stay as they are until WaitLayer, which waits for it
+  // and throws its error; the next EncodeLayer* and Finish wait first too, and the destructor stops it.
+  void EncodeLayerInBackground(const QuantState& state, int layer, WeightEncoder& encoder);
+  void WaitLayer();
   std::optional<HfExportReport> Finish(const QuantState& calibrated_state);
 
  private:

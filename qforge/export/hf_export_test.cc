@@ -279,9 +279,14 @@ TEST_F(StagedExport, WritesTheBytesOfAOneCallExport) {
 
 // Layer by layer (layerwise calibration): the layout is planned before any weight amax exists, and each
 // layer is encoded from a state that has the weight amax of that layer and the ones before it only. The
-// files are still the one-call export's bytes.
+// files are still the one-call export's bytes. Background: each decoder layer encoded on a thread of its
+// own (EncodeLayerInBackground, as layerwise calibration on a device does beside the layer's forward), from
+// a state destroyed before the thread is waited for; WaitLayer after some layers, none after others (the
+// next EncodeLayer* and Finish wait).
 TEST_F(StagedExport, LayerByLayerWritesTheBytesOfAOneCallExport) {
+  for (const bool background : {false, true})
   for (const char* qformat : {"nvfp4", "fp8"}) {
+    SCOPED_TRACE(::testing::Message() << qformat << (background ? " background" : ""));
     const QuantState before = WeightsCalibrated(qformat);
     const QuantState after = Calibrated(before);
     HfExportOptions o;
@@ -301,7 +306,18 @@ TEST_F(StagedExport, LayerByLayerWritesTheBytesOfAOneCallExport) {
     std::optional<HfExportReport> got;
     {
       StagedHfExport e(*model_, up_to(-2), root_ / "staged", o, /*calibrated=*/false, /*by_layer=*/true);
-      for (int l = -1; l < model_->num_layers(); ++l) e.EncodeLayer(up_to(l), l);
+      HostWeightEncoder encoder(*model_);
+      for (int l = -1; l < model_->num_layers(); ++l) {
+        if (!background || l < 0) {
+          e.EncodeLayer(up_to(l), l);
+          continue;
+        }
+        auto planned = std::make_unique<QuantState>(up_to(l));
+        e.EncodeLayerInBackground(*planned, l, encoder);
+        for (auto& q : planned->quantizers()) q = Quantizer{};
+        planned.reset();
+        if (l % 2 == 0) e.WaitLayer();
+      }
       got = e.Finish(after);
     }
     ASSERT_TRUE(got.has_value()) << qformat;

@@ -2,6 +2,7 @@
 #include "qforge/forward/forward_model.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "qforge/base/error.h"
@@ -20,6 +21,25 @@ T* Grow(Backend& be, Buffer& b, int64_t n) {
   return b.as<T>();
 }
 
+// Consecutive arrays of counts[i] T's (each 256-byte aligned) in one buffer, grown to hold them all. The
+// attention's and the MLP's scratch share one such buffer (Workspace::phase): RunLayer runs all of a
+// layer's attention before its MLP, so they are never live together, and a layer needs the larger of the
+// two instead of their sum (the layerwise memory budget on a device).
+template <typename T, size_t N>
+std::array<T*, N> Carve(Backend& be, Buffer& b, const std::array<int64_t, N>& counts) {
+  constexpr int64_t kAlign = 256;
+  std::array<int64_t, N> offsets{};
+  int64_t total = 0;
+  for (size_t i = 0; i < N; ++i) {
+    offsets[i] = total;
+    total += (counts[i] * static_cast<int64_t>(sizeof(T)) + kAlign - 1) / kAlign * kAlign;
+  }
+  if (b.bytes() < total) b = be.Alloc(total);
+  std::array<T*, N> out{};
+  for (size_t i = 0; i < N; ++i) out[i] = reinterpret_cast<T*>(static_cast<char*>(b.data()) + offsets[i]);
+  return out;
+}
+
 }  // namespace
 
 struct ForwardModel::DeviceLayer {
@@ -30,7 +50,8 @@ struct ForwardModel::DeviceLayer {
 
 // Scratch buffers of the forward, grown on demand (a forward allocates nothing once they are large enough).
 struct ForwardModel::Workspace {
-  Buffer xn, q, k, v, qh, kh, vh, attn, probs, gate, up, hook_in, hook_out, router, moe_out, moe_dropped, xe, eo, so, gl,
+  // phase: the attention's q, k, v, qh, kh, vh, attn, or the MLP's gate and up (Carve).
+  Buffer xn, phase, probs, hook_in, hook_out, router, moe_out, moe_dropped, xe, eo, so, gl,
       final_xn, logits, ids, targets, topk_ids, topk_w, expert_rows, expert_w;
 };
 
@@ -517,8 +538,7 @@ void ForwardModel::GatedMlp(const int ids[3], const float* x, int64_t rows, floa
                             ForwardHooks* hooks) {
   const ModuleInfo& gm = model_.modules()[ids[0]];
   const int64_t inter = gm.out_features;
-  float* g = Grow<float>(be_, ws_->gate, rows * inter);
-  float* u = Grow<float>(be_, ws_->up, rows * inter);
+  const auto [g, u] = Carve<float, 2>(be_, ws_->phase, {rows * inter, rows * inter});
   // gate and up fuse when nothing needs their outputs apart and neither has a bias (the backend's
   // GatedLinear, after one read-only look at the shared input); the whole MLP (GatedMlp) when, beyond that,
   // down_proj has no bias, its output is not wanted, and its input h at most as max |h|: h then never
@@ -566,9 +586,8 @@ void ForwardModel::Attention(int layer, float* hid, int64_t B, int64_t S, Forwar
   const float eps = static_cast<float>(c.rms_norm_eps);
   float* xn = Grow<float>(be_, ws_->xn, T * H);
   be_.RmsNorm(hid, D.input_norm.as<const float>(), xn, T, H, eps);
-  float* q = Grow<float>(be_, ws_->q, T * Hq * Dh);
-  float* k = Grow<float>(be_, ws_->k, T * Hkv * Dh);
-  float* v = Grow<float>(be_, ws_->v, T * Hkv * Dh);
+  const int64_t nq = T * Hq * Dh, nkv = T * Hkv * Dh;
+  const auto [q, k, v, qh, kh, vh, attn] = Carve<float, 7>(be_, ws_->phase, {nq, nkv, nkv, nq, nkv, nkv, nq});
   const int qkv[3] = {L.q, L.k, L.v};
   float* const qkv_out[3] = {q, k, v};
   SharedLinears(qkv, xn, T, qkv_out, hooks);
@@ -576,9 +595,6 @@ void ForwardModel::Attention(int layer, float* hid, int64_t B, int64_t S, Forwar
     be_.RmsNorm(q, D.q_norm.as<const float>(), q, T * Hq, Dh, eps);
     be_.RmsNorm(k, D.k_norm.as<const float>(), k, T * Hkv, Dh, eps);
   }
-  float* qh = Grow<float>(be_, ws_->qh, T * Hq * Dh);
-  float* kh = Grow<float>(be_, ws_->kh, T * Hkv * Dh);
-  float* vh = Grow<float>(be_, ws_->vh, T * Hkv * Dh);
   EnsureRope(S);
   be_.RopeToHeads(q, qh, B, Hq, S, Dh, rope_cos_.as<const float>(), rope_sin_.as<const float>());
   be_.RopeToHeads(k, kh, B, Hkv, S, Dh, rope_cos_.as<const float>(), rope_sin_.as<const float>());
@@ -588,7 +604,6 @@ void ForwardModel::Attention(int layer, float* hid, int64_t B, int64_t S, Forwar
     hooks->OnAttentionBmm(be_, L.attention, BmmInput::kK, kh, B, Hkv, S, Dh);
     hooks->OnAttentionBmm(be_, L.attention, BmmInput::kV, vh, B, Hkv, S, Dh);
   }
-  float* attn = Grow<float>(be_, ws_->attn, T * Hq * Dh);
   const float scale = 1.f / std::sqrt(static_cast<float>(Dh));
   if (hooks != nullptr && hooks->WantsAttentionProbs(L.attention)) {
     float* probs = Grow<float>(be_, ws_->probs, B * Hq * S * S);
@@ -670,14 +685,15 @@ void ForwardModel::RunLayer(int layer, HiddenStates& h, ForwardHooks* hooks) {
   // Parts of the batch: whole sequences for attention, as many rows for a dense MLP (everything at once
   // unless chunking is on and the hooks allow it). A MoE block always takes the whole batch: its expert
   // GEMMs would see other row counts per part, and a GEMM's rounding may depend on its row count.
-  const bool chunked = max_chunk_rows_ > 0 && !be_.host_accessible() && T > max_chunk_rows_ &&
-                       (hooks == nullptr || hooks->RowLocal());
+  const bool row_local = !be_.host_accessible() && (hooks == nullptr || hooks->RowLocal());
+  const bool chunked = max_chunk_rows_ > 0 && row_local && T > max_chunk_rows_;
   const int64_t seqs = chunked ? std::max<int64_t>(1, max_chunk_rows_ / S) : h.batch;
   float* hid = h.data();
   for (int64_t b0 = 0; b0 < h.batch; b0 += seqs) {
     Attention(layer, hid + b0 * S * H, std::min(seqs, h.batch - b0), S, hooks);
   }
-  const int64_t rows = L.moe ? T : seqs * S;
+  int64_t rows = L.moe ? T : seqs * S;
+  if (!L.moe && max_mlp_rows_ > 0 && row_local) rows = std::min(rows, max_mlp_rows_);
   float* xn = Grow<float>(be_, ws_->xn, std::min(rows, T) * H);
   for (int64_t r0 = 0; r0 < T; r0 += rows) {
     const int64_t n = std::min(rows, T - r0);

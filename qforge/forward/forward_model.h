@@ -184,6 +184,12 @@ class ForwardModel {
   // layer plus the activations). 0 (the default): whole batches. Ignored on the CPU, whose numerics stay
   // those of whole batches.
   void set_max_chunk_rows(int64_t rows) { max_chunk_rows_ = rows; }
+  // On a device backend, with the same hooks, a dense MLP runs on row ranges of at most `rows` rows even
+  // within one attention group (0, the default: the attention's group). The MLP's scratch per row is
+  // larger than the attention's (Llama-3-8B: 2 x 14336 f32 against 12288), so attention on 2048 rows and the
+  // MLP on 1024 need about the same scratch, which they share.
+  void set_max_mlp_rows(int64_t rows) { max_mlp_rows_ = rows; }
+  int64_t max_mlp_rows() const { return max_mlp_rows_; }
   // On a device backend, while the embedding table is not resident, Embed gathers each batch's rows from the
   // host table (as stored) and uploads only those, instead of uploading the table (layerwise calibration:
   // a 128k-vocabulary table is more than a decoder layer). The values are the same.
@@ -271,6 +277,7 @@ class ForwardModel {
   Buffer rope_cos_, rope_sin_;  // [rope_len_, head_dim/2]
   int64_t rope_len_ = 0;
   int64_t max_chunk_rows_ = 0;
+  int64_t max_mlp_rows_ = 0;
   bool embed_rows_from_host_ = false;
   std::vector<char> embed_staging_;  // host rows of set_embed_rows_from_host, reused across batches
   std::unique_ptr<Workspace> ws_;

@@ -84,14 +84,17 @@ TEST(ForwardModel, ChunkedLayersEqualWholeBatches) {
     std::vector<int32_t> ids(batch * seq);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 131 + 7) % 8000);
     std::vector<Tensor> want;
-    for (int64_t chunk : {int64_t{0}, int64_t{12}, int64_t{30}, int64_t{1}}) {
-      SCOPED_TRACE(::testing::Message() << name << " chunk rows " << chunk);
+    // (attention rows, MLP rows): MLP row ranges inside an attention group, and ones that cut sequences.
+    for (auto [chunk, mlp] : {std::pair<int64_t, int64_t>{0, 0}, {12, 0}, {30, 0}, {1, 0}, {36, 12}, {0, 7},
+                              {24, 5}}) {
+      SCOPED_TRACE(::testing::Message() << name << " chunk rows " << chunk << " mlp rows " << mlp);
       fm.set_max_chunk_rows(chunk);
+      fm.set_max_mlp_rows(mlp);
       HiddenStates h = fm.Embed(ids, batch, seq);
       for (int l = 0; l < fm.num_layers(); ++l) {
         fm.RunLayer(l, h);
         const Tensor got = DownloadHidden(dev, h);
-        if (chunk == 0) {
+        if (chunk == 0 && mlp == 0) {
           want.push_back(got);
         } else {
           ASSERT_EQ(std::memcmp(got.raw(), want[static_cast<size_t>(l)].raw(), got.nbytes()), 0) << "layer " << l;
