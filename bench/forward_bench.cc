@@ -88,6 +88,9 @@ class TimingBackend final : public Backend {
   void TopKRouting(const float* l, int64_t t, int64_t e, int k, bool r, int32_t* ids, float* w) override {
     Time("routing", [&] { inner_.TopKRouting(l, t, e, k, r, ids, w); });
   }
+  void ScaleColumns(float* x, const float* s, int64_t r, int64_t c) override {
+    Time("scale_columns", [&] { inner_.ScaleColumns(x, s, r, c); });
+  }
   void SigmoidScaleRows(float* x, const float* g, int64_t r, int64_t c) override {
     Time("sigmoid_scale", [&] { inner_.SigmoidScaleRows(x, g, r, c); });
   }

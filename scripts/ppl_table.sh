@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Perplexity before and after quantization on llama-dense-26M and qwen2moe-25M, for every recipe of issue 5
-# (QF_PPL_PART=recipes) and for NVFP4 W4A4 + FP8 KV with each implemented calibration algorithm
-# (QF_PPL_PART=algorithms; default: both):
+# (QF_PPL_PART=recipes), for NVFP4 W4A4 + FP8 KV with each implemented calibration algorithm
+# (QF_PPL_PART=algorithms) and for INT8 W8A8 with and without SmoothQuant (QF_PPL_PART=int8; default: all):
 # calibrated on Austen (Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma; never Persuasion),
 # 64 x 512 tokens; evaluated on Persuasion and WikiText-2 test (first 20,519 predicted tokens, 512-token
 # windows, as the references; QF_PPL_TOKENS=N evaluates fewer). Each export must pass `qforge check`. Prints a
@@ -66,6 +66,26 @@ if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
         --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" --overwrite > "$d.log" 2>&1
       if "$QF" check "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
       echo "| $model | $q | $algo | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
+    done
+  done
+fi
+
+# INT8 W8A8 (per-channel weights, per-tensor static inputs; no KV-cache quantization): max alone, and
+# SmoothQuant with ModelOpt's default alpha 1 and with 0.5 (the exports carry pre_quant_scale; check for
+# TRT-LLM, the runtime that loads W8A8_SQ_PER_CHANNEL).
+if [ "$PART" = all ] || [ "$PART" = int8 ]; then
+  echo
+  echo "| model | weights | algorithm | check (trtllm) | persuasion | wikitext2_test |"
+  echo "|---|---|---|---|---|---|"
+  for model in llama-dense-26M qwen2moe-25M; do
+    M=$SHARED/data/models/$model
+    echo "| $model | (bf16 original) | - | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
+    for algo in max smoothquant "{method: smoothquant, alpha: 0.5}"; do
+      d=$OUT/$model-int8-$(echo "$algo" | tr -cd 'a-z0-9_')
+      "$QF" quantize --model "$M" --qformat int8_smoothquant --kv-cache-qformat none --algorithm "$algo" \
+        --calib "${calib[@]}" --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" --overwrite > "$d.log" 2>&1
+      if "$QF" check --target trtllm "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
+      echo "| $model | int8_smoothquant | $algo | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
     done
   done
 fi

@@ -21,7 +21,6 @@
 #include "qforge/calib/local_hessian.h"
 #include "qforge/calib/max_calib.h"
 #include "qforge/calib/weight_search.h"
-#include "qforge/numerics/half.h"
 
 namespace qforge {
 namespace {
@@ -179,12 +178,7 @@ class GptqAlgorithm final : public CalibAlgorithm {
       Tensor w = model.LinearWeight(m).Clone();
       const GptqStats st = GptqUpdate(w.mutable_span<float>(), rows, cols, h, wq, options_);
       // Written back in the checkpoint's dtype, as ModelOpt's module.weight.data = weight.to(dtype).
-      const DType stored = model.CheckpointWeightDType(m);
-      if (stored == DType::kBF16) {
-        for (float& v : w.mutable_span<float>()) v = Bf16ToF32(F32ToBf16Rne(v));
-      } else if (stored == DType::kF16) {
-        for (float& v : w.mutable_span<float>()) v = F16ToF32(F32ToF16Rne(v));
-      }
+      RoundToDType(model.CheckpointWeightDType(m), w.mutable_span<float>());
       model.SetLinearWeight(m, std::move(w));
       summary->Add(info.name, st, had_tokens);
     }

@@ -24,6 +24,7 @@ constexpr Registration kAlgorithms[] = {
     {"local_hessian", &MakeLocalHessianAlgorithm},
     {"nvfp4_act_headroom", &MakeActHeadroomAlgorithm},
     {"gptq", &MakeGptqAlgorithm},
+    {"smoothquant", &MakeSmoothQuantAlgorithm},
 };
 
 }  // namespace
@@ -59,6 +60,7 @@ CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::Quan
     LayerwiseOptions lo = ResolveLayerwiseOptions(config, ac, ov);
     lo.show_progress = options.show_progress;
     lo.refine_layer = refine.layer;
+    lo.prepare_layer = refine.prepare;
     lo.refine_reads_inputs = refine.reads_inputs;
     lo.refine_mutates_weights = refine.mutates_weights;
     report.layerwise = true;
@@ -71,6 +73,9 @@ CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::Quan
     if (algo.Needs(state).forward) {
       calib = data();
       report.used_data = true;
+    }
+    if (refine.prepare) {
+      for (int l = -1; l < fm.model().num_layers(); ++l) refine.prepare(state, l);
     }
     report.max = MaxCalibrate(fm, state, calib, mo);
     if (refine.whole) {
@@ -86,11 +91,12 @@ CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::Quan
 
 CalibrateReport RestoreMaxCalibration(const CalibAlgorithm& algo, ForwardModel& fm, QuantState& state,
                                       const std::filesystem::path& dir, const MaxCalibOptions& base,
-                                      const LayerwiseOptions::RefineLayer& refine_head) {
+                                      const LayerwiseOptions::RefineLayer& refine_head,
+                                      const LayerwiseOptions::PrepareLayer& prepare_head) {
   CalibrateReport report;
   MaxCalibOptions mo = base;
   mo.act_headroom = algo.wrapper().act_headroom;
-  report.max = RestoreLayerwiseCheckpoint(fm, state, dir, mo, refine_head);
+  report.max = RestoreLayerwiseCheckpoint(fm, state, dir, mo, refine_head, prepare_head);
   if (algo.wrapper().config != nullptr) report.methods.push_back(algo.wrapper().config->method());
   report.methods.push_back(algo.config().method());
   report.layerwise = true;

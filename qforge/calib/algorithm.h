@@ -55,12 +55,15 @@ struct MaxRefinement {
   // Layer by layer: LayerwiseOptions::refine_layer (every decoder layer, then the head, -1) and its
   // refine_reads_inputs. Also the head's step on restore.
   LayerwiseOptions::RefineLayer layer;
+  // Before the max step: LayerwiseOptions::prepare_layer layer by layer; for every layer and the head (-1)
+  // before MaxCalibrate on the whole model.
+  LayerwiseOptions::PrepareLayer prepare;
   bool reads_inputs = false;
   bool mutates_weights = false;  // LayerwiseOptions::refine_mutates_weights
   // Whole model: after MaxCalibrate, with its calibration data (empty without a forward). The time of either
   // step is counted in the report's weight_amax_seconds.
   std::function<void(ForwardModel&, QuantState&, const CalibData&)> whole;
-  bool empty() const { return !layer && !whole; }
+  bool empty() const { return !layer && !whole && !prepare; }
 };
 // `base`: the config's fields as the max drivers take them. Only without a refinement is the staged export
 // (options.weights_final) fed, since a refinement changes weight amax after the max step.
@@ -70,7 +73,8 @@ CalibrateReport RunMaxCalibration(const CalibAlgorithm& algo, const config::Quan
                                   const MaxRefinement& refine = {});
 CalibrateReport RestoreMaxCalibration(const CalibAlgorithm& algo, ForwardModel& fm, QuantState& state,
                                       const std::filesystem::path& dir, const MaxCalibOptions& base,
-                                      const LayerwiseOptions::RefineLayer& refine_head = {});
+                                      const LayerwiseOptions::RefineLayer& refine_head = {},
+                                      const LayerwiseOptions::PrepareLayer& prepare_head = {});
 
 // The algorithm for `algo` (an entry of `config.algorithm`), or qforge::Error naming the method and the
 // implemented ones.
@@ -99,5 +103,7 @@ std::unique_ptr<CalibAlgorithm> MakeActHeadroomAlgorithm(const config::QuantizeC
                                                          const config::AlgorithmConfig& algo);
 std::unique_ptr<CalibAlgorithm> MakeGptqAlgorithm(const config::QuantizeConfig& config,
                                                   const config::AlgorithmConfig& algo);
+std::unique_ptr<CalibAlgorithm> MakeSmoothQuantAlgorithm(const config::QuantizeConfig& config,
+                                                         const config::AlgorithmConfig& algo);
 
 }  // namespace qforge

@@ -135,8 +135,10 @@ void RemoveStaleTemporaries(const fs::path& dir) {
 
 // Head calibration, promotion and the final checks, shared by the driver and RestoreLayerwiseCheckpoint.
 void FinishCalibration(ForwardModel& fm, QuantState& state, const ActivationStore& final_states,
-                       const MaxCalibOptions& mo, MaxCalibReport* report, const LayerwiseOptions::RefineLayer& refine) {
+                       const MaxCalibOptions& mo, MaxCalibReport* report, const LayerwiseOptions::RefineLayer& refine,
+                       const LayerwiseOptions::PrepareLayer& prepare) {
   Model& model = fm.model();
+  if (prepare) prepare(state, -1);
   if (report->ran_forward && HeadNeedsCalibration(model, state)) {
     MaxCalibHooks hooks(state, mo);
     for (int64_t b = 0; b < final_states.size(); ++b) (void)fm.Logits(final_states.Get(b), &hooks);
@@ -337,6 +339,7 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     fm.LoadLayer(l);
     // The next layer's weights cross while this one computes (a device only: two layers resident).
     if (l + 1 < L) fm.PrefetchLayer(l + 1);
+    if (lo.prepare_layer) lo.prepare_layer(state, l);
     Timer tw;
     CalibrateWeightAmax(fm, state, l);
     mr.weight_amax_seconds += tw.Seconds();
@@ -445,13 +448,14 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   if (lo.show_progress && start < L) progress.Finish();
 
   Timer tr;
-  FinishCalibration(fm, state, inputs, mo, &mr, lo.refine_layer);
+  FinishCalibration(fm, state, inputs, mo, &mr, lo.refine_layer, lo.prepare_layer);
   mr.reduce_seconds += tr.Seconds();
   return report;
 }
 
 MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, const fs::path& dir,
-                                          const MaxCalibOptions& mo, const LayerwiseOptions::RefineLayer& refine_head) {
+                                          const MaxCalibOptions& mo, const LayerwiseOptions::RefineLayer& refine_head,
+                                          const LayerwiseOptions::PrepareLayer& prepare_head) {
   Model& model = fm.model();
   auto m = ReadManifest(dir);
   QF_CHECK(m.has_value(), "'{}' is not a layerwise checkpoint directory (no manifest.json)", dir.string());
@@ -490,7 +494,7 @@ MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, c
     final_states = ActivationStore::Load(ni, fm.backend(), int64_t{2} << 30, {}, 0, storage);
     report.ran_forward = true;
   }
-  FinishCalibration(fm, state, final_states, mo, &report, refine_head);
+  FinishCalibration(fm, state, final_states, mo, &report, refine_head, prepare_head);
   return report;
 }
 

@@ -66,6 +66,12 @@ struct LayerwiseOptions {
   // (the weight amax change after the layer's max step).
   using RefineLayer = std::function<void(ForwardModel&, QuantState&, int layer, const ActivationStore& inputs)>;
   RefineLayer refine_layer;
+  // An algorithm step that changes a layer's quantizers before its max step (smoothquant: per-channel input
+  // amax for the statistics, made per-tensor again by its refinement). Called for each decoder layer this run
+  // calibrates (not for layers resumed from a checkpoint, which come as they were saved), then for the head
+  // (-1) before its calibration.
+  using PrepareLayer = std::function<void(QuantState&, int layer)>;
+  PrepareLayer prepare_layer;
   bool refine_reads_inputs = false;
   // The refinement changes the layer's weights (Model::SetLinearWeight overrides: GPTQ), so the checkpoint
   // stores them as with weight_update.
@@ -94,9 +100,11 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
 // caller) without calibrating: every layer's quantizers, the head's activation amax from the last layer's
 // outputs, shared state and promotion. Throws if the directory is unfinished or the model differs.
 // `refine_head`: the algorithm's LayerwiseOptions::refine_layer, run for the head (-1) as the driver does.
+// `prepare_head`: the algorithm's LayerwiseOptions::prepare_layer, run for the head before its calibration.
 MaxCalibReport RestoreLayerwiseCheckpoint(ForwardModel& fm, QuantState& state, const std::filesystem::path& dir,
                                           const MaxCalibOptions& max_options,
-                                          const LayerwiseOptions::RefineLayer& refine_head = {});
+                                          const LayerwiseOptions::RefineLayer& refine_head = {},
+                                          const LayerwiseOptions::PrepareLayer& prepare_head = {});
 
 // Replaces the weights of decoder layer `layer`'s Linears with their fake-quantized values (enabled weight
 // quantizers, calibrated amax / global amax). Returns the weights it replaced (module, f32 weight), for

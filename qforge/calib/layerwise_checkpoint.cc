@@ -260,6 +260,10 @@ void SaveLayerQuantizers(const fs::path& layer_dir, const Model& model, const Qu
       buffers.emplace_back(q.slot.name + "._amax", Tensor::FromF32(q.amax_shape, q.amax));
     }
     if (q.global_amax) buffers.emplace_back(q.slot.name + "._global_amax", Tensor::Scalar(*q.global_amax));
+    if (!q.pre_quant_scale.empty()) {
+      buffers.emplace_back(q.slot.name + "._pre_quant_scale",
+                           Tensor::FromF32({static_cast<int64_t>(q.pre_quant_scale.size())}, q.pre_quant_scale));
+    }
   }
   WriteFileAtomic(layer_dir / "quantizers.json", list.dump(1) + "\n");
   KillPoint("layer_file", layer);
@@ -323,6 +327,21 @@ void LoadLayerQuantizers(const fs::path& layer_dir, const Model& model, QuantSta
                buffers->path().string(), gn, DTypeName(g.dtype()), ShapeToString(g.shape()));
       q.global_amax = g.span<float>()[0];
       if (!std::isfinite(*q.global_amax)) non_finite(q.slot.name, gn, *q.global_amax);
+    }
+    // The smoothing vector (smoothquant, awq): present exactly when the run that saved the layer set one.
+    q.pre_quant_scale.clear();
+    const std::string pn = q.slot.name + "._pre_quant_scale";
+    if (buffers->Contains(pn)) {
+      const Tensor t = buffers->Get(pn);
+      const int64_t in = model.modules()[static_cast<size_t>(q.module)].in_features;
+      QF_CHECK(t.dtype() == DType::kF32 && t.rank() == 1 && t.dim(0) == in,
+               "'{}': tensor '{}' must be f32 [{}], got {} {}", buffers->path().string(), pn, in,
+               DTypeName(t.dtype()), ShapeToString(t.shape()));
+      q.pre_quant_scale.assign(t.span<float>().begin(), t.span<float>().end());
+      for (float v : q.pre_quant_scale) {
+        QF_CHECK(std::isfinite(v) && v > 0, "'{}': tensor '{}' holds {} (pre_quant_scale factors are finite and "
+                 "positive): pass --restart to recalibrate", buffers->path().string(), pn, v);
+      }
     }
   }
 }

@@ -670,8 +670,39 @@ class Checker {
     }
     CheckScalarSlot(m, "weight_scale_2", t.weight_scale_2, algo, lead);
     CheckScalarSlot(m, "input_scale", t.input_scale, algo, lead);
-    if (m.Has("pre_quant_scale") && !t.awq_keys) {
-      Error("tensor.unexpected", m.tensors["pre_quant_scale"], "{} takes no pre_quant_scale", algo);
+    CheckPreQuantScale(m, t, algo, with_lead({in}));
+  }
+
+  // <linear>.pre_quant_scale (SmoothQuant, AWQ): where the format takes one, a floating [.., in] vector of
+  // positive factors (NaN / Inf: CheckFloatValues); elsewhere no runtime applies it, so the layer's outputs
+  // would be wrong.
+  void CheckPreQuantScale(Module& m, const ExportFormatTraits& t, const std::string& algo, const Shape& want) {
+    if (!m.Has("pre_quant_scale")) return;
+    const std::string name = m.tensors["pre_quant_scale"];
+    if (t.pre_quant_scale == Presence::kForbidden) {
+      Error("tensor.unexpected", name, "{} takes no pre_quant_scale (no runtime applies it to this format's inputs)",
+            algo);
+      return;
+    }
+    const TensorInfo& ti = Info(name);
+    if (!IsFloatStorage(ti.dtype)) {
+      Error("tensor.dtype", name, "pre_quant_scale must be a floating tensor (the checkpoint's dtype), got {}",
+            Describe(ti));
+      return;
+    }
+    if (ti.shape != want) {
+      Error("tensor.shape", name, "pre_quant_scale must have shape {} (one factor per input feature), got {}",
+            ShapeToString(want), Describe(ti));
+      return;
+    }
+    if (!options_.scan_values) return;
+    const Tensor v = ckpt_->Get(name).ToF32();
+    ckpt_->Release(name);
+    int64_t nonpos = 0;
+    for (float x : v.span<float>()) nonpos += x <= 0.0f ? 1 : 0;  // (NaN compares false: CheckFloatValues)
+    if (nonpos > 0) {
+      Error("scale.value", name, "{} of {} pre_quant_scale factors are zero or negative (the smoothing divides the "
+            "weights by them)", nonpos, v.numel());
     }
   }
 
@@ -758,6 +789,7 @@ class Checker {
     std::vector<std::string> keys;
     if (has_global) keys = {"weight_scale_2", "input_scale"};
     if (fp8_scalar) keys = {"weight_scale", "input_scale"};
+    CheckSiblingPreQuantScales(subject, members, t);
     for (const auto& key : keys) {
       std::set<uint32_t> values;
       std::string listing;
@@ -782,6 +814,42 @@ class Checker {
       } else {
         Warn("siblings.fp8", subject + "." + key,
              "FP8 siblings have different {} (vLLM requantizes them to the max at load time): {}", key, listing);
+      }
+    }
+  }
+
+  // Fused siblings read one input, so a runtime scales it once: their pre_quant_scale (all or none) must be
+  // bit-identical (ModelOpt's export averages them and re-smooths the weights), and for INT8 SmoothQuant their
+  // input_scale too (ModelOpt's export takes the group max).
+  void CheckSiblingPreQuantScales(const std::string& subject, const std::vector<const Module*>& members,
+                                  const ExportFormatTraits& t) {
+    if (t.pre_quant_scale == Presence::kForbidden) return;
+    int with = 0;
+    for (const Module* m : members) with += m->Has("pre_quant_scale") ? 1 : 0;
+    if (with == 0) return;
+    if (with != static_cast<int>(members.size())) {
+      Error("siblings.pre_quant_scale", subject, "{} of {} fused siblings carry a pre_quant_scale: a runtime scales "
+            "their shared input once, for all or none of them", with, members.size());
+      return;
+    }
+    const std::string first = members.front()->tensors.at("pre_quant_scale");
+    const Tensor a = ckpt_->Get(first);
+    for (const Module* m : members) {
+      const std::string other = m->tensors.at("pre_quant_scale");
+      const Tensor b = ckpt_->Get(other);
+      if (b.dtype() != a.dtype() || b.shape() != a.shape() || std::memcmp(a.raw(), b.raw(), a.nbytes()) != 0) {
+        Error("siblings.pre_quant_scale", other, "fused siblings must have bit-identical pre_quant_scale (a runtime "
+              "scales their shared input once): differs from {}", first);
+      }
+    }
+    if (t.format == ExportFormat::kInt8Sq) {
+      std::set<uint32_t> values;
+      for (const Module* m : members) {
+        if (auto bits = ScalarBits(*m, "input_scale")) values.insert(*bits);
+      }
+      if (values.size() > 1) {
+        Error("siblings.int8_sq", subject + ".input_scale", "fused {} siblings must have bit-identical input_scale "
+              "(one scale for their shared, smoothed input)", t.quant_algo);
       }
     }
   }

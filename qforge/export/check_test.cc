@@ -98,6 +98,15 @@ struct Synth {
         Add(m + ".weight", Random(DType::kF8E4M3, {out, in}));
         Add(m + ".weight_scale", Filled(DType::kU8, {out, in / 32}, 120));
         break;
+      case ExportFormat::kInt8Sq: {  // SmoothQuant: per-channel INT8 weight, smoothed INT8 input
+        Add(m + ".weight", Random(DType::kI8, {out, in}));
+        std::vector<float> ws(out, 0.004f);
+        Add(m + ".weight_scale", Tensor::FromF32({out}, ws));
+        Add(m + ".input_scale", Tensor::Scalar(input_scale));
+        std::vector<float> pqs(in, 0.5f);
+        Add(m + ".pre_quant_scale", Tensor::FromF32({in}, pqs).FromF32To(DType::kBF16));
+        break;
+      }
       default:
         FAIL() << "synthetic writer has no layout for " << Traits(f).name;
     }
@@ -450,6 +459,51 @@ TEST(CheckBroken, ScalesTheFormatDoesNotTake) {
   r = Check(w.Write("w4a16_input_scale"));
   EXPECT_TRUE(r.ok()) << Dump(r);
   EXPECT_TRUE(HasWarning(r, "tensor.unexpected")) << Dump(r);
+}
+
+// SmoothQuant's INT8 export (ModelOpt's int8_sq) carries a pre_quant_scale per Linear: check accepts it (for
+// TRT-LLM: vLLM has no W8A8_SQ path) and names a wrong shape, a non-positive factor, fused siblings whose
+// pre_quant_scale or input_scale differ, and a pre_quant_scale on a format no runtime smooths.
+TEST(CheckPreQuantScale, Int8SqAcceptedAndItsErrorsNamed) {
+  CheckOptions trt;
+  trt.target = TargetRuntime::kTrtllm;
+  // The synthetic writer gives siblings one input_scale per call; q/k/v and gate/up share theirs already.
+  Synth ok = Synth::Make(ExportFormat::kInt8Sq, ExportFormat::kInt8Sq, false, 1, false);
+  CheckReport r = CheckCheckpoint(ok.Write("sq_ok"), trt);
+  EXPECT_TRUE(r.ok()) << Dump(r);
+
+  Synth shape = ok;
+  shape.At("model.layers.0.mlp.down_proj.pre_quant_scale") = Tensor::FromF32({kHidden}, std::vector<float>(kHidden, 1.f));
+  r = CheckCheckpoint(shape.Write("sq_shape"), trt);
+  EXPECT_TRUE(HasError(r, "tensor.shape", "model.layers.0.mlp.down_proj.pre_quant_scale")) << Dump(r);
+
+  Synth neg = ok;
+  std::vector<float> v(kInter, 0.5f);
+  v[3] = 0.0f;
+  v[7] = -1.0f;
+  neg.At("model.layers.0.mlp.down_proj.pre_quant_scale") = Tensor::FromF32({kInter}, v).FromF32To(DType::kBF16);
+  r = CheckCheckpoint(neg.Write("sq_neg"), trt);
+  EXPECT_TRUE(HasError(r, "scale.value", "model.layers.0.mlp.down_proj.pre_quant_scale")) << Dump(r);
+  EXPECT_NE(Dump(r).find("2 of "), std::string::npos) << Dump(r);
+
+  Synth sib = ok;
+  std::vector<float> w(kHidden, 0.5f);
+  w[0] = 0.25f;
+  sib.At("model.layers.0.self_attn.k_proj.pre_quant_scale") = Tensor::FromF32({kHidden}, w).FromF32To(DType::kBF16);
+  sib.At("model.layers.0.mlp.up_proj.input_scale") = Tensor::Scalar(0.5f);
+  r = CheckCheckpoint(sib.Write("sq_siblings"), trt);
+  EXPECT_TRUE(HasError(r, "siblings.pre_quant_scale", "model.layers.0.self_attn.k_proj.pre_quant_scale")) << Dump(r);
+  EXPECT_TRUE(HasError(r, "siblings.int8_sq", "model.layers.0.mlp.{gate_proj, up_proj}.input_scale")) << Dump(r);
+
+  Synth some = ok;
+  some.Remove("model.layers.0.self_attn.v_proj.pre_quant_scale");
+  r = CheckCheckpoint(some.Write("sq_some"), trt);
+  EXPECT_TRUE(HasError(r, "siblings.pre_quant_scale", "model.layers.0.self_attn.{q_proj, k_proj, v_proj}")) << Dump(r);
+
+  Synth fp8 = Synth::Make(ExportFormat::kFp8, ExportFormat::kFp8, false, 1, false);
+  fp8.Add("model.layers.0.mlp.down_proj.pre_quant_scale", Tensor::FromF32({kInter}, std::vector<float>(kInter, 1.f)));
+  r = Check(fp8.Write("fp8_pqs"));
+  EXPECT_TRUE(HasError(r, "tensor.unexpected", "model.layers.0.mlp.down_proj.pre_quant_scale")) << Dump(r);
 }
 
 TEST(CheckBroken, NvFp4InputDimNotDivisible) {

@@ -197,6 +197,7 @@ struct LinearPlan {
   std::vector<float> weight_amax;     // possibly unified
   std::optional<float> global_amax;   // NVFP4
   std::optional<float> input_amax;    // possibly unified (scalar)
+  std::vector<float> pre_quant_scale; // the input's smoothing vector [in] (SmoothQuant, AWQ); empty: none
 };
 
 }  // namespace
@@ -342,6 +343,15 @@ ExportPlans PlanLinears(const Model& model, const QuantState& state, bool calibr
         p.input_amax = p.input->amax[0];
       }
       const auto& tr = exporter::Traits(p.format);
+      if (p.input != nullptr && !p.input->pre_quant_scale.empty()) {
+        QF_CHECK(tr.pre_quant_scale != exporter::Presence::kForbidden,
+                 "module '{}': its input is smoothed (pre_quant_scale), but export format {} has no pre_quant_scale "
+                 "tensor: a runtime would compute the layer unsmoothed", modules[static_cast<size_t>(m)].name, tr.name);
+        QF_CHECK(static_cast<int64_t>(p.input->pre_quant_scale.size()) == modules[static_cast<size_t>(m)].in_features,
+                 "quantizer '{}': pre_quant_scale has {} values, the Linear {} input features", p.input->slot.name,
+                 p.input->pre_quant_scale.size(), modules[static_cast<size_t>(m)].in_features);
+        p.pre_quant_scale = p.input->pre_quant_scale;
+      }
       if (calibrated && tr.input_scale == exporter::Presence::kRequired) {
         QF_CHECK(p.input_amax.has_value(), "module '{}' ({}): its input quantizer has no calibrated amax, so no "
                  "input_scale can be written", modules[static_cast<size_t>(m)].name, tr.name);
@@ -373,6 +383,13 @@ ExportPlans PlanLinears(const Model& model, const QuantState& state, bool calibr
                  modules[static_cast<size_t>(p->module)].name, exporter::Traits(p->format).name);
       }
       stat.format = std::string(exporter::Traits(f).name);
+      // One input, scaled once by the runtime: the calibration gives siblings one pre_quant_scale (as
+      // ModelOpt's export averages them and re-smooths the weights).
+      for (auto* p : ms) {
+        QF_CHECK(p->pre_quant_scale == ms[0]->pre_quant_scale,
+                 "fused siblings '{}' and '{}' have different pre_quant_scale (a runtime scales their shared input "
+                 "once)", g.members[0], modules[static_cast<size_t>(p->module)].name);
+      }
       // One global weight scale: NVFP4 global amax, or the FP8 per-tensor amax.
       if (ms[0]->global_amax) {
         float g_max = 0;
@@ -399,6 +416,13 @@ ExportPlans PlanLinears(const Model& model, const QuantState& state, bool calibr
   }
 
   return out;
+}
+
+// A pre_quant_scale's dtype: its weight's in the checkpoint (ModelOpt: the module's dtype), f32 for a weight
+// stored in another type.
+DType PreQuantScaleDType(const Model& model, int module) {
+  const DType d = model.CheckpointWeightDType(module);
+  return d == DType::kBF16 || d == DType::kF16 ? d : DType::kF32;
 }
 
 // Whether Linear `p` gets an input_scale tensor: from its calibrated amax, or (before calibration) from its
@@ -443,6 +467,7 @@ struct StagedHfExport::Impl {
   bool calibrated;
   ExportPlans plans;
   std::vector<char> input_scale;                     // per plans.linears entry: an input_scale is planned
+  std::vector<char> pre_quant_scale;                 // per plans.linears entry: a pre_quant_scale is planned
   std::vector<std::string> kv_names;                 // planned KV-cache scale tensors, in order
   std::vector<std::string> copied;                   // checkpoint tensors copied as stored
   CheckpointTensors ckpt;                            // (before `writer`: its `done` callbacks use it)
@@ -566,6 +591,7 @@ StagedHfExport::StagedHfExport(Model& model, const QuantState& state, const fs::
   std::set<std::string> replaced;  // checkpoint tensors written in another form
   for (const auto& p : x.plans.linears) {
     x.input_scale.push_back(WritesInputScale(p, calibrated) ? 1 : 0);
+    x.pre_quant_scale.push_back(p.format != ExportFormat::kNone && !p.pre_quant_scale.empty() ? 1 : 0);
     if (p.format == ExportFormat::kNone) continue;
     const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
     QF_CHECK(info.name != "lm_head" || !model.config().tie_word_embeddings,
@@ -576,6 +602,9 @@ StagedHfExport::StagedHfExport(Model& model, const QuantState& state, const fs::
     layout.push_back({info.name + ".weight_scale", StoredDTypeOf(pl.scale_type), pl.scale_shape});
     if (pl.has_scale_2) layout.push_back({info.name + ".weight_scale_2", DType::kF32, {}});
     if (x.input_scale.back()) layout.push_back({info.name + ".input_scale", DType::kF32, {}});
+    if (x.pre_quant_scale.back()) {  // in the weight's checkpoint dtype, as ModelOpt writes it
+      layout.push_back({info.name + ".pre_quant_scale", PreQuantScaleDType(model, p.module), {info.in_features}});
+    }
     replaced.insert(info.weight_tensor);
   }
   exporter::KvCacheAlgo kv = exporter::KvCacheAlgo::kNone;
@@ -697,6 +726,9 @@ std::optional<HfExportReport> StagedHfExport::Finish(const QuantState& state) {
     // A predicted input_scale that calibration did not produce (or the reverse): the layout is wrong, and
     // the caller exports again from the calibrated state.
     if ((x.input_scale[i] != 0) != WritesInputScale(b, true)) return std::nullopt;
+    if ((x.pre_quant_scale[i] != 0) != (b.format != ExportFormat::kNone && !b.pre_quant_scale.empty())) {
+      return std::nullopt;
+    }
   }
   exporter::KvCacheAlgo kv = exporter::KvCacheAlgo::kNone;
   const auto kv_tensors = KvScaleTensors(model, state, &kv);
@@ -705,8 +737,13 @@ std::optional<HfExportReport> StagedHfExport::Finish(const QuantState& state) {
 
   for (size_t i = 0; i < final_plans.linears.size(); ++i) {
     const LinearPlan& p = final_plans.linears[i];
-    if (!x.input_scale[i]) continue;
     const ModuleInfo& info = modules[static_cast<size_t>(p.module)];
+    if (x.pre_quant_scale[i]) {
+      // The values are the forward's (already in the checkpoint dtype): the conversion is exact.
+      x.writer->Add(info.name + ".pre_quant_scale", Tensor::FromF32({info.in_features}, p.pre_quant_scale)
+                                                        .FromF32To(PreQuantScaleDType(model, p.module)));
+    }
+    if (!x.input_scale[i]) continue;
     const float d = InputScaleDivisor(p.input->spec());  // amax / max bound, with export_amax's rules
     x.writer->Add(info.name + ".input_scale", FiniteScale(info.name + ".input_scale", *p.input,
                                                           ExportAmax(*p.input_amax, d) / d));

@@ -29,23 +29,23 @@ using P = Presence;
 
 // clang-format off
 const std::vector<ExportFormatTraits> kFormats = {
-  // format                     name              quant_algo                  gs     awq    dflt  weight          weight_scale     ws2          input_scale   vllm   mixed  trtllm
-  {ExportFormat::kNone,          "none",           "",                         false, false, 0,   WS::kKeep,      SK::kNone,       P::kForbidden, P::kForbidden, false, false, false},
-  {ExportFormat::kFp8,           "fp8",            "FP8",                      false, false, 0,   WS::kFp8,       SK::kScalarF32,  P::kForbidden, P::kRequired,  true,  true,  true},
-  {ExportFormat::kFp8PcPt,       "fp8_pc_pt",      "FP8_PER_CHANNEL_PER_TOKEN", false, false, 0,  WS::kFp8,       SK::kChannelF32, P::kForbidden, P::kForbidden, true,  false, true},
-  {ExportFormat::kFp8PbWo,       "fp8_pb_wo",      "fp8_pb_wo",                false, false, 128, WS::kFp8,       SK::kBlock2dF32, P::kForbidden, P::kForbidden, true,  false, true},
-  {ExportFormat::kNvfp4,         "nvfp4",          "NVFP4",                    true,  false, 16,  WS::kPackedIn4, SK::kGroupF8,    P::kRequired,  P::kRequired,  true,  true,  true},
-  {ExportFormat::kW4a16Nvfp4,    "w4a16_nvfp4",    "W4A16_NVFP4",              true,  false, 16,  WS::kPackedIn4, SK::kGroupF8,    P::kRequired,  P::kTolerated,  true,  true,  false},
-  {ExportFormat::kMxfp8,         "mxfp8",          "MXFP8",                    true,  false, 32,  WS::kFp8,       SK::kGroupE8M0,  P::kForbidden, P::kOptional,  true,  false, false},
-  {ExportFormat::kInt8Sq,        "int8_sq",        "W8A8_SQ_PER_CHANNEL",      false, false, 0,   WS::kInt8,      SK::kChannelF32, P::kForbidden, P::kRequired,  false, false, true},
-  {ExportFormat::kInt8Wo,        "int8_wo",        "W8A16",                    false, false, 0,   WS::kInt8,      SK::kChannelF32, P::kForbidden, P::kForbidden, false, false, true},
-  {ExportFormat::kInt4Awq,       "int4_awq",       "W4A16_AWQ",                true,  true,  128, WS::kPackedOut4, SK::kGroupF32,  P::kForbidden, P::kForbidden, false, false, true},
-  {ExportFormat::kW4a8Awq,       "w4a8_awq",       "W4A8_AWQ",                 true,  true,  128, WS::kPackedOut4, SK::kGroupF32,  P::kRequired,  P::kRequired,  false, false, true},
-  {ExportFormat::kNvfp4Awq,      "nvfp4_awq",      "NVFP4_AWQ",                true,  true,  16,  WS::kPackedIn4, SK::kGroupF8,    P::kRequired,  P::kRequired,  false, false, false},
-  {ExportFormat::kW4a8Nvfp4Fp8,  "w4a8_nvfp4_fp8", "W4A8_NVFP4_FP8",           true,  false, 32,  WS::kPackedIn4, SK::kGroupF8,    P::kRequired,  P::kRequired,  false, false, true},
-  {ExportFormat::kW4a8Mxfp4Fp8,  "w4a8_mxfp4_fp8", "W4A8_MXFP4_FP8",           true,  false, 32,  WS::kPackedIn4, SK::kGroupE8M0,  P::kForbidden, P::kRequired,  false, false, true},
-  {ExportFormat::kMxfp4,         "mxfp4",          "mxfp4",                    false, false, 32,  WS::kPackedIn4, SK::kGroupE8M0,  P::kForbidden, P::kForbidden, false, false, false},
-  {ExportFormat::kNvfp4Svdquant, "nvfp4_svdquant", "NVFP4_SVD",                true,  true,  16,  WS::kPackedIn4, SK::kGroupF8,    P::kRequired,  P::kRequired,  false, false, false},
+  // format                     name              quant_algo                   gs     awq    dflt weight           weight_scale     ws2            input_scale    pqs            vllm   mixed  trtllm
+  {ExportFormat::kNone,          "none",           "",                          false, false, 0,   WS::kKeep,       SK::kNone,       P::kForbidden, P::kForbidden, P::kForbidden, false, false, false},
+  {ExportFormat::kFp8,           "fp8",            "FP8",                       false, false, 0,   WS::kFp8,        SK::kScalarF32,  P::kForbidden, P::kRequired,  P::kForbidden, true,  true,  true},
+  {ExportFormat::kFp8PcPt,       "fp8_pc_pt",      "FP8_PER_CHANNEL_PER_TOKEN", false, false, 0,   WS::kFp8,        SK::kChannelF32, P::kForbidden, P::kForbidden, P::kForbidden, true,  false, true},
+  {ExportFormat::kFp8PbWo,       "fp8_pb_wo",      "fp8_pb_wo",                 false, false, 128, WS::kFp8,        SK::kBlock2dF32, P::kForbidden, P::kForbidden, P::kForbidden, true,  false, true},
+  {ExportFormat::kNvfp4,         "nvfp4",          "NVFP4",                     true,  false, 16,  WS::kPackedIn4,  SK::kGroupF8,    P::kRequired,  P::kRequired,  P::kForbidden, true,  true,  true},
+  {ExportFormat::kW4a16Nvfp4,    "w4a16_nvfp4",    "W4A16_NVFP4",               true,  false, 16,  WS::kPackedIn4,  SK::kGroupF8,    P::kRequired,  P::kTolerated, P::kForbidden, true,  true,  false},
+  {ExportFormat::kMxfp8,         "mxfp8",          "MXFP8",                     true,  false, 32,  WS::kFp8,        SK::kGroupE8M0,  P::kForbidden, P::kOptional,  P::kForbidden, true,  false, false},
+  {ExportFormat::kInt8Sq,        "int8_sq",        "W8A8_SQ_PER_CHANNEL",       false, false, 0,   WS::kInt8,       SK::kChannelF32, P::kForbidden, P::kRequired,  P::kOptional,  false, false, true},
+  {ExportFormat::kInt8Wo,        "int8_wo",        "W8A16",                     false, false, 0,   WS::kInt8,       SK::kChannelF32, P::kForbidden, P::kForbidden, P::kForbidden, false, false, true},
+  {ExportFormat::kInt4Awq,       "int4_awq",       "W4A16_AWQ",                 true,  true,  128, WS::kPackedOut4, SK::kGroupF32,   P::kForbidden, P::kForbidden, P::kOptional,  false, false, true},
+  {ExportFormat::kW4a8Awq,       "w4a8_awq",       "W4A8_AWQ",                  true,  true,  128, WS::kPackedOut4, SK::kGroupF32,   P::kRequired,  P::kRequired,  P::kOptional,  false, false, true},
+  {ExportFormat::kNvfp4Awq,      "nvfp4_awq",      "NVFP4_AWQ",                 true,  true,  16,  WS::kPackedIn4,  SK::kGroupF8,    P::kRequired,  P::kRequired,  P::kOptional,  false, false, false},
+  {ExportFormat::kW4a8Nvfp4Fp8,  "w4a8_nvfp4_fp8", "W4A8_NVFP4_FP8",            true,  false, 32,  WS::kPackedIn4,  SK::kGroupF8,    P::kRequired,  P::kRequired,  P::kForbidden, false, false, true},
+  {ExportFormat::kW4a8Mxfp4Fp8,  "w4a8_mxfp4_fp8", "W4A8_MXFP4_FP8",            true,  false, 32,  WS::kPackedIn4,  SK::kGroupE8M0,  P::kForbidden, P::kRequired,  P::kForbidden, false, false, true},
+  {ExportFormat::kMxfp4,         "mxfp4",          "mxfp4",                     false, false, 32,  WS::kPackedIn4,  SK::kGroupE8M0,  P::kForbidden, P::kForbidden, P::kForbidden, false, false, false},
+  {ExportFormat::kNvfp4Svdquant, "nvfp4_svdquant", "NVFP4_SVD",                 true,  true,  16,  WS::kPackedIn4,  SK::kGroupF8,    P::kRequired,  P::kRequired,  P::kOptional,  false, false, false},
 };
 // clang-format on
 

@@ -92,6 +92,9 @@ struct ExportFormatTraits {
   WeightScaleKind weight_scale;
   Presence weight_scale_2;  // fp32 [] global scale
   Presence input_scale;     // fp32 [] static activation scale
+  // <linear>.pre_quant_scale [in], the checkpoint's dtype: the smoothing vector the runtime multiplies the
+  // input by (SmoothQuant's INT8, the AWQ family; absent where ModelOpt folded it into a preceding layer).
+  Presence pre_quant_scale;
   bool vllm;                // accepted as the top-level quant_algo by vLLM's ModelOpt path
   bool vllm_mixed;          // accepted per layer inside MIXED_PRECISION by vLLM
   bool trtllm;              // accepted by TRT-LLM (after its own canonicalisation)

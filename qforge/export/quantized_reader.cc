@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstring>
 #include <map>
 
@@ -119,7 +120,7 @@ QuantizedModel LoadQuantizedModel(const fs::path& dir, const ModelLoadOptions& b
   };
   opts.ignore_tensor = [](const std::string& n) {
     return EndsWith(n, ".weight_scale") || EndsWith(n, ".weight_scale_2") || EndsWith(n, ".input_scale") ||
-           EndsWith(n, ".k_scale") || EndsWith(n, ".v_scale");
+           EndsWith(n, ".pre_quant_scale") || EndsWith(n, ".k_scale") || EndsWith(n, ".v_scale");
   };
   out.model = Model::Load(dir, opts);
   out.dequantized_weights = static_cast<int>(entries->size());
@@ -136,6 +137,21 @@ QuantizedModel LoadQuantizedModel(const fs::path& dir, const ModelLoadOptions& b
     const std::string in_scale = info.name + ".input_scale";
     const float scale = ckpt->Contains(in_scale) ? ckpt->Get(in_scale).ToF32().data<float>()[0] : 0.0f;
     ActivationQuant a;
+    // The smoothing vector (SmoothQuant, AWQ), applied to the input before its quantization as the runtime
+    // does; also for weight-only formats (AWQ W4A16).
+    const std::string pqs_name = info.name + ".pre_quant_scale";
+    if (ckpt->Contains(pqs_name)) {
+      const Tensor t = ckpt->Get(pqs_name).ToF32();
+      QF_CHECK(t.rank() == 1 && t.dim(0) == info.in_features, "checkpoint '{}': '{}' has shape {}, expected [{}]",
+               dir.string(), pqs_name, ShapeToString(t.shape()), info.in_features);
+      for (float v : t.span<float>()) {
+        QF_CHECK(std::isfinite(v) && v > 0, "checkpoint '{}': '{}' holds {} (pre_quant_scale factors must be finite "
+                 "and positive)", dir.string(), pqs_name, v);
+      }
+      a.pre_quant_scale.assign(t.span<float>().begin(), t.span<float>().end());
+      a.name = pqs_name;
+      act_kinds["pre_quant_scale (smoothed)"] += 1;
+    }
     switch (it->second.format) {
       case ExportFormat::kFp8:
       case ExportFormat::kInt8Sq:
@@ -162,8 +178,10 @@ QuantizedModel LoadQuantizedModel(const fs::path& dir, const ModelLoadOptions& b
         a.spec = BlockSpecOf(NumBits::Float(4, 3), 32, NumBits::Float(8, 0));
         act_kinds["mxfp8"] += 1;
         break;
-      default:
-        continue;  // weight-only formats
+      default:  // weight-only formats: at most the smoothing
+        if (a.pre_quant_scale.empty()) continue;
+        a.quantize = false;
+        break;
     }
     hooks->SetInput(static_cast<int>(m), std::move(a));
   }

@@ -15,8 +15,25 @@ void Apply(Backend& be, const ActivationQuant* q, float* x, std::initializer_lis
 
 }  // namespace
 
+const float* FakeQuantHooks::PreQuantScaleOn(Backend& be, int module, const ActivationQuant& q) {
+  auto& [owner, buf] = pqs_[module];
+  if (owner != &be || buf.empty()) {
+    buf = be.AllocCopy(q.pre_quant_scale.data(), static_cast<int64_t>(q.pre_quant_scale.size() * sizeof(float)));
+    owner = &be;
+  }
+  return buf.as<const float>();
+}
+
 void FakeQuantHooks::OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) {
-  Apply(be, table_.input(module), x, {rows, cols}, "linear input");
+  const ActivationQuant* q = table_.input(module);
+  if (q == nullptr) return;
+  if (!q->pre_quant_scale.empty()) {  // smoothing first, as ModelOpt's TensorQuantizer (also when disabled)
+    QF_CHECK(static_cast<int64_t>(q->pre_quant_scale.size()) == cols,
+             "quantizer '{}': its pre_quant_scale has {} values for a Linear input of {} features", q->name,
+             q->pre_quant_scale.size(), cols);
+    be.ScaleColumns(x, PreQuantScaleOn(be, module, *q), rows, cols);
+  }
+  if (q->quantize) Apply(be, q, x, {rows, cols}, "linear input");
 }
 
 void FakeQuantHooks::OnLinearOutput(Backend& be, int module, float* y, int64_t rows, int64_t cols) {

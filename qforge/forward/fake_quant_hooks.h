@@ -3,6 +3,8 @@
 // backend's FakeQuant op on backend memory (bit-identical to numerics FakeQuant).
 #pragma once
 
+#include <map>
+
 #include "qforge/forward/forward_model.h"
 #include "qforge/quant/activation_quant.h"
 
@@ -26,7 +28,10 @@ class FakeQuantHooks : public ForwardHooks {
   void OnAttentionProbs(Backend& be, int module, float* probs, int64_t batch, int64_t heads, int64_t seq) override;
 
  private:
+  // A Linear input's pre_quant_scale on backend `be` (uploaded on first use).
+  const float* PreQuantScaleOn(Backend& be, int module, const ActivationQuant& q);
   ActivationQuantTable table_;
+  std::map<int, std::pair<Backend*, Buffer>> pqs_;  // module -> its pre_quant_scale on a backend
 };
 
 }  // namespace qforge

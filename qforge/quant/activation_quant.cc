@@ -7,6 +7,13 @@ namespace qforge {
 namespace {
 
 std::optional<ActivationQuant> FromQuantizer(const Quantizer* q) {
+  if (q != nullptr && !q->enabled() && !q->pre_quant_scale.empty()) {  // AWQ W4A16: the scaling alone
+    ActivationQuant a;
+    a.name = q->slot.name;
+    a.pre_quant_scale = q->pre_quant_scale;
+    a.quantize = false;
+    return a;
+  }
   if (q == nullptr || !q->enabled()) return std::nullopt;
   QF_CHECK(!q->sequential(), "quantizer '{}': sequential activation quantizers are not supported", q->slot.name);
   ActivationQuant a;
@@ -17,6 +24,7 @@ std::optional<ActivationQuant> FromQuantizer(const Quantizer* q) {
   const bool needs_amax = !a.spec.dynamic && !a.spec.IsMx() && !a.spec.IsNvfp4Dynamic() && !a.spec.use_constant_amax &&
                           !a.spec.constant_amax;
   a.missing_amax = needs_amax && !q->has_amax;
+  a.pre_quant_scale = q->pre_quant_scale;
   return a;
 }
 

@@ -23,9 +23,14 @@ struct ActivationQuant {
   std::optional<float> global_amax;  // static NVFP4 only
   std::string name;                  // quantizer name, for errors
   bool missing_amax = false;         // needs a calibrated amax it does not have yet: an error when used
+  // Linear inputs only: multiplied per input feature before quantization (Quantizer::pre_quant_scale);
+  // empty: none. `quantize` false: only that scaling (a disabled input quantizer with a smoothing vector).
+  std::vector<float> pre_quant_scale;
+  bool quantize = true;
 };
 
-// Per module (indexed like Model::modules()), the enabled activation quantizers.
+// Per module (indexed like Model::modules()), the enabled activation quantizers, and the Linear inputs that
+// are only scaled (a disabled input quantizer with a pre_quant_scale).
 class ActivationQuantTable {
  public:
   explicit ActivationQuantTable(size_t num_modules);

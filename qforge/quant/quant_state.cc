@@ -64,6 +64,20 @@ void Quantizer::MergeAmax(const std::vector<float>& values, const std::vector<in
   for (size_t i = 0; i < values.size(); ++i) amax[i] = std::max(amax[i], values[i]);
 }
 
+void Quantizer::ResetAmax() {
+  amax.clear();
+  amax_shape.clear();
+  has_amax = false;
+  global_amax.reset();
+}
+
+void Quantizer::SetAttrs(config::QuantizerAttributeConfig attrs) {
+  QF_ASSERT(!sequential() && slot.state.stages.size() == 1, "SetAttrs on sequential quantizer '{}'", slot.name);
+  slot.state.stages[0] = std::move(attrs);
+  ResolveSpec();
+  ResetAmax();
+}
+
 void Quantizer::ResolveSpec() {
   spec_.reset();
   try {
@@ -159,10 +173,8 @@ const Quantizer* QuantState::FindByName(std::string_view name) const {
 
 void QuantState::ResetCalibration() {
   for (auto& q : quantizers_) {
-    q.amax.clear();
-    q.amax_shape.clear();
-    q.has_amax = false;
-    q.global_amax.reset();
+    q.ResetAmax();
+    q.pre_quant_scale.clear();
   }
 }
 

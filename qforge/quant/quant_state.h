@@ -42,6 +42,10 @@ struct Quantizer {
   std::vector<int64_t> amax_shape;
   bool has_amax = false;
   std::optional<float> global_amax;
+  // SmoothQuant / AWQ smoothing (ModelOpt's input_quantizer._pre_quant_scale), on an input quantizer: the
+  // Linear's input is multiplied by it per input feature before the quantizer, also when the quantizer is
+  // disabled (AWQ W4A16). [in_features], as the forward applies it (in the checkpoint's dtype). Empty: none.
+  std::vector<float> pre_quant_scale;
 
   bool enabled() const { return !hard_disabled && slot.state.enabled(); }
   bool sequential() const { return slot.state.sequential; }
@@ -53,6 +57,11 @@ struct Quantizer {
   bool NeedsCalibration() const;
   // Folds one more max-calibration result into amax (element-wise max; shapes must agree).
   void MergeAmax(const std::vector<float>& values, const std::vector<int64_t>& shape);
+  // Clears the calibrated amax (amax, its shape, global_amax), keeping pre_quant_scale.
+  void ResetAmax();
+  // Replaces a single-stage quantizer's attributes and resolves spec() again (an algorithm that calibrates
+  // with other attributes for a while: smoothquant's per-channel input amax). Clears the amax.
+  void SetAttrs(config::QuantizerAttributeConfig attrs);
 
  private:
   friend class QuantState;

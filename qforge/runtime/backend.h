@@ -282,6 +282,10 @@ class Backend {
   // shared_expert_gate).
   virtual void SigmoidScaleRows(float* x, const float* gate_logits, int64_t rows, int64_t cols) = 0;
 
+  // x[r, c] *= scale[c]; x: [rows, cols], scale: [cols] (a Linear input's pre_quant_scale: SmoothQuant,
+  // AWQ). The f32 product, rounded to the compute dtype (bf16: torch's product of two bf16 tensors).
+  virtual void ScaleColumns(float* x, const float* scale, int64_t rows, int64_t cols) = 0;
+
   // out[r, :] = x[rows_idx[r], :] for r < rows; x: [*, dim], out: [rows, dim].
   virtual void GatherRows(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim) = 0;
 

@@ -162,6 +162,14 @@ Tensor Tensor::ToF32() const {
   return t;
 }
 
+void RoundToDType(DType dtype, std::span<float> values) {
+  if (dtype == DType::kBF16) {
+    for (float& v : values) v = Bf16ToF32(F32ToBf16Rne(v));
+  } else if (dtype == DType::kF16) {
+    for (float& v : values) v = F16ToF32(F32ToF16Rne(v));
+  }
+}
+
 Tensor Tensor::FromF32To(DType dtype) const {
   QF_ASSERT(dtype_ == DType::kF32);
   if (dtype == DType::kF32) return *this;

@@ -92,4 +92,8 @@ class Tensor {
 // Converts `n` elements of a floating dtype to f32 (exact). `src` holds n * DTypeSize(dtype) bytes.
 void ConvertToF32(DType dtype, const void* src, float* dst, int64_t n);
 
+// Rounds f32 values in place to the nearest value of `dtype` (BF16, F16: RNE, as torch's .to(dtype); F32 and
+// any other dtype: unchanged), e.g. updated weights as a bf16 model holds them.
+void RoundToDType(DType dtype, std::span<float> values);
+
 }  // namespace qforge

@@ -308,6 +308,14 @@ TEST_P(DeviceBackendTest, SiluMulAddSigmoidScale) {
     Buffer dx = ToDevice(be, x), dg = ToDevice(be, g);
     be.SigmoidScaleRows(dx.as<float>(), dg.as<float>(), rows, cols);
     EXPECT_TRUE(Near("SigmoidScaleRows", FromDevice<float>(be, dx), want, FewUlps(bf16())));
+    // ScaleColumns: one f32 product per element, rounded once: bit-exact.
+    const auto s = Input(cols, 14, 1e-3f, 40.f);
+    std::vector<float> want_s = x;
+    cpu().ScaleColumns(want_s.data(), s.data(), rows, cols);
+    want_s = ReferenceOut(want_s);
+    Buffer dx2 = ToDevice(be, x), ds = ToDevice(be, s);
+    be.ScaleColumns(dx2.as<float>(), ds.as<float>(), rows, cols);
+    EXPECT_TRUE(BitExact("ScaleColumns", FromDevice<float>(be, dx2), want_s));
   }
 }
 

@@ -139,5 +139,36 @@ for spec in "${specs[@]}"; do
   if diff -q "$W/$m.gptq/model.safetensors" "$W/$m.whole/model.safetensors" >/dev/null 2>&1; then
     echo "FAIL $m gptq: the export equals max's"; fail=1
   fi
+
+  # SmoothQuant (issue 11) folds its scales into the weights: layer by layer (next inputs from the unsmoothed
+  # layer, as ModelOpt) it gives the whole-model export's bytes; a killed run resumes to them, and a finished
+  # checkpoint re-exports them (weights and pre_quant_scale from the checkpoint).
+  sq() {  # sq EXPORT [extra args...]
+    local out=$1
+    shift
+    "$Q" quantize --model "$S/data/models/$m" --qformat int8_smoothquant --kv-cache-qformat none --calib "$T" \
+      --calib-size 4 --calib-seq-len 64 --batch-size 2 --export "$out" --overwrite --no-progress "$@" >"$W/log" 2>&1
+  }
+  sq "$W/$m.sq" || { echo "FAIL $m smoothquant"; cat "$W/log"; fail=1; }
+  if ! grep -q "note: smoothquant (alpha 1): [1-9][0-9]* Linears smoothed" "$W/log"; then
+    echo "FAIL $m smoothquant: nothing smoothed"; fail=1
+  fi
+  sq "$W/$m.sqlw" --layerwise --checkpoint-dir "$W/$m.sck0" --save-every $every ||
+    { echo "FAIL $m smoothquant layerwise"; cat "$W/log"; fail=1; }
+  same "$W/$m.sq" "$W/$m.sqlw" "$m: smoothquant layerwise == whole model"
+  for kk in "layer_calibrated:2" "after_manifest:1"; do
+    (QF_TEST_KILL_AT=$kk sq "$W/$m.sqkill" --layerwise --checkpoint-dir "$W/$m.sck1" --save-every $every) 2>/dev/null
+    rc=$?
+    if [ $rc -ne 137 ] && [ $rc -ne 0 ]; then echo "FAIL $m smoothquant kill $kk: exit $rc"; cat "$W/log"; fail=1; fi
+    check_invariant "$W/$m.sck1" "$m smoothquant kill $kk"
+  done
+  sq "$W/$m.sqres" --layerwise --checkpoint-dir "$W/$m.sck1" --save-every $every ||
+    { echo "FAIL $m smoothquant resume"; cat "$W/log"; fail=1; }
+  same "$W/$m.sq" "$W/$m.sqres" "$m: smoothquant killed twice (save_every $every), resumed"
+  if "$Q" export --from "$W/$m.sck0" --model "$S/data/models/$m" --export "$W/$m.sqfrom" >"$W/log" 2>&1; then
+    same "$W/$m.sq" "$W/$m.sqfrom" "$m: smoothquant: qforge export --from its finished checkpoint"
+  else
+    echo "FAIL $m smoothquant export --from"; cat "$W/log"; fail=1
+  fi
 done
 exit $fail

@@ -51,6 +51,31 @@ for model in llama-dense-26M qwen2moe-25M; do
   quantize_and_check "$model" nvfp4_default-kv_none-gptq "note: gptq: [1-9][0-9]* weights updated" "GPTQ update"
   cd - > /dev/null
 done
+# smoothquant (issue 11) on both models, from the int8_smoothquant preset: the export carries pre_quant_scale and
+# passes check for TRT-LLM (vLLM has no W8A8_SQ path), and its perplexity (eval applies the pre_quant_scale
+# before the INT8 input quantizer) stays within 1% of the bf16 model's.
+ppl() { grep -oE '^ppl=[0-9.]+' "$OUT/eval" | cut -d= -f2; }
+for model in llama-dense-26M qwen2moe-25M; do
+  dir="$OUT/$model-int8_sq"
+  if ! "$QF" quantize --model "$SHARED/data/models/$model" --qformat int8_smoothquant --kv-cache-qformat none \
+       --calib "$SHARED/data/text/janeausten/emma.txt" --calib-size 16 --calib-seq-len 256 --export "$dir" \
+       --no-progress > "$OUT/log" 2>&1 || ! grep -qE "note: smoothquant \(alpha 1\): [1-9][0-9]* Linears smoothed" "$OUT/log"; then
+    echo "FAIL quantize $model int8_smoothquant"; cat "$OUT/log"; fail=1; continue
+  fi
+  if ! "$QF" check --target trtllm "$dir" > "$OUT/check" 2>&1; then
+    echo "FAIL check $model int8_smoothquant"; cat "$OUT/check"; fail=1; continue
+  fi
+  "$QF" eval --model "$dir" --text "$SHARED/data/text/janeausten/persuasion.txt" --max-tokens 4096 > "$OUT/eval" 2>&1
+  q=$(ppl)
+  grep -q "pre_quant_scale (smoothed)" "$OUT/eval" || { echo "FAIL eval $model int8_smoothquant: no pre_quant_scale applied"; fail=1; }
+  "$QF" eval --model "$SHARED/data/models/$model" --text "$SHARED/data/text/janeausten/persuasion.txt" \
+    --max-tokens 4096 > "$OUT/eval" 2>&1
+  b=$(ppl)
+  if [ -z "$q" ] || [ -z "$b" ] || ! awk -v q="$q" -v b="$b" 'BEGIN { exit !(q < b * 1.01) }'; then
+    echo "FAIL $model int8_smoothquant: ppl $q against bf16 $b (more than 1% worse)"; fail=1; continue
+  fi
+  echo "ok $model int8_smoothquant: ppl $q (bf16 $b); $(tail -1 "$OUT/check")"
+done
 # No temporary directories are left behind.
 if ls "$OUT" | grep -q '\.tmp\.'; then echo "FAIL: temporary export directory left behind"; fail=1; fi
 exit $fail

@@ -73,6 +73,7 @@ class HostDeviceBackend final : public Backend {
     return cpu_.GroupRowsByExpert(ids, w, t, k, e, rows, weights);
   }
   void SigmoidScaleRows(float* x, const float* g, int64_t r, int64_t c) override { cpu_.SigmoidScaleRows(x, g, r, c); }
+  void ScaleColumns(float* x, const float* s, int64_t r, int64_t c) override { cpu_.ScaleColumns(x, s, r, c); }
   void GatherRows(const float* x, const int32_t* i, float* o, int64_t r, int64_t d) override {
     cpu_.GatherRows(x, i, o, r, d);
   }

@@ -409,6 +409,15 @@ void CpuBackend::SigmoidScaleRows(float* x, const float* gate_logits, int64_t ro
   }
 }
 
+void CpuBackend::ScaleColumns(float* x, const float* scale, int64_t rows, int64_t cols) {
+#pragma omp parallel for if (rows * cols > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* xr = x + r * cols;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) xr[j] *= scale[j];
+  }
+}
+
 void CpuBackend::GatherRows(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim) {
 #pragma omp parallel for if (rows * dim > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * dim, x + rows_idx[r] * dim, dim * sizeof(float));

@@ -48,6 +48,7 @@ class CpuBackend final : public Backend {
   void TopKRouting(const float* logits, int64_t tokens, int64_t experts, int top_k, bool renormalize,
                    int32_t* expert_ids, float* weights) override;
   void SigmoidScaleRows(float* x, const float* gate_logits, int64_t rows, int64_t cols) override;
+  void ScaleColumns(float* x, const float* scale, int64_t rows, int64_t cols) override;
   void GatherRows(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim) override;
   void ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y, int64_t rows,
                       int64_t dim) override;

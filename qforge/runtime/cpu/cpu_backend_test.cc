@@ -264,6 +264,13 @@ TEST(CpuBackend, SigmoidScaleGatherScatter) {
   be.SigmoidScaleRows(y.data(), gl.data(), 4, 6);
   for (int r = 0; r < 4; ++r)
     for (int j = 0; j < 6; ++j) ASSERT_NEAR(y[r * 6 + j], x[r * 6 + j] / (1 + std::exp(-gl[r])), 1e-6);
+  {
+    const std::vector<float> sc = {0.5f, 2.f, 3.f, 1e-4f, 1e4f, -1.f};
+    auto z = x;
+    be.ScaleColumns(z.data(), sc.data(), 4, 6);
+    for (int r = 0; r < 4; ++r)
+      for (int j = 0; j < 6; ++j) ASSERT_EQ(z[r * 6 + j], x[r * 6 + j] * sc[j]);
+  }
 
   std::vector<int32_t> idx = {3, 0};
   std::vector<float> g(2 * 6);

@@ -98,6 +98,7 @@ class CudaBackend final : public Backend {
   std::vector<int64_t> GroupRowsByExpert(const int32_t* expert_ids, const float* topk_w, int64_t tokens, int top_k,
                                          int64_t experts, int32_t* rows, float* weights) override;
   void SigmoidScaleRows(float* x, const float* gate_logits, int64_t rows, int64_t cols) override;
+  void ScaleColumns(float* x, const float* scale, int64_t rows, int64_t cols) override;
   void GatherRows(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim) override;
   void ScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y, int64_t rows,
                       int64_t dim) override;
@@ -792,6 +793,11 @@ std::vector<int64_t> CudaBackend::GroupRowsByExpert(const int32_t* expert_ids, c
   Download(host.data(), offsets_dev, (experts + 2) * 4);
   QF_ASSERT(host[static_cast<size_t>(experts) + 1] == 0, "GroupRowsByExpert: an expert id outside [0, {})", experts);
   return std::vector<int64_t>(host.begin(), host.end() - 1);
+}
+
+void CudaBackend::ScaleColumns(float* x, const float* scale, int64_t rows, int64_t cols) {
+  Activate();
+  Check(cuda::LaunchScaleColumns(x, scale, rows, cols, round_bf16(), stream_), "ScaleColumns");
 }
 
 void CudaBackend::SigmoidScaleRows(float* x, const float* gate_logits, int64_t rows, int64_t cols) {

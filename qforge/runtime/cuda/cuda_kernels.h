@@ -55,6 +55,8 @@ cudaError_t LaunchSwapMiddleAxes(const float* x, float* y, int64_t a, int64_t b,
 cudaError_t LaunchSoftmax(float* x, int64_t rows, int64_t cols, bool round_bf16, cudaStream_t stream);
 cudaError_t LaunchSigmoidScaleRows(float* x, const float* gate_logits, int64_t rows, int64_t cols, bool round_bf16,
                                    cudaStream_t stream);
+cudaError_t LaunchScaleColumns(float* x, const float* scale, int64_t rows, int64_t cols, bool round_bf16,
+                               cudaStream_t stream);
 cudaError_t LaunchGatherRows(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim,
                              bool round_bf16, cudaStream_t stream);
 cudaError_t LaunchScatterAddRows(const float* x, const int32_t* rows_idx, const float* row_weights, float* y,

@@ -284,6 +284,10 @@ __global__ void SigmoidScaleRowsKernel(float* x, const float* gate_logits, int64
   }
 }
 
+__global__ void ScaleColumnsKernel(float* x, const float* scale, int64_t rows, int64_t cols, bool round_bf16) {
+  QF_FOR_ROWS_COLS(rows, cols) { x[r * cols + j] = RoundOut(__fmul_rn(x[r * cols + j], scale[j]), round_bf16); }
+}
+
 __global__ void GatherRowsKernel(const float* x, const int32_t* rows_idx, float* out, int64_t rows, int64_t dim,
                                  bool round_bf16) {
   QF_FOR_ROWS_COLS(rows, dim) {
@@ -464,6 +468,13 @@ cudaError_t LaunchSigmoidScaleRows(float* x, const float* gate_logits, int64_t r
                                    cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return cudaSuccess;
   SigmoidScaleRowsKernel<<<RowsColsGrid(rows, cols), kThreads, 0, stream>>>(x, gate_logits, rows, cols, round_bf16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchScaleColumns(float* x, const float* scale, int64_t rows, int64_t cols, bool round_bf16,
+                               cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return cudaSuccess;
+  ScaleColumnsKernel<<<RowsColsGrid(rows, cols), kThreads, 0, stream>>>(x, scale, rows, cols, round_bf16);
   return cudaGetLastError();
 }
 
