@@ -5,7 +5,11 @@
 //    and the smoothed weights, bit for bit, for alpha 1 (the default) and 0.5;
 //  * the smoothing leaves the model's function alone: a forward that only applies the pre_quant_scale
 //    computes the original model's logits up to the bf16 rounding of the smoothed weights;
-//  * layer by layer on the device-shaped test backend it equals the whole-model run on the CPU bit for bit.
+//  * layer by layer on the device-shaped test backend it equals the whole-model run on the CPU bit for bit;
+//  * ModelOpt 0.47's own results (tests/golden/smoothquant, written by tools/make_smoothquant_golden.py): from
+//    the per-channel input amax ModelOpt's smoothquant started from, calib/smoothquant.h gives ModelOpt's
+//    pre_quant_scale, input amax, weight amax and smoothed weights bit for bit, after mtq.quantize and after
+//    its export's fusion preprocessing, for alpha 1 and 0.5.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -13,7 +17,11 @@
 #include <map>
 
 #include "qforge/calib/calibrate.h"
+#include "qforge/base/hash.h"
 #include "qforge/calib/max_calib.h"
+#include "qforge/calib/smoothquant.h"
+#include "qforge/io/safetensors.h"
+#include "qforge/quant/shared_state.h"
 #include "qforge/config/presets.h"
 #include "qforge/config/yaml_loader.h"
 #include "qforge/forward/fake_quant_hooks.h"
@@ -225,6 +233,95 @@ TEST(SmoothQuantAlgorithm, LayerwiseOnTheDeviceBackendEqualsWholeModelOnTheCpu) 
     const Tensor a = cpu->model().LinearWeight(m), b = on_dev->model().LinearWeight(m);
     EXPECT_TRUE(std::equal(a.span<float>().begin(), a.span<float>().end(), b.span<float>().begin()))
         << cpu->model().modules()[static_cast<size_t>(m)].name;
+  }
+}
+
+// XXH3-128 of values as bf16 (their little-endian bytes, as torch holds a bf16 tensor).
+std::string Bf16Hash(std::span<const float> v) {
+  std::vector<uint16_t> b(v.size());
+  for (size_t i = 0; i < v.size(); ++i) b[i] = F32ToBf16Rne(v[i]);
+  return Xxh3Hex(std::as_bytes(std::span<const uint16_t>(b)));
+}
+
+std::vector<float> Values(const SafetensorsFile& f, const std::string& name) {
+  EXPECT_TRUE(f.Contains(name)) << name;
+  if (!f.Contains(name)) return {};
+  const Tensor t = f.Get(name).ToF32();
+  return {t.span<float>().begin(), t.span<float>().end()};
+}
+
+// Per output row, max |w| (the INT8 per-channel weight amax).
+std::vector<float> RowAmax(std::span<const float> w, int64_t cols) {
+  std::vector<float> out(w.size() / static_cast<size_t>(cols), 0.0f);
+  for (size_t i = 0; i < w.size(); ++i) out[i / static_cast<size_t>(cols)] = std::max(out[i / cols], std::abs(w[i]));
+  return out;
+}
+
+TEST(SmoothQuantGolden, ReproducesModelOptsOwnResultsBitForBit) {
+  const auto golden = SafetensorsFile::Open(std::filesystem::path(QF_SOURCE_DIR) /
+                                            "tests/golden/smoothquant/llama-dense-26M.safetensors");
+  const auto meta = config::Json::parse(golden->metadata().at("golden"));
+  EXPECT_EQ(meta.at("modelopt").get<std::string>(), "0.47.0");
+  const auto& hashes = meta.at("weight_xxh3_128");
+  ModelLoadOptions lo;
+  lo.load_all_layers = false;
+  auto model = Model::Load(kLlama, lo);
+  for (const auto& [alpha, tag] : {std::pair{1.0, "a1"}, std::pair{0.5, "a0.5"}}) {
+    SCOPED_TRACE(tag);
+    struct Linear {
+      int module;
+      std::vector<float> weight, pqs;
+      float input_amax;
+    };
+    std::map<std::string, Linear> smoothed;
+    std::vector<std::string> names;
+    for (int m : model->linear_modules()) {
+      const ModuleInfo& info = model->modules()[static_cast<size_t>(m)];
+      if (!golden->Contains(info.name + ".act_amax")) continue;
+      const std::vector<float> act = Values(*golden, info.name + ".act_amax");
+      const Tensor w0 = model->LinearWeight(m);
+      Linear l{m, {w0.span<float>().begin(), w0.span<float>().end()}, {}, 0};
+      const SmoothedInput sm =
+          SmoothLinear(act, l.weight, info.out_features, info.in_features, alpha, DType::kBF16, info.name);
+      const std::string key = info.name + "." + tag + ".calib";
+      EXPECT_TRUE(sm.pre_quant_scale == Values(*golden, key + ".pre_quant_scale")) << key;
+      EXPECT_EQ(sm.input_amax, Values(*golden, key + ".input_amax").at(0)) << key;
+      EXPECT_TRUE(RowAmax(l.weight, info.in_features) == Values(*golden, key + ".weight_amax")) << key;
+      EXPECT_EQ(Bf16Hash(l.weight), hashes.at(key).get<std::string>()) << key;
+      l.pqs = sm.pre_quant_scale;
+      l.input_amax = sm.input_amax;
+      names.push_back(info.name);
+      smoothed.emplace(info.name, std::move(l));
+    }
+    ASSERT_EQ(smoothed.size(), 42u);
+    // The export's fusion preprocessing: one pre_quant_scale per group, weights re-smoothed, input amax the
+    // group max.
+    std::map<std::string, float> group_input_amax;
+    for (const SharedGroup& g : FindSharedGroups(CompilePatterns(config::DefaultSharedPatterns()), names, {})) {
+      std::vector<const std::vector<float>*> scales;
+      float in_max = 0;
+      for (const auto& n : g.members) {
+        scales.push_back(&smoothed.at(n).pqs);
+        in_max = std::max(in_max, smoothed.at(n).input_amax);
+      }
+      const std::vector<float> mean = MeanPreQuantScale(scales, DType::kBF16);
+      for (const auto& n : g.members) {
+        Linear& l = smoothed.at(n);
+        if (l.pqs != mean) ResmoothWeight(l.weight, static_cast<int64_t>(mean.size()), l.pqs, mean, DType::kBF16);
+        l.pqs = mean;
+        group_input_amax[n] = in_max;
+      }
+    }
+    EXPECT_EQ(group_input_amax.size(), 30u);  // q/k/v and gate/up of 6 layers
+    for (const auto& [name, l] : smoothed) {
+      const std::string key = name + "." + tag + ".export";
+      EXPECT_TRUE(l.pqs == Values(*golden, key + ".pre_quant_scale")) << key;
+      const float in_amax = group_input_amax.count(name) ? group_input_amax.at(name) : l.input_amax;
+      EXPECT_EQ(in_amax, Values(*golden, key + ".input_amax").at(0)) << key;
+      EXPECT_TRUE(RowAmax(l.weight, static_cast<int64_t>(l.pqs.size())) == Values(*golden, key + ".weight_amax"))
+          << key;
+      EXPECT_EQ(Bf16Hash(l.weight), hashes.at(key).get<std::string>()) << key;
+    }
   }
 }
 
