@@ -44,7 +44,7 @@ fi
 # and NVFP4_W4A4_WEIGHT_LOCAL_HESSIAN_CFG); nvfp4_act_headroom (activation global scales from the block-amax
 # histogram, weights by max) on the default NVFP4; gptq (layerwise, as its recipe) on the static-weight preset
 # (ModelOpt's nvfp4_default-kv_none-gptq weights), with qforge's act_order, on the default NVFP4, and with qforge's
-# scale_algorithm (the FP8-sweep mse scales instead of max's).
+# scale_algorithm (the FP8-sweep mse or the local_hessian scales instead of max's); W4A16 NVFP4 with max and gptq.
 if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
   echo
   echo "| model | weights | algorithm | check | persuasion | wikitext2_test |"
@@ -52,13 +52,18 @@ if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
   for model in llama-dense-26M qwen2moe-25M; do
     M=$SHARED/data/models/$model
     echo "| $model | (bf16 original) | - | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
-    for row in "nvfp4 max" "nvfp4 mse" "nvfp4_w4a4_weight_mse_fp8_sweep max" \
-               "nvfp4_w4a4_weight_mse_fp8_sweep {method: mse, fp8_scale_sweep: true}" \
-               "nvfp4_w4a4_weight_local_hessian local_hessian" "nvfp4 nvfp4_act_headroom" \
-               "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, layerwise: {enable: true}}" \
-               "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, act_order: true, layerwise: {enable: true}}" \
-               "nvfp4 {method: gptq, layerwise: {enable: true}}" \
-               "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, scale_algorithm: {method: mse, fp8_scale_sweep: true}, layerwise: {enable: true}}"; do
+    rows=("nvfp4 max" "nvfp4 mse" "nvfp4_w4a4_weight_mse_fp8_sweep max"
+          "nvfp4_w4a4_weight_mse_fp8_sweep {method: mse, fp8_scale_sweep: true}"
+          "nvfp4_w4a4_weight_local_hessian local_hessian" "nvfp4 nvfp4_act_headroom"
+          "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, layerwise: {enable: true}}"
+          "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, act_order: true, layerwise: {enable: true}}"
+          "nvfp4 {method: gptq, layerwise: {enable: true}}"
+          "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, scale_algorithm: {method: mse, fp8_scale_sweep: true}, layerwise: {enable: true}}"
+          "nvfp4_w4a4_weight_local_hessian {method: gptq, scale_algorithm: {method: local_hessian}, layerwise: {enable: true}}"
+          "w4a16_nvfp4 max" "w4a16_nvfp4 {method: gptq, layerwise: {enable: true}}")
+    # QF_PPL_ROWS: only these rows ('|'-separated "qformat algorithm" pairs of the list above, or others).
+    [ -n "${QF_PPL_ROWS:-}" ] && IFS='|' read -r -a rows <<< "$QF_PPL_ROWS"
+    for row in "${rows[@]}"; do
       q=${row%% *}
       algo=${row#* }
       d=$OUT/$model-$q-$(echo "$algo" | tr -cd 'a-z0-9_')

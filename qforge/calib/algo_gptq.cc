@@ -4,7 +4,8 @@
 // capture, whole rows); then GPTQ's blockwise update of each weight with the max step's fixed scales
 // (calib/gptq.h). The updated weights, rounded to the checkpoint's dtype as ModelOpt writes them back, become
 // Model overrides: the export packs them, layerwise checkpoints store them. qforge extensions: act_order, and
-// scale_algorithm mse (the fixed scales from mse's weight search after the max step instead of max's).
+// scale_algorithm mse or local_hessian (the fixed scales from that weight search after the max step instead of
+// max's).
 // Whole model: one Hessian forward over every batch after max calibration (every layer from the original
 // activations, as ModelOpt's non-layerwise mode). Layer by layer (the recipes' mode): each layer's Hessians
 // come from its kept inputs after its max step, and get_qdq_activations_from_prev_layer (true by default for
@@ -59,16 +60,21 @@ class GptqAlgorithm final : public CalibAlgorithm {
     options_.perc_damp = g_.perc_damp;
     options_.block_size = g_.block_size;
     options_.act_order = g_.act_order;
-    // scale_algorithm (qforge extension): max, or mse's weight search after the max step.
+    // scale_algorithm (qforge extension): max, or mse's or local_hessian's weight search after the max step.
     if (g_.scale_algorithm && g_.scale_algorithm->config) {
       const config::AlgorithmConfig& sa = *g_.scale_algorithm->config;
-      QF_CHECK(sa.method() == "max" || sa.method() == "mse",
-               "algorithm.scale_algorithm: gptq takes its fixed weight scales from 'max' or 'mse', not '{}'",
-               sa.method());
+      QF_CHECK(sa.method() == "max" || sa.method() == "mse" || sa.method() == "local_hessian",
+               "algorithm.scale_algorithm: gptq takes its fixed weight scales from 'max', 'mse' or 'local_hessian', "
+               "not '{}'", sa.method());
       if (const auto* mse = sa.As<config::MseCalibConfig>()) {
         mse_ = mse;
         search_.fp8_scale_sweep = mse->fp8_scale_sweep;
         search_.multipliers = MseMultipliers(mse->start_multiplier, mse->stop_multiplier, mse->step_size);
+      }
+      if (const auto* lh = sa.As<config::LocalHessianCalibConfig>()) {
+        lh_ = lh;
+        search_.fp8_scale_sweep = lh->fp8_scale_sweep;
+        search_.multipliers = MseMultipliers(lh->start_multiplier, lh->stop_multiplier, lh->step_size);
       }
     }
   }
@@ -87,19 +93,29 @@ class GptqAlgorithm final : public CalibAlgorithm {
       search.device_sweep = [&fm](int module, std::span<const float> scales) { return fm.SweepNvfp4Weight(module, scales); };
     }
     WeightSearchStats scale_stats;
-    auto scales = [&](const Model& m, QuantState& s, int layer) {
-      if (mse_ != nullptr) scale_stats.Merge(SearchLayerWeightAmax(m, s, layer, search, fm.backend().host_kernels()));
-    };
+    int with_hessian = 0;
     MaxRefinement refine;
     refine.reads_inputs = true;
     refine.mutates_weights = true;
     refine.layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
-      scales(f.model(), s, layer);
+      scale_stats.Merge(ScalesOfLayer(f, s, layer, inputs, search, &with_hessian));
       RefineLayer(f, s, layer, inputs, &summary);
     };
     refine.whole = [&](ForwardModel& f, QuantState& s, const CalibData& calib) {
       QF_CHECK(!calib.samples.empty(), "gptq needs calibration data: no calibration samples");
-      for (int layer = -1; layer < model.num_layers(); ++layer) scales(model, s, layer);
+      if (lh_ != nullptr) {  // local_hessian's own capture (inputs before their quantizer) over every batch
+        HessianCaptureHooks lh(f, s, model.linear_modules(), lh_->block_size, FakeQuantHooks::FromState(model, s));
+        CaptureForward(f, calib, options.batch_size, lh, HeadSearched(model, s), options.show_progress,
+                       "gptq scale_algorithm local_hessian");
+        for (int layer = -1; layer < model.num_layers(); ++layer) {
+          scale_stats.Merge(SearchLayerWithHessians(model, s, layer, lh, lh_->block_size, search,
+                                                    f.backend().host_kernels(), &with_hessian));
+        }
+      } else if (mse_ != nullptr) {
+        for (int layer = -1; layer < model.num_layers(); ++layer) {
+          scale_stats.Merge(SearchLayerWeightAmax(model, s, layer, search, f.backend().host_kernels()));
+        }
+      }
       HessianCaptureHooks hooks(f, s, UpdatedLinears(model, s, std::nullopt), 0, FakeQuantHooks::FromState(model, s),
                                 /*after_quant=*/true);
       CaptureForward(f, calib, options.batch_size, hooks, HeadUpdated(model, s), options.show_progress, "gptq");
@@ -107,6 +123,11 @@ class GptqAlgorithm final : public CalibAlgorithm {
     };
     CalibrateReport report = RunMaxCalibration(*this, quantize_config_, fm, state, data, options, BaseOptions(), refine);
     if (mse_ != nullptr) report.max.notes.push_back(scale_stats.Summary("gptq scale_algorithm mse", search_));
+    if (lh_ != nullptr) {
+      report.max.notes.push_back(scale_stats.Summary("gptq scale_algorithm local_hessian", search_) +
+                                 fmt::format("; {} with a Hessian-weighted loss (block {}), the others plain MSE",
+                                             with_hessian, lh_->block_size));
+    }
     report.max.notes.push_back(summary.Note(g_, options_.act_order));
     return report;
   }
@@ -117,20 +138,46 @@ class GptqAlgorithm final : public CalibAlgorithm {
     // states, so its update runs again too.
     return RestoreMaxCalibration(*this, fm, state, dir, BaseOptions(),
                                  [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
-                                   if (mse_ != nullptr) {
-                                     (void)SearchLayerWeightAmax(f.model(), s, layer, search_, f.backend().host_kernels());
-                                   }
+                                   int with_hessian = 0;
+                                   (void)ScalesOfLayer(f, s, layer, inputs, search_, &with_hessian);
                                    RefineLayer(f, s, layer, inputs, &summary);
                                  });
   }
 
  private:
-  // ModelOpt's gptq runs max_calibrate with its defaults: the default shared-state groups (an mse
-  // scale_algorithm's own shared_states where it gives them).
+  // ModelOpt's gptq runs max_calibrate with its defaults: the default shared-state groups (an mse or
+  // local_hessian scale_algorithm's own shared_states where it gives them).
   MaxCalibOptions BaseOptions() const {
     MaxCalibOptions mo;
-    mo.shared_patterns = config::ResolveSharedPatterns(mse_ != nullptr ? mse_->shared_states : std::nullopt);
+    mo.shared_patterns = config::ResolveSharedPatterns(mse_ != nullptr ? mse_->shared_states
+                                                       : lh_ != nullptr ? lh_->shared_states
+                                                                        : std::nullopt);
     return mo;
+  }
+
+  // scale_algorithm on one layer (-1: the head) after its max step: mse's search, or local_hessian's with the
+  // per-block Hessians of the layer's inputs before their quantizer (captured here; the head's only when
+  // lm_head is searched). Nothing for max.
+  WeightSearchStats ScalesOfLayer(ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs,
+                                  const WeightSearchOptions& search, int* with_hessian) const {
+    const Model& model = f.model();
+    if (mse_ != nullptr) return SearchLayerWeightAmax(model, s, layer, search, f.backend().host_kernels());
+    if (lh_ == nullptr) return {};
+    std::vector<int> linears;
+    for (int m : model.linear_modules()) {
+      if (model.modules()[static_cast<size_t>(m)].layer == layer) linears.push_back(m);
+    }
+    HessianCaptureHooks lh(f, s, linears, lh_->block_size, FakeQuantHooks::FromState(model, s));
+    if (layer >= 0 || HeadSearched(model, s)) CaptureLayer(f, layer, inputs, lh);
+    return SearchLayerWithHessians(model, s, layer, lh, lh_->block_size, search, f.backend().host_kernels(),
+                                   with_hessian);
+  }
+
+  // Whether lm_head's weight is searched (its input is captured only then: a forward through the vocabulary
+  // buys nothing otherwise).
+  bool HeadSearched(const Model& model, const QuantState& state) const {
+    const Quantizer* q = state.Get(model.lm_head_module(), QuantizerRole::kWeight);
+    return q != nullptr && q->enabled() && WeightSearchEligible(*q, search_);
   }
 
   // The Linears of `layer` (every layer: nullopt) whose weight quantizer is enabled.
@@ -189,6 +236,7 @@ class GptqAlgorithm final : public CalibAlgorithm {
   const config::GptqCalibConfig& g_;
   GptqOptions options_;
   const config::MseCalibConfig* mse_ = nullptr;  // scale_algorithm mse
+  const config::LocalHessianCalibConfig* lh_ = nullptr;  // scale_algorithm local_hessian
   WeightSearchOptions search_;                    // its search
 };
 

@@ -87,9 +87,45 @@ TEST(GptqAlgorithm, ScaleAlgorithmMseKeepsMsesSearchedScales) {
   }
   EXPECT_GT(moved, 10);
   auto other = testing_support::LoadStories260K();
-  EXPECT_THROW(Calibrated(*other, WithAlgorithm(base, config::ParseYaml("{method: gptq, scale_algorithm: local_hessian}")),
+  EXPECT_THROW(Calibrated(*other, WithAlgorithm(base, config::ParseYaml("{method: gptq, scale_algorithm: gptq}")),
                           NoCheckpoint()),
                Error);  // (parses as a nested algorithm; gptq refuses it by name)
+}
+
+// scale_algorithm local_hessian (qforge extension): the fixed scales are local_hessian's searched ones. On the
+// whole model both capture their Hessians in one forward of the original weights with the activations
+// quantized, so every weight amax equals the local_hessian algorithm's; layer by layer, layer 0's (later
+// layers see the outputs of updated layers). The weights are updated onto that grid.
+TEST(GptqAlgorithm, ScaleAlgorithmLocalHessianKeepsLocalHessiansSearchedScales) {
+  const config::QuantizeConfig base = GptqRecipe();
+  for (const bool layerwise : {false, true}) {
+    SCOPED_TRACE(layerwise ? "layerwise" : "whole model");
+    const std::string lw = layerwise ? ", layerwise: {enable: true}" : "";
+    auto fm = testing_support::LoadStories260K();
+    auto ref = testing_support::LoadStories260K();
+    const QuantState lh = Calibrated(*ref, WithAlgorithm(base, config::ParseYaml("{method: local_hessian" + lw + "}")),
+                                     NoCheckpoint());
+    const QuantState s = Calibrated(
+        *fm, WithAlgorithm(base, config::ParseYaml("{method: gptq, scale_algorithm: {method: local_hessian}" + lw + "}")),
+        NoCheckpoint());
+    const QuantState max = Calibrated(*testing_support::LoadStories260K(),
+                                      WithAlgorithm(base, config::ParseYaml("{method: max" + lw + "}")), NoCheckpoint());
+    int moved = 0, searched = 0, compared = 0;
+    for (size_t i = 0; i < s.quantizers().size(); ++i) {
+      const Quantizer& q = s.quantizers()[i];
+      if (q.role != QuantizerRole::kWeight || !q.enabled()) continue;
+      searched += q.amax != max.quantizers()[i].amax ? 1 : 0;
+      if (!layerwise || fm->model().modules()[static_cast<size_t>(q.module)].layer == 0) {
+        EXPECT_TRUE(q.amax == lh.quantizers()[i].amax) << q.slot.name;
+        ++compared;
+      }
+      const Tensor before = ref->model().LinearWeight(q.module), after = fm->model().LinearWeight(q.module);
+      moved += std::equal(before.span<float>().begin(), before.span<float>().end(), after.span<float>().begin()) ? 0 : 1;
+    }
+    EXPECT_GE(compared, 7);
+    EXPECT_GT(searched, 10);  // the search moved scales away from max's
+    EXPECT_GT(moved, 10);
+  }
 }
 
 TEST(GptqAlgorithm, LayerwiseOnTheDeviceShapedBackendEqualsTheCpu) {

@@ -5,7 +5,6 @@
 // block_size, and Linears no token reached, fall back to the plain squared error.
 // Whole model: one capture forward over every batch after max calibration. Layer by layer: each layer's
 // capture runs on its kept inputs after the layer's max step, then its outputs are computed (an extra pass).
-#include <map>
 #include <memory>
 
 #include "qforge/base/error.h"
@@ -104,19 +103,7 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
   // The search of `layer`'s weights, with the Hessian metric where the capture has one.
   WeightSearchStats Search(const Model& model, QuantState& state, int layer, const HessianCaptureHooks& hooks,
                            int* with_hessian, const HostQuantKernels* kernels) const {
-    std::map<int, std::unique_ptr<LocalHessianMetric>> metrics;
-    auto metric_for = [&](int m) -> const AmaxSearchMetric* {
-      std::vector<float> h = hooks.NormalizedHessian(m);
-      if (h.empty()) return nullptr;
-      const ModuleInfo& info = model.modules()[static_cast<size_t>(m)];
-      const Quantizer* q = state.Get(m, QuantizerRole::kWeight);
-      auto& slot = metrics[m];
-      slot = std::make_unique<LocalHessianMetric>(q->spec(), std::vector<int64_t>{info.out_features, info.in_features},
-                                                  lh_.block_size, std::move(h));
-      ++*with_hessian;
-      return slot.get();
-    };
-    return SearchLayerWeightAmax(model, state, layer, search_, kernels, metric_for);
+    return SearchLayerWithHessians(model, state, layer, hooks, lh_.block_size, search_, kernels, with_hessian);
   }
 
   const config::QuantizeConfig& quantize_config_;

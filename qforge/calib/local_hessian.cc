@@ -2,6 +2,8 @@
 #include "qforge/calib/local_hessian.h"
 
 #include <algorithm>
+#include <map>
+#include <memory>
 
 #include "qforge/base/error.h"
 #include "qforge/base/progress.h"
@@ -115,6 +117,25 @@ void LocalHessianMetric::GroupLosses(std::span<const float> x, std::span<const f
     }
   }
   GroupSum(spec_, shape_, per_element, losses);
+}
+
+WeightSearchStats SearchLayerWithHessians(const Model& model, QuantState& state, int layer,
+                                          const HessianCaptureHooks& hooks, int64_t block,
+                                          const WeightSearchOptions& search, const HostQuantKernels* kernels,
+                                          int* with_hessian) {
+  std::map<int, std::unique_ptr<LocalHessianMetric>> metrics;
+  auto metric_for = [&](int m) -> const AmaxSearchMetric* {
+    std::vector<float> h = hooks.NormalizedHessian(m);
+    if (h.empty()) return nullptr;
+    const ModuleInfo& info = model.modules()[static_cast<size_t>(m)];
+    const Quantizer* q = state.Get(m, QuantizerRole::kWeight);
+    auto& slot = metrics[m];
+    slot = std::make_unique<LocalHessianMetric>(q->spec(), std::vector<int64_t>{info.out_features, info.in_features},
+                                                block, std::move(h));
+    ++*with_hessian;
+    return slot.get();
+  };
+  return SearchLayerWeightAmax(model, state, layer, search, kernels, metric_for);
 }
 
 }  // namespace qforge

@@ -11,6 +11,7 @@
 
 #include "qforge/calib/activation_store.h"
 #include "qforge/calib/calib_data.h"
+#include "qforge/calib/weight_search.h"
 #include "qforge/forward/fake_quant_hooks.h"
 #include "qforge/forward/forward_model.h"
 #include "qforge/numerics/amax_search.h"
@@ -84,5 +85,13 @@ class LocalHessianMetric final : public AmaxSearchMetric {
   int64_t block_;
   std::vector<float> h_;  // normalized, [in/block, block, block]
 };
+
+// local_hessian's weight search of `layer`'s Linears (-1: those outside the decoder layers): with the loss of
+// LocalHessianMetric where `hooks` (captured with `block`) hold a Hessian for the Linear, mse's squared error
+// otherwise. `with_hessian` counts the former. (The local_hessian algorithm, and gptq's scale_algorithm.)
+WeightSearchStats SearchLayerWithHessians(const Model& model, QuantState& state, int layer,
+                                          const HessianCaptureHooks& hooks, int64_t block,
+                                          const WeightSearchOptions& search, const HostQuantKernels* kernels,
+                                          int* with_hessian);
 
 }  // namespace qforge
