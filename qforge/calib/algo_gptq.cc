@@ -104,13 +104,9 @@ class GptqAlgorithm final : public CalibAlgorithm {
     refine.whole = [&](ForwardModel& f, QuantState& s, const CalibData& calib) {
       QF_CHECK(!calib.samples.empty(), "gptq needs calibration data: no calibration samples");
       if (lh_ != nullptr) {  // local_hessian's own capture (inputs before their quantizer) over every batch
-        HessianCaptureHooks lh(f, s, model.linear_modules(), lh_->block_size, FakeQuantHooks::FromState(model, s));
-        CaptureForward(f, calib, options.batch_size, lh, HeadSearched(model, s), options.show_progress,
-                       "gptq scale_algorithm local_hessian");
-        for (int layer = -1; layer < model.num_layers(); ++layer) {
-          scale_stats.Merge(SearchLayerWithHessians(model, s, layer, lh, lh_->block_size, search,
-                                                    f.backend().host_kernels(), &with_hessian));
-        }
+        scale_stats.Merge(LocalHessianRefineWhole(f, s, calib, options.batch_size, lh_->block_size, search,
+                                                  options.show_progress, "gptq scale_algorithm local_hessian",
+                                                  &with_hessian));
       } else if (mse_ != nullptr) {
         for (int layer = -1; layer < model.num_layers(); ++layer) {
           scale_stats.Merge(SearchLayerWeightAmax(model, s, layer, search, f.backend().host_kernels()));
@@ -155,36 +151,19 @@ class GptqAlgorithm final : public CalibAlgorithm {
     return mo;
   }
 
-  // scale_algorithm on one layer (-1: the head) after its max step: mse's search, or local_hessian's with the
-  // per-block Hessians of the layer's inputs before their quantizer (captured here; the head's only when
-  // lm_head is searched). Nothing for max.
+  // scale_algorithm on one layer (-1: the head) after its max step: mse's search, or local_hessian's on the
+  // layer's inputs. Nothing for max.
   WeightSearchStats ScalesOfLayer(ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs,
                                   const WeightSearchOptions& search, int* with_hessian) const {
-    const Model& model = f.model();
-    if (mse_ != nullptr) return SearchLayerWeightAmax(model, s, layer, search, f.backend().host_kernels());
-    if (lh_ == nullptr) return {};
-    std::vector<int> linears;
-    for (int m : model.linear_modules()) {
-      if (model.modules()[static_cast<size_t>(m)].layer == layer) linears.push_back(m);
-    }
-    HessianCaptureHooks lh(f, s, linears, lh_->block_size, FakeQuantHooks::FromState(model, s));
-    if (layer >= 0 || HeadSearched(model, s)) CaptureLayer(f, layer, inputs, lh);
-    return SearchLayerWithHessians(model, s, layer, lh, lh_->block_size, search, f.backend().host_kernels(),
-                                   with_hessian);
-  }
-
-  // Whether lm_head's weight is searched (its input is captured only then: a forward through the vocabulary
-  // buys nothing otherwise).
-  bool HeadSearched(const Model& model, const QuantState& state) const {
-    const Quantizer* q = state.Get(model.lm_head_module(), QuantizerRole::kWeight);
-    return q != nullptr && q->enabled() && WeightSearchEligible(*q, search_);
+    if (mse_ != nullptr) return SearchLayerWeightAmax(f.model(), s, layer, search, f.backend().host_kernels());
+    if (lh_ != nullptr) return LocalHessianRefineLayer(f, s, layer, inputs, lh_->block_size, search, with_hessian);
+    return {};
   }
 
   // The Linears of `layer` (every layer: nullopt) whose weight quantizer is enabled.
   static std::vector<int> UpdatedLinears(const Model& model, const QuantState& state, std::optional<int> layer) {
     std::vector<int> out;
-    for (int m : model.linear_modules()) {
-      if (layer && model.modules()[static_cast<size_t>(m)].layer != *layer) continue;
+    for (int m : layer ? model.linear_modules(*layer) : model.linear_modules()) {
       const Quantizer* q = state.Get(m, QuantizerRole::kWeight);
       if (q != nullptr && q->enabled()) out.push_back(m);
     }

@@ -34,22 +34,17 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
 
   CalibrateReport Run(ForwardModel& fm, QuantState& state, const std::function<CalibData()>& data,
                       const CalibrateOptions& options) override {
-    Model& model = fm.model();
     WeightSearchStats stats;
     int with_hessian = 0;
     MaxRefinement refine;
     refine.reads_inputs = true;
     refine.layer = [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
-      stats.Merge(RefineLayer(f, s, layer, inputs, &with_hessian));
+      stats.Merge(LocalHessianRefineLayer(f, s, layer, inputs, lh_.block_size, search_, &with_hessian));
     };
     refine.whole = [&](ForwardModel& f, QuantState& s, const CalibData& calib) {
       QF_CHECK(!calib.samples.empty(), "local_hessian needs calibration data: no calibration samples");
-      HessianCaptureHooks hooks(f, s, model.linear_modules(), lh_.block_size, FakeQuantHooks::FromState(model, s));
-      CaptureForward(f, calib, options.batch_size, hooks, HeadCaptured(model, s), options.show_progress,
-                     "local_hessian");
-      for (int layer = -1; layer < model.num_layers(); ++layer) {
-        stats.Merge(Search(model, s, layer, hooks, &with_hessian, f.backend().host_kernels()));
-      }
+      stats.Merge(LocalHessianRefineWhole(f, s, calib, options.batch_size, lh_.block_size, search_,
+                                          options.show_progress, "local_hessian", &with_hessian));
     };
     CalibrateReport report = RunMaxCalibration(*this, quantize_config_, fm, state, data, options, BaseOptions(), refine);
     report.max.notes.push_back(stats.Summary("local_hessian", search_) +
@@ -64,7 +59,8 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
     // so its Hessians are captured again too.
     return RestoreMaxCalibration(*this, fm, state, dir, BaseOptions(),
                                  [&](ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs) {
-                                   (void)RefineLayer(f, s, layer, inputs, &with_hessian);
+                                   (void)LocalHessianRefineLayer(f, s, layer, inputs, lh_.block_size, search_,
+                                                                 &with_hessian);
                                  });
   }
 
@@ -73,37 +69,6 @@ class LocalHessianAlgorithm final : public CalibAlgorithm {
     MaxCalibOptions mo;
     mo.shared_patterns = config::ResolveSharedPatterns(lh_.shared_states);
     return mo;
-  }
-
-  static std::vector<int> LinearsOf(const Model& model, int layer) {
-    std::vector<int> out;
-    for (int m : model.linear_modules()) {
-      if (model.modules()[static_cast<size_t>(m)].layer == layer) out.push_back(m);
-    }
-    return out;
-  }
-
-  // One layer's capture on its inputs (the head, -1: through the final norm and lm_head, when captured) and
-  // its search.
-  WeightSearchStats RefineLayer(ForwardModel& f, QuantState& s, int layer, const ActivationStore& inputs,
-                                int* with_hessian) const {
-    const Model& model = f.model();
-    HessianCaptureHooks hooks(f, s, LinearsOf(model, layer), lh_.block_size, FakeQuantHooks::FromState(model, s));
-    if (layer >= 0 || HeadCaptured(model, s)) CaptureLayer(f, layer, inputs, hooks);
-    return Search(model, s, layer, hooks, with_hessian, f.backend().host_kernels());
-  }
-
-  // The head's input is captured only when lm_head is a searched weight (a forward through the vocabulary
-  // otherwise buys nothing).
-  bool HeadCaptured(const Model& model, const QuantState& state) const {
-    const Quantizer* q = state.Get(model.lm_head_module(), QuantizerRole::kWeight);
-    return q != nullptr && q->enabled() && WeightSearchEligible(*q, search_);
-  }
-
-  // The search of `layer`'s weights, with the Hessian metric where the capture has one.
-  WeightSearchStats Search(const Model& model, QuantState& state, int layer, const HessianCaptureHooks& hooks,
-                           int* with_hessian, const HostQuantKernels* kernels) const {
-    return SearchLayerWithHessians(model, state, layer, hooks, lh_.block_size, search_, kernels, with_hessian);
   }
 
   const config::QuantizeConfig& quantize_config_;

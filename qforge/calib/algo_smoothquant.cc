@@ -3,10 +3,11 @@
 //   s_j = w_j^(1-alpha) / a_j^alpha   (w_j = max_i |W_ij| over output rows, a_j = the input amax of channel j),
 // channels with a_j <= 2^-31 (when some s_j is that small) set to 1, s clamped to [1e-4, 1e4];
 // the input gets pre_quant_scale s (x * s before its quantizer) and a per-tensor amax max_j(a_j * s_j); the
-// weight's columns are divided by s (W[:, j] / s_j) and its amax calibrated again from the smoothed weight.
+// weight's columns are divided by s (W[:, j] / s_j) and its amax calibrated again from the smoothed weight
+// (after the siblings' re-smoothing below).
 // Then, as ModelOpt's export does before writing (preprocess_linear_fusion), siblings that read one input
 // (q/k/v, gate/up, each expert's w1/w3) get the mean of their pre_quant_scale, their weights re-smoothed to it
-// (W * s_old / s_new) and their weight amax calibrated again: a runtime fuses them into one GEMM and scales
+// (W * s_old / s_new): a runtime fuses them into one GEMM and scales
 // the shared input once. ModelOpt finds those groups with a dummy forward and skips a group whose first
 // member is unquantized (Qwen2-MoE's shared expert, whose input the disabled router reads first); qforge
 // groups by the default shared-state patterns, so that group is re-smoothed too and exports consistently.
@@ -30,7 +31,6 @@
 #include "qforge/calib/layerwise.h"
 #include "qforge/calib/max_calib.h"
 #include "qforge/calib/smoothquant.h"
-#include "qforge/numerics/qdq.h"
 #include "qforge/quant/shared_state.h"
 
 namespace qforge {
@@ -93,17 +93,9 @@ class SmoothQuantAlgorithm final : public CalibAlgorithm {
     return mo;
   }
 
-  static std::vector<int> LinearsOf(const Model& model, int layer) {
-    std::vector<int> out;
-    for (int m : model.linear_modules()) {
-      if (model.modules()[static_cast<size_t>(m)].layer == layer) out.push_back(m);
-    }
-    return out;
-  }
-
   // The input quantizers of `layer` that will be smoothed collect per-channel amax (axis -1).
   void Prepare(const Model& model, QuantState& state, int layer, SmoothSummary* summary) {
-    for (int m : LinearsOf(model, layer)) {
+    for (int m : model.linear_modules(layer)) {
       Quantizer* in = state.Get(m, QuantizerRole::kInput);
       if (in == nullptr || !in->enabled() || in->attrs().axis.has_value()) continue;
       if (!IsInt8(in) || !IsInt8(state.Get(m, QuantizerRole::kWeight))) {
@@ -118,19 +110,9 @@ class SmoothQuantAlgorithm final : public CalibAlgorithm {
     }
   }
 
-  // The weight amax from the (changed) weight, as ModelOpt's max_calibrate of the weight quantizer alone.
-  static void RecalibrateWeight(const Model& model, QuantState& state, int m) {
-    Quantizer& wq = *state.Get(m, QuantizerRole::kWeight);
-    const Tensor w = model.LinearWeight(m);
-    const QuantSpec spec = wq.spec();
-    wq.ResetAmax();
-    wq.MergeAmax(ComputeAmax(spec, w.span<float>(), w.shape(), wq.slot.name),
-                 AmaxShape(spec, w.shape()).value_or(std::vector<int64_t>{}));
-  }
-
   void Smooth(Model& model, QuantState& state, int layer, SmoothSummary* summary) {
     std::vector<int> done;
-    for (int m : LinearsOf(model, layer)) {
+    for (int m : model.linear_modules(layer)) {
       if (!smoothing_.count(m)) continue;
       smoothing_.erase(m);
       const ModuleInfo& info = model.modules()[static_cast<size_t>(m)];
@@ -154,7 +136,6 @@ class SmoothQuantAlgorithm final : public CalibAlgorithm {
       model.SetLinearWeight(m, std::move(w));
       in.MergeAmax({sm.input_amax}, {});
       in.pre_quant_scale = std::move(sm.pre_quant_scale);
-      RecalibrateWeight(model, state, m);
       for (float v : in.pre_quant_scale) {
         summary->s_min = std::min(summary->s_min, v);
         summary->s_max = std::max(summary->s_max, v);
@@ -163,6 +144,9 @@ class SmoothQuantAlgorithm final : public CalibAlgorithm {
       done.push_back(m);
     }
     ResmoothSiblings(model, state, done, summary);
+    // The weight amax from the smoothed weights, as ModelOpt's max_calibrate of each weight quantizer alone
+    // (the layer's other weights are unchanged: their amax comes out the same).
+    if (!done.empty()) CalibrateWeightAmax(model, state, layer);
   }
 
   // Siblings reading one input get one pre_quant_scale, the mean of theirs; each weight re-smoothed to it.
@@ -188,7 +172,6 @@ class SmoothQuantAlgorithm final : public CalibAlgorithm {
                        mean, model.CheckpointWeightDType(m));
         model.SetLinearWeight(m, std::move(w));
         in.pre_quant_scale = mean;
-        RecalibrateWeight(model, state, m);
       }
       ++summary->groups;
     }

@@ -119,10 +119,12 @@ void LocalHessianMetric::GroupLosses(std::span<const float> x, std::span<const f
   GroupSum(spec_, shape_, per_element, losses);
 }
 
-WeightSearchStats SearchLayerWithHessians(const Model& model, QuantState& state, int layer,
-                                          const HessianCaptureHooks& hooks, int64_t block,
-                                          const WeightSearchOptions& search, const HostQuantKernels* kernels,
-                                          int* with_hessian) {
+namespace {
+
+// The search of `layer`'s weights, with the Hessian metric where `hooks` hold one.
+WeightSearchStats SearchWithHessians(const Model& model, QuantState& state, int layer, const HessianCaptureHooks& hooks,
+                                     int64_t block, const WeightSearchOptions& search, const HostQuantKernels* kernels,
+                                     int* with_hessian) {
   std::map<int, std::unique_ptr<LocalHessianMetric>> metrics;
   auto metric_for = [&](int m) -> const AmaxSearchMetric* {
     std::vector<float> h = hooks.NormalizedHessian(m);
@@ -136,6 +138,35 @@ WeightSearchStats SearchLayerWithHessians(const Model& model, QuantState& state,
     return slot.get();
   };
   return SearchLayerWeightAmax(model, state, layer, search, kernels, metric_for);
+}
+
+bool HeadSearched(const Model& model, const QuantState& state, const WeightSearchOptions& search) {
+  const Quantizer* q = state.Get(model.lm_head_module(), QuantizerRole::kWeight);
+  return q != nullptr && q->enabled() && WeightSearchEligible(*q, search);
+}
+
+}  // namespace
+
+WeightSearchStats LocalHessianRefineLayer(ForwardModel& fm, QuantState& state, int layer,
+                                          const ActivationStore& inputs, int64_t block,
+                                          const WeightSearchOptions& search, int* with_hessian) {
+  const Model& model = fm.model();
+  HessianCaptureHooks hooks(fm, state, model.linear_modules(layer), block, FakeQuantHooks::FromState(model, state));
+  if (layer >= 0 || HeadSearched(model, state, search)) CaptureLayer(fm, layer, inputs, hooks);
+  return SearchWithHessians(model, state, layer, hooks, block, search, fm.backend().host_kernels(), with_hessian);
+}
+
+WeightSearchStats LocalHessianRefineWhole(ForwardModel& fm, QuantState& state, const CalibData& calib,
+                                          int64_t batch_size, int64_t block, const WeightSearchOptions& search,
+                                          bool show_progress, std::string_view name, int* with_hessian) {
+  const Model& model = fm.model();
+  HessianCaptureHooks hooks(fm, state, model.linear_modules(), block, FakeQuantHooks::FromState(model, state));
+  CaptureForward(fm, calib, batch_size, hooks, HeadSearched(model, state, search), show_progress, name);
+  WeightSearchStats stats;
+  for (int layer = -1; layer < model.num_layers(); ++layer) {
+    stats.Merge(SearchWithHessians(model, state, layer, hooks, block, search, fm.backend().host_kernels(), with_hessian));
+  }
+  return stats;
 }
 
 }  // namespace qforge

@@ -86,12 +86,19 @@ class LocalHessianMetric final : public AmaxSearchMetric {
   std::vector<float> h_;  // normalized, [in/block, block, block]
 };
 
-// local_hessian's weight search of `layer`'s Linears (-1: those outside the decoder layers): with the loss of
-// LocalHessianMetric where `hooks` (captured with `block`) hold a Hessian for the Linear, mse's squared error
-// otherwise. `with_hessian` counts the former. (The local_hessian algorithm, and gptq's scale_algorithm.)
-WeightSearchStats SearchLayerWithHessians(const Model& model, QuantState& state, int layer,
-                                          const HessianCaptureHooks& hooks, int64_t block,
-                                          const WeightSearchOptions& search, const HostQuantKernels* kernels,
-                                          int* with_hessian);
+// local_hessian's refinement after the max step (the local_hessian algorithm, and gptq's scale_algorithm):
+// the per-block Hessians (`block`) of each Linear's input before its quantizer, then the weight search with
+// the loss of LocalHessianMetric where a Linear has a Hessian, mse's squared error otherwise. `with_hessian`
+// counts the former. The head's input is captured only when lm_head's weight is searched (a forward through
+// the vocabulary buys nothing otherwise).
+// Layer by layer: decoder layer `layer`'s inputs (-1: the last layer's outputs, for the head).
+WeightSearchStats LocalHessianRefineLayer(ForwardModel& fm, QuantState& state, int layer,
+                                          const ActivationStore& inputs, int64_t block,
+                                          const WeightSearchOptions& search, int* with_hessian);
+// Whole model: one capture forward over `calib` (batches of `batch_size`; progress lines named `name`), then
+// every layer's search.
+WeightSearchStats LocalHessianRefineWhole(ForwardModel& fm, QuantState& state, const CalibData& calib,
+                                          int64_t batch_size, int64_t block, const WeightSearchOptions& search,
+                                          bool show_progress, std::string_view name, int* with_hessian);
 
 }  // namespace qforge

@@ -111,7 +111,11 @@ void Model::BuildModules() {
     mi.out_features = out;
     const int id = add(std::move(mi));
     linear_modules_.push_back(id);
-    if (layer >= 0) layers_[layer]->linears.push_back(id);
+    if (layer >= 0) {
+      layers_[layer]->linears.push_back(id);
+    } else {
+      outside_linears_.push_back(id);
+    }
     return id;
   };
   // The three Linears of a gated MLP in definition order; returns their ids in role order gate, up, down.

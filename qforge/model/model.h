@@ -92,6 +92,11 @@ class Model {
   int FindModule(std::string_view name) const;
   // Indices of the Linear modules (in modules() order).
   const std::vector<int>& linear_modules() const { return linear_modules_; }
+  // The Linear modules of decoder layer `layer`, or (-1) those outside the decoder layers (lm_head), in
+  // modules() order.
+  const std::vector<int>& linear_modules(int layer) const {
+    return layer < 0 ? outside_linears_ : layer_modules(layer).linears;
+  }
   // Index of decoder layer `layer`'s attention module.
   int attention_module(int layer) const;
 
@@ -179,6 +184,7 @@ class Model {
   CheckpointTensors ckpt_;
   std::vector<ModuleInfo> modules_;
   std::vector<int> linear_modules_;
+  std::vector<int> outside_linears_;  // Linears outside the decoder layers
   std::vector<int> attention_modules_;
   std::vector<std::unique_ptr<Layer>> layers_;
   int embed_module_ = -1;
