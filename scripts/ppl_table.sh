@@ -38,6 +38,30 @@ if [ "$PART" = all ] || [ "$PART" = recipes ]; then
   done
 fi
 
+# algorithm_table KV_QFORMAT CHECK_TARGET ROW...: per model the bf16 original, then per ROW ("qformat
+# algorithm") its export with that KV-cache preset, `qforge check --target CHECK_TARGET` of it and its
+# perplexities.
+algorithm_table() {
+  local kv=$1 target=$2 model M row q algo d c
+  shift 2
+  echo
+  echo "| model | weights | algorithm | check ($target) | persuasion | wikitext2_test |"
+  echo "|---|---|---|---|---|---|"
+  for model in llama-dense-26M qwen2moe-25M; do
+    M=$SHARED/data/models/$model
+    echo "| $model | (bf16 original) | - | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
+    for row in "$@"; do
+      q=${row%% *}
+      algo=${row#* }
+      d=$OUT/$model-$q-$(echo "$algo" | tr -cd 'a-z0-9_')
+      "$QF" quantize --model "$M" --qformat "$q" --kv-cache-qformat "$kv" --algorithm "$algo" --calib "${calib[@]}" \
+        --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" --overwrite > "$d.log" 2>&1
+      if "$QF" check --target "$target" "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
+      echo "| $model | $q | $algo | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
+    done
+  done
+}
+
 # The algorithm axis (issue 11): NVFP4 W4A4 + FP8 KV cache. max and mse on ModelOpt's default NVFP4 (dynamic
 # weight blocks; mse searches the weight global amax with the 39 multipliers); max, mse + fp8_scale_sweep and
 # local_hessian on the static-weight preset the sweep applies to (ModelOpt's NVFP4_W4A4_WEIGHT_MSE_FP8_SWEEP_CFG
@@ -46,51 +70,24 @@ fi
 # (ModelOpt's nvfp4_default-kv_none-gptq weights), with qforge's act_order, on the default NVFP4, and with qforge's
 # scale_algorithm (the FP8-sweep mse or the local_hessian scales instead of max's); W4A16 NVFP4 with max and gptq.
 if [ "$PART" = all ] || [ "$PART" = algorithms ]; then
-  echo
-  echo "| model | weights | algorithm | check | persuasion | wikitext2_test |"
-  echo "|---|---|---|---|---|---|"
-  for model in llama-dense-26M qwen2moe-25M; do
-    M=$SHARED/data/models/$model
-    echo "| $model | (bf16 original) | - | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
-    rows=("nvfp4 max" "nvfp4 mse" "nvfp4_w4a4_weight_mse_fp8_sweep max"
-          "nvfp4_w4a4_weight_mse_fp8_sweep {method: mse, fp8_scale_sweep: true}"
-          "nvfp4_w4a4_weight_local_hessian local_hessian" "nvfp4 nvfp4_act_headroom"
-          "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, layerwise: {enable: true}}"
-          "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, act_order: true, layerwise: {enable: true}}"
-          "nvfp4 {method: gptq, layerwise: {enable: true}}"
-          "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, scale_algorithm: {method: mse, fp8_scale_sweep: true}, layerwise: {enable: true}}"
-          "nvfp4_w4a4_weight_local_hessian {method: gptq, scale_algorithm: {method: local_hessian}, layerwise: {enable: true}}"
-          "w4a16_nvfp4 max" "w4a16_nvfp4 {method: gptq, layerwise: {enable: true}}")
-    # QF_PPL_ROWS: only these rows ('|'-separated "qformat algorithm" pairs of the list above, or others).
-    [ -n "${QF_PPL_ROWS:-}" ] && IFS='|' read -r -a rows <<< "$QF_PPL_ROWS"
-    for row in "${rows[@]}"; do
-      q=${row%% *}
-      algo=${row#* }
-      d=$OUT/$model-$q-$(echo "$algo" | tr -cd 'a-z0-9_')
-      "$QF" quantize --model "$M" --qformat "$q" --kv-cache-qformat fp8 --algorithm "$algo" --calib "${calib[@]}" \
-        --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" --overwrite > "$d.log" 2>&1
-      if "$QF" check "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
-      echo "| $model | $q | $algo | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
-    done
-  done
+  rows=("nvfp4 max" "nvfp4 mse" "nvfp4_w4a4_weight_mse_fp8_sweep max"
+        "nvfp4_w4a4_weight_mse_fp8_sweep {method: mse, fp8_scale_sweep: true}"
+        "nvfp4_w4a4_weight_local_hessian local_hessian" "nvfp4 nvfp4_act_headroom"
+        "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, layerwise: {enable: true}}"
+        "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, act_order: true, layerwise: {enable: true}}"
+        "nvfp4 {method: gptq, layerwise: {enable: true}}"
+        "nvfp4_w4a4_weight_mse_fp8_sweep {method: gptq, scale_algorithm: {method: mse, fp8_scale_sweep: true}, layerwise: {enable: true}}"
+        "nvfp4_w4a4_weight_local_hessian {method: gptq, scale_algorithm: {method: local_hessian}, layerwise: {enable: true}}"
+        "w4a16_nvfp4 max" "w4a16_nvfp4 {method: gptq, layerwise: {enable: true}}")
+  # QF_PPL_ROWS: only these rows ('|'-separated "qformat algorithm" pairs of the list above, or others).
+  [ -n "${QF_PPL_ROWS:-}" ] && IFS='|' read -r -a rows <<< "$QF_PPL_ROWS"
+  algorithm_table fp8 vllm "${rows[@]}"
 fi
 
 # INT8 W8A8 (per-channel weights, per-tensor static inputs; no KV-cache quantization): max alone, and
 # SmoothQuant with ModelOpt's default alpha 1 and with 0.5 (the exports carry pre_quant_scale; check for
 # TRT-LLM, the runtime that loads W8A8_SQ_PER_CHANNEL).
 if [ "$PART" = all ] || [ "$PART" = int8 ]; then
-  echo
-  echo "| model | weights | algorithm | check (trtllm) | persuasion | wikitext2_test |"
-  echo "|---|---|---|---|---|---|"
-  for model in llama-dense-26M qwen2moe-25M; do
-    M=$SHARED/data/models/$model
-    echo "| $model | (bf16 original) | - | - | $(ppl "$M" "$T/janeausten/persuasion.txt") | $(ppl "$M" "$T/wikitext2/wiki.test.txt") |"
-    for algo in max smoothquant "{method: smoothquant, alpha: 0.5}"; do
-      d=$OUT/$model-int8-$(echo "$algo" | tr -cd 'a-z0-9_')
-      "$QF" quantize --model "$M" --qformat int8_smoothquant --kv-cache-qformat none --algorithm "$algo" \
-        --calib "${calib[@]}" --calib-size 64 --calib-seq-len 512 --batch-size 8 --export "$d" --overwrite > "$d.log" 2>&1
-      if "$QF" check --target trtllm "$d" > "$d.check" 2>&1; then c=pass; else c=FAIL; fi
-      echo "| $model | int8_smoothquant | $algo | $c | $(ppl "$d" "$T/janeausten/persuasion.txt") | $(ppl "$d" "$T/wikitext2/wiki.test.txt") |"
-    done
-  done
+  algorithm_table none trtllm "int8_smoothquant max" "int8_smoothquant smoothquant" \
+    "int8_smoothquant {method: smoothquant, alpha: 0.5}"
 fi
