@@ -271,24 +271,30 @@ TEST(Strings, ParseIntIsStrict) {
 namespace qforge {
 namespace {
 
-// OpenBLAS's Prescott fallback is overridden by what the CPU has; other cores, and a user's setting, are kept.
+// OpenBLAS's Prescott fallback is overridden by what the CPU has, and so are its AVX2 cores on an AVX-512 CPU;
+// other cores, and a user's setting, are kept.
 TEST(BlasCore, OnlyThePrescottFallbackIsOverriddenAndTheUsersSettingWins) {
   const char* saved = std::getenv("OPENBLAS_CORETYPE");
   const std::string keep = saved != nullptr ? saved : "";
   ::unsetenv("OPENBLAS_CORETYPE");
   EXPECT_EQ(OpenBlasCoreOverride("SkylakeX"), nullptr);
-  EXPECT_EQ(OpenBlasCoreOverride("Haswell"), nullptr);
+  EXPECT_EQ(OpenBlasCoreOverride("Sandybridge"), nullptr);
   EXPECT_EQ(OpenBlasCoreOverride(nullptr), nullptr);
   const char* o = OpenBlasCoreOverride("Prescott");
+  const char* h = OpenBlasCoreOverride("Haswell");
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512vl")) {
     EXPECT_STREQ(o, "SkylakeX");
+    EXPECT_STREQ(h, "SkylakeX");
+    EXPECT_STREQ(OpenBlasCoreOverride("Zen"), "SkylakeX");
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     EXPECT_STREQ(o, "Haswell");
+    EXPECT_EQ(h, nullptr);
   } else {
     EXPECT_EQ(o, nullptr);
+    EXPECT_EQ(h, nullptr);
   }
 #endif
   ::setenv("OPENBLAS_CORETYPE", "Sandybridge", 1);

@@ -8,16 +8,31 @@
 
 namespace qforge {
 
-const char* OpenBlasCoreOverride(const char* current) {
-  if (current == nullptr || std::strcmp(current, "Prescott") != 0) return nullptr;
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return nullptr;
+namespace {
+
+bool HasAvx512() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vl")) {
-    return "SkylakeX";
-  }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+const char* OpenBlasCoreOverride(const char* current) {
+  if (current == nullptr || std::getenv("OPENBLAS_CORETYPE") != nullptr) return nullptr;
+  const bool prescott = std::strcmp(current, "Prescott") == 0;
+  // The AVX2 cores OpenBLAS gives AVX-512 CPUs it does not know as such (AMD Zen 4 and 5 run "Haswell" or
+  // "Zen"): SkylakeX's kernels are faster there, and their GEMM gives each row the same result whatever the
+  // number of rows, which the Haswell kernels do not (a batch run in parts would not equal it run whole).
+  const bool avx2_core = std::strcmp(current, "Haswell") == 0 || std::strcmp(current, "Zen") == 0;
+  if (!prescott && !avx2_core) return nullptr;
+  if (HasAvx512()) return "SkylakeX";
+#if defined(__x86_64__)
+  if (prescott && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
 #endif
   return nullptr;
 }
