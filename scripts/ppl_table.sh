@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Perplexity before and after quantization on llama-dense-26M and qwen2moe-25M, for every recipe of issue 5
 # (QF_PPL_PART=recipes), for NVFP4 W4A4 + FP8 KV with each implemented calibration algorithm
-# (QF_PPL_PART=algorithms) and for INT8 W8A8 with and without SmoothQuant (QF_PPL_PART=int8; default: all):
+# (QF_PPL_PART=algorithms), for INT8 W8A8 with and without SmoothQuant (QF_PPL_PART=int8) and for AWQ
+# (QF_PPL_PART=awq; default: all):
 # calibrated on Austen (Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma; never Persuasion),
 # 64 x 512 tokens; evaluated on Persuasion and WikiText-2 test (first 20,519 predicted tokens, 512-token
 # windows, as the references; QF_PPL_TOKENS=N evaluates fewer). Each export must pass `qforge check`. Prints a
@@ -90,4 +91,13 @@ fi
 if [ "$PART" = all ] || [ "$PART" = int8 ]; then
   algorithm_table none trtllm "int8_smoothquant max" "int8_smoothquant smoothquant" \
     "int8_smoothquant {method: smoothquant, alpha: 0.5}"
+fi
+
+# AWQ: NVFP4 W4A4 + FP8 KV with awq_lite, awq_clip and awq_full against max on the same preset (checked with
+# `--target any`: no runtime of the contract serves NVFP4_AWQ); INT4 W4A16 (ModelOpt's int4_awq, blocks of 128,
+# no KV-cache quantization) with max and awq_lite, checked for TRT-LLM, which serves W4A16_AWQ.
+if [ "$PART" = all ] || [ "$PART" = awq ]; then
+  algorithm_table fp8 any "nvfp4_awq_lite max" "nvfp4_awq_lite awq_lite" "nvfp4_awq_clip awq_clip" \
+    "nvfp4_awq_full awq_full"
+  algorithm_table none trtllm "int4_awq max" "int4_awq awq_lite"
 fi

@@ -22,7 +22,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <memory>
 #include <set>
 
@@ -30,8 +29,8 @@
 #include "qforge/calib/algorithm.h"
 #include "qforge/calib/layerwise.h"
 #include "qforge/calib/max_calib.h"
+#include "qforge/calib/pre_quant_scale.h"
 #include "qforge/calib/smoothquant.h"
-#include "qforge/quant/shared_state.h"
 
 namespace qforge {
 namespace {
@@ -143,38 +142,10 @@ class SmoothQuantAlgorithm final : public CalibAlgorithm {
       ++summary->smoothed;
       done.push_back(m);
     }
-    ResmoothSiblings(model, state, done, summary);
+    summary->groups += ResmoothSharedInputs(model, state, done).sibling_groups;
     // The weight amax from the smoothed weights, as ModelOpt's max_calibrate of each weight quantizer alone
     // (the layer's other weights are unchanged: their amax comes out the same).
     if (!done.empty()) CalibrateWeightAmax(model, state, layer);
-  }
-
-  // Siblings reading one input get one pre_quant_scale, the mean of theirs; each weight re-smoothed to it.
-  static void ResmoothSiblings(Model& model, QuantState& state, const std::vector<int>& smoothed,
-                               SmoothSummary* summary) {
-    std::vector<std::string> names;
-    std::map<std::string, int> by_name;
-    for (int m : smoothed) {
-      names.push_back(model.modules()[static_cast<size_t>(m)].name);
-      by_name[names.back()] = m;
-    }
-    for (const SharedGroup& g : FindSharedGroups(CompilePatterns(config::DefaultSharedPatterns()), names, {})) {
-      std::vector<int> ms;
-      for (const auto& n : g.members) ms.push_back(by_name.at(n));
-      std::vector<const std::vector<float>*> scales;
-      for (int m : ms) scales.push_back(&state.Get(m, QuantizerRole::kInput)->pre_quant_scale);
-      const std::vector<float> mean = MeanPreQuantScale(scales, model.CheckpointWeightDType(ms[0]));
-      for (int m : ms) {
-        Quantizer& in = *state.Get(m, QuantizerRole::kInput);
-        if (in.pre_quant_scale == mean) continue;
-        Tensor w = model.LinearWeight(m).Clone();
-        ResmoothWeight(w.mutable_span<float>(), model.modules()[static_cast<size_t>(m)].in_features, in.pre_quant_scale,
-                       mean, model.CheckpointWeightDType(m));
-        model.SetLinearWeight(m, std::move(w));
-        in.pre_quant_scale = mean;
-      }
-      ++summary->groups;
-    }
   }
 
   std::string Note(const SmoothSummary& s) const {

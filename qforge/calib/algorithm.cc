@@ -25,6 +25,9 @@ constexpr Registration kAlgorithms[] = {
     {"nvfp4_act_headroom", &MakeActHeadroomAlgorithm},
     {"gptq", &MakeGptqAlgorithm},
     {"smoothquant", &MakeSmoothQuantAlgorithm},
+    {"awq_lite", &MakeAwqLiteAlgorithm},
+    {"awq_clip", &MakeAwqClipAlgorithm},
+    {"awq_full", &MakeAwqFullAlgorithm},
 };
 
 }  // namespace

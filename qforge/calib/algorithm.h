@@ -105,5 +105,12 @@ std::unique_ptr<CalibAlgorithm> MakeGptqAlgorithm(const config::QuantizeConfig& 
                                                   const config::AlgorithmConfig& algo);
 std::unique_ptr<CalibAlgorithm> MakeSmoothQuantAlgorithm(const config::QuantizeConfig& config,
                                                          const config::AlgorithmConfig& algo);
+// awq_lite, awq_clip and awq_full (algo_awq.cc).
+std::unique_ptr<CalibAlgorithm> MakeAwqLiteAlgorithm(const config::QuantizeConfig& config,
+                                                     const config::AlgorithmConfig& algo);
+std::unique_ptr<CalibAlgorithm> MakeAwqClipAlgorithm(const config::QuantizeConfig& config,
+                                                     const config::AlgorithmConfig& algo);
+std::unique_ptr<CalibAlgorithm> MakeAwqFullAlgorithm(const config::QuantizeConfig& config,
+                                                     const config::AlgorithmConfig& algo);
 
 }  // namespace qforge

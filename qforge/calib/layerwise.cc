@@ -2,6 +2,7 @@
 #include "qforge/calib/layerwise.h"
 
 #include <algorithm>
+#include <map>
 #include <optional>
 
 #include <fmt/format.h>
@@ -167,7 +168,9 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
   LayerwiseReport report;
   MaxCalibReport& mr = report.max;
   const int L = model.num_layers();
-  const bool needs_forward = NeedsCalibrationData(state);
+  // A refinement that reads the layer's inputs needs them even when no activation quantizer does (GPTQ and
+  // AWQ of weight-only formats).
+  const bool needs_forward = NeedsCalibrationData(state) || (lo.refine_layer && lo.refine_reads_inputs);
   CalibData calib;
   if (needs_forward) {
     calib = data();
@@ -373,19 +376,49 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     if (needs_forward) CheckActivationAmax(model, state, l);
     FinalizeSharedStateAndPromote(model, state, mo.shared_patterns, nullptr);
     mr.reduce_seconds += tr.Seconds();
+    // The next layer's inputs without qdq_from_prev are the layer's unquantized outputs from its weights as
+    // they were before calibrating it (ModelOpt captures them first): weights a refinement changed are set
+    // aside for that forward. The weight overrides held before the refinement, to put back for it.
+    const bool set_aside = want_next && keep_inputs && !lo.qdq_from_prev && lo.refine_mutates_weights;
+    std::map<int, Tensor> before;
+    if (set_aside) {
+      for (int m : model.linear_modules(l)) {
+        if (model.HasWeightOverride(m)) before[m] = model.LinearWeight(m);
+      }
+    }
     if (lo.refine_layer) {
       Timer tq;
       lo.refine_layer(fm, state, l, inputs);
       mr.weight_amax_seconds += tq.Seconds();
     }
     if (lo.weight_update) lo.weight_update(model, state, l);
-    if (want_next && keep_inputs && !lo.qdq_from_prev) {  // the unquantized outputs, after the refinement
+    if (want_next && keep_inputs && !lo.qdq_from_prev) {  // the unquantized outputs
       Timer tq;
+      std::map<int, Tensor> refined;
+      if (set_aside) {
+        for (int m : model.linear_modules(l)) {
+          if (model.HasWeightOverride(m)) refined[m] = model.LinearWeight(m);
+          if (auto it = before.find(m); it != before.end()) {
+            model.SetLinearWeight(m, it->second);
+          } else {
+            model.RestoreLinearWeight(m);
+          }
+        }
+      }
+      // Read-only hooks that want nothing: the forward then adds the residual as a hooked calibration forward
+      // does, so that these outputs are the whole-model passes' bit for bit.
+      struct PassiveHooks final : ForwardHooks {
+        bool ModifiesActivations() const override { return false; }
+        bool RowLocal() const override { return true; }
+        bool WantsLinearOutput(int) const override { return false; }
+        InputTap LinearInputTap(Backend&, int, int64_t, int64_t) override { return {false, nullptr}; }
+      } passive;
       for (int64_t b = 0; b < inputs.size(); ++b) {
         HiddenStates h = inputs.Take(b);
-        fm.RunLayer(l, h);
+        fm.RunLayer(l, h, &passive);
         inputs.Put(b, std::move(h));
       }
+      for (auto& [m, w] : refined) model.SetLinearWeight(m, std::move(w));
       mr.forward_seconds += tq.Seconds();
     }
 

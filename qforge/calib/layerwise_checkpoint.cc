@@ -255,6 +255,7 @@ void SaveLayerQuantizers(const fs::path& layer_dir, const Model& model, const Qu
     e["has_amax"] = q.has_amax;
     e["amax_shape"] = q.amax_shape;
     e["global_amax"] = q.global_amax ? Json(*q.global_amax) : Json(nullptr);
+    if (q.pre_quant_scale_fused) e["pre_quant_scale_fused"] = true;
     list.push_back(std::move(e));
     if (q.has_amax && !q.amax.empty()) {
       buffers.emplace_back(q.slot.name + "._amax", Tensor::FromF32(q.amax_shape, q.amax));
@@ -305,6 +306,7 @@ void LoadLayerQuantizers(const fs::path& layer_dir, const Model& model, QuantSta
       q.amax.clear();
       q.amax_shape = e.at("amax_shape").get<std::vector<int64_t>>();
       q.has_amax = e.at("has_amax").get<bool>();
+      q.pre_quant_scale_fused = e.value("pre_quant_scale_fused", false);
     } catch (const nlohmann::json::exception& ex) {
       QF_FAIL("'{}': quantizer '{}': {}", jpath.string(), q.slot.name, ex.what());
     }

@@ -21,13 +21,15 @@ namespace {
 
 // Weight amax of every enabled weight quantizer that needs it; `device` (not null) computes on the forward's
 // device copies where they are exact.
+// `only` (not null): just those modules.
 void WeightAmaxPass(Model& model, QuantState& state, std::optional<int> layer, const HostQuantKernels* kernels,
-                    ForwardModel* device, bool keep_resident) {
+                    ForwardModel* device, bool keep_resident, std::span<const int>* only = nullptr) {
   const auto& modules = model.modules();
   for (auto& q : state.quantizers()) {
     if (q.role != QuantizerRole::kWeight || !q.enabled()) continue;
     const ModuleInfo& info = modules[static_cast<size_t>(q.module)];
     if (layer && info.layer != *layer) continue;
+    if (only != nullptr && std::find(only->begin(), only->end(), q.module) == only->end()) continue;
     QF_CHECK(!q.sequential(), "quantizer '{}': sequential (multi-stage) weight quantizers are not supported yet",
              q.slot.name);
     QF_CHECK(info.kind == ModuleKind::kLinear,
@@ -56,6 +58,11 @@ void WeightAmaxPass(Model& model, QuantState& state, std::optional<int> layer, c
 void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer,
                          const HostQuantKernels* kernels) {
   WeightAmaxPass(model, state, layer, kernels, nullptr, true);
+}
+
+void CalibrateWeightAmaxOf(Model& model, QuantState& state, std::span<const int> modules,
+                           const HostQuantKernels* kernels) {
+  WeightAmaxPass(model, state, std::nullopt, kernels, nullptr, true, &modules);
 }
 
 void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int> layer, bool keep_resident) {

@@ -82,6 +82,10 @@ struct MaxCalibReport {
 // `kernels`: the host SIMD kernels (Backend::host_kernels(); nullptr: scalar reference, same values).
 void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> layer = std::nullopt,
                          const HostQuantKernels* kernels = nullptr);
+// The same for the weight quantizers of `modules` only (an algorithm that changed just those weights, or set
+// other weights' amax that must stay).
+void CalibrateWeightAmaxOf(Model& model, QuantState& state, std::span<const int> modules,
+                           const HostQuantKernels* kernels = nullptr);
 // The same with the forward's backend: on a device backend the amax is computed from the weights resident
 // there (uploaded as needed; ForwardModel::WeightAmax), bit-identical to the host path; on the CPU it is
 // the host path with the backend's SIMD kernels.

@@ -10,22 +10,20 @@
 namespace qforge {
 namespace {
 
-// x^e as torch computes it for the exponents SmoothQuant meets (0, 1, 0.5 and 2: exact); std::pow
-// otherwise (torch's vectorized pow may differ from it by an ulp for other exponents).
-float TorchPow(float x, double e) {
-  if (e == 0.0) return 1.0f;
-  if (e == 1.0) return x;
-  if (e == 0.5) return std::sqrt(x);
-  if (e == 2.0) return x * x;
-  return std::pow(x, static_cast<float>(e));
-}
-
 float Round(DType dtype, float v) {
   RoundToDType(dtype, std::span<float>(&v, 1));
   return v;
 }
 
 }  // namespace
+
+float TorchPow(float x, float e) {
+  if (e == 0.0f) return 1.0f;
+  if (e == 1.0f) return x;
+  if (e == 0.5f) return std::sqrt(x);
+  if (e == 2.0f) return x * x;
+  return std::pow(x, e);
+}
 
 SmoothedInput SmoothLinear(std::span<const float> act_amax, std::span<float> weight, int64_t rows, int64_t cols,
                            double alpha, DType dtype, std::string_view what) {
@@ -39,7 +37,8 @@ SmoothedInput SmoothLinear(std::span<const float> act_amax, std::span<float> wei
   // torch: weight_scale.pow(1 - alpha) stays in the weight's dtype; the quotient by the fp32 act_amax.pow(alpha)
   // is fp32.
   std::vector<float> s(static_cast<size_t>(cols));
-  for (int64_t j = 0; j < cols; ++j) s[j] = Round(dtype, TorchPow(wmax[j], 1.0 - alpha)) / TorchPow(act_amax[j], alpha);
+  for (int64_t j = 0; j < cols; ++j) s[j] = Round(dtype, TorchPow(wmax[j], static_cast<float>(1.0 - alpha))) /
+                                              TorchPow(act_amax[j], static_cast<float>(alpha));
   constexpr float kEpsilon = 1.0f / static_cast<float>(1u << 31);
   if (*std::min_element(s.begin(), s.end()) <= kEpsilon) {
     for (int64_t j = 0; j < cols; ++j) {
@@ -51,17 +50,28 @@ SmoothedInput SmoothLinear(std::span<const float> act_amax, std::span<float> wei
              "smoothing scale is undefined", what, j, act_amax[j], wmax[j]);
     s[j] = std::clamp(s[j], 1e-4f, 1e4f);
   }
-  // The weight's columns times 1 / s_j (an f32 reciprocal, an f32 product), in its dtype.
+  return ApplyPreQuantScale(s, act_amax, weight, rows, cols, dtype);
+}
+
+SmoothedInput ApplyPreQuantScale(std::span<const float> pre_quant_scale, std::span<const float> act_amax,
+                                 std::span<float> weight, int64_t rows, int64_t cols, DType dtype) {
+  QF_ASSERT(static_cast<int64_t>(pre_quant_scale.size()) == cols && static_cast<int64_t>(weight.size()) == rows * cols &&
+                (act_amax.empty() || static_cast<int64_t>(act_amax.size()) == cols),
+            "ApplyPreQuantScale: {} scales, {} amax and {} weights for [{}, {}]", pre_quant_scale.size(),
+            act_amax.size(), weight.size(), rows, cols);
+  // The weight's columns times 1 / p_j (an f32 reciprocal, an f32 product), in its dtype.
   std::vector<float> inv(static_cast<size_t>(cols));
-  for (int64_t j = 0; j < cols; ++j) inv[j] = 1.0f / s[j];
+  for (int64_t j = 0; j < cols; ++j) inv[j] = 1.0f / pre_quant_scale[j];
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < cols; ++j) weight[r * cols + j] *= inv[j];
   }
   RoundToDType(dtype, weight);
   SmoothedInput out;
-  for (int64_t j = 0; j < cols; ++j) out.input_amax = std::max(out.input_amax, Round(dtype, act_amax[j]) * s[j]);
+  for (size_t j = 0; j < act_amax.size(); ++j) {
+    out.input_amax = std::max(out.input_amax, Round(dtype, act_amax[j]) * pre_quant_scale[j]);
+  }
   out.input_amax = Round(dtype, out.input_amax);
-  out.pre_quant_scale = std::move(s);
+  out.pre_quant_scale.assign(pre_quant_scale.begin(), pre_quant_scale.end());
   RoundToDType(dtype, out.pre_quant_scale);
   return out;
 }

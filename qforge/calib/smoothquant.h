@@ -12,6 +12,10 @@
 
 namespace qforge {
 
+// x^e as torch's pow(tensor, scalar) computes it with the exponent as float32: its special cases exactly (0: 1,
+// 1: x, 0.5: sqrt, 2: x·x), std::pow otherwise (torch's vectorized pow may differ from it by an ulp there).
+float TorchPow(float x, float e);
+
 struct SmoothedInput {
   std::vector<float> pre_quant_scale;  // [cols], dtype values: the input is multiplied by it
   float input_amax = 0;                // the per-tensor amax of the smoothed input, a dtype value
@@ -25,6 +29,13 @@ struct SmoothedInput {
 // An undefined scale (a channel with zero amax and zero weights at alpha < 1) is an error naming `what`.
 SmoothedInput SmoothLinear(std::span<const float> act_amax, std::span<float> weight, int64_t rows, int64_t cols,
                            double alpha, DType dtype, std::string_view what);
+
+// Smooths one Linear with a given pre_quant_scale p ([cols], f32, positive), as ModelOpt's
+// apply_pre_quant_scale_and_smooth: W_ij = dtype(W_ij * (1 / p_j)) (an f32 reciprocal, an f32 product);
+// pre_quant_scale = dtype(p); input_amax = dtype(max_j dtype(a_j) * p_j) from `act_amax` [cols] (0 when empty:
+// a weight-only Linear). SmoothLinear is this with p = s; AWQ passes p = 1 / s.
+SmoothedInput ApplyPreQuantScale(std::span<const float> pre_quant_scale, std::span<const float> act_amax,
+                                 std::span<float> weight, int64_t rows, int64_t cols, DType dtype);
 
 // One pre_quant_scale for siblings that read one input (ModelOpt's export, preprocess_linear_fusion): the
 // mean of theirs, summed in f32 in the given order, divided, rounded to dtype (torch.mean of a stack).

@@ -657,7 +657,8 @@ class Checker {
           case WeightScaleKind::kGroupF8:
             ExpectTensor(s, DType::kF8E4M3, with_lead({out, in / g}), "per-block weight_scale (linear layout)");
             if (const int peak = ScanBlockScales(s, DType::kF8E4M3);
-                t.format == ExportFormat::kNvfp4 || t.format == ExportFormat::kW4a16Nvfp4) {
+                t.format == ExportFormat::kNvfp4 || t.format == ExportFormat::kNvfp4Awq ||
+                t.format == ExportFormat::kW4a16Nvfp4) {
               m.peak_code = peak;
             }
             break;

@@ -95,6 +95,7 @@ constexpr InputRule kInputRules[] = {
     {ExportFormat::kInt8Sq, Bit(InputKind::kInt8Static), "a static INT8 per-tensor input quantizer"},
     {ExportFormat::kInt8Wo, Bit(InputKind::kOff), "no input quantizer"},
     {ExportFormat::kInt4Awq, Bit(InputKind::kOff), "no input quantizer"},
+    {ExportFormat::kNvfp4Awq, Bit(InputKind::kNvfp4), "an NVFP4 input quantizer (E2M1, dynamic block 16, E4M3 scales)"},
 };
 
 // "{-1: 16}", "{-1: 128, -2: 128}" or "none": the block sizes a pack format stores.
@@ -227,6 +228,8 @@ ExportFormat DetectExportFormat(const Quantizer* weight, const Quantizer* input)
     if (w.block->scale_bits->IsFloat(4, 3)) {
       if (!input_on) {
         f = ExportFormat::kW4a16Nvfp4;
+      } else if (!input->pre_quant_scale.empty() || input->pre_quant_scale_fused) {
+        f = ExportFormat::kNvfp4Awq;  // AWQ-smoothed input (ModelOpt: _pre_quant_scale or fused_with_prequant)
       } else if (input_fp8 && w.block->dynamic) {
         f = ExportFormat::kW4a8Nvfp4Fp8;
       } else {

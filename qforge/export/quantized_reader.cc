@@ -25,6 +25,7 @@ std::optional<PackFormat> PackFormatForExport(ExportFormat f) {
     case ExportFormat::kFp8PcPt: return PackFormat::kFp8PerChannel;
     case ExportFormat::kFp8PbWo: return PackFormat::kFp8Block;
     case ExportFormat::kNvfp4:
+    case ExportFormat::kNvfp4Awq:
     case ExportFormat::kW4a16Nvfp4: return PackFormat::kNvfp4;
     case ExportFormat::kMxfp8: return PackFormat::kMxfp8;
     case ExportFormat::kMxfp4: return PackFormat::kMxfp4;
@@ -162,6 +163,7 @@ QuantizedModel LoadQuantizedModel(const fs::path& dir, const ModelLoadOptions& b
         act_kinds["static per-tensor"] += 1;
         break;
       case ExportFormat::kNvfp4:
+      case ExportFormat::kNvfp4Awq:
         QF_CHECK(scale > 0, "checkpoint '{}': '{}' is missing or not positive", dir.string(), in_scale);
         a.spec = BlockSpecOf(NumBits::Float(2, 1), 16, NumBits::Float(4, 3));
         a.amax = {scale * InputScaleDivisor(a.spec)};

@@ -30,7 +30,8 @@ constexpr ArchSpec kArchitectures[] = {
      .router_name = "",
      .experts_name = "",
      .moe_intermediate_key = "",
-     .norm_topk_default = false},
+     .norm_topk_default = false,
+     .prequant_fold = true},
     {.architecture = "MistralForCausalLM",
      .model_types = {"mistral", ""},
      .attention_class = "hf.MistralAttention",
@@ -81,7 +82,8 @@ constexpr ArchSpec kArchitectures[] = {
      .router_name = "",
      .experts_name = "",
      .moe_intermediate_key = "",
-     .norm_topk_default = false},
+     .norm_topk_default = false,
+     .prequant_fold = true},
     {.architecture = "MixtralForCausalLM",
      .model_types = {"mixtral", ""},
      .attention_class = "hf.MixtralAttention",
@@ -132,7 +134,8 @@ constexpr ArchSpec kArchitectures[] = {
      .router_name = "gate",
      .experts_name = "experts",
      .moe_intermediate_key = "moe_intermediate_size",
-     .norm_topk_default = false},
+     .norm_topk_default = false,
+     .prequant_fold = true},
 };
 
 }  // namespace

@@ -67,6 +67,9 @@ struct ArchSpec {
   std::string_view experts_name;          // attribute of the expert list: "experts"
   std::string_view moe_intermediate_key;  // config key of one expert's intermediate size
   bool norm_topk_default;                 // default of norm_topk_prob (kQwen) when config.json omits it
+  // ModelOpt's export folds an NVFP4-AWQ o_proj / down_proj pre_quant_scale into v_proj / up_proj for this
+  // class's attention and MLPs (its PQS_FUSE_MODULE_MAPPING: Llama, Qwen3, Qwen3-MoE).
+  bool prequant_fold = false;
 };
 
 // Every supported architecture, in a stable order.

@@ -421,6 +421,11 @@ void Model::RestoreLinearWeight(int module) {
   overrides_[module] = Tensor();
 }
 
+bool Model::HasWeightOverride(int module) const {
+  QF_CHECK(module >= 0 && module < static_cast<int>(modules_.size()), "module {} out of range", module);
+  return Present(overrides_[module]);
+}
+
 const Model::LayerModules& Model::layer_modules(int layer) const {
   QF_CHECK(layer >= 0 && layer < num_layers(), "layer {} out of range [0, {})", layer, num_layers());
   return *layers_[layer];

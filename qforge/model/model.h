@@ -131,6 +131,8 @@ class Model {
   // Survives ReleaseLayer / LoadLayer until RestoreLinearWeight.
   void SetLinearWeight(int module, Tensor weight);
   void RestoreLinearWeight(int module);
+  // True while SetLinearWeight's replacement of `module` is in place.
+  bool HasWeightOverride(int module) const;
 
   // --- what a forward pass needs (forward/) ---
   // The modules of decoder layer `layer`, by role.

@@ -175,6 +175,7 @@ void QuantState::ResetCalibration() {
   for (auto& q : quantizers_) {
     q.ResetAmax();
     q.pre_quant_scale.clear();
+    q.pre_quant_scale_fused = false;
   }
 }
 

@@ -46,6 +46,10 @@ struct Quantizer {
   // Linear's input is multiplied by it per input feature before the quantizer, also when the quantizer is
   // disabled (AWQ W4A16). [in_features], as the forward applies it (in the checkpoint's dtype). Empty: none.
   std::vector<float> pre_quant_scale;
+  // AWQ: this input's pre_quant_scale was folded into the Linear that produces it (o_proj's into v_proj's
+  // output rows, down_proj's into up_proj's; ModelOpt's fused_with_prequant): the input arrives smoothed, so
+  // pre_quant_scale is empty, and the export still names the format AWQ.
+  bool pre_quant_scale_fused = false;
 
   bool enabled() const { return !hard_disabled && slot.state.enabled(); }
   bool sequential() const { return slot.state.sequential; }

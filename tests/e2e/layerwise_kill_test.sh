@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Layerwise calibration e2e (issue 6): layerwise --no-qdq-from-prev exports are bit-identical to whole-model
 # max; runs killed with SIGKILL at named points (QF_TEST_KILL_AT=<event>:<n>) and resumed give the same bytes;
-# after every kill the manifest only names layers whose files (and next_inputs) are complete.
+# after every kill the manifest only names layers whose files (and next_inputs) are complete. The same for the
+# weight-mutating algorithms gptq, smoothquant and awq.
 # Usage: layerwise_kill_test.sh QFORGE SHARED_DIR   (QFORGE may be a wrapper script: tests/gpu/device_suite.sh
 # passes one that adds --device cuda to quantize)
 set -u
@@ -42,6 +43,39 @@ check_invariant() {  # check_invariant CKDIR WHAT
 
 same() {  # same A B WHAT
   if diff -r "$1" "$2" >/dev/null; then echo "ok   $3"; else echo "FAIL $3: exports differ"; diff -rq "$1" "$2"; fail=1; fi
+}
+
+# smoothing_case MODEL TAG QFORMAT NOTE: an algorithm that smooths the weights (--qformat QFORMAT, its log
+# naming NOTE, grep -E): layerwise == whole model, killed twice and resumed == whole model, export --from its
+# finished checkpoint == whole model. Uses $every of the model's spec.
+smoothing_case() {
+  local m=$1 tag=$2 qformat=$3 note=$4
+  sm() {  # sm EXPORT [extra args...]
+    local out=$1
+    shift
+    "$Q" quantize --model "$S/data/models/$m" --qformat "$qformat" --kv-cache-qformat none --calib "$T" \
+      --calib-size 4 --calib-seq-len 64 --batch-size 2 --export "$out" --overwrite --no-progress "$@" >"$W/log" 2>&1
+  }
+  sm "$W/$m.$tag" || { echo "FAIL $m $tag"; cat "$W/log"; fail=1; }
+  if ! grep -qE "$note" "$W/log"; then echo "FAIL $m $tag: nothing smoothed"; cat "$W/log"; fail=1; fi
+  sm "$W/$m.${tag}lw" --layerwise --checkpoint-dir "$W/$m.${tag}ck0" --save-every $every ||
+    { echo "FAIL $m $tag layerwise"; cat "$W/log"; fail=1; }
+  same "$W/$m.$tag" "$W/$m.${tag}lw" "$m: $tag layerwise == whole model"
+  local kk rc
+  for kk in "layer_calibrated:2" "after_manifest:1"; do
+    (QF_TEST_KILL_AT=$kk sm "$W/$m.${tag}kill" --layerwise --checkpoint-dir "$W/$m.${tag}ck1" --save-every $every) 2>/dev/null
+    rc=$?
+    if [ $rc -ne 137 ] && [ $rc -ne 0 ]; then echo "FAIL $m $tag kill $kk: exit $rc"; cat "$W/log"; fail=1; fi
+    check_invariant "$W/$m.${tag}ck1" "$m $tag kill $kk"
+  done
+  sm "$W/$m.${tag}res" --layerwise --checkpoint-dir "$W/$m.${tag}ck1" --save-every $every ||
+    { echo "FAIL $m $tag resume"; cat "$W/log"; fail=1; }
+  same "$W/$m.$tag" "$W/$m.${tag}res" "$m: $tag killed twice (save_every $every), resumed"
+  if "$Q" export --from "$W/$m.${tag}ck0" --model "$S/data/models/$m" --export "$W/$m.${tag}from" >"$W/log" 2>&1; then
+    same "$W/$m.$tag" "$W/$m.${tag}from" "$m: $tag: qforge export --from its finished checkpoint"
+  else
+    echo "FAIL $m $tag export --from"; cat "$W/log"; fail=1
+  fi
 }
 
 # KILL_MODELS: "model save_every" pairs, ;-separated (the GPU machine runs one model per call).
@@ -140,35 +174,11 @@ for spec in "${specs[@]}"; do
     echo "FAIL $m gptq: the export equals max's"; fail=1
   fi
 
-  # SmoothQuant (issue 11) folds its scales into the weights: layer by layer (next inputs from the unsmoothed
-  # layer, as ModelOpt) it gives the whole-model export's bytes; a killed run resumes to them, and a finished
-  # checkpoint re-exports them (weights and pre_quant_scale from the checkpoint).
-  sq() {  # sq EXPORT [extra args...]
-    local out=$1
-    shift
-    "$Q" quantize --model "$S/data/models/$m" --qformat int8_smoothquant --kv-cache-qformat none --calib "$T" \
-      --calib-size 4 --calib-seq-len 64 --batch-size 2 --export "$out" --overwrite --no-progress "$@" >"$W/log" 2>&1
-  }
-  sq "$W/$m.sq" || { echo "FAIL $m smoothquant"; cat "$W/log"; fail=1; }
-  if ! grep -q "note: smoothquant (alpha 1): [1-9][0-9]* Linears smoothed" "$W/log"; then
-    echo "FAIL $m smoothquant: nothing smoothed"; fail=1
-  fi
-  sq "$W/$m.sqlw" --layerwise --checkpoint-dir "$W/$m.sck0" --save-every $every ||
-    { echo "FAIL $m smoothquant layerwise"; cat "$W/log"; fail=1; }
-  same "$W/$m.sq" "$W/$m.sqlw" "$m: smoothquant layerwise == whole model"
-  for kk in "layer_calibrated:2" "after_manifest:1"; do
-    (QF_TEST_KILL_AT=$kk sq "$W/$m.sqkill" --layerwise --checkpoint-dir "$W/$m.sck1" --save-every $every) 2>/dev/null
-    rc=$?
-    if [ $rc -ne 137 ] && [ $rc -ne 0 ]; then echo "FAIL $m smoothquant kill $kk: exit $rc"; cat "$W/log"; fail=1; fi
-    check_invariant "$W/$m.sck1" "$m smoothquant kill $kk"
-  done
-  sq "$W/$m.sqres" --layerwise --checkpoint-dir "$W/$m.sck1" --save-every $every ||
-    { echo "FAIL $m smoothquant resume"; cat "$W/log"; fail=1; }
-  same "$W/$m.sq" "$W/$m.sqres" "$m: smoothquant killed twice (save_every $every), resumed"
-  if "$Q" export --from "$W/$m.sck0" --model "$S/data/models/$m" --export "$W/$m.sqfrom" >"$W/log" 2>&1; then
-    same "$W/$m.sq" "$W/$m.sqfrom" "$m: smoothquant: qforge export --from its finished checkpoint"
-  else
-    echo "FAIL $m smoothquant export --from"; cat "$W/log"; fail=1
-  fi
+  # SmoothQuant and AWQ (issue 11) fold their scales into the weights: layer by layer (next inputs from the
+  # unsmoothed layer, as ModelOpt) each gives the whole-model export's bytes; a killed run resumes to them, and
+  # a finished checkpoint re-exports them (weights, pre_quant_scale and its fused flags from the checkpoint).
+  smoothing_case "$m" sq int8_smoothquant "note: smoothquant \(alpha 1\): [1-9][0-9]* Linears smoothed"
+  # awq_lite (awq_full's clip pass runs on the smoothed model whole-model, on the kept inputs layer by layer).
+  smoothing_case "$m" awq nvfp4_awq_lite "note: awq_lite: [1-9][0-9]* Linears smoothed"
 done
 exit $fail

@@ -2,7 +2,7 @@
 # End to end: every recipe of issue 5 on llama-dense-26M and qwen2moe-25M quantizes (small calibration) and
 # the export passes `qforge check`; a second export over the first replaces it atomically. The mse recipes
 # (issue 11) too: the MLP one on both models, the experts one on the MoE model (a dense model has no expert);
-# nvfp4_act_headroom on both; gptq on both.
+# nvfp4_act_headroom on both; gptq on both; smoothquant and awq on both.
 set -euo pipefail
 QF=$1
 SHARED=$2
@@ -75,6 +75,45 @@ for model in llama-dense-26M qwen2moe-25M; do
     echo "FAIL $model int8_smoothquant: ppl $q against bf16 $b (more than 1% worse)"; fail=1; continue
   fi
   echo "ok $model int8_smoothquant: ppl $q (bf16 $b); $(tail -1 "$OUT/check")"
+done
+# AWQ (issue 11) on both models from the presets: NVFP4 W4A4 with awq_lite / awq_clip / awq_full (awq_lite's
+# scales make the export NVFP4_AWQ, with pre_quant_scale tensors where ModelOpt keeps them; awq_clip alone is
+# plain NVFP4) and INT4 W4A16 (int4_awq, awq_lite; checked for TRT-LLM, which serves W4A16_AWQ). Each passes check, and eval (which applies the pre_quant_scale) of the
+# INT4 export is no worse than the same format calibrated with max.
+for model in llama-dense-26M qwen2moe-25M; do
+  for qformat in nvfp4_awq_lite nvfp4_awq_clip nvfp4_awq_full int4_awq; do
+    dir="$OUT/$model-$qformat"
+    if ! "$QF" quantize --model "$SHARED/data/models/$model" --qformat $qformat --kv-cache-qformat none \
+         --calib "$SHARED/data/text/janeausten/emma.txt" --calib-size 8 --calib-seq-len 128 --export "$dir" \
+         --no-progress > "$OUT/log" 2>&1 || ! grep -qE "note: awq_(lite|clip|full): " "$OUT/log"; then
+      echo "FAIL quantize $model $qformat"; cat "$OUT/log"; fail=1; continue
+    fi
+    # NVFP4_AWQ (awq_lite's scales): no runtime of the contract loads it, so only the format itself is checked.
+    case $qformat in
+      int4_awq) target="--target trtllm" ;;
+      nvfp4_awq_lite | nvfp4_awq_full) target="--target any" ;;
+      *) target="" ;;
+    esac
+    # shellcheck disable=SC2086
+    if ! "$QF" check $target "$dir" > "$OUT/check" 2>&1; then
+      echo "FAIL check $model $qformat"; cat "$OUT/check"; fail=1; continue
+    fi
+    echo "ok $model $qformat: $(tail -1 "$OUT/check")"
+  done
+  "$QF" quantize --model "$SHARED/data/models/$model" --qformat int4_awq --algorithm max --kv-cache-qformat none \
+    --calib "$SHARED/data/text/janeausten/emma.txt" --calib-size 8 --calib-seq-len 128 --export "$OUT/$model-int4max" \
+    --no-progress > "$OUT/log" 2>&1 || { echo "FAIL quantize $model int4_awq max"; cat "$OUT/log"; fail=1; continue; }
+  "$QF" eval --model "$OUT/$model-int4_awq" --text "$SHARED/data/text/janeausten/persuasion.txt" --max-tokens 4096 \
+    > "$OUT/eval" 2>&1
+  a=$(ppl)
+  grep -q "pre_quant_scale (smoothed)" "$OUT/eval" || { echo "FAIL eval $model int4_awq: no pre_quant_scale applied"; fail=1; }
+  "$QF" eval --model "$OUT/$model-int4max" --text "$SHARED/data/text/janeausten/persuasion.txt" --max-tokens 4096 \
+    > "$OUT/eval" 2>&1
+  b=$(ppl)
+  if [ -z "$a" ] || [ -z "$b" ] || ! awk -v a="$a" -v b="$b" 'BEGIN { exit !(a <= b) }'; then
+    echo "FAIL $model int4_awq: ppl $a with awq_lite against $b with max"; fail=1; continue
+  fi
+  echo "ok $model int4_awq: ppl $a with awq_lite, $b with max"
 done
 # No temporary directories are left behind.
 if ls "$OUT" | grep -q '\.tmp\.'; then echo "FAIL: temporary export directory left behind"; fail=1; fi
