@@ -1,36 +1,40 @@
 // The awq_lite, awq_clip and awq_full calibration algorithms (spec §6.7), with ModelOpt 0.47's semantics; the
 // per-Linear math is calib/awq.h.
 //
-// First max calibration (the KV and other activation amax, as ModelOpt's cache pass collects them). Then, for
-// every Linear with an enabled weight quantizer, on the unquantized forward (every quantizer off, as ModelOpt
-// runs both of its passes):
-//   awq_lite  a cache pass: a_j = the mean over batches of each batch's mean |x_j| (and, for a calibrated
-//             input quantizer, the per-channel max |x_j|); a search pass: for each alpha of the grid,
-//             s = AwqScale(a, w, alpha), the batch's output (x / s) · Q(W · s)ᵀ against x · Wᵀ, squared error
-//             summed over batches; the first minimum's s then smooths the Linear: its input gets
-//             pre_quant_scale 1 / s, W · s is written back in the checkpoint's dtype, the weight amax is
-//             calibrated again, and a calibrated input gets the per-tensor amax max_j a_j^max / s_j. A Linear
-//             no token reached (a routed expert) is max-calibrated with pre_quant_scale 1.
-//   awq_clip  one pass with the (smoothed) weights: per candidate ratio r (min_clip_ratio, +shrink_step, ...,
-//             1) the weight quantized with amax A·r; NVFP4 with dynamic blocks (and per-tensor weights) clip
-//             the per-tensor amax on the whole output's squared error; static blocks (INT4) clip each block
-//             on its partial output over about max_tokens_per_batch tokens of each batch. The best ratio per
-//             group sets the weight amax. A calibrated input gets the max of its smoothed input again.
+// First max calibration (the KV and other activation amax, as ModelOpt's cache pass collects them). Then one pass
+// over the data on the unquantized forward (every quantizer off, as ModelOpt runs its passes) gathers, per
+// distinct Linear input (q/k/v and gate/up share theirs), the mean over batches of each batch's mean |x_j|, the
+// per-channel max |x_j| (for a calibrated input quantizer) and the Gram matrices the searches' losses need
+// (calib/awq.h: G = Σ_b X_bᵀ X_b / n_b, and for per-block clipping the blocks' Gram matrices of about
+// max_tokens_per_batch tokens of each batch). Then for every Linear with an enabled weight quantizer:
+//   awq_lite  for each alpha of the grid, s = AwqScale(a, w, alpha), the error of (x / s) · Q(W · s)ᵀ against
+//             x · Wᵀ summed over batches (ModelOpt's search pass, from G); the first minimum's s then smooths
+//             the Linear: its input gets pre_quant_scale 1 / s, W · s is written back in the checkpoint's dtype,
+//             the weight amax is calibrated again, and a calibrated input gets the per-tensor amax
+//             max_j a_j^max / s_j. A Linear no token reached (a routed expert) is max-calibrated with
+//             pre_quant_scale 1.
+//   awq_clip  per candidate ratio r (min_clip_ratio, +shrink_step, ..., 1) the weight quantized with amax A·r
+//             (rounded to the weight's dtype, as ModelOpt holds it); NVFP4 with dynamic blocks (and per-tensor
+//             weights) clip the per-tensor amax on the whole output's error, static blocks (INT4) each block
+//             on its partial outputs over the subsampled tokens; inputs scaled by the pre_quant_scale awq_lite
+//             set. The best ratio per group sets the weight amax; a calibrated input gets max_j of its smoothed
+//             per-channel max (ModelOpt's awq_clip max-calibrates the smoothed input again).
 //   awq_full  awq_lite, then awq_clip.
 // Finally, what ModelOpt's export does before writing (calib/pre_quant_scale.h): NVFP4-AWQ o_proj / down_proj
 // scales folded into v_proj / up_proj where the architecture allows it, the routed experts' scales averaged
 // per role, siblings that read one input given one scale; the weights those steps change are calibrated
 // again (plain max, as ModelOpt's export does).
-// Whole model: every pass over every batch through the whole model. Layer by layer (get_qdq_activations_from_
-// prev_layer false, ModelOpt's default for awq): each pass over the layer's kept inputs.
+// Whole model: the pass over every batch through the whole model; layer by layer (get_qdq_activations_from_
+// prev_layer false, ModelOpt's default for awq): over the layer's kept inputs. Both give the same result.
 //
-// Differences from ModelOpt, on purpose: its search pass runs with the KV-cache quantizers applied (they were
-// calibrated by the cache pass), which qforge's search pass does not (the Linears' inputs after attention
-// differ by the KV quantization only); Linears whose input quantizer has an axis other than none / -1 are
-// left out of the search with pre_quant_scale 1 and their input quantizer unchanged (ModelOpt collapses it to
-// per tensor); a routed expert no token reached keeps its max amax in awq_clip (ModelOpt leaves its weight
-// quantizer disabled).
-#include <cblas.h>
+// Differences from ModelOpt, on purpose: the losses come from Gram matrices, not from outputs rounded to the
+// model's dtype (equal in exact arithmetic; with f32 compute the results agree with ModelOpt's to fp32 noise);
+// its search pass runs with the KV-cache quantizers applied (calibrated by the cache pass), which the
+// statistics pass does not; its whole-model awq_clip pass runs through the smoothed model, qforge's clip uses
+// the original model's inputs scaled by the pre_quant_scale (as ModelOpt's layerwise mode); Linears whose
+// input quantizer has an axis other than none / -1 are left out of the search with pre_quant_scale 1 and
+// their input quantizer unchanged (ModelOpt collapses it to per tensor); a routed expert no token reached
+// keeps its max amax in awq_clip (ModelOpt leaves its weight quantizer disabled).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -53,8 +57,6 @@
 namespace qforge {
 namespace {
 
-enum class Stage : uint8_t { kCache, kSearch, kClip };
-
 struct AwqParams {
   bool lite = false, clip = false;
   std::vector<float> alphas;       // awq_lite's grid
@@ -63,10 +65,14 @@ struct AwqParams {
   std::string method;
 };
 
-// A candidate weight of a search: the quantized weight (dtype values) and, for awq_lite, the input's scale.
-struct Candidate {
-  std::vector<float> pin;  // [cols] 1 / s in the weight's dtype (awq_lite)
-  std::vector<float> wq;   // [rows, cols]
+// The statistics of one Linear input (shared by the Linears that read it).
+struct InputStats {
+  int64_t cols = 0;
+  int64_t steps = 0;                    // batches (calls) with tokens
+  std::vector<float> act_sum;           // [cols] Σ_b dtype(mean_t |x_tj|)
+  std::vector<float> chan_amax;         // [cols] max |x_j| (when a reader's input is calibrated)
+  std::vector<float> gram;              // [cols, cols] Σ_b X_bᵀ X_b / n_b, upper triangle
+  std::map<int64_t, std::vector<float>> block_gram;  // per block size: [nb, block, block], subsampled tokens
 };
 
 // One Linear under AWQ.
@@ -75,36 +81,13 @@ struct AwqModule {
   int64_t rows = 0, cols = 0;
   int64_t block = 0;  // weight block along the input axis (0: none)
   DType wdtype = DType::kF32;
-  bool lite = true;           // takes part in awq_lite's search
+  DType act = DType::kF32;        // the forward's activations (the compute dtype)
+  bool lite = true;               // takes part in awq_lite's search
   bool input_calibrated = false;  // its enabled input quantizer has a data-driven amax
-  std::vector<float> weight_scale, act_scale, chan_amax;  // [cols]
-  int64_t cache_steps = 0, search_steps = 0;
-  std::vector<float> lite_loss;  // per alpha
-  // awq_clip
   bool clip = false, per_tensor_clip = false;
-  std::vector<float> w_amax;       // the weight amax before clipping (AmaxShape order)
-  std::vector<int64_t> amax_shape;
-  std::vector<std::vector<float>> clip_loss;  // per ratio: [1] or [rows * blocks]
-  int64_t clip_calls = 0;
-  float clip_input_amax = 0;
-  bool clip_input_seen = false;
-  std::vector<Candidate> candidates;  // per alpha or ratio, built on first use
-  std::vector<float> bias;            // [rows] or empty
+  std::vector<float> weight_scale;  // [cols] awq_lite's salience of the weight
+  std::shared_ptr<InputStats> stats;
 };
-
-// y [m, n] = x [m, k] · w [n, k]ᵀ (+ bias), rounded to `dtype`.
-void HostLinear(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const std::vector<float>& bias,
-                DType dtype, std::vector<float>& y) {
-  y.resize(static_cast<size_t>(m * n));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-              1.0f, x, static_cast<int>(k), w, static_cast<int>(k), 0.0f, y.data(), static_cast<int>(n));
-  if (!bias.empty()) {
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t c = 0; c < n; ++c) y[r * n + c] += bias[c];
-    }
-  }
-  RoundToDType(dtype, y);
-}
 
 DType ActDType(const Backend& be) { return be.compute_dtype() == ComputeDType::kBF16 ? DType::kBF16 : DType::kF32; }
 
@@ -129,140 +112,77 @@ std::vector<float> ClipAmax(std::vector<float> amax, double r, DType dtype) {
   return amax;
 }
 
-class AwqHooks final : public ForwardHooks {
+// The statistics pass: read-only hooks that fill each AWQ Linear's InputStats (one per distinct input).
+class AwqStatsHooks final : public ForwardHooks {
  public:
-  AwqHooks(ForwardModel& fm, const QuantState& state, std::map<int, AwqModule>& modules, Stage stage,
-           const AwqParams& params)
-      : fm_(fm), state_(state), modules_(modules), stage_(stage), params_(params), act_(ActDType(fm.backend())) {
-    if (stage_ != Stage::kClip) return;
-    for (auto& [m, am] : modules_) {  // the smoothed inputs the forward applies
-      const Quantizer* in = state.Get(m, QuantizerRole::kInput);
-      if (in != nullptr && !in->pre_quant_scale.empty()) {
-        pqs_[m] = fm.backend().AllocCopy(in->pre_quant_scale.data(),
-                                         static_cast<int64_t>(in->pre_quant_scale.size() * sizeof(float)));
-      }
-    }
-  }
-  // awq_clip's pass scales the inputs of smoothed Linears (their weights are smoothed); the others only read.
-  bool ModifiesActivations() const override { return stage_ == Stage::kClip; }
+  AwqStatsHooks(std::map<int, AwqModule>& modules, const AwqParams& params, DType act)
+      : modules_(modules), params_(params), act_(act) {}
+  bool ModifiesActivations() const override { return false; }
 
   void OnLinearInput(Backend& be, int module, float* x, int64_t rows, int64_t cols) override {
-    auto it = modules_.find(module);
-    if (it == modules_.end() || rows == 0) return;
-    AwqModule& am = it->second;
-    if (auto p = pqs_.find(module); p != pqs_.end()) be.ScaleColumns(x, p->second.as<const float>(), rows, cols);
+    const int m[1] = {module};
+    OnLinearInputs(be, m, x, rows, cols);
+  }
+  void OnLinearInputs(Backend& be, std::span<const int> readers, float* x, int64_t rows, int64_t cols) override {
+    std::vector<AwqModule*> ms;
+    for (int m : readers) {
+      if (auto it = modules_.find(m); it != modules_.end()) ms.push_back(&it->second);
+    }
+    if (ms.empty() || rows == 0) return;
     std::span<const float> xs;
     if (be.host_accessible()) {
       xs = {x, static_cast<size_t>(rows * cols)};
-    } else {
+    } else {  // the statistics are host math (a device pass of its own is left to do)
       host_.resize(static_cast<size_t>(rows * cols));
       be.Download(host_.data(), x, static_cast<int64_t>(host_.size() * sizeof(float)));
       xs = host_;
     }
-    switch (stage_) {
-      case Stage::kCache: Cache(am, xs, rows); break;
-      case Stage::kSearch: Search(am, xs, rows); break;
-      case Stage::kClip: Clip(am, xs, rows); break;
+    // The readers of one input share its statistics; the first reader's (module order) holds them.
+    std::shared_ptr<InputStats>& st = stats_[ms[0]->module];
+    if (!st) {
+      st = std::make_shared<InputStats>();
+      st->cols = cols;
+      st->act_sum.assign(static_cast<size_t>(cols), 0.0f);
+      st->gram.assign(static_cast<size_t>(cols * cols), 0.0f);
+    }
+    bool chan = false;
+    std::vector<int64_t> blocks;
+    for (AwqModule* am : ms) {
+      am->stats = st;
+      chan = chan || am->input_calibrated;
+      if (am->clip && !am->per_tensor_clip && std::find(blocks.begin(), blocks.end(), am->block) == blocks.end()) {
+        blocks.push_back(am->block);
+      }
+    }
+    AccumulateAwqActScale(xs, rows, cols, act_, st->act_sum);
+    AccumulateGram(xs, rows, cols, 1.0f / static_cast<float>(rows), st->gram);
+    ++st->steps;
+    if (chan) {
+      if (st->chan_amax.empty()) st->chan_amax.assign(static_cast<size_t>(cols), 0.0f);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < cols; ++j) st->chan_amax[j] = std::max(st->chan_amax[j], std::fabs(xs[r * cols + j]));
+      }
+    }
+    if (!blocks.empty()) {  // awq_clip's per-block losses: about max_tokens_per_batch tokens of the batch
+      const std::vector<int64_t> keep = AwqClipTokenRows(rows, params_.max_tokens_per_batch);
+      std::vector<float> xt(keep.size() * static_cast<size_t>(cols));
+      for (size_t t = 0; t < keep.size(); ++t) {
+        std::copy_n(xs.data() + keep[t] * cols, cols, xt.data() + t * static_cast<size_t>(cols));
+      }
+      for (int64_t b : blocks) {
+        std::vector<float>& g = st->block_gram[b];
+        if (g.empty()) g.assign(static_cast<size_t>((cols + b - 1) / b * b * b), 0.0f);
+        AccumulateBlockGram(xt, static_cast<int64_t>(keep.size()), cols, b, 1.0f / static_cast<float>(keep.size()), g);
+      }
     }
   }
 
  private:
-  void Cache(AwqModule& am, std::span<const float> x, int64_t rows) {
-    if (!am.lite) return;
-    if (am.act_scale.empty()) am.act_scale.assign(static_cast<size_t>(am.cols), 0.0f);
-    AccumulateAwqActScale(x, rows, am.cols, act_, am.act_scale);
-    ++am.cache_steps;
-    if (am.input_calibrated) {
-      if (am.chan_amax.empty()) am.chan_amax.assign(static_cast<size_t>(am.cols), 0.0f);
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t j = 0; j < am.cols; ++j) am.chan_amax[j] = std::max(am.chan_amax[j], std::fabs(x[r * am.cols + j]));
-      }
-    }
-  }
-
-  void Search(AwqModule& am, std::span<const float> x, int64_t rows) {
-    if (!am.lite) return;
-    const Quantizer& wq = *state_.Get(am.module, QuantizerRole::kWeight);
-    const Tensor w = fm_.model().LinearWeight(am.module);
-    const std::span<const float> wv = w.span<float>();
-    if (am.candidates.empty()) {  // the grid's weights, batch-independent: built once, kept for the pass
-      for (float alpha : params_.alphas) {
-        Candidate c;
-        const std::vector<float> s = AwqScale(am.act_scale, am.weight_scale, alpha);
-        c.pin.resize(s.size());
-        std::vector<float> sw(s);  // the weight quantizer's pre_quant_scale s, in the weight's dtype
-        RoundToDType(am.wdtype, sw);
-        for (size_t j = 0; j < s.size(); ++j) c.pin[j] = 1.0f / s[j];
-        RoundToDType(am.wdtype, c.pin);
-        std::vector<float> ws(wv.begin(), wv.end());
-        for (int64_t r = 0; r < am.rows; ++r) {
-          for (int64_t j = 0; j < am.cols; ++j) ws[r * am.cols + j] *= sw[j];
-        }
-        RoundToDType(am.wdtype, ws);
-        c.wq = QuantizeWeight(wq, ws, am.rows, am.cols, {}, am.wdtype, fm_.backend().host_kernels());
-        am.candidates.push_back(std::move(c));
-      }
-      am.lite_loss.assign(params_.alphas.size(), 0.0f);
-    }
-    HostLinear(x.data(), rows, wv.data(), am.rows, am.cols, am.bias, act_, ref_);
-    std::vector<float> xs(x.size());
-    for (size_t a = 0; a < am.candidates.size(); ++a) {
-      const Candidate& c = am.candidates[a];
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t j = 0; j < am.cols; ++j) xs[r * am.cols + j] = x[r * am.cols + j] * c.pin[j];
-      }
-      RoundToDType(act_, xs);
-      HostLinear(xs.data(), rows, c.wq.data(), am.rows, am.cols, am.bias, act_, out_);
-      am.lite_loss[a] += AwqMeanSquaredError(out_, ref_, act_);
-    }
-    ++am.search_steps;
-  }
-
-  void Clip(AwqModule& am, std::span<const float> x, int64_t rows) {
-    if (am.input_calibrated) {
-      for (float v : x) am.clip_input_amax = std::max(am.clip_input_amax, std::fabs(v));
-      am.clip_input_seen = true;
-    }
-    if (!am.clip) return;
-    const Quantizer& wq = *state_.Get(am.module, QuantizerRole::kWeight);
-    const Tensor w = fm_.model().LinearWeight(am.module);
-    const std::span<const float> wv = w.span<float>();
-    if (am.candidates.empty()) {  // the ratios' weights, built once, kept for the pass
-      for (double r : params_.ratios) {
-        std::vector<float> amax = ClipAmax(am.w_amax, r, am.wdtype);
-        Candidate c;
-        c.wq = QuantizeWeight(wq, wv, am.rows, am.cols, amax, am.wdtype, fm_.backend().host_kernels());
-        am.candidates.push_back(std::move(c));
-      }
-    }
-    ++am.clip_calls;
-    if (am.per_tensor_clip) {  // the whole output, all tokens (ModelOpt: inputs @ W.T, no bias)
-      HostLinear(x.data(), rows, wv.data(), am.rows, am.cols, {}, act_, ref_);
-      for (size_t i = 0; i < am.candidates.size(); ++i) {
-        HostLinear(x.data(), rows, am.candidates[i].wq.data(), am.rows, am.cols, {}, act_, out_);
-        am.clip_loss[i][0] += AwqMeanSquaredError(out_, ref_, act_);
-      }
-      return;
-    }
-    const std::vector<int64_t> keep = AwqClipTokenRows(rows, params_.max_tokens_per_batch);
-    std::vector<float> xt(keep.size() * static_cast<size_t>(am.cols));
-    for (size_t t = 0; t < keep.size(); ++t) {
-      std::copy_n(x.data() + keep[t] * am.cols, am.cols, xt.data() + t * static_cast<size_t>(am.cols));
-    }
-    for (size_t i = 0; i < am.candidates.size(); ++i) {
-      AccumulateAwqBlockClipLoss(xt, static_cast<int64_t>(keep.size()), wv, am.candidates[i].wq, am.rows, am.cols,
-                                 am.block, act_, am.clip_loss[i]);
-    }
-  }
-
-  ForwardModel& fm_;
-  const QuantState& state_;
   std::map<int, AwqModule>& modules_;
-  Stage stage_;
   const AwqParams& params_;
   DType act_;
-  std::map<int, Buffer> pqs_;
-  std::vector<float> host_, ref_, out_;
+  std::map<int, std::shared_ptr<InputStats>> stats_;
+  std::vector<float> host_;
 };
 
 // The weight block along the input axis of an AWQ weight quantizer (ModelOpt's _get_awq_quantizer_block_size:
@@ -373,6 +293,7 @@ class AwqAlgorithm final : public CalibAlgorithm {
   void Calibrate(ForwardModel& fm, QuantState& state, const std::vector<int>& layers,
                  const std::function<void(ForwardHooks&)>& pass, AwqSummary* summary) const {
     Model& model = fm.model();
+    const HostQuantKernels* kernels = fm.backend().host_kernels();
     std::map<int, AwqModule> modules;
     for (int layer : layers) {
       for (int m : model.linear_modules(layer)) {
@@ -387,9 +308,10 @@ class AwqAlgorithm final : public CalibAlgorithm {
         am.cols = info.in_features;
         am.block = AwqBlockSize(*w);
         am.wdtype = model.CheckpointWeightDType(m);
-        const Tensor bias = model.LinearBias(m);
-        if (bias.defined() && bias.numel() > 0) am.bias.assign(bias.span<float>().begin(), bias.span<float>().end());
+        am.act = ActDType(fm.backend());
         const Quantizer* in = state.Get(m, QuantizerRole::kInput);
+        QF_CHECK(in == nullptr || in->pre_quant_scale.empty(), "{}: '{}' already has a pre_quant_scale (from an "
+                 "earlier algorithm); AWQ smooths unsmoothed inputs", params_.method, info.name);
         if (in != nullptr && in->enabled()) {
           QF_CHECK(!in->sequential(), "{}: input quantizer '{}' is sequential; AWQ smooths single-stage inputs",
                    params_.method, in->slot.name);
@@ -399,71 +321,88 @@ class AwqAlgorithm final : public CalibAlgorithm {
             am.lite = axis.size() == 1 && axis[0] == -1;
           }
         }
-        if (params_.lite) {
-          QF_CHECK(in == nullptr || in->pre_quant_scale.empty(), "{}: '{}' already has a pre_quant_scale (from an "
-                   "earlier algorithm); awq_lite smooths unsmoothed inputs", params_.method, info.name);
+        am.lite = am.lite && params_.lite;
+        if (am.lite) {
           const Tensor wt = model.LinearWeight(m);
           am.weight_scale = AwqWeightScale(wt.span<float>(), am.rows, am.cols, am.block, am.wdtype);
-        } else {
-          am.lite = false;
         }
+        const QuantSpec spec = w->spec();
+        am.clip = params_.clip && spec.block.has_value() && w->NeedsCalibration();  // ModelOpt: block weights only
+        am.per_tensor_clip = am.clip && spec.block->dynamic && !spec.axis;
         modules.emplace(m, std::move(am));
       }
     }
     if (modules.empty()) return;
-    if (params_.lite) {
-      {
-        AwqHooks cache(fm, state, modules, Stage::kCache, params_);
-        pass(cache);
-      }
-      for (auto& [m, am] : modules) {
-        if (am.cache_steps == 0) continue;
-        for (float& v : am.act_scale) v /= static_cast<float>(am.cache_steps);
-      }
-      {
-        AwqHooks search(fm, state, modules, Stage::kSearch, params_);
-        pass(search);
-      }
-      for (auto& [m, am] : modules) FinishLite(model, state, am, summary);
+    {
+      AwqStatsHooks hooks(modules, params_, ActDType(fm.backend()));
+      pass(hooks);
     }
-    if (params_.clip) {
-      for (auto& [m, am] : modules) PrepareClip(model, state, am, fm.backend().host_kernels());
-      {
-        AwqHooks clip(fm, state, modules, Stage::kClip, params_);
-        pass(clip);
-      }
-      for (auto& [m, am] : modules) FinishClip(state, am, summary);
+    for (auto& [m, am] : modules) {
+      if (params_.lite) Lite(model, state, am, kernels, summary);
+      if (params_.clip) Clip(model, state, am, kernels, summary);
     }
     for (int layer : layers) {
       PreQuantScaleGroups g = FoldPreQuantScalesIntoProducers(model, state, layer);
       g.Merge(ResmoothExpertPreQuantScales(model, state, layer));
       g.Merge(ResmoothSharedInputs(model, state, model.linear_modules(layer)));
-      CalibrateWeightAmaxOf(model, state, g.changed, fm.backend().host_kernels());
+      CalibrateWeightAmaxOf(model, state, g.changed, kernels);
       summary->groups.Merge(g);
     }
   }
 
-  void FinishLite(Model& model, QuantState& state, AwqModule& am, AwqSummary* summary) const {
+  // awq_lite's search and smoothing of one Linear.
+  void Lite(Model& model, QuantState& state, const AwqModule& am, const HostQuantKernels* kernels,
+            AwqSummary* summary) const {
     const ModuleInfo& info = model.modules()[static_cast<size_t>(am.module)];
     Quantizer* in = state.Get(am.module, QuantizerRole::kInput);
-    bool usable = am.lite && am.cache_steps > 0 && am.search_steps > 0;
-    for (float v : am.act_scale) usable = usable && !std::isnan(v);
-    for (float v : am.weight_scale) usable = usable && !std::isnan(v);
-    std::vector<float> pqs;
+    const Quantizer& wq = *state.Get(am.module, QuantizerRole::kWeight);
+    const InputStats* st = am.stats.get();
+    std::vector<float> act;
+    bool usable = am.lite && st != nullptr && st->steps > 0;
     if (usable) {
+      act = st->act_sum;
+      for (float& v : act) v /= static_cast<float>(st->steps);
+      for (float v : act) usable = usable && !std::isnan(v);
+      for (float v : am.weight_scale) usable = usable && !std::isnan(v);
+    }
+    if (usable) {
+      const Tensor w0 = model.LinearWeight(am.module);
+      const std::span<const float> w = w0.span<float>();
+      // Candidate alpha: the input gets 1 / s and the weight quantizer s (both in the weight's dtype, as ModelOpt
+      // sets them); the Linear's weight change is D = Q(dtype(W · s)) · diag(1 / s) − W.
       size_t best = 0;
-      for (size_t a = 1; a < am.lite_loss.size(); ++a) {
-        if (am.lite_loss[a] < am.lite_loss[best]) best = a;  // the first minimum
+      double best_loss = 0;
+      std::vector<float> d(w.size());
+      for (size_t a = 0; a < params_.alphas.size(); ++a) {
+        const std::vector<float> s = AwqScale(act, am.weight_scale, params_.alphas[a]);
+        std::vector<float> sw(s), pin(s.size());
+        RoundToDType(am.wdtype, sw);
+        for (size_t j = 0; j < s.size(); ++j) pin[j] = 1.0f / s[j];
+        RoundToDType(am.wdtype, pin);
+        std::vector<float> ws(w.begin(), w.end());
+        for (int64_t r = 0; r < am.rows; ++r) {
+          for (int64_t j = 0; j < am.cols; ++j) ws[r * am.cols + j] *= sw[j];
+        }
+        RoundToDType(am.wdtype, ws);
+        const std::vector<float> q = QuantizeWeight(wq, ws, am.rows, am.cols, {}, am.wdtype, kernels);
+        for (int64_t r = 0; r < am.rows; ++r) {
+          for (int64_t j = 0; j < am.cols; ++j) d[r * am.cols + j] = q[r * am.cols + j] * pin[j] - w[r * am.cols + j];
+        }
+        const double loss = AwqGramLoss(d, am.rows, am.cols, st->gram);
+        if (a == 0 || loss < best_loss) {  // the first minimum
+          best = a;
+          best_loss = loss;
+        }
       }
-      const std::vector<float> s = AwqScale(am.act_scale, am.weight_scale, params_.alphas[best]);
-      pqs.resize(s.size());
+      const std::vector<float> s = AwqScale(act, am.weight_scale, params_.alphas[best]);
+      std::vector<float> pqs(s.size());
       for (size_t j = 0; j < s.size(); ++j) pqs[j] = 1.0f / s[j];  // ModelOpt: 1.0 / best_scale, f32
-      Tensor w = model.LinearWeight(am.module).Clone();
-      const SmoothedInput sm = ApplyPreQuantScale(pqs, am.input_calibrated ? am.chan_amax : std::vector<float>{},
-                                                  w.mutable_span<float>(), am.rows, am.cols, am.wdtype);
-      model.SetLinearWeight(am.module, std::move(w));
+      Tensor wn = w0.Clone();
+      const SmoothedInput sm = ApplyPreQuantScale(pqs, am.input_calibrated ? st->chan_amax : std::vector<float>{},
+                                                  wn.mutable_span<float>(), am.rows, am.cols, am.wdtype);
+      model.SetLinearWeight(am.module, std::move(wn));
       if (in != nullptr) {
-        if (am.input_calibrated && !am.chan_amax.empty()) {
+        if (am.input_calibrated && !st->chan_amax.empty()) {
           in->ResetAmax();
           in->MergeAmax({sm.input_amax}, {});
         }
@@ -487,47 +426,63 @@ class AwqAlgorithm final : public CalibAlgorithm {
       }
     }
     const int m = am.module;
-    CalibrateWeightAmaxOf(model, state, std::span<const int>(&m, 1));
-    am.candidates.clear();
+    CalibrateWeightAmaxOf(model, state, std::span<const int>(&m, 1), kernels);
   }
 
-  void PrepareClip(Model& model, QuantState& state, AwqModule& am, const HostQuantKernels* kernels) const {
-    am.candidates.clear();
-    const Quantizer& q = *state.Get(am.module, QuantizerRole::kWeight);
-    const QuantSpec spec = q.spec();
-    am.clip = spec.block.has_value() && q.NeedsCalibration();  // ModelOpt: block-quantized weights only
-    if (!am.clip) return;
-    am.per_tensor_clip = spec.block->dynamic && !spec.axis;
-    const Tensor w = model.LinearWeight(am.module);
-    const std::vector<int64_t> shape = {am.rows, am.cols};
-    am.w_amax = ComputeAmax(spec, w.span<float>(), shape, q.slot.name, kernels);
-    am.amax_shape = AmaxShape(spec, shape).value_or(std::vector<int64_t>{});
-    const size_t groups = am.per_tensor_clip ? 1 : static_cast<size_t>(am.rows * ((am.cols + am.block - 1) / am.block));
-    QF_ASSERT(am.per_tensor_clip ? am.w_amax.size() == 1 : am.w_amax.size() == groups,
-              "awq_clip: '{}' has {} amax values for {} clip groups", q.slot.name, am.w_amax.size(), groups);
-    am.clip_loss.assign(params_.ratios.size(), std::vector<float>(groups, 0.0f));
-  }
-
-  void FinishClip(QuantState& state, AwqModule& am, AwqSummary* summary) const {
-    if (am.input_calibrated && am.clip_input_seen) {  // ModelOpt's awq_clip max-calibrates the smoothed input
-      Quantizer& in = *state.Get(am.module, QuantizerRole::kInput);
-      in.ResetAmax();
-      in.MergeAmax({am.clip_input_amax}, {});
+  // awq_clip's search of one Linear's weight amax (after awq_lite, on its smoothed weight and inputs).
+  void Clip(Model& model, QuantState& state, const AwqModule& am, const HostQuantKernels* kernels,
+            AwqSummary* summary) const {
+    const InputStats* st = am.stats.get();
+    Quantizer* in = state.Get(am.module, QuantizerRole::kInput);
+    // The inputs the clip sees are x · pre_quant_scale (none: 1).
+    std::vector<float> p(static_cast<size_t>(am.cols), 1.0f);
+    if (in != nullptr && !in->pre_quant_scale.empty()) p = in->pre_quant_scale;
+    if (am.input_calibrated && st != nullptr && !st->chan_amax.empty()) {
+      // ModelOpt's awq_clip max-calibrates the smoothed input again: max |x · p| over its pass, which is
+      // max_j dtype(max_t |x_tj| · p_j) (the product rounded to the activations' dtype keeps the order).
+      std::vector<float> v(st->chan_amax);
+      for (size_t j = 0; j < v.size(); ++j) v[j] *= p[j];
+      RoundToDType(am.act, v);
+      in->ResetAmax();
+      in->MergeAmax({*std::max_element(v.begin(), v.end())}, {});
     }
     if (!am.clip) return;
     Quantizer& q = *state.Get(am.module, QuantizerRole::kWeight);
-    std::vector<float> best(am.w_amax);
-    if (am.clip_calls > 0) {
-      for (size_t g = 0; g < best.size(); ++g) {
+    const QuantSpec spec = q.spec();
+    const Tensor w0 = model.LinearWeight(am.module);
+    const std::span<const float> w = w0.span<float>();
+    const std::vector<int64_t> shape = {am.rows, am.cols};
+    const std::vector<float> w_amax = ComputeAmax(spec, w, shape, q.slot.name, kernels);
+    const std::vector<int64_t> amax_shape = AmaxShape(spec, shape).value_or(std::vector<int64_t>{});
+    const size_t groups = am.per_tensor_clip ? 1 : static_cast<size_t>(am.rows * ((am.cols + am.block - 1) / am.block));
+    QF_ASSERT(w_amax.size() == groups, "awq_clip: '{}' has {} amax values for {} clip groups", q.slot.name,
+              w_amax.size(), groups);
+    std::vector<float> best(w_amax);
+    if (st != nullptr && st->steps > 0) {
+      std::vector<std::vector<float>> loss(params_.ratios.size(), std::vector<float>(groups, 0.0f));
+      std::vector<float> d(w.size());
+      for (size_t i = 0; i < params_.ratios.size(); ++i) {
+        const std::vector<float> qw =
+            QuantizeWeight(q, w, am.rows, am.cols, ClipAmax(w_amax, params_.ratios[i], am.wdtype), am.wdtype, kernels);
+        for (int64_t r = 0; r < am.rows; ++r) {
+          for (int64_t j = 0; j < am.cols; ++j) d[r * am.cols + j] = (qw[r * am.cols + j] - w[r * am.cols + j]) * p[j];
+        }
+        if (am.per_tensor_clip) {
+          loss[i][0] = static_cast<float>(AwqGramLoss(d, am.rows, am.cols, st->gram));
+        } else {
+          AccumulateAwqBlockGramLoss(d, am.rows, am.cols, am.block, st->block_gram.at(am.block), loss[i]);
+        }
+      }
+      for (size_t g = 0; g < groups; ++g) {
         float best_loss = std::numeric_limits<float>::infinity();
         size_t best_i = params_.ratios.size() - 1;  // 1.0 (all losses NaN: no clipping)
         for (size_t i = 0; i < params_.ratios.size(); ++i) {
-          if (am.clip_loss[i][g] < best_loss) {  // strictly smaller: the first minimum in ratio order
-            best_loss = am.clip_loss[i][g];
+          if (loss[i][g] < best_loss) {  // strictly smaller: the first minimum in ratio order
+            best_loss = loss[i][g];
             best_i = i;
           }
         }
-        best[g] = ClipAmax(std::vector<float>{am.w_amax[g]}, params_.ratios[best_i], am.wdtype)[0];
+        best[g] = ClipAmax(std::vector<float>{w_amax[g]}, params_.ratios[best_i], am.wdtype)[0];
         summary->ratio_sum += params_.ratios[best_i];
         ++summary->ratio_groups;
       }
@@ -538,8 +493,7 @@ class AwqAlgorithm final : public CalibAlgorithm {
     q.amax.clear();
     q.has_amax = false;
     q.global_amax.reset();
-    q.MergeAmax(best, am.amax_shape);
-    am.candidates.clear();
+    q.MergeAmax(best, amax_shape);
   }
 
   std::string Note(const AwqSummary& s) const {

@@ -1,6 +1,8 @@
 // AWQ's per-Linear math (awq.h).
 #include "qforge/calib/awq.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -89,41 +91,58 @@ std::vector<float> AwqScale(std::span<const float> act_scale, std::span<const fl
   return s;
 }
 
-float AwqMeanSquaredError(std::span<const float> a, std::span<const float> b, DType dtype) {
-  QF_ASSERT(a.size() == b.size(), "AwqMeanSquaredError: {} and {} values", a.size(), b.size());
-  if (a.empty()) return 0;
-  double sum = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const float d = Round(dtype, a[i] - b[i]);
-    sum += static_cast<double>(d * d);
-  }
-  return static_cast<float>(sum / static_cast<double>(a.size()));
+void AccumulateGram(std::span<const float> x, int64_t rows, int64_t cols, float weight, std::span<float> g) {
+  QF_ASSERT(static_cast<int64_t>(x.size()) == rows * cols && static_cast<int64_t>(g.size()) == cols * cols,
+            "AccumulateGram: {} values for [{}, {}], Gram of {}", x.size(), rows, cols, g.size());
+  if (rows == 0) return;
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(cols), static_cast<int>(rows), weight, x.data(),
+              static_cast<int>(cols), 1.0f, g.data(), static_cast<int>(cols));
 }
 
-void AccumulateAwqBlockClipLoss(std::span<const float> x, int64_t tokens, std::span<const float> w,
-                                std::span<const float> q, int64_t rows, int64_t cols, int64_t block, DType dtype,
-                                std::span<float> loss) {
+void AccumulateBlockGram(std::span<const float> x, int64_t rows, int64_t cols, int64_t block, float weight,
+                         std::span<float> g) {
   const int64_t nb = (cols + block - 1) / block;
-  QF_ASSERT(static_cast<int64_t>(x.size()) == tokens * cols && static_cast<int64_t>(w.size()) == rows * cols &&
-                w.size() == q.size() && static_cast<int64_t>(loss.size()) == rows * nb && tokens > 0,
-            "AccumulateAwqBlockClipLoss: x {} ({} tokens), w {}, q {}, loss {} for [{}, {}] block {}", x.size(), tokens,
-            w.size(), q.size(), loss.size(), rows, cols, block);
-#pragma omp parallel for schedule(static) if (rows * tokens * cols > (int64_t{1} << 18))
+  QF_ASSERT(static_cast<int64_t>(x.size()) == rows * cols && static_cast<int64_t>(g.size()) == nb * block * block,
+            "AccumulateBlockGram: {} values for [{}, {}], block {}, Gram of {}", x.size(), rows, cols, block, g.size());
+  if (rows == 0) return;
+  for (int64_t j = 0; j < nb; ++j) {
+    const int64_t c0 = j * block, w = std::min(block, cols - c0);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(w), static_cast<int>(rows), weight,
+                x.data() + c0, static_cast<int>(cols), 1.0f, g.data() + j * block * block, static_cast<int>(block));
+  }
+}
+
+double AwqGramLoss(std::span<const float> d, int64_t rows, int64_t cols, std::span<const float> g) {
+  QF_ASSERT(static_cast<int64_t>(d.size()) == rows * cols && static_cast<int64_t>(g.size()) == cols * cols,
+            "AwqGramLoss: {} values for [{}, {}], Gram of {}", d.size(), rows, cols, g.size());
+  std::vector<float> t(d.size());  // d · G, G symmetric from its upper triangle
+  cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, static_cast<int>(rows), static_cast<int>(cols), 1.0f, g.data(),
+              static_cast<int>(cols), d.data(), static_cast<int>(cols), 0.0f, t.data(), static_cast<int>(cols));
+  double sum = 0;
+  for (size_t i = 0; i < d.size(); ++i) sum += static_cast<double>(t[i]) * d[i];
+  return sum;
+}
+
+void AccumulateAwqBlockGramLoss(std::span<const float> d, int64_t rows, int64_t cols, int64_t block,
+                                std::span<const float> g, std::span<float> loss) {
+  const int64_t nb = (cols + block - 1) / block;
+  QF_ASSERT(static_cast<int64_t>(d.size()) == rows * cols && static_cast<int64_t>(g.size()) == nb * block * block &&
+                static_cast<int64_t>(loss.size()) == rows * nb,
+            "AccumulateAwqBlockGramLoss: d {} for [{}, {}], block {}, Gram {}, loss {}", d.size(), rows, cols, block,
+            g.size(), loss.size());
+#pragma omp parallel for schedule(static) if (rows * cols * block > (int64_t{1} << 20))
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < nb; ++j) {
-      const int64_t c0 = j * block, c1 = std::min(cols, c0 + block);
-      double sq = 0;
-      for (int64_t t = 0; t < tokens; ++t) {
-        const float* xt = x.data() + t * cols;
-        float o = 0, oq = 0;  // f32 accumulation of dtype products, as torch's sum of a dtype tensor
-        for (int64_t c = c0; c < c1; ++c) {
-          o += Round(dtype, xt[c] * w[r * cols + c]);
-          oq += Round(dtype, xt[c] * q[r * cols + c]);
-        }
-        const float d = Round(dtype, Round(dtype, oq) - Round(dtype, o));
-        sq += static_cast<double>(d * d);
+      const int64_t c0 = j * block, w = std::min(block, cols - c0);
+      const float* dv = d.data() + r * cols + c0;
+      const float* gj = g.data() + j * block * block;
+      double q = 0;
+      for (int64_t a = 0; a < w; ++a) {
+        double row = static_cast<double>(gj[a * block + a]) * dv[a] * 0.5;  // the diagonal once (doubled below)
+        for (int64_t c = a + 1; c < w; ++c) row += static_cast<double>(gj[a * block + c]) * dv[c];
+        q += 2.0 * dv[a] * row;
       }
-      loss[r * nb + j] += static_cast<float>(sq / static_cast<double>(tokens));
+      loss[r * nb + j] += static_cast<float>(q);
     }
   }
 }

@@ -35,18 +35,24 @@ void AccumulateAwqActScale(std::span<const float> x, int64_t rows, int64_t cols,
 // s / sqrt(max s · min s). The Linear then computes (x / s) · (W · s)ᵀ: its input gets pre_quant_scale 1 / s.
 std::vector<float> AwqScale(std::span<const float> act_scale, std::span<const float> weight_scale, float alpha);
 
-// mean over n of dtype(a_i − b_i)² (f32 squares, summed in double, the mean rounded to f32): the loss of one
-// batch's output against its reference, as torch's (out − ref).float().pow(2).mean() on dtype tensors.
-float AwqMeanSquaredError(std::span<const float> a, std::span<const float> b, DType dtype);
+// The searches' losses from Gram matrices of the inputs instead of the outputs: a batch's squared output error
+// of a weight change D (its Linear then computes x · (W + D)ᵀ) is ‖X Dᵀ‖² = Σ_r D_r (XᵀX) D_rᵀ, so the sum over
+// batches of each batch's mean (ModelOpt's losses, over its n_b tokens and `rows` outputs) is
+// Σ_r D_r G D_rᵀ / rows with G = Σ_b X_bᵀ X_b / n_b, accumulated once, whatever the candidate: each candidate
+// then costs rows · cols² instead of a pass over the tokens. (ModelOpt rounds the outputs to the model's dtype
+// before it subtracts them; with f32 compute the two agree to fp32 noise.)
 
-// awq_clip's per-block output error, added into loss [rows, ceil(cols / block)] (row-major): for the tokens of
-// x [tokens, cols] (already subsampled) and every block j, o = Σ_{k in block j} x_tk w_rk against the same
-// sum with the quantized weight q: loss[r, j] += mean_t (dtype(o_q) − dtype(o))², products and sums rounded
-// as torch's (x · w).sum(-1) on dtype tensors (the products to dtype, the sum accumulated in f32 and rounded
-// to dtype).
-void AccumulateAwqBlockClipLoss(std::span<const float> x, int64_t tokens, std::span<const float> w,
-                                std::span<const float> q, int64_t rows, int64_t cols, int64_t block, DType dtype,
-                                std::span<float> loss);
+// g += weight · xᵀ x for x [rows, cols]; g [cols, cols] row-major, its upper triangle kept (f32, BLAS).
+void AccumulateGram(std::span<const float> x, int64_t rows, int64_t cols, float weight, std::span<float> g);
+// The same for each column block of `block` (the last one partial): g [nb, block, block], block j's upper triangle.
+void AccumulateBlockGram(std::span<const float> x, int64_t rows, int64_t cols, int64_t block, float weight,
+                         std::span<float> g);
+// Σ_r d_r G d_rᵀ (double) for d [rows, cols] and G from AccumulateGram.
+double AwqGramLoss(std::span<const float> d, int64_t rows, int64_t cols, std::span<const float> g);
+// loss[r, j] += d_{r, j} G_j d_{r, j}ᵀ for each row r and column block j of d [rows, cols], G from
+// AccumulateBlockGram: awq_clip's per-block partial-output error (loss [rows, nb]).
+void AccumulateAwqBlockGramLoss(std::span<const float> d, int64_t rows, int64_t cols, int64_t block,
+                                std::span<const float> g, std::span<float> loss);
 
 // awq_clip's subsampling: the rows 0, k, 2k, ... of n tokens with k = max(1, n / max_tokens) (integer
 // division), as inputs[0 :: k].

@@ -178,7 +178,6 @@ for spec in "${specs[@]}"; do
   # unsmoothed layer, as ModelOpt) each gives the whole-model export's bytes; a killed run resumes to them, and
   # a finished checkpoint re-exports them (weights, pre_quant_scale and its fused flags from the checkpoint).
   smoothing_case "$m" sq int8_smoothquant "note: smoothquant \(alpha 1\): [1-9][0-9]* Linears smoothed"
-  # awq_lite (awq_full's clip pass runs on the smoothed model whole-model, on the kept inputs layer by layer).
-  smoothing_case "$m" awq nvfp4_awq_lite "note: awq_lite: [1-9][0-9]* Linears smoothed"
+  smoothing_case "$m" awq nvfp4_awq_full "note: awq_full: [1-9][0-9]* Linears smoothed"
 done
 exit $fail
