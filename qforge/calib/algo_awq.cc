@@ -26,6 +26,8 @@
 // again (plain max, as ModelOpt's export does).
 // Whole model: the pass over every batch through the whole model; layer by layer (get_qdq_activations_from_
 // prev_layer false, ModelOpt's default for awq): over the layer's kept inputs. Both give the same result.
+// Memory: one f32 Gram matrix [in, in] per distinct Linear input of the layer (of the model, whole-model), on the
+// host; the statistics are host math (a device backend's Linear inputs are downloaded for them).
 //
 // Differences from ModelOpt, on purpose: the losses come from Gram matrices, not from outputs rounded to the
 // model's dtype (equal in exact arithmetic; with f32 compute the results agree with ModelOpt's to fp32 noise);

@@ -159,65 +159,29 @@ double LogitError(const std::string& model, const QuantState& s, ForwardModel& f
   std::vector<int32_t> ids;
   for (const auto& smp : d.samples) ids.insert(ids.end(), smp.begin(), smp.end());
   const int64_t n = static_cast<int64_t>(d.samples.size());
-  ActivationQuantTable table = ActivationQuantTable::FromState(fm.model(), s);
-  if (weights_only) {
-    table = ActivationQuantTable(fm.model().modules().size());
-    for (int m : fm.model().linear_modules()) {
-      const Quantizer* in = s.Get(m, QuantizerRole::kInput);
-      if (in == nullptr || in->pre_quant_scale.empty()) continue;
-      ActivationQuant a;
-      a.name = in->slot.name;
-      a.pre_quant_scale = in->pre_quant_scale;
-      a.quantize = false;
-      table.SetInput(m, a);
-    }
-  }
+  const ActivationQuantTable table = weights_only ? testing_support::PreQuantScalesOnly(fm.model(), s)
+                                                 : ActivationQuantTable::FromState(fm.model(), s);
   FakeQuantHooks hooks(table);
   ApplyFakeQuantWeights(fm, s);
   const Tensor got = fm.Forward(ids, n, d.seq_len, &hooks);
   auto ref = Load(model);
-  const Tensor want = ref->Forward(ids, n, d.seq_len);
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < got.numel(); ++i) {
-    const double e = got.span<float>()[i] - want.span<float>()[i];
-    num += e * e;
-    den += double(want.span<float>()[i]) * want.span<float>()[i];
-  }
-  return std::sqrt(num / den);
+  return testing_support::RelativeL2(got, ref->Forward(ids, n, d.seq_len));
 }
 
 TEST(AwqAlgorithm, SmoothingAloneKeepsTheModelsFunction) {
   auto fm = Load("llama-dense-26M");
   const QuantState s = Calibrated(*fm, Preset("int4_awq"));
-  ActivationQuantTable only_pqs(fm->model().modules().size());
   int smoothed = 0;
-  for (int m : fm->model().linear_modules()) {
-    const Quantizer* in = s.Get(m, QuantizerRole::kInput);
-    if (in == nullptr || in->pre_quant_scale.empty()) continue;
-    ActivationQuant a;
-    a.name = in->slot.name;
-    a.pre_quant_scale = in->pre_quant_scale;
-    a.quantize = false;
-    only_pqs.SetInput(m, a);
-    ++smoothed;
-  }
+  for (int m : fm->model().linear_modules()) smoothed += s.Get(m, QuantizerRole::kInput)->pre_quant_scale.empty() ? 0 : 1;
   EXPECT_EQ(smoothed, 42);  // 6 layers x 7 Linears
-  FakeQuantHooks hooks(only_pqs);
+  FakeQuantHooks hooks(testing_support::PreQuantScalesOnly(fm->model(), s));
   const CalibData d = FixedSamples();
   const std::vector<int32_t> ids(d.samples[0].begin(), d.samples[0].end());
   const Tensor smoothed_out = fm->Forward(ids, 1, d.seq_len, &hooks);
   const Tensor unscaled = fm->Forward(ids, 1, d.seq_len);
   auto orig = Load("llama-dense-26M");
   const Tensor want = orig->Forward(ids, 1, d.seq_len);
-  auto rel = [&](const Tensor& t) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      const double e = t.span<float>()[i] - want.span<float>()[i];
-      num += e * e;
-      den += double(want.span<float>()[i]) * want.span<float>()[i];
-    }
-    return std::sqrt(num / den);
-  };
+  auto rel = [&](const Tensor& t) { return testing_support::RelativeL2(t, want); };
   EXPECT_LT(rel(smoothed_out), 1e-2);
   EXPECT_GT(rel(unscaled), 5e-2);
 }

@@ -186,32 +186,14 @@ TEST(SmoothQuantAlgorithm, MatchesATranscriptionOfModelOptsStepsBitForBit) {
 TEST(SmoothQuantAlgorithm, SmoothingAloneKeepsTheModelsFunction) {
   auto fm = LoadLlama();
   const QuantState s = Calibrated(*fm, SmoothQuantConfig("smoothquant"));
-  ActivationQuantTable only_pqs(fm->model().modules().size());
-  for (int m : fm->model().linear_modules()) {
-    const Quantizer* in = s.Get(m, QuantizerRole::kInput);
-    if (in == nullptr || in->pre_quant_scale.empty()) continue;
-    ActivationQuant a;
-    a.name = in->slot.name;
-    a.pre_quant_scale = in->pre_quant_scale;
-    a.quantize = false;
-    only_pqs.SetInput(m, a);
-  }
-  FakeQuantHooks hooks(only_pqs);
+  FakeQuantHooks hooks(testing_support::PreQuantScalesOnly(fm->model(), s));
   const CalibData d = FixedSamples();
   const std::vector<int32_t> ids(d.samples[0].begin(), d.samples[0].end());
   const Tensor smoothed = fm->Forward(ids, 1, d.seq_len, &hooks);
   const Tensor unscaled = fm->Forward(ids, 1, d.seq_len);
   auto orig = LoadLlama();
   const Tensor want = orig->Forward(ids, 1, d.seq_len);
-  auto rel = [&](const Tensor& t) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      const double e = t.span<float>()[i] - want.span<float>()[i];
-      num += e * e;
-      den += double(want.span<float>()[i]) * want.span<float>()[i];
-    }
-    return std::sqrt(num / den);
-  };
+  auto rel = [&](const Tensor& t) { return testing_support::RelativeL2(t, want); };
   EXPECT_LT(rel(smoothed), 1e-2);
   EXPECT_GT(rel(unscaled), 5e-2);
 }

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "qforge/calib/layerwise_conformance.h"
 #include "qforge/config/conformance.h"
 #include "qforge/config/yaml_loader.h"
+#include "qforge/quant/activation_quant.h"
 
 namespace qforge::testing_support {
 
@@ -70,6 +72,33 @@ inline void ExpectSameAmax(const QuantState& a, const QuantState& b, const std::
     EXPECT_TRUE(a.quantizers()[i].amax == b.quantizers()[i].amax) << what << " " << a.quantizers()[i].slot.name;
     EXPECT_EQ(a.quantizers()[i].global_amax, b.quantizers()[i].global_amax) << what << " " << a.quantizers()[i].slot.name;
   }
+}
+
+// The activation table that only applies each Linear input's pre_quant_scale (no quantization): a smoothed
+// model with it computes what the unsmoothed one does, up to the rounding of the smoothed weights.
+inline ActivationQuantTable PreQuantScalesOnly(const Model& model, const QuantState& s) {
+  ActivationQuantTable t(model.modules().size());
+  for (int m : model.linear_modules()) {
+    const Quantizer* in = s.Get(m, QuantizerRole::kInput);
+    if (in == nullptr || in->pre_quant_scale.empty()) continue;
+    ActivationQuant a;
+    a.name = in->slot.name;
+    a.pre_quant_scale = in->pre_quant_scale;
+    a.quantize = false;
+    t.SetInput(m, a);
+  }
+  return t;
+}
+
+// ‖got − want‖ / ‖want‖ over two tensors of one shape (double sums).
+inline double RelativeL2(const Tensor& got, const Tensor& want) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double e = double(got.span<float>()[i]) - want.span<float>()[i];
+    num += e * e;
+    den += double(want.span<float>()[i]) * want.span<float>()[i];
+  }
+  return std::sqrt(num / den);
 }
 
 }  // namespace qforge::testing_support
