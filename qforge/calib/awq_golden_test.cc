@@ -28,6 +28,7 @@
 #include "qforge/numerics/qdq.h"
 #include "qforge/quant/shared_state.h"
 #include "tests/support/calib_algorithm_util.h"
+#include "tests/support/temp_dir.h"
 
 namespace qforge {
 namespace {
@@ -307,11 +308,10 @@ void ExpectF32Run(const std::string& qformat, const std::filesystem::path& dir) 
 }
 
 TEST(AwqGolden, F32EndToEndAgreesWithModelOptWithinFp32Noise) {
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "qf_awq_golden_f32";
-  WriteF32Copy(dir);
-  ExpectF32Run("int4_awq", dir);
-  ExpectF32Run("nvfp4_awq_full", dir);
-  std::filesystem::remove_all(dir);
+  const testing_support::TempDir tmp("qf_awq_golden_f32");
+  WriteF32Copy(tmp.path);
+  ExpectF32Run("int4_awq", tmp.path);
+  ExpectF32Run("nvfp4_awq_full", tmp.path);
 }
 
 }  // namespace

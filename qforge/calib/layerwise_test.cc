@@ -22,24 +22,12 @@
 #include "qforge/numerics/half.h"
 #include "tests/support/calib_algorithm_util.h"
 #include "tests/support/host_device_backend.h"
+#include "tests/support/temp_dir.h"
 
 namespace qforge {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "qf_layerwise_test.XXXXXX").string();
-    EXPECT_NE(::mkdtemp(t.data()), nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 std::string ModelDir(const char* name) { return std::string(QF_SHARED_DIR) + "/data/models/" + name; }
 
@@ -126,7 +114,7 @@ TEST_P(LayerwiseModels, EveryLayerDirectoryHoldsTheLayersRealState) {
   lo.load_all_layers = false;
   auto model = Model::Load(ModelDir(GetParam()), lo);
   ForwardModel fm(*model, DefaultCpuBackend());
-  TempDir tmp;
+  testing_support::TempDir tmp("qf_layerwise_test");
   QuantState full = Fresh(*model, c);
   LayerwiseOptions o;
   o.show_progress = false;
@@ -225,7 +213,7 @@ INSTANTIATE_TEST_SUITE_P(Models, LayerwiseModels, ::testing::Values("llama-dense
 // the state must equal the CPU's bit for bit, with every prefetched weight awaited. (A checkpoint stored
 // in f32: its bytes are the f32 backend's weights, which is what is prefetched.)
 TEST(LayerwisePrefetch, NextLayerUploadsInTheBackgroundAndTheStateIsBitIdentical) {
-  TempDir tmp;
+  testing_support::TempDir tmp("qf_layerwise_test");
   SyntheticLlamaSpec spec;
   spec.layers = 3;
   spec.dtype = DType::kF32;
@@ -251,7 +239,7 @@ TEST(LayerwisePrefetch, NextLayerUploadsInTheBackgroundAndTheStateIsBitIdentical
 }
 
 TEST(ActivationStore, SpillsBeyondBudgetAndRoundTripsThroughAFile) {
-  TempDir tmp;
+  testing_support::TempDir tmp("qf_layerwise_test");
   Backend& be = DefaultCpuBackend();
   ActivationStore s(be, 100, tmp.path / "spill.bin");
   std::vector<Tensor> in;
@@ -282,7 +270,7 @@ TEST(ActivationStore, SpillsBeyondBudgetAndRoundTripsThroughAFile) {
 // file), in f32 and in bf16 storage; bf16 storage holds bf16 values exactly, and its files (BF16 tensors)
 // load back into either storage.
 TEST(ActivationStore, TakeAndPutUpdateInPlaceInEveryTierAndStorage) {
-  TempDir tmp;
+  testing_support::TempDir tmp("qf_layerwise_test");
   testing_support::HostDeviceBackend dev;
   auto batch = [](int b, float scale) {
     std::vector<float> v(24);
@@ -342,7 +330,7 @@ TEST(LayerwiseConformance, LayerwiseCasesPass) {
 // Resume detection in ModelOpt's order (spec §7.4): missing, corrupt, incomplete or complete => fresh start
 // (before any mismatch check); otherwise the manifest must match the run.
 TEST(LayerwiseCheckpoint, ResumeDetectionFollowsTheSpecsOrder) {
-  TempDir tmp;
+  testing_support::TempDir tmp("qf_layerwise_test");
   LayerwiseManifest now;
   now.num_layers = 4;
   now.save_every = 2;
@@ -382,7 +370,7 @@ TEST(LayerwiseCheckpoint, ResumeDetectionFollowsTheSpecsOrder) {
 }
 
 TEST(LayerwiseCheckpoint, ChecksumsDetectEveryKindOfDamage) {
-  TempDir tmp;
+  testing_support::TempDir tmp("qf_layerwise_test");
   const fs::path d = tmp.path / "layer_0000";
   fs::create_directories(d);
   WriteFileAtomic(d / "a.json", "{\"x\": 1}\n");
@@ -414,7 +402,7 @@ TEST(LayerwiseCheckpoint, ChecksumsDetectEveryKindOfDamage) {
 }
 
 TEST(LayerwiseCheckpoint, FingerprintFollowsContentNotPathOrMtime) {
-  TempDir tmp;
+  testing_support::TempDir tmp("qf_layerwise_test");
   const fs::path a = tmp.path / "a", b = tmp.path / "b";
   fs::copy(ModelDir("llama-dense-26M"), a, fs::copy_options::recursive);
   fs::copy(a, b, fs::copy_options::recursive);
@@ -434,7 +422,7 @@ TEST(LayerwiseCheckpoint, FingerprintFollowsContentNotPathOrMtime) {
 }
 
 TEST(LayerwiseCheckpoint, NonFiniteAmaxInACheckpointIsRefused) {
-  TempDir tmp;
+  testing_support::TempDir tmp("qf_layerwise_test");
   ModelLoadOptions mlo;
   mlo.load_all_layers = false;
   auto model = Model::Load(ModelDir("llama-dense-26M"), mlo);

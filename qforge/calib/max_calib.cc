@@ -21,15 +21,16 @@ namespace {
 
 // Weight amax of every enabled weight quantizer that needs it; `device` (not null) computes on the forward's
 // device copies where they are exact.
-// `only` (not null): just those modules.
+// `only` (set): just those modules.
 void WeightAmaxPass(Model& model, QuantState& state, std::optional<int> layer, const HostQuantKernels* kernels,
-                    ForwardModel* device, bool keep_resident, std::span<const int>* only = nullptr) {
+                    ForwardModel* device, bool keep_resident,
+                    std::optional<std::span<const int>> only = std::nullopt) {
   const auto& modules = model.modules();
   for (auto& q : state.quantizers()) {
     if (q.role != QuantizerRole::kWeight || !q.enabled()) continue;
     const ModuleInfo& info = modules[static_cast<size_t>(q.module)];
     if (layer && info.layer != *layer) continue;
-    if (only != nullptr && std::find(only->begin(), only->end(), q.module) == only->end()) continue;
+    if (only && std::find(only->begin(), only->end(), q.module) == only->end()) continue;
     QF_CHECK(!q.sequential(), "quantizer '{}': sequential (multi-stage) weight quantizers are not supported yet",
              q.slot.name);
     QF_CHECK(info.kind == ModuleKind::kLinear,
@@ -62,7 +63,7 @@ void CalibrateWeightAmax(Model& model, QuantState& state, std::optional<int> lay
 
 void CalibrateWeightAmaxOf(Model& model, QuantState& state, std::span<const int> modules,
                            const HostQuantKernels* kernels) {
-  WeightAmaxPass(model, state, std::nullopt, kernels, nullptr, true, &modules);
+  WeightAmaxPass(model, state, std::nullopt, kernels, nullptr, true, modules);
 }
 
 void CalibrateWeightAmax(ForwardModel& fm, QuantState& state, std::optional<int> layer, bool keep_resident) {
