@@ -265,6 +265,26 @@ TEST(Strings, ParseIntIsStrict) {
   EXPECT_EQ(Trim("  x \n"), "x");
 }
 
+// The test binaries' core: SkylakeX (or its family) on AVX-512, Sandybridge on AVX; never an AVX2 core.
+TEST(BlasCore, TestBinariesPinABatchInvariantCore) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl")) {
+    EXPECT_STREQ(BatchInvariantOpenBlasCore("Haswell"), "SkylakeX");
+    EXPECT_STREQ(BatchInvariantOpenBlasCore("Zen"), "SkylakeX");
+    EXPECT_STREQ(BatchInvariantOpenBlasCore("Prescott"), "SkylakeX");
+    EXPECT_STREQ(BatchInvariantOpenBlasCore("Cooperlake"), "Cooperlake");
+    EXPECT_STREQ(BatchInvariantOpenBlasCore(nullptr), "SkylakeX");
+  } else if (__builtin_cpu_supports("avx")) {
+    EXPECT_STREQ(BatchInvariantOpenBlasCore("Haswell"), "Sandybridge");
+    EXPECT_STREQ(BatchInvariantOpenBlasCore("Sandybridge"), "Sandybridge");
+  } else {
+    EXPECT_EQ(BatchInvariantOpenBlasCore("Prescott"), nullptr);
+  }
+#endif
+}
+
 }  // namespace
 }  // namespace qforge
 

@@ -5,10 +5,20 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 
 namespace qforge {
 
 namespace {
+
+bool HasAvx() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx");
+#else
+  return false;
+#endif
+}
 
 bool HasAvx512() {
 #if defined(__x86_64__)
@@ -43,6 +53,32 @@ void ReexecForOpenBlasCore(char** argv, const char* current) {
   if (::setenv("OPENBLAS_CORETYPE", core, /*overwrite=*/0) != 0) return;
   ::execv("/proc/self/exe", argv);
   // Only on failure: go on as we are (the variable set now cannot change the loaded library).
+}
+
+const char* BatchInvariantOpenBlasCore(const char* current) {
+  if (HasAvx512()) {
+    for (const char* family : {"SkylakeX", "Cooperlake", "SapphireRapids"}) {
+      if (current != nullptr && std::strcmp(current, family) == 0) return current;
+    }
+    return "SkylakeX";
+  }
+  return HasAvx() ? "Sandybridge" : nullptr;
+}
+
+void ReexecForTestBlasCore(char** argv, const char* current) {
+  const char* keep = std::getenv("QF_TEST_KEEP_BLAS_CORE");
+  if (keep != nullptr && std::strcmp(keep, "0") != 0) {
+    ReexecForOpenBlasCore(argv, current);
+    return;
+  }
+  const char* core = BatchInvariantOpenBlasCore(current);
+  if (core == nullptr || argv == nullptr || argv[0] == nullptr) return;
+  if (current != nullptr && std::strcmp(current, core) == 0) return;
+  // Once only: a second run that still has another core keeps it.
+  if (std::getenv("QF_TEST_BLAS_REEXEC") != nullptr) return;
+  if (::setenv("OPENBLAS_CORETYPE", core, /*overwrite=*/1) != 0) return;
+  if (::setenv("QF_TEST_BLAS_REEXEC", "1", /*overwrite=*/1) != 0) return;
+  ::execv("/proc/self/exe", argv);
 }
 
 }  // namespace qforge

@@ -1,5 +1,6 @@
 // Tests of every CPU backend op against a naive scalar reference written from the op's contract.
 #include "qforge/runtime/cpu/cpu_backend.h"
+#include "qforge/base/blas_core.h"
 #include "qforge/numerics/half.h"
 
 #include <gtest/gtest.h>
@@ -7,8 +8,11 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace qforge {
@@ -56,6 +60,43 @@ TEST(CpuBackend, GemmMatchesNaiveWithBiasStrideAndAccumulate) {
         for (int i = 0; i < k; ++i) s += double(x[r * k + i]) * w[c * k + i];
         ASSERT_NEAR(y2[r * n + c], s, 1e-4 * std::sqrt(double(k)) * 4);
       }
+  }
+}
+
+// The tests that hold a batch run in parts (chunked layers, layerwise device paths, perplexity by batch size)
+// to the batch run whole need a GEMM that gives each row the same bits whatever the rows beside it: the test
+// binaries pin such an OpenBLAS core (base/blas_core.h). This checks that core on the tests' shapes (rows x
+// columns above 1200 per call: below that, and below 1e6 multiply-adds, SkylakeX's small-matrix kernels take
+// over and are not batch-invariant), through the backend's own threading. A failure here explains failures of
+// those tests: the core named below does not give them the same bits.
+TEST(CpuBackend, GemmRowsDoNotDependOnTheRowsBesideThem) {
+  const char* keep = std::getenv("QF_TEST_KEEP_BLAS_CORE");
+  if (keep == nullptr || std::string(keep) == "0") {
+    const char* want = BatchInvariantOpenBlasCore(CpuBlasCoreName());
+    if (want != nullptr) {
+      EXPECT_STREQ(CpuBlasCoreName(), want);
+    }
+  }
+  Backend& be = DefaultCpuBackend();
+  const int64_t m = 96;
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{256, 384}, {512, 512}, {1408, 512}, {512, 1408}}) {
+    const auto x = Random(static_cast<size_t>(m * k), 4), w = Random(static_cast<size_t>(n * k), 5);
+    std::vector<float> whole(static_cast<size_t>(m * n)), part(static_cast<size_t>(m * n));
+    be.Gemm(x.data(), w.data(), nullptr, whole.data(), m, n, k, false);
+    for (int64_t rows = 5; rows <= 24; ++rows) {
+      for (int64_t r0 = 0; r0 < m; r0 += rows) {
+        const int64_t r = std::min(rows, m - r0);
+        if (r * n <= 1200) continue;
+        be.Gemm(x.data() + r0 * k, w.data(), nullptr, part.data() + r0 * n, r, n, k, false);
+      }
+      for (int64_t r0 = 0; r0 < m; r0 += rows) {
+        const int64_t r = std::min(rows, m - r0);
+        if (r * n <= 1200) continue;
+        ASSERT_EQ(std::memcmp(part.data() + r0 * n, whole.data() + r0 * n, static_cast<size_t>(r * n) * 4), 0)
+            << "OpenBLAS core " << CpuBlasCoreName() << ": rows [" << r0 << ", " << r0 + r << ") of " << m << " x "
+            << n << " x " << k << " in calls of " << rows << " rows differ from one call of all rows";
+      }
+    }
   }
 }
 
