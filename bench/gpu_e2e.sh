@@ -42,6 +42,7 @@
 #   SAMPLES SEQ BATCH   calibration [512 512 16]; BATCH is the same for qforge, ModelOpt and PyTorch
 #   RECIPE        [general/ptq/nvfp4_default-kv_fp8]      GPU_CAP_GIB  ModelOpt offload cap [6]
 #   QF_LW_ARGS    extra qforge --layerwise flags [--activation-memory 34359738368: no activation spill]
+#   KEEP_EXPORTS  1: keep the exports in WORK (to compare runs) instead of removing each after its check [0]
 #   STAGE_TIMEOUT seconds per run [240]        PY_DEVICE  device of the Python runs [cuda] (cpu: a dry run)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -210,7 +211,7 @@ finish_export() {  # finish_export DIR NAME: size and check, then remove (disk: 
   echo "export_bytes=$(du -sb "$1" | cut -f1)" >>"$W/logs/$2.meta"
   check_export "$1" "$2"
   cp -f "$1/hf_quant_config.json" "$W/logs/$2.hf_quant_config.json" 2>/dev/null
-  rm -rf "$1"
+  [ "${KEEP_EXPORTS:-0}" = 1 ] || rm -rf "$1"
 }
 
 # --- 1. qforge -----------------------------------------------------------------------------------------------

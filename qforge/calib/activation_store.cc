@@ -49,6 +49,8 @@ ActivationStore& ActivationStore::operator=(ActivationStore&& o) noexcept {
   spill_registration_ = std::move(o.spill_registration_);
   spill_size_ = o.spill_size_;
   entries_ = std::move(o.entries_);
+  downloads_in_flight_ = std::move(o.downloads_in_flight_);
+  o.downloads_in_flight_.clear();
   bytes_ = o.bytes_;
   memory_bytes_ = o.memory_bytes_;
   device_bytes_ = o.device_bytes_;
@@ -60,6 +62,11 @@ ActivationStore& ActivationStore::operator=(ActivationStore&& o) noexcept {
 }
 
 void ActivationStore::Clear() {
+  // Copies in flight read or write the entries' memory: wait for them first.
+  if (!downloads_in_flight_.empty()) FinishDownload(entries_[static_cast<size_t>(downloads_in_flight_.back())]);
+  for (const Entry& e : entries_) {
+    if (e.upload_ticket != 0) be_->AwaitUpload(e.upload_ticket);
+  }
   entries_.clear();
   if (spill_fd_ >= 0) {
     ::close(spill_fd_);
@@ -112,8 +119,41 @@ HiddenStates ActivationStore::FromStored(const Entry& e, const void* stored) con
   return h;
 }
 
+void ActivationStore::FinishDownload(const Entry& e) const {
+  if (e.download_ticket == 0) return;
+  be_->AwaitDownload(e.download_ticket);  // tickets complete in order: every download before it is done too
+  const int64_t done = e.download_ticket;
+  while (!downloads_in_flight_.empty()) {
+    const Entry& f = entries_[static_cast<size_t>(downloads_in_flight_.front())];
+    if (f.download_ticket > done) break;
+    f.downloading = Buffer();
+    f.download_ticket = 0;
+    downloads_in_flight_.pop_front();
+  }
+  QF_ASSERT(e.download_ticket == 0, "activation download of ticket {} not in flight", done);
+}
+
+Buffer ActivationStore::TakePrefetched(const Entry& e) const {
+  if (e.prefetched.empty()) return Buffer();
+  be_->AwaitUpload(e.upload_ticket);
+  e.upload_ticket = 0;
+  return std::move(e.prefetched);
+}
+
+void ActivationStore::Prefetch(int64_t i) {
+  if (i < 0 || i >= size()) return;
+  Entry& e = entries_[static_cast<size_t>(i)];
+  if (e.tier != Tier::kHost || e.taken || !e.prefetched.empty() || be_->host_accessible()) return;
+  FinishDownload(e);  // the host bytes must be the batch's latest
+  const int64_t n = StoredBytes(e);
+  e.prefetched = be_->Alloc(n);
+  // in_memory outlives the copy: Put needs a Take first, which awaits it, and Clear awaits it.
+  e.upload_ticket = be_->UploadInBackground(e.prefetched.data(), e.in_memory.raw(), n, nullptr);
+}
+
 void ActivationStore::ReadStored(const Entry& e, void* dst) const {
   const int64_t n = StoredBytes(e);
+  FinishDownload(e);
   switch (e.tier) {
     case Tier::kBackend:
       QF_ASSERT(!e.on_backend.empty(), "activation batch read while taken");
@@ -139,6 +179,10 @@ void ActivationStore::ReadStored(const Entry& e, void* dst) const {
 
 Buffer ActivationStore::StoredOnBackend(const Entry& e) const {
   const int64_t n = StoredBytes(e);
+  if (e.tier == Tier::kHost) {
+    if (Buffer p = TakePrefetched(e); !p.empty()) return p;
+    FinishDownload(e);
+  }
   Buffer b = be_->Alloc(n);
   if (e.tier == Tier::kHost) {
     be_->Upload(b.data(), e.in_memory.raw(), n);
@@ -242,9 +286,18 @@ void ActivationStore::Put(int64_t i, HiddenStates&& h) {
     case Tier::kBackend:
       e.on_backend = std::move(stored);
       break;
-    case Tier::kHost:
-      be_->Download(e.in_memory.mutable_raw(), stored.data(), n);
+    case Tier::kHost: {
+      QF_ASSERT(e.download_ticket == 0 && e.prefetched.empty(), "activation batch {} put back while in flight", i);
+      e.download_ticket = be_->DownloadInBackground(e.in_memory.mutable_raw(), stored.data(), n);
+      if (e.download_ticket != 0) {
+        e.downloading = std::move(stored);
+        downloads_in_flight_.push_back(i);
+        if (static_cast<int>(downloads_in_flight_.size()) > kDownloadsInFlight) {
+          FinishDownload(entries_[static_cast<size_t>(downloads_in_flight_.front())]);
+        }
+      }
       break;
+    }
     case Tier::kSpill: {
       std::vector<char> staging(be_->host_accessible() ? 0 : static_cast<size_t>(n));
       const void* src = stored.data();

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -45,6 +46,13 @@ class ActivationStore {
   // so one set of activations serves a whole layer's forward. Between the two, batch `i` must not be read.
   HiddenStates Take(int64_t i);
   void Put(int64_t i, HiddenStates&& h);
+  // Starts copying batch `i` to backend memory in the background when it is held in host memory, so that
+  // the next Get / Take of it need not wait for the copy (call it a batch ahead: the copy runs beside that
+  // batch's ops). Put streams a host-held batch back the same way: the copy to host memory runs beside the
+  // ops that follow, and at most kDownloadsInFlight batches are on their way at once. A no-op for batches in
+  // backend memory or in the spill file, and for a batch that is taken or being copied already.
+  void Prefetch(int64_t i);
+  static constexpr int kDownloadsInFlight = 2;
   // Shape of batch `i`: rows (batch*seq) and cols (hidden).
   std::pair<int64_t, int64_t> shape(int64_t i) const;
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }
@@ -75,6 +83,13 @@ class ActivationStore {
     bool taken = false;        // kBackend, f32 storage: handed out by Take without a copy
     Tensor in_memory;          // kHost: the batch in the storage dtype
     int64_t file_offset = -1;  // kSpill: where its bytes start
+    // kHost batches stream through backend memory: the copy of in_memory Prefetch started (a cache, consumed
+    // by the next Get / Take), and the stored bytes Put is copying back into in_memory (in_memory is not
+    // valid, and the buffer must live, until its download ticket is awaited).
+    mutable Buffer prefetched;
+    mutable int64_t upload_ticket = 0;
+    mutable Buffer downloading;
+    mutable int64_t download_ticket = 0;
   };
   int64_t StoredBytes(const Entry& e) const { return e.rows * e.cols * static_cast<int64_t>(DTypeSize(storage_)); }
   // `h` in the storage dtype, in backend memory (h's own buffer for f32 storage).
@@ -86,6 +101,10 @@ class ActivationStore {
   // Copies the stored bytes of entry `e` (any tier) to host memory `dst`.
   void ReadStored(const Entry& e, void* dst) const;
   void Spill(const void* data, int64_t n, Entry& e);
+  // Waits for the background download of entry `e` (and those before it) and frees their device copies.
+  void FinishDownload(const Entry& e) const;
+  // The prefetched device copy of kHost entry `e` (awaited), or an empty Buffer when none was started.
+  Buffer TakePrefetched(const Entry& e) const;
   Backend* be_ = nullptr;
   int64_t budget_ = 0;         // host RAM tier
   int64_t device_budget_ = 0;  // backend-memory tier
@@ -95,6 +114,7 @@ class ActivationStore {
   ScopedTemporary spill_registration_;
   int64_t spill_size_ = 0;
   std::vector<Entry> entries_;
+  mutable std::deque<int64_t> downloads_in_flight_;  // entry indices, in ticket order
   int64_t bytes_ = 0;
   int64_t memory_bytes_ = 0;
   int64_t device_bytes_ = 0;

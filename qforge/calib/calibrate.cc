@@ -21,6 +21,7 @@ LayerwiseOptions ResolveLayerwiseOptions(const config::QuantizeConfig& config, c
   lo.save_every = ov.save_every.value_or(lw.save_every);
   lo.save_quantizers_only = ov.save_quantizers_only.value_or(!lw.calib_mutates_weights);
   lo.activation_memory = ov.activation_memory;
+  lo.device_activation_memory = ov.device_activation_memory;
   lo.device_chunk_rows = ov.device_chunk_rows;
   lo.device_mlp_rows = ov.device_mlp_rows;
   lo.restart = ov.restart;

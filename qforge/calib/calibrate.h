@@ -23,6 +23,7 @@ struct LayerwiseOverrides {
   std::optional<int64_t> save_every;
   std::optional<bool> save_quantizers_only;
   int64_t activation_memory = int64_t{2} << 30;
+  int64_t device_activation_memory = LayerwiseOptions{}.device_activation_memory;
   bool restart = false;
   int64_t device_chunk_rows = LayerwiseOptions{}.device_chunk_rows;  // (LayerwiseOptions, on a device)
   int64_t device_mlp_rows = LayerwiseOptions{}.device_mlp_rows;

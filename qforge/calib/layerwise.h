@@ -42,7 +42,9 @@ struct LayerwiseOptions {
   bool save_quantizers_only = false;     // == !calib_mutates_weights: never write weights
   int64_t activation_memory = int64_t{2} << 30;  // bytes of activations kept in host RAM
   // Bytes of activations kept in device memory on a GPU backend (-1: half the memory free when calibration
-  // starts); ignored on the CPU.
+  // starts); ignored on the CPU. The batches beyond it are held in host RAM (activation_memory) and stream
+  // through the device: each loop over the batches copies the next one in while it runs this one, and copies
+  // outputs back beside the next ones (ActivationStore::Prefetch).
   int64_t device_activation_memory = -1;
   // On a device backend, a layer's attention runs on parts of about this many rows (whole sequences) of
   // each batch (ForwardModel::set_max_chunk_rows; 0: whole batches), and a dense MLP on at most

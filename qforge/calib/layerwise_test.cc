@@ -183,24 +183,42 @@ TEST_P(LayerwiseModels, DevicePathsEqualTheCpuBitForBit) {
     ExpectSameState(ref, s, "device, whole model");
     EXPECT_GT(dev.stats().h2d_bytes, 0);  // weights and ids went up as uploads
   }
-  // Device tier large enough, then one that holds a single batch of 2 x 32 tokens (the rest goes to host
-  // RAM, 50000 bytes, then spills). The first stores the activations of the dense model in parts of one
-  // sequence and runs each layer on parts of 32 rows (the MoE model: whole batches, run in parts), the second
-  // stores and runs whole batches: max hooks of per-tensor amax are row-local, so both are bit-identical.
-  for (int64_t device_budget : {int64_t{-1}, int64_t{2 * 32 * 4} * model->config().hidden_size}) {
-    ForwardModel fm(*model, dev);
-    QuantState s = Fresh(*model, c);
-    LayerwiseOptions o;
-    o.show_progress = false;
-    o.device_chunk_rows = device_budget < 0 ? 32 : 0;
-    o.activation_memory = 50000;
-    o.device_activation_memory = device_budget;
-    const LayerwiseReport r = LayerwiseMaxCalibrate(fm, s, [&] { return data; }, MaxOptions(c), o);
-    ExpectSameState(ref, s, "device, layerwise, device budget " + std::to_string(device_budget));
-    EXPECT_GT(r.peak_device_activation_bytes, 0);
-    if (device_budget > 0) {
-      EXPECT_LE(r.peak_device_activation_bytes, device_budget);  // one set, updated in place
-      EXPECT_GT(r.spilled_bytes, 0);
+  // Device tier large enough, then one that holds a single batch of 2 x 32 tokens with the rest in host RAM
+  // (1 GiB: every batch streams through the device, copied in a batch ahead and back in the background, which
+  // the test backend does only when awaited), then one that holds a single batch with 50000 bytes of host RAM
+  // (the rest spills). The first stores the activations of the dense model in parts of one sequence and runs
+  // each layer on parts of 32 rows (the MoE model: whole batches, run in parts), the others store and run
+  // whole batches: max hooks of per-tensor amax are row-local, so all are bit-identical.
+  const int64_t one_batch = int64_t{2 * 32 * 4} * model->config().hidden_size;
+  for (auto [device_budget, host_budget] :
+       {std::pair<int64_t, int64_t>{-1, 50000}, {one_batch, int64_t{1} << 30}, {one_batch, 50000}}) {
+    const int64_t downloads_before = dev.background_downloads;
+    {
+      ForwardModel fm(*model, dev);
+      QuantState s = Fresh(*model, c);
+      LayerwiseOptions o;
+      o.show_progress = false;
+      o.device_chunk_rows = device_budget < 0 ? 32 : 0;
+      o.activation_memory = host_budget;
+      o.device_activation_memory = device_budget;
+      const LayerwiseReport r = LayerwiseMaxCalibrate(fm, s, [&] { return data; }, MaxOptions(c), o);
+      const std::string what = "device, layerwise, device budget " + std::to_string(device_budget) + ", host budget " +
+                               std::to_string(host_budget);
+      ExpectSameState(ref, s, what);
+      EXPECT_GT(r.peak_device_activation_bytes, 0) << what;
+      if (device_budget > 0) {
+        EXPECT_LE(r.peak_device_activation_bytes, device_budget) << what;  // one set, updated in place
+        EXPECT_EQ(r.spilled_bytes > 0, host_budget < one_batch) << what;
+      }
+    }
+    // Every background copy was awaited by the end.
+    EXPECT_EQ(dev.pending_download_count(), 0);
+    EXPECT_EQ(dev.pending_uploads(), 0);
+    if (host_budget > one_batch) {
+      // Each layer's forward puts back the batch that is not on the device (data: 2 batches).
+      EXPECT_GE(dev.background_downloads - downloads_before, model->config().num_layers);
+    } else {
+      EXPECT_EQ(dev.background_downloads, downloads_before);
     }
   }
 }

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -62,6 +63,7 @@ struct QuantizeArgs {
   bool qdq_from_prev = false;
   bool no_qdq_from_prev = false;
   int64_t activation_memory = int64_t{2} << 30;
+  int64_t device_activation_memory = LayerwiseOptions{}.device_activation_memory;
   bool restart = false;
   int64_t device_chunk_rows = LayerwiseOptions{}.device_chunk_rows;
   int64_t device_mlp_rows = LayerwiseOptions{}.device_mlp_rows;
@@ -179,6 +181,7 @@ int RunQuantize(const QuantizeArgs& a) {
   if (a.qdq_from_prev) co.layerwise.qdq_from_prev = true;
   if (a.no_qdq_from_prev) co.layerwise.qdq_from_prev = false;
   co.layerwise.activation_memory = a.activation_memory;
+  co.layerwise.device_activation_memory = a.device_activation_memory;
   co.layerwise.restart = a.restart;
   co.layerwise.device_chunk_rows = a.device_chunk_rows;
   co.layerwise.device_mlp_rows = a.device_mlp_rows;
@@ -369,6 +372,12 @@ CommandRegistrar reg(
       sub.add_option("--activation-memory", a->activation_memory,
                      "bytes of captured activations per set kept in RAM before spilling to the checkpoint dir")
           ->capture_default_str();
+      sub.add_option("--device-activation-memory", a->device_activation_memory,
+                     "layerwise on a device: bytes of captured activations kept in device memory (-1: half of "
+                     "what is free); the rest stay in RAM (--activation-memory) and cross to the device a batch "
+                     "ahead of the compute, and back beside it")
+          ->capture_default_str()
+          ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()));
       sub.add_flag("--restart", a->restart, "discard an existing layerwise checkpoint and start over");
       sub.add_option("--device-chunk-rows", a->device_chunk_rows,
                      "layerwise on a device: rows of a batch (whole sequences) per attention part, and per stored "

@@ -88,6 +88,15 @@ int64_t Backend::UploadInBackground(void* dst, const void* host, int64_t bytes, 
   return CopyToDeviceInBackground(dst, host, bytes, std::move(owner));
 }
 
+int64_t Backend::DownloadInBackground(void* host, const void* src, int64_t bytes) {
+  if (bytes <= 0) return 0;
+  if (!host_accessible()) {
+    stats_.d2h_bytes += bytes;
+    ++stats_.d2h_copies;
+  }
+  return CopyToHostInBackground(host, src, bytes);
+}
+
 void Backend::Upload(void* dst, const void* host, int64_t bytes) {
   if (bytes <= 0) return;
   CopyToDevice(dst, host, bytes);

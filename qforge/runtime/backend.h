@@ -143,6 +143,15 @@ class Backend {
   // after the copies; the host does not wait for the device). Returns once those host bytes have been read.
   // Throws the error of a failed background copy. Ticket 0: nothing to wait for.
   virtual void AwaitUpload(int64_t ticket) {}
+  // Background download (write-back): copies `bytes` backend bytes at `src` into host memory `host` off the
+  // calling thread and beside the ops, after every op issued before this call (those that write src). The
+  // host bytes are valid once AwaitDownload(ticket) returns; until then src must not be freed or written and
+  // host must not be read. Counted in stats() now. Returns a ticket; 0 if it copied synchronously already
+  // (the default, and every host-accessible backend).
+  int64_t DownloadInBackground(void* host, const void* src, int64_t bytes);
+  // Returns once background downloads up to `ticket` are in host memory (the host waits for them, not for
+  // ops issued after them). Throws the error of a failed background copy. Ticket 0: nothing to wait for.
+  virtual void AwaitDownload(int64_t ticket) {}
   // dst[0, bytes) = 0.
   virtual void Zero(void* dst, int64_t bytes) = 0;
   // Waits until every op issued so far has finished.
@@ -361,6 +370,11 @@ class Backend {
   virtual int64_t CopyToDeviceInBackground(void* dst, const void* host, int64_t bytes,
                                            std::shared_ptr<const void> owner) {
     CopyToDevice(dst, host, bytes);
+    return 0;
+  }
+  // Behind DownloadInBackground: the default copies now (CopyToHost) and returns ticket 0.
+  virtual int64_t CopyToHostInBackground(void* host, const void* src, int64_t bytes) {
+    CopyToHost(host, src, bytes);
     return 0;
   }
 

@@ -3,6 +3,7 @@
 // out-of-memory and factory errors. Each test that checks statistics creates its own backend.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <string>
@@ -49,6 +50,40 @@ TEST_P(DeviceBackendTest, AllocUploadDownloadCountedRoundTrip) {
     EXPECT_EQ(be->stats().allocated_bytes, s0.allocated_bytes);
   }
   EXPECT_TRUE(be->Alloc(0).empty());
+}
+
+// Background copies both ways, ordered after the ops issued before them: a buffer written by an op (Copy, Zero)
+// and then downloaded in the background holds the op's result; several downloads in flight at once, of odd and
+// multi-chunk sizes, each complete by its own AwaitDownload; a background upload awaited feeds the next op.
+TEST_P(DeviceBackendTest, BackgroundDownloadsAndUploadsFollowTheOpsBeforeThem) {
+  auto be = CreateBackend(GetParam().name, GetParam().dtype);
+  const std::vector<int64_t> sizes = {1, 4099, (int64_t{32} << 20) - 1, int64_t{2} * (int64_t{32} << 20) + 777,
+                                      int64_t{5} << 20};
+  std::vector<Buffer> src, mid;
+  std::vector<std::vector<uint8_t>> want, got;
+  std::vector<int64_t> tickets;
+  for (size_t j = 0; j < sizes.size(); ++j) {
+    const int64_t bytes = sizes[j];
+    want.push_back(Pattern(static_cast<size_t>(bytes), static_cast<uint32_t>(j + 1)));
+    // An upload in the background, awaited, then an op that copies it on and zeroes its first bytes.
+    src.push_back(be->Alloc(bytes));
+    mid.push_back(be->Alloc(bytes));
+    const int64_t up = be->UploadInBackground(src.back().data(), want.back().data(), bytes, nullptr);
+    be->AwaitUpload(up);
+    be->Copy(mid.back().data(), src.back().data(), bytes);
+    const int64_t zeroed = std::min<int64_t>(bytes, 1000);
+    be->Zero(mid.back().data(), zeroed);
+    std::fill(want.back().begin(), want.back().begin() + zeroed, 0);
+    got.emplace_back(static_cast<size_t>(bytes), 0xAB);
+    const MemoryStats s0 = be->stats();
+    tickets.push_back(be->DownloadInBackground(got.back().data(), mid.back().data(), bytes));
+    EXPECT_EQ(be->stats().d2h_bytes, s0.d2h_bytes + bytes);
+  }
+  // Awaited out of order: a later ticket covers the earlier ones too.
+  be->AwaitDownload(tickets[2]);
+  for (size_t j = 0; j <= 2; ++j) EXPECT_TRUE(got[j] == want[j]) << "download " << j << " of " << sizes[j] << " bytes";
+  be->AwaitDownload(tickets.back());
+  for (size_t j = 0; j < sizes.size(); ++j) EXPECT_TRUE(got[j] == want[j]) << "download " << j;
 }
 
 TEST_P(DeviceBackendTest, CopyZeroAndPeak) {

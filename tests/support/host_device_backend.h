@@ -120,6 +120,20 @@ class HostDeviceBackend final : public Backend {
       ++awaited_uploads;
     }
   }
+  // Background downloads likewise copy nothing until they are awaited, and the host bytes hold 0xFF (NaN in
+  // f32 and bf16) until then: a caller that reads them without AwaitDownload reads NaN, and one that frees
+  // the source before it has the copy read freed memory (which AddressSanitizer reports).
+  void AwaitDownload(int64_t ticket) override {
+    while (!pending_downloads_.empty() && pending_downloads_.front().ticket <= ticket) {
+      const Pending& p = pending_downloads_.front();
+      std::memcpy(const_cast<void*>(p.host), p.dst, static_cast<size_t>(p.bytes));
+      pending_downloads_.pop_front();
+      ++awaited_downloads;
+    }
+  }
+  int64_t background_downloads = 0;  // submitted
+  int64_t awaited_downloads = 0;     // copied by an AwaitDownload
+  int64_t pending_download_count() const { return static_cast<int64_t>(pending_downloads_.size()); }
   int64_t background_uploads = 0;  // submitted
   int64_t awaited_uploads = 0;     // copied by an AwaitUpload
   int64_t pending_uploads() const { return static_cast<int64_t>(pending_.size()); }
@@ -139,6 +153,13 @@ class HostDeviceBackend final : public Backend {
     ++background_uploads;
     return last_ticket_;
   }
+  int64_t CopyToHostInBackground(void* host, const void* src, int64_t bytes) override {
+    std::memset(host, 0xFF, static_cast<size_t>(bytes));
+    // (dst: the backend bytes, read when awaited; host: where they go)
+    pending_downloads_.push_back(Pending{const_cast<void*>(src), host, bytes, nullptr, ++last_download_ticket_});
+    ++background_downloads;
+    return last_download_ticket_;
+  }
 
  private:
   Backend& cpu_;
@@ -151,6 +172,8 @@ class HostDeviceBackend final : public Backend {
   };
   std::deque<Pending> pending_;
   int64_t last_ticket_ = 0;
+  std::deque<Pending> pending_downloads_;
+  int64_t last_download_ticket_ = 0;
 };
 
 }  // namespace qforge::testing_support

@@ -129,4 +129,112 @@ void BackgroundUploader::Copy(const Job& job) {
   Throw(cudaEventRecord(copied_, copy_stream_), "cudaEventRecord");
 }
 
+BackgroundDownloader::~BackgroundDownloader() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  cudaSetDevice(device_);
+  if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
+  for (Job& j : jobs_) {  // (left only if the worker never started)
+    if (j.ready != nullptr) cudaEventDestroy(j.ready);
+  }
+  for (int i = 0; i < 2; ++i) {
+    if (staging_[i] != nullptr) cudaFreeHost(staging_[i]);
+    if (staging_full_[i] != nullptr) cudaEventDestroy(staging_full_[i]);
+  }
+  if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
+}
+
+void BackgroundDownloader::Start() {
+  Throw(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), "cudaStreamCreate (download stream)");
+  for (int i = 0; i < 2; ++i) {
+    Throw(cudaHostAlloc(&staging_[i], kChunkBytes, cudaHostAllocDefault), "cudaHostAlloc (pinned staging)");
+    Throw(cudaEventCreateWithFlags(&staging_full_[i], cudaEventDisableTiming), "cudaEventCreate");
+  }
+  worker_ = std::thread([this] { Run(); });
+}
+
+int64_t BackgroundDownloader::Submit(void* host, const void* src, int64_t bytes, cudaStream_t op_stream) {
+  QF_ASSERT(bytes > 0 && host != nullptr && src != nullptr, "BackgroundDownloader::Submit of {} bytes", bytes);
+  if (!worker_.joinable()) Start();
+  Job job{static_cast<char*>(host), static_cast<const char*>(src), bytes, nullptr, 0};
+  Throw(cudaEventCreateWithFlags(&job.ready, cudaEventDisableTiming), "cudaEventCreate");
+  Throw(cudaEventRecord(job.ready, op_stream), "cudaEventRecord");
+  std::lock_guard<std::mutex> lock(mu_);
+  job.ticket = next_ticket_++;
+  jobs_.push_back(job);
+  cv_.notify_all();
+  return job.ticket;
+}
+
+void BackgroundDownloader::Await(int64_t ticket) {
+  if (ticket <= 0) return;
+  std::unique_lock<std::mutex> lock(mu_);
+  QF_ASSERT(ticket < next_ticket_, "BackgroundDownloader::Await of ticket {} never submitted", ticket);
+  cv_.wait(lock, [&] { return done_ticket_ >= ticket; });
+  if (!error_.empty()) throw Error(error_);
+}
+
+void BackgroundDownloader::Run() {
+  cudaSetDevice(device_);
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      job = jobs_.front();
+      jobs_.pop_front();
+    }
+    std::string failure;
+    if (error_.empty()) {
+      try {
+        Copy(job);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+    }
+    cudaEventDestroy(job.ready);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!failure.empty() && error_.empty()) error_ = failure;
+      done_ticket_ = job.ticket;
+    }
+    cv_.notify_all();
+  }
+}
+
+void BackgroundDownloader::Copy(const Job& job) {
+  Throw(cudaStreamWaitEvent(copy_stream_, job.ready, 0), "cudaStreamWaitEvent (download stream)");
+  // Chunk c's DMA goes into staging[c & 1] while the host copies chunk c - 1 out of the other one.
+  auto copy_out = [&](int64_t off, size_t len, int i) {
+    Throw(cudaEventSynchronize(staging_full_[i]), "cudaEventSynchronize (pinned staging)");
+    constexpr size_t kPiece = size_t{2} << 20;
+    const int64_t pieces = static_cast<int64_t>((len + kPiece - 1) / kPiece);
+    const char* stage = static_cast<const char*>(staging_[i]);
+    char* dst = job.host + off;
+#pragma omp parallel for num_threads(kCopyThreads) schedule(dynamic, 1) if (pieces > 1)
+    for (int64_t p = 0; p < pieces; ++p) {
+      const size_t o = static_cast<size_t>(p) * kPiece;
+      std::memcpy(dst + o, stage + o, std::min(kPiece, len - o));
+    }
+  };
+  int64_t prev_off = -1;
+  size_t prev_len = 0;
+  int64_t chunk_index = 0;
+  for (int64_t off = 0; off < job.bytes; off += static_cast<int64_t>(kChunkBytes), ++chunk_index) {
+    const size_t len = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(kChunkBytes), job.bytes - off));
+    const int i = static_cast<int>(chunk_index & 1);
+    Throw(cudaMemcpyAsync(staging_[i], job.src + off, len, cudaMemcpyDeviceToHost, copy_stream_), "cudaMemcpyAsync");
+    Throw(cudaEventRecord(staging_full_[i], copy_stream_), "cudaEventRecord");
+    if (prev_off >= 0) copy_out(prev_off, prev_len, i ^ 1);
+    prev_off = off;
+    prev_len = len;
+  }
+  if (prev_off >= 0) copy_out(prev_off, prev_len, static_cast<int>((chunk_index - 1) & 1));
+}
+
 }  // namespace qforge::cuda

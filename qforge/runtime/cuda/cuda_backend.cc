@@ -56,6 +56,7 @@ class CudaBackend final : public Backend {
     Activate();
     uploader_->Await(ticket, stream_);
   }
+  void AwaitDownload(int64_t ticket) override { downloader_->Await(ticket); }
   void Zero(void* dst, int64_t bytes) override;
   void Synchronize() override;
   std::pair<int64_t, int64_t> MemoryInfo() const override;
@@ -136,6 +137,10 @@ class CudaBackend final : public Backend {
     Activate();
     return uploader_->Submit(dst, host, bytes, std::move(owner), stream_);
   }
+  int64_t CopyToHostInBackground(void* host, const void* src, int64_t bytes) override {
+    Activate();
+    return downloader_->Submit(host, src, bytes, stream_);
+  }
 
  private:
   bool round_bf16() const { return compute_dtype() == ComputeDType::kBF16; }
@@ -175,8 +180,9 @@ class CudaBackend final : public Backend {
   void* staging_[2] = {nullptr, nullptr};          // pinned host buffers of kStagingBytes
   cudaEvent_t staging_done_[2] = {nullptr, nullptr};  // recorded after the last copy that used each
 
-  // Reset first in the destructor: its worker must stop before the streams and the memory go.
+  // Reset first in the destructor: their workers must stop before the streams and the memory go.
   std::unique_ptr<cuda::BackgroundUploader> uploader_ = std::make_unique<cuda::BackgroundUploader>(device_);
+  std::unique_ptr<cuda::BackgroundDownloader> downloader_ = std::make_unique<cuda::BackgroundDownloader>(device_);
 };
 
 CudaBackend::CudaBackend(int device, ComputeDType compute_dtype)
@@ -204,6 +210,7 @@ CudaBackend::CudaBackend(int device, ComputeDType compute_dtype)
 CudaBackend::~CudaBackend() {
   // No throwing here: errors of the device at teardown are not actionable.
   uploader_.reset();
+  downloader_.reset();
   cudaSetDevice(device_);
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   if (cublas_ != nullptr) cublasDestroy(cublas_);
