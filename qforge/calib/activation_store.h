@@ -52,7 +52,13 @@ class ActivationStore {
   // ops that follow, and at most kDownloadsInFlight batches are on their way at once. A no-op for batches in
   // backend memory or in the spill file, and for a batch that is taken or being copied already.
   void Prefetch(int64_t i);
-  static constexpr int kDownloadsInFlight = 2;
+  // Prefetch of batches [next, next + kPrefetchBatches): called with b + 1 after taking batch b, it gives
+  // each copy in the time of two batches' ops (a copy starts after the ops issued before it).
+  void PrefetchAhead(int64_t next) {
+    for (int64_t i = next; i < next + kPrefetchBatches; ++i) Prefetch(i);
+  }
+  static constexpr int kPrefetchBatches = 2;
+  static constexpr int kDownloadsInFlight = 3;
   // Shape of batch `i`: rows (batch*seq) and cols (hidden).
   std::pair<int64_t, int64_t> shape(int64_t i) const;
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }

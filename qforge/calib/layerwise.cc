@@ -355,17 +355,17 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
     const bool want_next = needs_forward;
     if (needs_forward) {
       MaxCalibHooks hooks(state, mo);
-      // Each loop over the batches starts the next batch's copy from host memory (where the activations do
-      // not fit on the device) before it runs this one, so that the copy overlaps the layer's ops.
-      inputs.Prefetch(0);
+      // Each loop over the batches starts the next batches' copies from host memory (where the activations do
+      // not fit on the device) before it runs this one, so that the copies overlap the layer's ops.
+      inputs.PrefetchAhead(0);
       for (int64_t b = 0; b < inputs.size(); ++b) {
         if (keep_inputs) {
           HiddenStates h = inputs.Get(b);
-          inputs.Prefetch(b + 1);
+          inputs.PrefetchAhead(b + 1);
           fm.RunLayer(l, h, &hooks);
         } else {  // max hooks do not modify: these are the unquantized outputs
           HiddenStates h = inputs.Take(b);
-          inputs.Prefetch(b + 1);
+          inputs.PrefetchAhead(b + 1);
           fm.RunLayer(l, h, &hooks);
           inputs.Put(b, std::move(h));
         }
@@ -418,10 +418,10 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
         bool WantsLinearOutput(int) const override { return false; }
         InputTap LinearInputTap(Backend&, int, int64_t, int64_t) override { return {false, nullptr}; }
       } passive;
-      inputs.Prefetch(0);
+      inputs.PrefetchAhead(0);
       for (int64_t b = 0; b < inputs.size(); ++b) {
         HiddenStates h = inputs.Take(b);
-        inputs.Prefetch(b + 1);
+        inputs.PrefetchAhead(b + 1);
         fm.RunLayer(l, h, &passive);
         inputs.Put(b, std::move(h));
       }
@@ -433,10 +433,10 @@ LayerwiseReport LayerwiseMaxCalibrate(ForwardModel& fm, QuantState& state, const
       Timer tq;
       auto previous = SetFakeQuantLayerWeights(model, state, l, be.host_kernels());
       FakeQuantHooks fq = FakeQuantHooks::FromState(model, state);
-      inputs.Prefetch(0);
+      inputs.PrefetchAhead(0);
       for (int64_t b = 0; b < inputs.size(); ++b) {
         HiddenStates h = inputs.Take(b);
-        inputs.Prefetch(b + 1);
+        inputs.PrefetchAhead(b + 1);
         fm.RunLayer(l, h, &fq);
         inputs.Put(b, std::move(h));
       }

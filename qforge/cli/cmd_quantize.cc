@@ -374,8 +374,8 @@ CommandRegistrar reg(
           ->capture_default_str();
       sub.add_option("--device-activation-memory", a->device_activation_memory,
                      "layerwise on a device: bytes of captured activations kept in device memory (-1: half of "
-                     "what is free); the rest stay in RAM (--activation-memory) and cross to the device a batch "
-                     "ahead of the compute, and back beside it")
+                     "what is free); the rest stay in RAM (--activation-memory) and cross to the device two "
+                     "batches ahead of the compute, and back beside it")
           ->capture_default_str()
           ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()));
       sub.add_flag("--restart", a->restart, "discard an existing layerwise checkpoint and start over");
