@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <exception>
 #include <cstdio>
 #include <cstring>
 
@@ -62,11 +64,17 @@ ActivationStore& ActivationStore::operator=(ActivationStore&& o) noexcept {
 }
 
 void ActivationStore::Clear() {
-  // Copies in flight read or write the entries' memory: wait for them first.
-  if (!downloads_in_flight_.empty()) FinishDownload(entries_[static_cast<size_t>(downloads_in_flight_.back())]);
-  for (const Entry& e : entries_) {
-    if (e.upload_ticket != 0) be_->AwaitUpload(e.upload_ticket);
+  // Copies in flight read or write the entries' memory: wait for them first. (Clear runs in the destructor
+  // and in noexcept moves: a failed copy's error is not thrown here; the backend reports it to the next
+  // caller that awaits a copy.)
+  try {
+    if (!downloads_in_flight_.empty()) FinishDownload(entries_[static_cast<size_t>(downloads_in_flight_.back())]);
+    int64_t last_upload = 0;  // tickets complete in order: the last covers the others
+    for (const Entry& e : entries_) last_upload = std::max(last_upload, e.upload_ticket);
+    be_->AwaitUpload(last_upload);
+  } catch (const std::exception&) {
   }
+  downloads_in_flight_.clear();
   entries_.clear();
   if (spill_fd_ >= 0) {
     ::close(spill_fd_);
