@@ -47,8 +47,8 @@ class ActivationStore {
   HiddenStates Take(int64_t i);
   void Put(int64_t i, HiddenStates&& h);
   // Starts copying batch `i` to backend memory in the background when it is held in host memory, so that
-  // the next Get / Take of it need not wait for the copy (call it a batch ahead: the copy runs beside that
-  // batch's ops). Put streams a host-held batch back the same way: the copy to host memory runs beside the
+  // the next Get / Take of it need not wait for the copy (call it ahead of that Get / Take, as PrefetchAhead
+  // does: the copy runs beside the ops in between). Put streams a host-held batch back the same way: the copy to host memory runs beside the
   // ops that follow, and at most kDownloadsInFlight batches are on their way at once. A no-op for batches in
   // backend memory or in the spill file, and for a batch that is taken or being copied already.
   void Prefetch(int64_t i);
